@@ -1,0 +1,43 @@
+# venom.models: one entry point for setting up, testing, benchmarking and the demo.
+# Every target sets up what it needs (venv, servers, hosts) and is safe to run again.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+PYTEST := $(PY) -m pytest -ra -p no:cacheprovider
+
+.PHONY: venv test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo bench clean
+
+venv:
+	@scripts/venv.sh
+
+## The README's test command: every tier, in order; any failure or (under CI) any skip fails.
+test: venv
+	@scripts/test.sh all
+
+test-unit: venv
+	@scripts/test.sh unit
+test-sanity: venv
+	@scripts/test.sh sanity
+test-units: venv
+	@scripts/test.sh units
+test-lint: venv
+	@scripts/test.sh lint
+test-build: venv
+	@scripts/test.sh build
+test-integration: venv
+	@scripts/test.sh integration
+test-fleet: venv
+	@scripts/test.sh fleet
+
+## The README's first command: the main job on an embedded default (this machine as the host).
+demo: venv
+	@scripts/demo.sh
+
+bench: venv
+	@scripts/bench.sh
+
+clean:
+	rm -rf $(VENV) .build .pytest_cache .hypothesis tests/output demo-state
