@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test tiers need (idempotent). Needs root for apt-get; without
 # root it only checks and names what is missing.
-#   shellcheck           ansible-test sanity (shell scripts)
+#   ansible-test sanity (shell scripts): the shell script linter package
 #   git, git-lfs         test repositories served by the olah Hub mirror
 #   systemd-container, debootstrap, openssh-client   the fleet of nspawn hosts
 set -euo pipefail
