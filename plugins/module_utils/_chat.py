@@ -27,7 +27,7 @@ import re
 
 from ansible_collections.venom.models.plugins.module_utils._capabilities import analyze_chat_template
 from ansible_collections.venom.models.plugins.module_utils._chat_template import (
-    MAX_OUTPUT_CHARS, ChatTemplateError, _plain, content_format, render_template, template_kind)
+    MAX_OUTPUT_CHARS, ChatTemplateError, content_format, render_template, template_kind)
 from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
 
 DEFAULT_FOLD_TEMPLATE = "Instructions: {system}\n\nUser: {user}"
@@ -76,11 +76,6 @@ def _check_content(i: int, content):
         return parts
     raise ValidationError(f"Message {i}: content must be a string, a list of content parts or null, "
                           f"not {type(content).__name__}.", fix="Give the message text as a string.")
-
-
-def plain_data(value):
-    """Plain Python data (str/int/float/bool/None, dicts and lists) from any mapping/sequence input."""
-    return _plain(value)
 
 
 def normalize_messages(messages) -> list:

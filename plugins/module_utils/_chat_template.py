@@ -425,7 +425,7 @@ class _Watchdog:
         return False
 
 
-def _plain(value, depth=0):
+def plain_data(value, depth=0):
     """Plain JSON-like Python data (dict/list/str/int/float/bool/None) for the template."""
     if depth > 64:
         raise ChatTemplateError("The data passed to the chat template is nested too deeply.",
@@ -439,9 +439,9 @@ def _plain(value, depth=0):
     if isinstance(value, float):
         return float(value)
     if isinstance(value, dict):
-        return {str(k): _plain(v, depth + 1) for k, v in value.items()}
+        return {str(k): plain_data(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, depth + 1) for v in value]
+        return [plain_data(v, depth + 1) for v in value]
     raise ChatTemplateError(f"The data passed to the chat template holds a {type(value).__name__}.",
                             fix="Pass only strings, numbers, booleans, lists and mappings.", kind="input")
 
@@ -450,7 +450,7 @@ def render_template(source: str, variables: dict, timeout: float | None = DEFAUL
                     max_output: int = MAX_OUTPUT_CHARS) -> str:
     """Render ``source`` with ``variables`` in the sandbox, within the time and size bounds."""
     compiled = compile_template(source)
-    data = _plain(variables)
+    data = plain_data(variables)
     out: list = []
     size = 0
     try:
