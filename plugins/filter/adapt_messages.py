@@ -70,6 +70,9 @@ options:
         refuses it or drops text.
     type: bool
     default: true
+notes:
+  - Capabilities from M(venom.models.venom_model_facts) or from a file are data and are used as they are. A chat
+    template written into a playbook variable must be tagged C(!unsafe), or Ansible templates it itself.
 seealso:
   - plugin: venom.models.render_chat
     plugin_type: filter

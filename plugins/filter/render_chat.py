@@ -55,6 +55,9 @@ options:
     description:
       - More variables for the template (for example C(enable_thinking) or C(date_string)).
     type: dict
+notes:
+  - Capabilities from M(venom.models.venom_model_facts) or from a file are data and are used as they are. A chat
+    template written into a playbook variable must be tagged C(!unsafe), or Ansible templates it itself.
 seealso:
   - plugin: venom.models.adapt_messages
     plugin_type: filter

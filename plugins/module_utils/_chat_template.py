@@ -326,6 +326,11 @@ if jinja2 is not None:
                 return _guard_str_method(owner, name, value)
             return None
 
+        def unsafe_undefined(self, obj, attribute):
+            # refuse at once (jinja would return an undefined value that only fails when used)
+            raise jinja2.sandbox.SecurityError(
+                f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
         def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
             return _check_value(super().call(__context, __obj, *args, **kwargs))
 
@@ -446,9 +451,13 @@ def plain_data(value, depth=0):
                             fix="Pass only strings, numbers, booleans, lists and mappings.", kind="input")
 
 
-def render_template(source: str, variables: dict, timeout: float | None = DEFAULT_TIMEOUT,
-                    max_output: int = MAX_OUTPUT_CHARS) -> str:
-    """Render ``source`` with ``variables`` in the sandbox, within the time and size bounds."""
+def render_template(source: str, variables: dict, timeout: float | None = None, max_output: int | None = None) -> str:
+    """Render ``source`` with ``variables`` in the sandbox, within the time and size bounds.
+
+    ``timeout`` (seconds) defaults to ``DEFAULT_TIMEOUT``, ``max_output`` (characters) to ``MAX_OUTPUT_CHARS``.
+    """
+    timeout = DEFAULT_TIMEOUT if timeout is None else timeout
+    max_output = MAX_OUTPUT_CHARS if max_output is None else max_output
     compiled = compile_template(source)
     data = plain_data(variables)
     out: list = []
