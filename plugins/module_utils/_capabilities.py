@@ -414,7 +414,10 @@ def detect_hf_capabilities(model_dir: str) -> dict:
     if not os.path.isdir(model_dir):
         raise ValidationError(f"{model_dir} is not a directory.",
                               fix="Point capability detection at the model's directory (where config.json is).")
-    join = lambda name: os.path.join(model_dir, name)  # noqa: E731
+
+    def join(name):
+        return os.path.join(model_dir, name)
+
     config = _read_json(join("config.json"), notes)
     tok_config = _read_json(join("tokenizer_config.json"), notes)
     gen_config = _read_json(join("generation_config.json"), notes)

@@ -331,8 +331,8 @@ if jinja2 is not None:
             raise jinja2.sandbox.SecurityError(
                 f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
-        def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 (jinja's signature)
-            return _check_value(super().call(__context, __obj, *args, **kwargs))
+        def call(self, context, obj, /, *args, **kwargs):
+            return _check_value(super().call(context, obj, *args, **kwargs))
 
 
 _ENV = None
@@ -425,7 +425,7 @@ class _Watchdog:
             self._timer.join()
             if self.fired:
                 # the asynchronous exception may still be pending: let it surface here, inside the guard
-                for _ in range(1000):
+                for _spin in range(1000):
                     pass
         return False
 

@@ -272,7 +272,7 @@ def _parse(r: _Reader) -> GGUFMetadata:
     if kv_count * 13 > r.size - r.pos:
         r.fail(f"{kv_count} metadata entries do not fit in the rest of the file")
     metadata, types, truncated = {}, {}, {}
-    for _ in range(kv_count):
+    for _index in range(kv_count):
         key = r.string(limit=MAX_KEY_BYTES)
         vtype = r.u32()
         if vtype > FLOAT64:

@@ -128,7 +128,7 @@ def test_duplicate_keys_and_deep_nesting_are_refused(tmp_path):
     with pytest.raises(GGUFError, match="appears twice"):
         read_gguf_metadata(_write(tmp_path, dup))
     value = (T.UINT8, [1])
-    for _ in range(6):
+    for _depth in range(6):
         value = (T.ARRAY, [value])
     with pytest.raises(GGUFError, match="nested deeper"):
         read_gguf_metadata(_write(tmp_path, build_gguf([("deep", T.ARRAY, value)])))
@@ -194,8 +194,8 @@ def test_writer_reader_round_trip(tmp_path, entries, version, endian):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(tail=st.binary(max_size=300), prefix=st.sampled_from([b"", b"GGUF", b"GGUF\x03\x00\x00\x00",
-                                                              b"GGUF\x00\x00\x00\x02", b"GGUF\x02\x00\x00\x00"]))
+@given(tail=st.binary(max_size=300),
+       prefix=st.sampled_from([b"", b"GGUF", b"GGUF\x03\x00\x00\x00", b"GGUF\x00\x00\x00\x02", b"GGUF\x02\x00\x00\x00"]))
 def test_random_bytes_never_crash_nor_allocate(tmp_path, tail, prefix):
     tracemalloc.start()
     try:
@@ -213,7 +213,7 @@ def test_random_bytes_never_crash_nor_allocate(tmp_path, tail, prefix):
 @given(data=st.data())
 def test_corrupted_valid_files_never_crash(tmp_path, data):
     blob = bytearray(gguf_model("llama", chat_template="{{ messages }}"))
-    for _ in range(data.draw(st.integers(1, 6))):
+    for _change in range(data.draw(st.integers(1, 6))):
         pos = data.draw(st.integers(0, len(blob) - 1))
         blob[pos] = data.draw(st.integers(0, 255))
     try:
