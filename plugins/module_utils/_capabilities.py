@@ -72,7 +72,8 @@ def _needle(tag: str) -> str:
 
 def _probe(template: str, tokens: dict, messages: list, **extra):
     """(rendered text, None) or (None, ChatTemplateError)."""
-    variables = dict(tokens)
+    variables = {"tools": None, "documents": None}  # always passed by transformers, None when absent
+    variables.update(tokens)
     variables.update(messages=messages, add_generation_prompt=True)
     variables.update(extra)
     try:

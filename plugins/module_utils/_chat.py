@@ -373,7 +373,9 @@ def render_chat(messages, template_or_capabilities, add_generation_prompt: bool 
             "The model's template is an Ollama (Go) template, which only Ollama renders.",
             fix="Send the messages to Ollama's /api/chat; render_chat renders Jinja chat templates "
                 "(Hugging Face and GGUF models).", kind="format")
-    variables = {k: v for k, v in (special_tokens or {}).items() if isinstance(v, str)}
+    # like transformers (and vLLM through it): tools and documents are always passed, None when absent
+    variables = {"tools": None, "documents": None}
+    variables.update({k: v for k, v in (special_tokens or {}).items() if isinstance(v, str)})
     variables.update(extra)
     variables["messages"] = _for_template(msgs, content_format(template))
     variables["add_generation_prompt"] = bool(add_generation_prompt)

@@ -228,6 +228,11 @@ def test_render_chat_generation_prompt_and_extra_variables():
     assert "Today Date: 01 Jan 2030" in render_chat(msgs, caps, date_string="01 Jan 2030")
 
 
+def test_tools_and_documents_are_passed_as_none_like_transformers():
+    msgs = [{"role": "user", "content": "hi"}]
+    assert render_chat(msgs, "{{ tools is defined }}|{{ tools is none }}|{{ documents is none }}") == "True|True|True"
+
+
 # --- hostile templates -----------------------------------------------------------------------------
 
 HOSTILE = {
