@@ -117,8 +117,8 @@ def _seq_len(value) -> int | None:
 
 def _check_value(value):
     n = _seq_len(value)
-    if n is not None and n > MAX_VALUE_CHARS:
-        _limit(f"it built a value of {n} items or characters (at most {MAX_VALUE_CHARS})")
+    if n is not None and n > _value_limit():
+        _limit(f"it built a value of {n} items or characters (at most {_value_limit()})")
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         _limit(f"it computed an integer of {value.bit_length()} bits (at most {MAX_INT_BITS})")
     return value
@@ -155,15 +155,56 @@ def _check_brace_format(fmt: str, args, kwargs) -> None:
             _check_width(v, "a nested format width")
 
 
-def _total_len(items, sep_len: int = 0) -> int:
-    total = 0
-    for i, item in enumerate(items):
-        total += len(item) if isinstance(item, str) else len(str(item)) if isinstance(item, (int, float)) else 0
-        if i:
-            total += sep_len
-        if total > MAX_VALUE_CHARS:
-            break
+_STATE = threading.local()
+_MAX_DEPTH = 100
+
+
+def _value_limit() -> int:
+    return getattr(_STATE, "value_limit", MAX_VALUE_CHARS)
+
+
+def _weight(value, limit: int, memo: dict, depth: int = 0) -> int:
+    """About how many characters ``value`` becomes as text (str(), repr, JSON), stopping past ``limit``.
+
+    Containers can share their items, so a small structure may stand for an enormous text (a list of
+    itself twice, forty times over); shared items are counted once per use, with a memo by identity.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if value is None or isinstance(value, (bool, int, float)):
+        return 24
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if depth > _MAX_DEPTH:
+        _limit(f"it built data nested more than {_MAX_DEPTH} levels deep")
+    if jinja2 is not None and isinstance(value, jinja2.utils.Namespace):
+        value = object.__getattribute__(value, "_Namespace__attrs")
+    total = 2
+    if isinstance(value, dict):
+        for k, v in value.items():
+            total += _weight(k, limit, memo, depth + 1) + _weight(v, limit, memo, depth + 1) + 4
+            if total > limit:
+                break
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            total += _weight(item, limit, memo, depth + 1) + 2
+            if total > limit:
+                break
+    else:  # undefined values, loop objects, macros: short representations
+        total = 64
+    memo[key] = total
     return total
+
+
+def _check_text_size(value, what: str, extra: int = 0) -> None:
+    """Refuse before ``value`` is turned into text when the text would be beyond the value bound."""
+    if isinstance(value, str) and len(value) + extra <= MAX_VALUE_CHARS:
+        return
+    limit = _value_limit()
+    size = _weight(value, limit, {}) + extra
+    if size > limit:
+        _limit(f"{what} would build a text of more than {limit} characters")
 
 
 def _guard_str_method(s: str, name: str, method):
@@ -175,20 +216,19 @@ def _guard_str_method(s: str, name: str, method):
         elif name == "expandtabs":
             size = args[0] if args else kwargs.get("tabsize", 8)
             _check_width(size, "str.expandtabs tab size")
-            if isinstance(size, int) and s.count("\t") * max(size, 0) + len(s) > MAX_VALUE_CHARS:
+            if isinstance(size, int) and s.count("\t") * max(size, 0) + len(s) > _value_limit():
                 _limit("str.expandtabs would build a string that is too long")
         elif name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
             count = s.count(args[0]) if args[0] else len(s) + 1
-            if len(s) + count * max(len(args[1]) - len(args[0]), 0) > MAX_VALUE_CHARS:
+            if len(s) + count * max(len(args[1]) - len(args[0]), 0) > _value_limit():
                 _limit("str.replace would build a string that is too long")
         elif name == "join" and args:
             items = list(args[0]) if not isinstance(args[0], (list, tuple, str)) else args[0]
-            if len(items) > MAX_VALUE_CHARS or _total_len(items, len(s)) > MAX_VALUE_CHARS:
-                _limit("str.join would build a string that is too long")
+            _check_text_size(items, "str.join", extra=len(s) * max(len(items) - 1, 0))
             args = (items,) + tuple(args[1:])
         elif name == "translate" and args and isinstance(args[0], dict):
             longest = max((len(v) for v in args[0].values() if isinstance(v, str)), default=1)
-            if len(s) * max(longest, 1) > MAX_VALUE_CHARS:
+            if len(s) * max(longest, 1) > _value_limit():
                 _limit("str.translate would build a string that is too long")
         return _check_value(method(*args, **kwargs))
 
@@ -211,6 +251,9 @@ def _guard_filter(name: str, func):
     @functools.wraps(func)
     def guarded(*args, **kwargs):
         head, rest = _user_args(args)
+        if rest and not isinstance(rest[0], (list, tuple, str, dict)) and name == "join":
+            rest[0] = list(rest[0])
+        _check_text_size((rest, kwargs), f"the '{name}' filter")
         if name in ("center", "indent", "wordwrap", "truncate", "batch", "slice"):
             for v in rest[1:] + list(kwargs.values()):
                 _check_width(v, f"an argument of the '{name}' filter")
@@ -218,15 +261,13 @@ def _guard_filter(name: str, func):
             _check_width(kwargs.get("indent", rest[2] if len(rest) > 2 else None), "the tojson indent")
         elif name == "format" and rest and isinstance(rest[0], str):
             _check_percent_format(rest[0], tuple(rest[1:]) + tuple(kwargs.values()))
-        elif name == "join" and rest:
-            if not isinstance(rest[0], (list, tuple, str)):
-                rest[0] = list(rest[0])
+        elif name == "join" and rest and isinstance(rest[0], (list, tuple)):
             sep = rest[1] if len(rest) > 1 else kwargs.get("d", "")
-            if _total_len(rest[0], len(sep) if isinstance(sep, str) else 0) > MAX_VALUE_CHARS:
-                _limit("the 'join' filter would build a string that is too long")
+            _check_text_size(rest[0], "the 'join' filter",
+                             extra=(len(sep) if isinstance(sep, str) else 0) * max(len(rest[0]) - 1, 0))
         elif name == "replace" and len(rest) >= 3 and all(isinstance(v, str) for v in rest[:3]):
             count = rest[0].count(rest[1]) if rest[1] else len(rest[0]) + 1
-            if len(rest[0]) + count * max(len(rest[2]) - len(rest[1]), 0) > MAX_VALUE_CHARS:
+            if len(rest[0]) + count * max(len(rest[2]) - len(rest[1]), 0) > _value_limit():
                 _limit("the 'replace' filter would build a string that is too long")
         return _check_value(func(*head, *rest, **kwargs))
 
@@ -235,11 +276,13 @@ def _guard_filter(name: str, func):
 
 def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
     _check_width(indent, "the tojson indent")
+    _check_text_size(x, "tojson", extra=0)
     return _check_value(json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
                                    sort_keys=sort_keys))
 
 
 def _raise_exception(message):
+    _check_text_size(message, "raise_exception")
     raise jinja2.exceptions.TemplateError(str(message))
 
 
@@ -257,10 +300,15 @@ def _safe_range(*args):
 
 
 def _concat(items) -> str:
-    parts = [str(x) for x in items]
-    if _total_len(parts) > MAX_VALUE_CHARS:
-        _limit("the '~' operator would build a string that is too long")
-    return "".join(parts)
+    _check_text_size(items, "the '~' operator")
+    return "".join(str(x) for x in items)
+
+
+def _finalize(value):
+    """Every printed value passes here before str(): refuse values whose text would be enormous."""
+    if not isinstance(value, str):
+        _check_text_size(value, "printing a value")
+    return value
 
 
 if jinja2 is not None:
@@ -291,13 +339,13 @@ if jinja2 is not None:
         def call_binop(self, context, operator, left, right):
             if operator == "+":
                 ln, rn = _seq_len(left), _seq_len(right)
-                if ln is not None and rn is not None and ln + rn > MAX_VALUE_CHARS:
+                if ln is not None and rn is not None and ln + rn > _value_limit():
                     _limit(f"'+' would build a value of {ln + rn} items or characters")
             elif operator == "*":
                 for seq, n in ((left, right), (right, left)):
                     if _seq_len(seq) is not None and isinstance(n, int):
                         _check_width(n, "a repeat count")
-                        if len(seq) * max(n, 0) > MAX_VALUE_CHARS:
+                        if len(seq) * max(n, 0) > _value_limit():
                             _limit(f"'*' would build a value of {len(seq) * n} items or characters")
                 if isinstance(left, int) and isinstance(right, int) and \
                         left.bit_length() + right.bit_length() > MAX_INT_BITS:
@@ -308,6 +356,7 @@ if jinja2 is not None:
                     _limit("'**' would compute a huge integer")
             elif operator == "%" and isinstance(left, str):
                 _check_percent_format(left, right)
+                _check_text_size(right, "'%' formatting", extra=len(left))
             return _check_value(super().call_binop(context, operator, left, right))
 
         def wrap_str_format(self, value):
@@ -320,6 +369,7 @@ if jinja2 is not None:
                 def checked_format(*args, **kwargs):
                     mapping = args[0] if name == "format_map" and args and isinstance(args[0], dict) else kwargs
                     _check_brace_format(owner, args if name == "format" else (), mapping)
+                    _check_text_size((args, kwargs), f"str.{name}", extra=len(owner))
                     return _check_value(wrapped(*args, **kwargs))
                 return checked_format
             if name in _GUARDED_STR_METHODS:
@@ -346,7 +396,7 @@ def environment():
     require_jinja2()
     with _ENV_LOCK:
         if _ENV is None:
-            env = _ChatSandbox(trim_blocks=True, lstrip_blocks=True, autoescape=False,
+            env = _ChatSandbox(trim_blocks=True, lstrip_blocks=True, autoescape=False, finalize=_finalize,
                                extensions=[jinja2.ext.loopcontrols, _GenerationTag])
             for name in list(env.filters):
                 env.filters[name] = _guard_filter(name, env.filters[name])
@@ -462,6 +512,9 @@ def render_template(source: str, variables: dict, timeout: float | None = None, 
     data = plain_data(variables)
     out: list = []
     size = 0
+    previous = getattr(_STATE, "value_limit", None)
+    # legitimate values stay within a few times what the template was given
+    _STATE.value_limit = max(MAX_VALUE_CHARS, 2 * _weight(data, 2 ** 62, {}) + 1024 * 1024)
     try:
         with _Watchdog(timeout):
             gen = compiled.generate(**data)
@@ -504,6 +557,11 @@ def render_template(source: str, variables: dict, timeout: float | None = None, 
                                 fix="Check that the messages have the shape the template expects "
                                     "(role and content strings; tool calls as in the OpenAI API).",
                                 kind="error") from None
+    finally:
+        if previous is None:
+            del _STATE.value_limit
+        else:
+            _STATE.value_limit = previous
     return "".join(out)
 
 

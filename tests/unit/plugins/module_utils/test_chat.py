@@ -257,6 +257,13 @@ HOSTILE = {
     "lipsum": "{{ lipsum(10 ** 9) }}",
     "template size": "x" * (_chat_template.MAX_TEMPLATE_CHARS + 1),
 }
+# small structures that share their items stand for enormous texts: refused wherever they become text
+_SHARED = ("{% set ns = namespace(z=['a' * 1000]) %}{% for i in range(60) %}{% set ns.z = [ns.z, ns.z] %}"
+           "{% endfor %}")
+for _sink in ("{{ ns.z }}", "{{ ns.z | tojson }}", "{{ ns.z ~ '' }}", "{{ ns.z | string }}", "{{ '%s' % (ns.z,) }}",
+              "{{ '{}'.format(ns.z) }}", "{{ raise_exception(ns.z) }}", "{{ ns.z | join(',') }}", "{{ ns }}",
+              "{{ ns.z | upper }}", "{{ ','.join(ns.z) }}", "{% set x = ns.z | list %}{{ x | pprint }}"):
+    HOSTILE["shared structure " + _sink] = _SHARED + _sink
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
