@@ -237,7 +237,7 @@ class _Array(list):
 
 
 def read_gguf_metadata(path, max_array_items: int = DEFAULT_MAX_ARRAY_ITEMS) -> GGUFMetadata:
-    """Read the metadata of the GGUF file at ``path``. Raises GGUFError (or NotFound-ish OSError text)."""
+    """Read the metadata of the GGUF file at ``path``. Any problem (missing, unreadable, malformed) raises GGUFError."""
     try:
         fh = open(path, "rb")  # pylint: disable=consider-using-with
     except OSError as exc:
