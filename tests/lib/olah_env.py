@@ -35,9 +35,13 @@ the provider code relies on exactly these):
 * Resume: ``hf_hub_download`` in huggingface_hub 2.4 does NOT resume a file. It writes each file
   to a process-unique ``.cache/huggingface/download/<hash>.<etag>.<8 hex>.incomplete`` and starts
   over on the next call (huggingface_hub PR 4228); a killed process leaves that file behind as
-  debris (files completed before the kill are kept). ``huggingface_hub.file_download.http_get(url,
-  fileobj, resume_size=N)`` sends ``Range: bytes=N-`` and olah answers ``206`` with the rest: the
-  provider uses that to resume byte-exactly.
+  debris (files completed before the kill are kept). The provider therefore keeps its own partial
+  files and calls ``huggingface_hub.file_download.http_get(url, fileobj, resume_size=N)``, which
+  sends ``Range: bytes=N-``. olah 0.5.4 IGNORES Range for files of its local mirror repositories:
+  it answers ``200`` with the whole file (no Content-Length); ``http_get`` notices, truncates the
+  file object back to where the call started and downloads the file from byte 0. So against olah
+  a resumed run re-downloads the interrupted file but none of the completed ones; against the Hub
+  (whose file servers answer ``206``) it also continues the interrupted file where it stopped.
 * Errors: an unknown repository → 401 with ``X-Error-Code: RepoNotFound``
   (``RepositoryNotFoundError``); an unknown revision → also ``RepoNotFound`` in offline mode
   (the Hub says ``RevisionNotFound``); an unknown file → 404 ``EntryNotFound`` on HEAD/GET of
@@ -174,11 +178,17 @@ def tiny_sharded_files(shards: int = 3) -> dict:
 
 
 def big_files(megabytes: int = 48) -> dict:
-    """One weight file big enough (tens of MB) that a download can be killed mid-way."""
+    """Weights big enough (tens of MB) that a download can be killed mid-way: a small shard that
+    completes early and a large one that is still running."""
+    small, large = megabytes // 6, megabytes - megabytes // 6
     return {
         "config.json": _json({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
                               "max_position_embeddings": 2048}),
-        "model.safetensors": safetensors_bytes(megabytes * 1024 * 1024 // 4, seed=3),
+        "model-00001-of-00002.safetensors": safetensors_bytes(small * 1024 * 1024 // 4, seed=3, name="a"),
+        "model-00002-of-00002.safetensors": safetensors_bytes(large * 1024 * 1024 // 4, seed=4, name="b"),
+        "model.safetensors.index.json": _json({"metadata": {"total_size": megabytes * 1024 * 1024},
+                                               "weight_map": {"a": "model-00001-of-00002.safetensors",
+                                                              "b": "model-00002-of-00002.safetensors"}}),
     }
 
 
