@@ -14,17 +14,19 @@ Run: ``make bench`` or ``scripts/bench.sh hf_model``. Starts a real olah mirror 
    against a bare ``ansible.builtin.stat`` task on the same host. Target: <= 1.5x, and flat as the
    model grows (0.26 MB, 48 MB, 91 MB from the mirror and a 4 GB local model).
 
-Environment: BENCH_REPEAT (default 3 installs, 5 re-runs).
+Every measurement alternates with its baseline (one of each per round), so that the load of a
+shared machine hits both alike. Environment: BENCH_REPEAT (rounds, default 5).
 """
 from __future__ import annotations
 
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 
-from benchlib import import_collection, table, timeit
+from benchlib import import_collection, table
 
 import_collection()
 
@@ -34,12 +36,14 @@ from ansible_collections.venom.models.plugins.module_utils._providers import Mod
 from tests.lib.ansible_run import run_task  # noqa: E402
 from tests.lib.olah_env import MINILM, running_mirror  # noqa: E402
 
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 MB = 10 ** 6
 
 
 def _throughput(olah, name: str) -> list:
     from huggingface_hub import snapshot_download  # pylint: disable=import-outside-toplevel
+    from huggingface_hub.utils import disable_progress_bars  # pylint: disable=import-outside-toplevel
+    disable_progress_bars()
     repo = olah.repos[name]
     size = sum(len(d) for d in repo.files.values())
     work = tempfile.mkdtemp(prefix="venom-bench-hf-")
@@ -116,13 +120,28 @@ def _rerun(olah) -> list:
     def stat_task():
         assert run_task("ansible.builtin.stat", {"path": models}).rc == 0
 
-    rows = [dict(case="baseline: ansible.builtin.stat task", baseline=None, **timeit(stat_task, repeat=REPEAT + 2))]
-    for label, args in cases:
-        def rerun(args=args):
-            out = run_task("venom.models.venom_model", args).task()
-            assert out["changed"] is False and not out["failed"], out
-        rows.append(dict(case=f"venom_model present, installed: {label}", baseline=rows[0]["case"], target=1.5,
-                         **timeit(rerun, repeat=REPEAT + 2)))
+    def rerun(args):
+        out = run_task("venom.models.venom_model", args).task()
+        assert out["changed"] is False and not out["failed"], out
+
+    stat_task()
+    for _label, args in cases:
+        rerun(args)  # warm-up
+    samples = {"stat": []}
+    samples.update({label: [] for label, _args in cases})
+    for _i in range(REPEAT):  # one of each per round
+        for key, fn in [("stat", stat_task)] + [(label, lambda a=args: rerun(a)) for label, args in cases]:
+            start = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - start)
+
+    def stats(key):
+        return {"median": statistics.median(samples[key]), "min": min(samples[key])}
+
+    base = "baseline: ansible.builtin.stat task"
+    rows = [dict(case=base, baseline=None, **stats("stat"))]
+    for label, _args in cases:
+        rows.append(dict(case=f"venom_model present, installed: {label}", baseline=base, target=1.5, **stats(label)))
     shutil.rmtree(models, ignore_errors=True)
     return rows
 

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import copy
 
-try:
-    from ansible_collections.venom.models.plugins.module_utils._capabilities import (
-        detect_gguf_capabilities as _detect_gguf, detect_hf_capabilities as _detect_hf, merge_overrides as _merge)
-    CAPABILITIES_IMPORT_ERROR = None
-except ImportError as _exc:
-    CAPABILITIES_IMPORT_ERROR = _exc
+_LOADED: dict = {}
+
+
+def _capabilities():
+    """The _capabilities module, imported on first use (it imports jinja2); None if unavailable."""
+    if "module" not in _LOADED:
+        try:
+            from ansible_collections.venom.models.plugins.module_utils import _capabilities as module  # pylint: disable=import-outside-toplevel
+            _LOADED.update(module=module, error=None)
+        except ImportError as exc:
+            _LOADED.update(module=None, error=exc)
+    return _LOADED["module"]
 
 KEYS = ("supports_system_role", "supports_function_calling", "allowed_roles", "prompt_template",
         "max_context_length", "quantization")
@@ -29,20 +35,23 @@ def _unknown(why: str) -> dict:
 
 
 def detect_hf_capabilities(model_dir: str) -> dict:
-    if CAPABILITIES_IMPORT_ERROR is not None:
-        return _unknown(f"capability detection unavailable: {CAPABILITIES_IMPORT_ERROR}")
-    return _detect_hf(model_dir)
+    module = _capabilities()
+    if module is None:
+        return _unknown(f"capability detection unavailable: {_LOADED['error']}")
+    return module.detect_hf_capabilities(model_dir)
 
 
 def detect_gguf_capabilities(path: str) -> dict:
-    if CAPABILITIES_IMPORT_ERROR is not None:
-        return _unknown(f"capability detection unavailable: {CAPABILITIES_IMPORT_ERROR}")
-    return _detect_gguf(path)
+    module = _capabilities()
+    if module is None:
+        return _unknown(f"capability detection unavailable: {_LOADED['error']}")
+    return module.detect_gguf_capabilities(path)
 
 
 def merge_overrides(detected: dict, overrides: dict | None) -> dict:
-    if CAPABILITIES_IMPORT_ERROR is None:
-        return _merge(detected, overrides)
+    module = _capabilities()
+    if module is not None:
+        return module.merge_overrides(detected, overrides)
     out = copy.deepcopy(detected) if detected else _unknown("no detection")
     for key, value in (overrides or {}).items():
         out[key] = value

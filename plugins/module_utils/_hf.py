@@ -36,14 +36,10 @@ from ansible_collections.venom.models.plugins.module_utils._providers import Fil
 from ansible_collections.venom.models.plugins.module_utils._validation import (
     is_commit, safe_join, validate_model_name, validate_relative_file_path, validate_revision)
 
-try:
-    from huggingface_hub import HfApi
-    from huggingface_hub import errors as hf_errors
-    from huggingface_hub.file_download import hf_hub_url, http_get
-    from huggingface_hub.utils import build_hf_headers, disable_progress_bars
-    HF_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - exercised by the sanity import test
-    HF_IMPORT_ERROR = _exc
+# huggingface_hub is imported on first use (load_hub): an installed model's idempotent run needs
+# none of it, and importing it costs a few hundred milliseconds.
+HfApi = hf_errors = hf_hub_url = http_get = build_hf_headers = disable_progress_bars = None
+HF_IMPORT_ERROR = None
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DEFAULT_REVISION = "main"
@@ -51,11 +47,24 @@ MAX_WORKERS = 8
 ATTEMPTS = 2
 NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
 
-
-def require_hf() -> None:
+def load_hub() -> None:
+    """Import huggingface_hub (once); raise MissingDependencyError if it is not installed."""
+    global HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars  # pylint: disable=global-statement
+    global HF_IMPORT_ERROR  # pylint: disable=global-statement
+    if HfApi is None and HF_IMPORT_ERROR is None:
+        try:
+            from huggingface_hub import HfApi as _api  # pylint: disable=import-outside-toplevel
+            from huggingface_hub import errors as _errors  # pylint: disable=import-outside-toplevel
+            from huggingface_hub.file_download import hf_hub_url as _url, http_get as _get  # pylint: disable=import-outside-toplevel
+            from huggingface_hub.utils import build_hf_headers as _headers  # pylint: disable=import-outside-toplevel
+            from huggingface_hub.utils import disable_progress_bars as _quiet  # pylint: disable=import-outside-toplevel
+        except ImportError as exc:
+            HF_IMPORT_ERROR = exc
+        else:
+            HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars = (
+                _api, _errors, _url, _get, _headers, _quiet)
     if HF_IMPORT_ERROR is not None:
         raise MissingDependencyError("huggingface_hub", "for provider huggingface", HF_IMPORT_ERROR)
-
 
 def redact(text: str, token: str | None) -> str:
     """``text`` with every occurrence of the token (and its Bearer form) masked."""
@@ -63,7 +72,6 @@ def redact(text: str, token: str | None) -> str:
     if token:
         text = text.replace(token, "********")
     return text
-
 
 def validate_endpoint(endpoint: str | None) -> str:
     if not endpoint:
@@ -75,10 +83,8 @@ def validate_endpoint(endpoint: str | None) -> str:
                                   "http://mirror.internal:8090; pass credentials with the token option.")
     return endpoint.rstrip("/")
 
-
 class _Abort(Exception):
     """Raised inside a download thread to stop it (another file failed, or the timeout passed)."""
-
 
 class _HashingWriter:
     """The file object handed to ``http_get``: writes through, hashes, counts, and can abort."""
@@ -122,7 +128,6 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.fh.flush()
-
 
 class HuggingFaceProvider(Provider):
     """Provider ``huggingface``: see the module docstring."""
@@ -170,7 +175,7 @@ class HuggingFaceProvider(Provider):
 
     # -- the Hub -------------------------------------------------------------------------------------
     def api(self):
-        require_hf()
+        load_hub()
         if self._api is None:
             disable_progress_bars()
             self._api = HfApi(endpoint=self.endpoint, token=self.request.token)
@@ -182,7 +187,7 @@ class HuggingFaceProvider(Provider):
         detail = self._redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         token_hint = ("the token given (token option or HF_TOKEN) has no access to it" if self.request.token
                       else "no token was given (token option or HF_TOKEN)")
-        if HF_IMPORT_ERROR is None:
+        if hf_errors is not None:
             if isinstance(exc, hf_errors.GatedRepoError):
                 return ProviderError(
                     f"The Hugging Face repository {self.repo_id} is gated and {token_hint}.",
@@ -331,7 +336,7 @@ class HuggingFaceProvider(Provider):
     # -- downloads -----------------------------------------------------------------------------------
     def _download_all(self, stage: StagingArea, specs: list, progress) -> dict:
         """Download and verify ``specs`` into ``stage.tree``; return {path: digests}."""
-        require_hf()
+        load_hub()
         stage.ensure()
         headers = build_hf_headers(token=self.request.token)
         stop = threading.Event()
@@ -410,28 +415,26 @@ class HuggingFaceProvider(Provider):
     def install(self, target: Target, progress, entry: dict | None = None) -> dict:
         final = target.local_path
         stage = self.staging(target.revision)
-        same_version = bool(entry and entry.get("revision") == target.revision and entry.get("local_path") == final)
-        reuse = self._reusable(entry, target) if same_version else set()
-        if same_version:
-            dest_tree = final  # completing or re-selecting the installed commit: file by file, in place
-        else:
-            if os.path.isdir(final):  # a run killed after the final rename, before the manifest: take it back
-                stage.adopt_tree(final)
-            dest_tree = None
-        todo = [s for s in target.files if s.path not in reuse and not (dest_tree is None and stage.verified(s))]
-        if dest_tree is None and os.path.isdir(stage.tree):
-            self._adopt_unrecorded(stage, todo, progress)
-            todo = [s for s in todo if not stage.verified(s)]
+        # the installed copy of the same commit (another file selection, or a repair) is completed in
+        # place, file by file; another commit is built in the staging tree and renamed into place
+        in_place = bool(entry and entry.get("revision") == target.revision and entry.get("local_path") == final)
+        reuse = self._reusable(entry, target) if in_place else set()
+        if not in_place and os.path.isdir(final):
+            stage.adopt_tree(final)  # a run killed after the final rename, before the manifest: take it back
+        if os.path.isdir(stage.tree):
+            self._adopt_unrecorded(stage, [s for s in target.files if s.path not in reuse])
+        todo = [s for s in target.files if s.path not in reuse and not stage.verified(s)]
         progress.set_total(target.size_bytes, target.size_bytes - sum(s.size for s in todo),
                            f"downloading {len(todo)} file(s) of {self.repo_id}@{target.revision[:12]}")
         if todo:
             self._download_all(stage, todo, progress)
-        if same_version:
-            for spec in todo:
-                src = stage.tree_path(spec.path)
-                dst = safe_join(final, spec.path)
-                os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-                os.replace(src, dst)
+        state = dict(stage.state())
+        if in_place:
+            for spec in target.files:
+                if spec.path not in reuse:
+                    dst = safe_join(final, spec.path)
+                    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+                    os.replace(stage.tree_path(spec.path), dst)
             wanted = {s.path for s in target.files}
             for rec in entry.get("files", []):
                 if rec["path"] not in wanted:
@@ -440,11 +443,14 @@ class HuggingFaceProvider(Provider):
             stage.discard()
         else:
             stage.commit(final)
-        return self._fields(target, entry if same_version else None, stage_state=stage.state())
+        return self._fields(target, entry if in_place else None, stage_state=state)
 
-    def _adopt_unrecorded(self, stage: StagingArea, todo: list, progress) -> None:
+    @staticmethod
+    def _adopt_unrecorded(stage: StagingArea, specs: list) -> None:
         """Files in tree/ without a state record (killed between the move and the record): hash them."""
-        for spec in todo:
+        for spec in specs:
+            if stage.verified(spec):
+                continue
             path = stage.tree_path(spec.path)
             if os.path.isfile(path) and os.path.getsize(path) == spec.size:
                 h = Hasher(spec.size, git=not spec.lfs)
@@ -515,17 +521,14 @@ class HuggingFaceProvider(Provider):
     def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
         return detect_hf_capabilities(local_path) if local_path and os.path.isdir(local_path) else {}
 
-
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
-
 def _is_hf_error(exc: BaseException) -> bool:
-    return HF_IMPORT_ERROR is None and isinstance(exc, (hf_errors.HfHubHTTPError, hf_errors.OfflineModeIsEnabled))
-
+    return hf_errors is not None and isinstance(exc, (hf_errors.HfHubHTTPError, hf_errors.OfflineModeIsEnabled))
 
 def _is_network_error(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):

@@ -25,6 +25,9 @@ except ImportError:
 TOKEN = "hf_abcdefghijklmnopqrstuvwxyz0123456789"
 
 
+_hf.load_hub()
+
+
 def _provider(tmp_path, **kw):
     req = ModelRequest(name=kw.pop("name", "org/model"), models_dir=str(tmp_path), **kw)
     return _hf.HuggingFaceProvider(req, StatePaths(str(tmp_path)))
@@ -118,6 +121,7 @@ def _download(tmp_path, monkeypatch, fake_get, spec, partial: bytes = b""):
     if partial:
         with open(stage.partial_path(spec.path), "wb") as fh:
             fh.write(partial)
+    _hf.load_hub()
     monkeypatch.setattr(_hf, "http_get", fake_get)
     import threading  # pylint: disable=import-outside-toplevel
     progress = Progress()
