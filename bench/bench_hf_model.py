@@ -67,8 +67,8 @@ def _throughput(olah, name: str) -> list:
     def module():
         d = tempfile.mkdtemp(dir=work)
         start = time.perf_counter()
-        res = run_task("venom.models.venom_model", {"name": name, "revision": repo.head, "endpoint": olah.endpoint,
-                                                     "models_dir": d})
+        args = {"name": name, "revision": repo.head, "endpoint": olah.endpoint, "models_dir": d}
+        res = run_task("venom.models.venom_model", args)
         samples["module"].append(time.perf_counter() - start)
         assert res.task()["changed"], res.task()
         shutil.rmtree(d)

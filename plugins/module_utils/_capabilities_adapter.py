@@ -23,6 +23,7 @@ def _capabilities():
             _LOADED.update(module=None, error=exc)
     return _LOADED["module"]
 
+
 KEYS = ("supports_system_role", "supports_function_calling", "allowed_roles", "prompt_template",
         "max_context_length", "quantization")
 

@@ -47,6 +47,7 @@ MAX_WORKERS = 8
 ATTEMPTS = 2
 NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
 
+
 def load_hub() -> None:
     """Import huggingface_hub (once); raise MissingDependencyError if it is not installed."""
     global HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars  # pylint: disable=global-statement
@@ -66,12 +67,14 @@ def load_hub() -> None:
     if HF_IMPORT_ERROR is not None:
         raise MissingDependencyError("huggingface_hub", "for provider huggingface", HF_IMPORT_ERROR)
 
+
 def redact(text: str, token: str | None) -> str:
     """``text`` with every occurrence of the token (and its Bearer form) masked."""
     text = str(text)
     if token:
         text = text.replace(token, "********")
     return text
+
 
 def validate_endpoint(endpoint: str | None) -> str:
     if not endpoint:
@@ -83,8 +86,10 @@ def validate_endpoint(endpoint: str | None) -> str:
                                   "http://mirror.internal:8090; pass credentials with the token option.")
     return endpoint.rstrip("/")
 
+
 class _Abort(Exception):
     """Raised inside a download thread to stop it (another file failed, or the timeout passed)."""
+
 
 class _HashingWriter:
     """The file object handed to ``http_get``: writes through, hashes, counts, and can abort."""
@@ -128,6 +133,7 @@ class _HashingWriter:
 
     def flush(self) -> None:
         self.fh.flush()
+
 
 class HuggingFaceProvider(Provider):
     """Provider ``huggingface``: see the module docstring."""
@@ -521,14 +527,17 @@ class HuggingFaceProvider(Provider):
     def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
         return detect_hf_capabilities(local_path) if local_path and os.path.isdir(local_path) else {}
 
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
 
+
 def _is_hf_error(exc: BaseException) -> bool:
     return hf_errors is not None and isinstance(exc, (hf_errors.HfHubHTTPError, hf_errors.OfflineModeIsEnabled))
+
 
 def _is_network_error(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionError, TimeoutError)):

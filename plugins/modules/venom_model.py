@@ -101,7 +101,7 @@ options:
     description:
       - For V(local), how files are brought under O(models_dir). V(auto) hard-links when the source is on
         the same filesystem and copies otherwise; V(copy) always copies; V(hardlink) fails if it cannot link.
-      - Hard-linked files share their content with the source: changing the source in place changes the
+      - Hard-linked files share their content with the source, so changing the source in place changes the
         installed model (V(verified) detects it).
     type: str
     choices: [auto, copy, hardlink]

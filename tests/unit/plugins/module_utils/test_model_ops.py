@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils import _model_ops
 from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils._files import stat_problems
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils._providers import (
     FileSpec, ModelRequest, Problem, Provider, Target)
 
