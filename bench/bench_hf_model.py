@@ -86,6 +86,9 @@ def _throughput(olah, name: str) -> list:
         return dict(case=case, baseline=baseline, target=target, higher_is_better=True, unit="MB/s",
                     median=speeds[len(speeds) // 2], min=speeds[0])
 
+    fixed = statistics.median(samples["module"]) - statistics.median(samples["lib"])
+    print(f"\n{name}: the module through ansible-playbook takes {fixed:.1f} s longer than the library call "
+          "(a fixed cost: ansible-playbook start-up, AnsiballZ, imports; it does not grow with the model)")
     base = f"baseline: snapshot_download {name} ({size / MB:.0f} MB)"
     return [row(base, "snap"),
             row("venom_model install (library, verified, staged)", "lib", base, 0.95),
