@@ -8,7 +8,8 @@ import hashlib
 import json
 import os
 
-from tests.lib.ansible_run import run_playbook, run_task
+from tests.lib.ansible_run import run_task
+from tests.lib.idempotence import check_real_cycle
 from tests.lib.olah_env import tiny_gemma_files, write_files
 
 MODULE = "venom.models.venom_model"
@@ -40,16 +41,7 @@ def _manifest_entry(models, name):
 
 
 def _cycle(args, expect):
-    """check, real, check, real in one play: the changed values, and check mode predicting the real run."""
-    tasks = [{"name": f"step{i}", MODULE: args, "check_mode": check, "diff": True}
-             for i, check in enumerate((True, False, True, False))]
-    res = run_playbook([{"name": "cycle", "hosts": "localhost", "gather_facts": False, "tasks": tasks}])
-    outs = [res.task(f"step{i}") for i in range(4)]
-    for out in outs:
-        assert not out["failed"], out.get("msg")
-    assert [o["changed"] for o in outs] == expect, [o["changed"] for o in outs]
-    assert outs[0]["action"] == outs[1]["action"], "check mode predicts the real action"
-    return outs[-1]
+    return check_real_cycle(MODULE, args, expect)
 
 
 def test_adopt_copy_verify_latest_absent(tmp_path):

@@ -250,9 +250,10 @@ def git_blob_sha1(data: bytes) -> str:
 
 
 def _git(cwd: str, *args: str, date: int | None = None) -> str:
+    # the machine's and the user's git configuration (signing, hooks, templates) stay out of it
     env = dict(os.environ, GIT_AUTHOR_NAME="venom tests", GIT_AUTHOR_EMAIL="tests@venom.invalid",
                GIT_COMMITTER_NAME="venom tests", GIT_COMMITTER_EMAIL="tests@venom.invalid",
-               GIT_CONFIG_NOSYSTEM="1", HOME=cwd if date is not None else os.environ.get("HOME", cwd))
+               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
     if date is not None:
         env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"{date} +0000"
     proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
