@@ -378,7 +378,7 @@ class ModelOperations:
             sha256=files_digest(files), installed_at=now if installed_now else before.get("installed_at") or now,
             updated_at=now, runtime=req.runtime or before.get("runtime"), revision=fields.get("revision"),
             files=files, active=bool(before.get("active", False)), active_runtime=before.get("active_runtime"))
-        entry["requested_revision"] = fields.get("requested_revision", before.get("requested_revision"))
+        entry["requested_revision"] = fields.get("requested_revision") or before.get("requested_revision")
         entry["detected_capabilities"] = detected
         if overrides is not None:
             entry["capability_overrides"] = copy.deepcopy(overrides)

@@ -150,20 +150,22 @@ class Progress:
             self.total, self.done = int(total), int(done)
             if message is not None:
                 self.message = message
-        self._emit()
+            self._emit(force=True)
 
     def add(self, n: int, transferred: bool = True) -> None:
         with self._lock:
             self.done += n
             if transferred:
                 self.transferred += n
-        self._emit()
+            self._emit()
 
     def note(self, message: str) -> None:
-        self.message = message
-        self._emit(force=True)
+        with self._lock:
+            self.message = message
+            self._emit(force=True)
 
     def _emit(self, force: bool = False) -> None:
+        # called with the lock held: the sink (a journal operation) is not thread-safe
         if self._callback is not None:
             self._callback(self.done, self.total, self.message, force)
 

@@ -180,12 +180,16 @@ def test_metadata_only_changes(tmp_path):
 
 def test_repair_of_missing_file(tmp_path):
     out = run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:  # provider fields the repair must keep
+        doc["models"][0].update(source={"path": "/srv/m"}, allow_patterns=["*.bin"])
     os.unlink(os.path.join(out["local_path"], "a.bin"))
     out = run(tmp_path, check=True)
     assert out["action"] == "repair" and out["plan"]["problems"][0]["kind"] == "missing"
     assert out["plan"]["fetch_bytes"] == 1000
     out = run(tmp_path)
     assert out["changed"] and os.path.exists(os.path.join(out["local_path"], "a.bin"))
+    assert out["model"]["source"] == {"path": "/srv/m"} and out["model"]["allow_patterns"] == ["*.bin"]
+    assert out["model"]["requested_revision"] == "v1"
     assert run(tmp_path, state="verified")["changed"] is False
 
 
