@@ -102,6 +102,11 @@ def test_second_present_makes_no_request(olah, tmp_path):  # noqa: F811
             _res, out = _run(dict(args, revision=revision), check=check)
             assert out["changed"] is False and out["action"] == "none", (revision, out)
     assert _requests_for(olah, repo.name, mark) == [], "an installed model costs no request"
+    # so it also works on a host set to offline mode (vLLM hosts often set HF_HUB_OFFLINE=1)
+    _res, out = _run(args, environment={"HF_HUB_OFFLINE": "1"})
+    assert out["changed"] is False and not out["failed"]
+    _res, out = _run(dict(args, name="venom-test/tiny-sharded"), environment={"HF_HUB_OFFLINE": "1"})
+    assert out["failed"] and "HF_HUB_OFFLINE" in out["msg"]
     # another branch that resolves to the same commit: one request, and only the manifest changes
     olah.tag(repo.name, "v1")
     _res, out = _run(dict(args, revision="v1"), check=True)
@@ -203,18 +208,39 @@ def test_quota_refusal_downloads_nothing(olah, tmp_path):  # noqa: F811
     assert _entry(tmp_path, repo.name) is None
 
 
-def _start_install(args, workdir):
+def test_concurrent_installs_of_one_model(olah, tmp_path):  # noqa: F811
+    """Two playbooks install the same model at once: one downloads, the other waits and finds it installed."""
+    repo = olah.repos["venom-test/big"]
+    args = _args(olah, tmp_path, repo.name)
+    mark = _log_len(olah)
+    procs = [_start_install(args, str(tmp_path / f"p{i}"), results=True) for i in range(2)]
+    outs = []
+    for proc, results in procs:
+        assert proc.wait(timeout=600) == 0
+        with open(results, encoding="utf-8") as fh:
+            outs.append([json.loads(line) for line in fh][-1]["result"])
+    assert sorted(o["changed"] for o in outs) == [False, True], outs
+    fetched = [line for line in _requests_for(olah, repo.name, mark) if "/resolve/" in line]
+    assert len(fetched) == len(repo.files), "every file downloaded once"
+    entry = _entry(tmp_path, repo.name)
+    assert entry["status"] == "installed" and len(_manifest(tmp_path)["models"]) == 1
+
+
+def _start_install(args, workdir, results: bool = False):
     """ansible-playbook in the background (its own process group)."""
     import yaml
     play = [{"name": "bg", "hosts": "localhost", "gather_facts": False,
              "tasks": [{"name": "task", MODULE: args}]}]
+    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "bg.yml")
     with open(path, "w", encoding="utf-8") as fh:
         yaml.safe_dump(play, fh)
-    env = ansible_env()
+    results_file = os.path.join(workdir, "results.jsonl")
+    env = ansible_env({"VENOM_RESULTS_FILE": results_file})
     cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path, "-i", "localhost,", "-c", "local"]
-    return subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL,  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL,  # pylint: disable=consider-using-with
                             stderr=subprocess.DEVNULL, start_new_session=True)
+    return (proc, results_file) if results else proc
 
 
 def test_killed_download_resumes_without_refetching_completed_files(olah, tmp_path):  # noqa: F811
