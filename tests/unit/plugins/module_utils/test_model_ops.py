@@ -1,0 +1,226 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The provider-neutral operation layer: which action for which state, quota before any byte, check mode."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils import _model_ops
+from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils._files import stat_problems
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils._providers import (
+    FileSpec, ModelRequest, Problem, Provider, Target)
+
+
+class RecordingProvider(Provider):
+    """A provider whose source is a dict in memory; records what the layer asked of it."""
+
+    name = "local"
+    versions = {"v1": {"a.bin": b"A" * 1000, "b.json": b"{}"}, "v2": {"a.bin": b"B" * 2000, "b.json": b"{}"}}
+    current = "v1"
+    calls: list = []
+
+    def satisfies(self, entry):
+        return entry.get("status") == "installed" and self.request.revision in (None, entry.get("revision"))
+
+    def quick_check(self, entry):
+        return stat_problems(entry.get("local_path"), entry.get("files", []))
+
+    def resolve(self, entry, latest=False):
+        self.calls.append("resolve")
+        version = self.request.revision or self.current
+        files = [FileSpec(p, len(d), sha256=str(hash(d))) for p, d in sorted(self.versions[version].items())]
+        t = Target(revision=version, requested_revision=version, files=files,
+                   local_path=os.path.join(self.paths.models_dir, "local", "m", version), disk_path=self.paths.models_dir)
+        t.fetch_bytes, t.pending = t.size_bytes, [f.path for f in files]
+        return t
+
+    def install(self, target, progress, entry=None):
+        self.calls.append("install")
+        os.makedirs(target.local_path, exist_ok=True)
+        for f in target.files:
+            with open(os.path.join(target.local_path, f.path), "wb") as fh:
+                fh.write(self.versions[target.revision][f.path])
+            progress.add(f.size)
+        return {"revision": target.revision, "requested_revision": target.requested_revision,
+                "local_path": target.local_path, "files": [f.record() for f in target.files],
+                "capabilities_detected": {"supports_system_role": True}}
+
+    def verify(self, entry, progress):
+        self.calls.append("verify")
+        return self.quick_check(entry)
+
+    def repair(self, entry, problems, progress):
+        self.calls.append("repair")
+        return self.install(Target(entry["revision"], None, [FileSpec.from_record(f) for f in entry["files"]],
+                                   entry["local_path"]), progress)
+
+    def remove(self, entry):
+        self.calls.append("remove")
+        import shutil  # pylint: disable=import-outside-toplevel
+        shutil.rmtree(entry["local_path"], ignore_errors=True)
+        return [entry["local_path"]]
+
+    def remove_version(self, local_path):
+        self.calls.append(f"remove_version {os.path.basename(local_path)}")
+
+    def staging_bytes(self):
+        return 0
+
+    def discard_staging(self):
+        return False
+
+
+@pytest.fixture(autouse=True)
+def fake_provider(monkeypatch):
+    RecordingProvider.calls = []
+    RecordingProvider.current = "v1"
+    monkeypatch.setitem(_model_ops.PROVIDERS, "local", RecordingProvider)
+
+
+def run(tmp_path, check=False, **kw):
+    req = ModelRequest(name="m", provider="local", models_dir=str(tmp_path), **kw)
+    return _model_ops.ModelOperations(req, check_mode=check).run()
+
+
+def test_present_check_real_check_real(tmp_path):
+    out = run(tmp_path, check=True)
+    assert out["changed"] and out["action"] == "install" and out["plan"]["fetch_bytes"] == 1002
+    assert not os.path.exists(tmp_path / "manifest.json") and RecordingProvider.calls == ["resolve"]
+    assert out["diff"]["before"] == {} and out["diff"]["after"]["revision"] == "v1"
+    out = run(tmp_path)
+    assert out["changed"] and out["operation"]["status"] == "completed" and out["bytes_downloaded"] == 1002
+    entry = Manifest(str(tmp_path)).get("m", "local")
+    assert entry["status"] == "installed" and entry["size_bytes"] == 1002 and entry["capabilities"]["supports_system_role"]
+    RecordingProvider.calls = []
+    assert run(tmp_path, check=True)["changed"] is False
+    assert run(tmp_path)["changed"] is False
+    assert RecordingProvider.calls == [], "an installed model: no resolve, no hashing"
+
+
+def test_quota_refused_before_any_install(tmp_path):
+    for check in (True, False):
+        with pytest.raises(QuotaError) as info:
+            run(tmp_path, check=check, quota_gb=0.0000005)
+        assert "Nothing was downloaded" in info.value.msg
+    assert "install" not in RecordingProvider.calls
+    assert Manifest(str(tmp_path)).get("m", "local") is None
+
+
+def test_disk_reserve_refused(tmp_path):
+    with pytest.raises(QuotaError) as info:
+        run(tmp_path, reserve_gb=10 ** 9)
+    assert "reserve" in info.value.msg and "install" not in RecordingProvider.calls
+
+
+def test_latest_switches_and_removes_old_version(tmp_path):
+    run(tmp_path)
+    RecordingProvider.current = "v2"
+    assert run(tmp_path)["changed"] is False, "present does not follow"
+    out = run(tmp_path, check=True, state="latest")
+    assert out["action"] == "update" and out["plan"]["quota"]["used_bytes"] == 1002
+    out = run(tmp_path, state="latest")
+    assert out["revision"] == "v2" and "remove_version v1" in RecordingProvider.calls
+    assert run(tmp_path, state="latest")["changed"] is False
+
+
+def test_latest_keeps_old_version_while_active_then_prunes(tmp_path):
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(active=True, active_runtime="vllm")
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest")
+    assert out["warnings"] and "stays at" in out["warnings"][0]
+    assert not any(c.startswith("remove_version") for c in RecordingProvider.calls)
+    entry = Manifest(str(tmp_path)).get("m", "local")
+    assert entry["active"] and entry["retained_versions"][0]["revision"] == "v1"
+    assert run(tmp_path)["changed"] is False, "still active: the old version stays"
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(active=False, active_runtime=None)
+    out = run(tmp_path, check=True)
+    assert out["action"] == "prune" and out["changed"]
+    out = run(tmp_path)
+    assert "remove_version v1" in RecordingProvider.calls and "retained_versions" not in out["model"]
+    assert run(tmp_path)["changed"] is False
+
+
+def test_absent_refuses_active_unless_force(tmp_path):
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(active=True, active_runtime="ollama")
+    with pytest.raises(ValidationError) as info:
+        run(tmp_path, state="absent")
+    assert "ollama" in info.value.msg and "force" in info.value.fix
+    out = run(tmp_path, state="absent", force=True)
+    assert out["changed"] and out["model"] is None and "remove" in RecordingProvider.calls
+    assert run(tmp_path, state="absent")["changed"] is False
+
+
+def test_metadata_only_changes(tmp_path):
+    run(tmp_path)
+    RecordingProvider.calls = []
+    out = run(tmp_path, check=True, display_name="My model", runtime="vllm",
+              capabilities={"max_context_length": 4096})
+    assert out["action"] == "metadata" and out["changed"]
+    out = run(tmp_path, display_name="My model", runtime="vllm", capabilities={"max_context_length": 4096})
+    assert out["model"]["display_name"] == "My model" and out["model"]["runtime"] == "vllm"
+    assert out["model"]["capabilities"]["max_context_length"] == 4096
+    assert out["model"]["capabilities"]["detected_from"]["max_context_length"] == "override"
+    assert RecordingProvider.calls == [], "metadata changes need neither the network nor the files"
+    assert run(tmp_path, display_name="My model", capabilities={"max_context_length": 4096})["changed"] is False
+    # overrides persist until changed; {} clears them
+    assert run(tmp_path)["model"]["capabilities"]["max_context_length"] == 4096
+    out = run(tmp_path, capabilities={})
+    assert out["changed"] and out["model"]["capabilities"].get("max_context_length") is None
+
+
+def test_repair_of_missing_file(tmp_path):
+    out = run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:  # provider fields the repair must keep
+        doc["models"][0].update(source={"path": "/srv/m"}, allow_patterns=["*.bin"])
+    os.unlink(os.path.join(out["local_path"], "a.bin"))
+    out = run(tmp_path, check=True)
+    assert out["action"] == "repair" and out["plan"]["problems"][0]["kind"] == "missing"
+    assert out["plan"]["fetch_bytes"] == 1000
+    out = run(tmp_path)
+    assert out["changed"] and os.path.exists(os.path.join(out["local_path"], "a.bin"))
+    assert out["model"]["source"] == {"path": "/srv/m"} and out["model"]["allow_patterns"] == ["*.bin"]
+    assert out["model"]["requested_revision"] == "v1"
+    assert run(tmp_path, state="verified")["changed"] is False
+
+
+def test_failure_is_journaled_and_redacted(tmp_path, monkeypatch):
+    secret = "hf_secret_value_123456"
+
+    def boom(self, target, progress, entry=None):
+        raise ValidationError(f"broken with {secret}", fix="none")
+
+    monkeypatch.setattr(RecordingProvider, "install", boom)
+    with pytest.raises(ValidationError):
+        run(tmp_path, token=secret)
+    ops = os.listdir(tmp_path / ".venom" / "operations")
+    rec = json.loads((tmp_path / ".venom" / "operations" / ops[0]).read_text())
+    assert rec["status"] == "failed" and secret not in json.dumps(rec) and "********" in rec["error"]
+    assert Manifest(str(tmp_path)).get("m", "local") is None
+
+
+def test_request_validation(tmp_path):
+    with pytest.raises(ValidationError):
+        run(tmp_path, state="installed")
+    with pytest.raises(ValidationError):
+        run(tmp_path, runtime="tgi")
+    with pytest.raises(ValidationError):
+        run(tmp_path, allow_patterns="*.json")
+    with pytest.raises(ValidationError):
+        run(tmp_path, quota_gb=-1)
+    with pytest.raises(ValidationError):
+        run(tmp_path, timeout=0)
+    req = ModelRequest(name="m", provider="ollama", models_dir=str(tmp_path))
+    if "ollama" not in _model_ops.PROVIDERS:
+        with pytest.raises(ValidationError):
+            _model_ops.ModelOperations(req)
+    assert Problem("a", "missing").as_dict()["kind"] == "missing"
