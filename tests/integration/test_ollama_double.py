@@ -113,7 +113,7 @@ def test_second_pull_is_cached_and_idempotent(ollama_double, ollama_models, oci_
     pull(ollama_double, m.name)
     before = {name: os.stat(os.path.join(ollama_double.models_dir, "blobs", name)).st_mtime_ns for name in blob_files(ollama_double)}
     oci_registry.reset_faults()
-    code, _, lines = pull(ollama_double, m.name)
+    code, _ctype, lines = pull(ollama_double, m.name)
     assert code == 200
     layer_lines = [line for line in lines if "digest" in line]
     assert len(layer_lines) == len(m.layers), "a cached blob sends exactly one line"
@@ -144,7 +144,7 @@ def test_stream_false_success_and_insecure_rules(ollama_double, ollama_models, o
     r = requests.post(ollama_double.url + "/api/pull", json={"model": f"http://{m.name}"}, timeout=30)
     assert (r.status_code, r.json()) == (500, {"error": "insecure protocol http"})
     # https (the default scheme) against a plain-HTTP registry: the error line after the manifest status
-    _, _, lines = pull(ollama_double, m.name, insecure=False)
+    _code, _ctype, lines = pull(ollama_double, m.name, insecure=False)
     assert lines[0] == {"status": "pulling manifest"}
     assert lines[-1]["error"].startswith(f'pull model manifest: Get "https://{oci_registry.host}/v2/library/tiny-chat/manifests/v2"')
 
@@ -170,7 +170,9 @@ def test_delete_keeps_shared_blobs_and_is_404_the_second_time(ollama_double, oll
 def test_show_fields_and_capabilities(ollama_double, ollama_models):
     for key in ("chat", "nosys", "embed"):
         pull(ollama_double, ollama_models[key].name)
-    show = lambda name: requests.post(ollama_double.url + "/api/show", json={"model": name}, timeout=10)  # noqa: E731
+
+    def show(name):
+        return requests.post(ollama_double.url + "/api/show", json={"model": name}, timeout=10)
 
     chat = show(ollama_models["chat"].name).json()
     assert chat["capabilities"] == ["completion", "tools"]
@@ -248,7 +250,7 @@ def test_drop_mid_pull_is_resumed_with_range(ollama_double, ollama_models, oci_r
     m = ollama_models["big"]
     layer = m.model_layer
     oci_registry.set_faults(drop_after_bytes=3 * 1024 * 1024, drop_count=1)
-    code, _, lines = pull(ollama_double, m.name)
+    code, _ctype, lines = pull(ollama_double, m.name)
     assert code == 200 and statuses(lines)[-1] == "success", lines[-3:]
     gets = [r for r in oci_registry.storage_requests() if r["method"] == "GET" and layer["digest"][7:] in r["path"]]
     assert gets[0]["dropped"] and gets[0]["sent"] == 3 * 1024 * 1024
@@ -287,7 +289,7 @@ def test_interrupted_pull_keeps_partial_and_resumes_after_restart(ollama_double,
     with open(blob + "-partial-0", encoding="utf-8") as f:
         done = json.load(f)["Completed"]
     oci_registry.reset_faults()
-    code, _, lines = pull(ollama_double, m.name)
+    code, _ctype, lines = pull(ollama_double, m.name)
     assert code == 200 and statuses(lines)[-1] == "success"
     gets = [r for r in oci_registry.storage_requests() if r["method"] == "GET" and layer["digest"][7:] in r["path"]]
     assert gets[0]["range"] == f"bytes={done}-{layer['size'] - 1}"
@@ -303,7 +305,7 @@ def test_corrupted_registry_blob_fails_verification(ollama_double, oci_registry,
     with open(data, "r+b") as f:
         f.seek(100)
         f.write(b"\xff" * 16)
-    code, _, lines = pull(ollama_double, pm.name)
+    code, _ctype, lines = pull(ollama_double, pm.name)
     assert code == 200 and statuses(lines)[-2] == "verifying sha256 digest"
     assert lines[-1]["error"].startswith(f"digest mismatch, file must be downloaded again: want {layer['digest']}, got sha256:")
     assert layer["digest"].replace(":", "-") not in blob_files(ollama_double), "the bad blob is removed"

@@ -48,7 +48,7 @@ MEDIA = {k: f"application/vnd.ollama.image.{k}" for k in ("model", "template", "
 
 
 def _port_range(var: str, default: str) -> tuple:
-    lo, _, hi = os.environ.get(var, default).partition("-")
+    lo, _sep, hi = os.environ.get(var, default).partition("-")
     return int(lo), int(hi or lo)
 
 

@@ -100,10 +100,10 @@ def go_float(v: float) -> str:
     if v == 0:
         return "0"
     r = repr(float(v))
-    mant, _, exp = r.partition("e")
+    mant, _sep, exp = r.partition("e")
     sign = "-" if mant.startswith("-") else ""
     mant = mant.lstrip("-")
-    intpart, _, frac = mant.partition(".")
+    intpart, _sep, frac = mant.partition(".")
     digits = (intpart + frac).lstrip("0")
     point = len(intpart) + (int(exp) if exp else 0)
     if intpart.strip("0") == "":
@@ -197,7 +197,7 @@ class Name:
             return text[:i] or MISSING_PART, text[i + len(sep):] or MISSING_PART, True
 
         if s.rfind(":") > s.rfind("/"):
-            s, n.tag, _ = cut_promised(s, ":")
+            s, n.tag, _found = cut_promised(s, ":")
         s, n.model, promised = cut_promised(s, "/")
         if not promised:
             n.model = s
@@ -371,16 +371,16 @@ class GGUF:
                 n_tensors, n_kv = self._u64(), self._u64()
             else:
                 raise GGUFError(f"unsupported GGUF version {self.version}")
-            for _ in range(n_kv):
+            for _i in range(n_kv):
                 key = self._str()
                 self.kv[key] = self._value(self._u32())
             params = 0
-            for _ in range(n_tensors):
+            for _i in range(n_tensors):
                 name = self._str()
                 dims = self._u32()
                 if dims > 4:
                     raise GGUFError(f"tensor {name!r} dimensions {dims} exceeds maximum 4")
-                shape = [self._u64() for _ in range(dims)]
+                shape = [self._u64() for _d in range(dims)]
                 kind, offset = self._u32(), self._u64()
                 elements = math.prod(shape) if shape else 1
                 params += elements
@@ -431,7 +431,7 @@ class GGUF:
             n = self._u32() if self.version == 1 else self._u64()
             if n > 1 << 28:
                 raise GGUFError("array too long")
-            return [self._value(et) for _ in range(n)]
+            return [self._value(et) for _i in range(n)]
         raise GGUFError(f"invalid type: {t}")
 
     def arch_value(self, key: str):
@@ -463,7 +463,7 @@ def template_vars(tmpl: str) -> list:
         code = _STRING_RE.sub(" ", action)
         for token in re.findall(r"\$?[A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\$[A-Za-z0-9_]*", code):
             if token.startswith("$"):
-                head, _, rest = token.partition(".")
+                head, _sep, rest = token.partition(".")
                 names.add(head.lower())
                 token = "." + rest if rest else ""
             elif not token.startswith("."):
@@ -803,7 +803,7 @@ def http_open(method: str, url: str, headers: dict | None = None, *, redirects: 
               timeout: float = STALL_TIMEOUT):
     """One HTTP request; returns (response, connection, final url). ``redirects``: follow|same-host."""
     orig_host = urllib.parse.urlsplit(url).hostname
-    for _ in range(11):
+    for _hop in range(11):
         u = urllib.parse.urlsplit(url)
         cls = http.client.HTTPSConnection if u.scheme == "https" else http.client.HTTPConnection
         conn = cls(u.hostname, u.port, timeout=timeout)
@@ -895,7 +895,7 @@ class BlobDownload:
             self.add(part.completed)
             self.parts.append(part)
         if not self.parts:
-            resp, conn, _ = registry_request("HEAD", url)
+            resp, conn, _final = registry_request("HEAD", url)
             resp.read()
             conn.close()
             self.total = int(resp.getheader("Content-Length") or 0)
@@ -1001,7 +1001,7 @@ class BlobDownload:
 
     def _chunk(self, fd: int, url: str, part: Part) -> None:
         start, stop = part.offset + part.completed, part.offset + part.size
-        resp, conn, _ = http_open("GET", url, {"Range": f"bytes={start}-{stop - 1}"}, timeout=STALL_TIMEOUT)
+        resp, conn, _final = http_open("GET", url, {"Range": f"bytes={start}-{stop - 1}"}, timeout=STALL_TIMEOUT)
         n = 0
         err: BaseException | None = None
         try:
@@ -1124,7 +1124,7 @@ def pull_model(server: "Server", n: Name, insecure: bool, emit, cancel: threadin
     emit({"status": "pulling manifest"})
     url = f"{registry_base(n, insecure)}/v2/{n.namespace}/{n.model}/manifests/{n.tag}"
     try:
-        resp, conn, _ = registry_request("GET", url, {"Accept": MEDIA_MANIFEST})
+        resp, conn, _final = registry_request("GET", url, {"Accept": MEDIA_MANIFEST})
         try:
             manifest_data = resp.read()
         finally:
@@ -1438,7 +1438,7 @@ class Handler(BaseHTTPRequestHandler):
                 entry["capabilities"] = caps
             models.append((int(m["mtime"]), entry))
         models.sort(key=lambda t: -t[0])
-        self._json(200, {"models": [e for _, e in models]})
+        self._json(200, {"models": [e for _mtime, e in models]})
 
     def _resolve(self, raw: str, not_found_name=None) -> tuple:
         n = parse_model_ref(raw)
