@@ -24,7 +24,7 @@ D1, D2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 ])
 def test_pull_errors_name_the_cause_and_the_fix(error, cls, fix_word):
     err = pull_error("m:latest", error, "registry.ollama.ai")
-    assert type(err) is cls and error.split(":")[0] in str(err) and fix_word in err.fix
+    assert isinstance(err, cls) and error.split(":")[0] in str(err) and fix_word in err.fix
 
 
 def test_layer_files_include_config_once_and_reject_bad_digests():
