@@ -103,6 +103,7 @@ class Target:
     fetch_bytes: int = 0  # bytes still to transfer (what a previous run staged is not counted)
     staged_bytes: int = 0  # bytes already in the staging area from an interrupted run
     disk_path: str | None = None  # a path on the filesystem the bytes go to (for the free-disk check)
+    pending: list = dataclasses.field(default_factory=list)  # paths still to transfer (not staged yet)
     extra: dict = dataclasses.field(default_factory=dict)  # provider fields for the manifest entry
 
     @property
@@ -246,6 +247,10 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def staging_bytes(self) -> int:
         """Bytes this model's interrupted downloads keep in the staging area (0 if none)."""
+
+    def has_staging(self) -> bool:
+        """Whether an interrupted download of this model left anything in the staging area."""
+        return self.staging_bytes() > 0
 
     @abc.abstractmethod
     def discard_staging(self) -> bool:

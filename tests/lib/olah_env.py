@@ -29,11 +29,15 @@ the provider code relies on exactly these):
   LFS files; ``RepoFolder`` items for directories.
 * ``get_paths_info(repo, paths, revision=COMMIT)`` gives the same per-path fields.
 * ``hf_hub_download`` / ``snapshot_download(local_dir=D, revision=COMMIT)`` write plain files
-  under ``D`` and metadata under ``D/.cache/huggingface/download/<path>.metadata``; an
-  interrupted file is left as ``D/.cache/huggingface/download/<path>.<etag>.incomplete`` and the
-  next call resumes it with an HTTP ``Range`` request (olah answers 206). The HEAD of a file
-  carries ``X-Repo-Commit``, ``ETag`` (git blob sha1, or the sha256 for LFS files) and
-  ``Content-Length``.
+  under ``D`` and metadata under ``D/.cache/huggingface/download/<path>.metadata`` (etag, commit).
+  The HEAD of a file carries ``X-Repo-Commit``, ``ETag`` (git blob sha1, or the sha256 for LFS
+  files) and ``Content-Length``.
+* Resume: ``hf_hub_download`` in huggingface_hub 2.4 does NOT resume a file. It writes each file
+  to a process-unique ``.cache/huggingface/download/<hash>.<etag>.<8 hex>.incomplete`` and starts
+  over on the next call (huggingface_hub PR 4228); a killed process leaves that file behind as
+  debris (files completed before the kill are kept). ``huggingface_hub.file_download.http_get(url,
+  fileobj, resume_size=N)`` sends ``Range: bytes=N-`` and olah answers ``206`` with the rest: the
+  provider uses that to resume byte-exactly.
 * Errors: an unknown repository → 401 with ``X-Error-Code: RepoNotFound``
   (``RepositoryNotFoundError``); an unknown revision → also ``RepoNotFound`` in offline mode
   (the Hub says ``RevisionNotFound``); an unknown file → 404 ``EntryNotFound`` on HEAD/GET of

@@ -1,0 +1,533 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Hugging Face provider: models from the Hub or a Hub mirror (such as olah), pinned to a commit.
+
+* Resolve: ``model_info(repo, revision=...)`` gives the commit (a revision is always sent: some
+  mirrors answer RepoNotFound without one); ``list_repo_tree(recursive=True)`` at that commit
+  gives every file with its size, its git blob id and, for LFS files, its sha256.
+* Download: each file with ``huggingface_hub``'s ``http_get`` from ``/<repo>/resolve/<commit>/<path>``
+  into the staging area inside ``models_dir`` (``_files.StagingArea``), up to 8 files at a time.
+  A partial file is resumed from its length with an HTTP ``Range`` request on the next run:
+  ``hf_hub_download``/``snapshot_download`` in huggingface_hub >= 1.2x do not resume (they write
+  to a process-unique temp file and start over), so they are not used.
+* Verify while writing: sha256 for LFS files (the Hub publishes it), git blob sha1 for the others,
+  and the size; a mismatch is downloaded once more, then fails with IntegrityError. The sha256 of
+  every file is recorded so that ``state: verified`` can re-check offline.
+* Place: ``<models_dir>/huggingface/<org>/<name>/<commit>/``, renamed into place in one step.
+
+The token is passed to huggingface_hub explicitly, never written anywhere and masked from every
+message (``redact``).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import threading
+import time
+
+from ansible_collections.venom.models.plugins.module_utils._capabilities_adapter import detect_hf_capabilities
+from ansible_collections.venom.models.plugins.module_utils._errors import (
+    MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
+from ansible_collections.venom.models.plugins.module_utils._files import (
+    Hasher, StagingArea, disk_full, hash_problems, integrity_error, is_disk_full, mismatch, normalized_selection,
+    prune_empty_parents, remove_tree_inside, select_paths, stat_problems)
+from ansible_collections.venom.models.plugins.module_utils._paths import keyed_file_name
+from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, Provider, Target
+from ansible_collections.venom.models.plugins.module_utils._validation import (
+    is_commit, safe_join, validate_model_name, validate_relative_file_path, validate_revision)
+
+try:
+    from huggingface_hub import HfApi
+    from huggingface_hub import errors as hf_errors
+    from huggingface_hub.file_download import hf_hub_url, http_get
+    from huggingface_hub.utils import build_hf_headers, disable_progress_bars
+    HF_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - exercised by the sanity import test
+    HF_IMPORT_ERROR = _exc
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+DEFAULT_REVISION = "main"
+MAX_WORKERS = 8
+ATTEMPTS = 2
+NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
+
+
+def require_hf() -> None:
+    if HF_IMPORT_ERROR is not None:
+        raise MissingDependencyError("huggingface_hub", "for provider huggingface", HF_IMPORT_ERROR)
+
+
+def redact(text: str, token: str | None) -> str:
+    """``text`` with every occurrence of the token (and its Bearer form) masked."""
+    text = str(text)
+    if token:
+        text = text.replace(token, "********")
+    return text
+
+
+def validate_endpoint(endpoint: str | None) -> str:
+    if not endpoint:
+        return DEFAULT_ENDPOINT
+    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")) or any(
+            c.isspace() for c in endpoint) or "@" in endpoint.split("/", 3)[2]:
+        raise ValidationError(f"endpoint {endpoint!r} is not an http(s) URL without credentials.",
+                              fix="Give the base URL of the Hub or mirror, e.g. https://huggingface.co or "
+                                  "http://mirror.internal:8090; pass credentials with the token option.")
+    return endpoint.rstrip("/")
+
+
+class _Abort(Exception):
+    """Raised inside a download thread to stop it (another file failed, or the timeout passed)."""
+
+
+class _HashingWriter:
+    """The file object handed to ``http_get``: writes through, hashes, counts, and can abort."""
+
+    def __init__(self, fh, spec: FileSpec, hasher: Hasher, progress, stop: threading.Event, deadline: float | None,
+                 path: str):
+        self.fh = fh
+        self.spec = spec
+        self.hasher = hasher
+        self.progress = progress
+        self.stop = stop
+        self.deadline = deadline
+        self.path = path
+
+    def write(self, data) -> int:
+        if self.stop.is_set():
+            raise _Abort("stopped")
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise _Abort("timeout")
+        n = self.fh.write(data)
+        self.hasher.update(data)
+        self.progress.add(len(data))
+        return n
+
+    def tell(self) -> int:
+        return self.fh.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.fh.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        """http_get truncates when a server ignores Range and sends everything again: re-hash what is kept."""
+        self.fh.flush()
+        kept = self.fh.tell() if size is None else size
+        n = self.fh.truncate(kept)
+        self.progress.add(kept - self.hasher.length, transferred=False)
+        self.hasher = Hasher(self.spec.size, git=not self.spec.lfs)
+        if kept:
+            self.hasher.feed_file(self.path, limit=kept)
+        return n
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+class HuggingFaceProvider(Provider):
+    """Provider ``huggingface``: see the module docstring."""
+
+    name = "huggingface"
+
+    def __init__(self, request, paths):
+        super().__init__(request, paths)
+        self.repo_id = validate_model_name(request.name, "huggingface")
+        self.endpoint = validate_endpoint(request.endpoint)
+        if request.revision is not None:
+            validate_revision(request.revision)
+        self.selection = normalized_selection(request.allow_patterns, request.ignore_patterns)
+        self._api = None
+
+    # -- naming and places ---------------------------------------------------------------------------
+    def canonical_name(self) -> str:
+        return self.repo_id
+
+    def version_dir(self, commit: str) -> str:
+        org, name = self.repo_id.split("/")
+        return safe_join(self.paths.models_dir, "huggingface", org, name, commit)
+
+    def staging_root(self) -> str:
+        return os.path.join(self.paths.staging_dir, keyed_file_name("hf", self.repo_id, ""))
+
+    def staging(self, commit: str) -> StagingArea:
+        return StagingArea(os.path.join(self.staging_root(), commit))
+
+    def _redact(self, text) -> str:
+        return redact(text, self.request.token)
+
+    # -- offline checks ------------------------------------------------------------------------------
+    def satisfies(self, entry: dict) -> bool:
+        if entry.get("status") != "installed":
+            return False
+        wanted = self.request.revision
+        if wanted is not None and wanted not in (entry.get("revision"), entry.get("requested_revision")):
+            return False
+        recorded = {"allow_patterns": entry.get("allow_patterns"), "ignore_patterns": entry.get("ignore_patterns")}
+        return recorded == self.selection
+
+    def quick_check(self, entry: dict) -> list:
+        return stat_problems(entry.get("local_path"), entry.get("files", []))
+
+    # -- the Hub -------------------------------------------------------------------------------------
+    def api(self):
+        require_hf()
+        if self._api is None:
+            disable_progress_bars()
+            self._api = HfApi(endpoint=self.endpoint, token=self.request.token)
+        return self._api
+
+    def _translate(self, exc: BaseException, revision: str | None, what: str) -> VenomError:
+        """A huggingface_hub / network error as a VenomError with the cause and the fix (token masked)."""
+        where = f"{self.endpoint}"
+        detail = self._redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        token_hint = ("the token given (token option or HF_TOKEN) has no access to it" if self.request.token
+                      else "no token was given (token option or HF_TOKEN)")
+        if HF_IMPORT_ERROR is None:
+            if isinstance(exc, hf_errors.GatedRepoError):
+                return ProviderError(
+                    f"The Hugging Face repository {self.repo_id} is gated and {token_hint}.",
+                    fix=f"Accept the model's conditions on its page ({self.endpoint}/{self.repo_id}) with the account "
+                        "whose token you pass, then pass that token with the token option or HF_TOKEN.")
+            if isinstance(exc, hf_errors.RevisionNotFoundError):
+                return NotFoundError(f"The revision {revision!r} does not exist in {self.repo_id} at {where}.",
+                                     fix="Give an existing branch, tag or full commit id in revision.")
+            if isinstance(exc, hf_errors.RepositoryNotFoundError):
+                if revision not in (None, DEFAULT_REVISION) and self._exists_at(DEFAULT_REVISION):
+                    return NotFoundError(
+                        f"The revision {revision!r} does not exist in {self.repo_id} at {where} "
+                        "(the repository itself exists).",
+                        fix="Give an existing branch, tag or full commit id in revision.")
+                return NotFoundError(
+                    f"The Hugging Face repository {self.repo_id} was not found at {where}: it does not exist, or it is "
+                    f"private or gated and {token_hint}.",
+                    fix="Check the repository id (org/name, as on the Hub page); for a private or gated model pass a "
+                        "token with access (token option or HF_TOKEN); with a mirror, check that it serves this "
+                        "repository.")
+            if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
+                return ProviderError(f"{what}: the file is listed at commit {revision} of {self.repo_id} but "
+                                     f"{where} does not serve it ({detail}).",
+                                     fix="Check the mirror's copy of the repository, then run the task again.")
+            if isinstance(exc, hf_errors.OfflineModeIsEnabled):
+                return ProviderError(
+                    f"{what}: HF_HUB_OFFLINE is set on the host, so huggingface_hub makes no request.",
+                    fix="Unset HF_HUB_OFFLINE for this task (environment: keyword), or adopt a copy of the model "
+                        "with provider local.")
+            if isinstance(exc, hf_errors.HfHubHTTPError):
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                if status == 401:
+                    return ProviderError(f"{what}: {where} refused the credentials (HTTP 401: {detail}).",
+                                         fix="Check the token (token option or HF_TOKEN); it may be revoked or expired.")
+                if status is not None and status >= 500 and is_commit(revision or ""):
+                    return NotFoundError(
+                        f"{what}: {where} failed with HTTP {status} for commit {revision} of {self.repo_id}; "
+                        "mirrors such as olah answer so for a commit they do not have.",
+                        fix="Check the commit id (the full 40 hex characters of an existing commit), or pin a "
+                            "branch or tag instead.")
+                return ProviderError(f"{what}: {where} answered HTTP {status}: {detail}.",
+                                     fix="Retry later; if it persists, check the endpoint/mirror's health and logs.")
+        if is_disk_full(exc):
+            return disk_full(exc, self.paths.models_dir)
+        if _is_network_error(exc):
+            return ProviderError(
+                f"{what}: cannot reach {where} ({type(exc).__name__}: {detail}). Anything downloaded so far is kept "
+                "and resumes on the next run.",
+                fix="Check the endpoint option, the host's network, DNS and proxy settings (HTTPS_PROXY), and "
+                    "that the mirror is running; then run the task again.")
+        if isinstance(exc, VenomError):
+            return exc
+        return ProviderError(f"{what}: {type(exc).__name__}: {detail}",
+                             fix="Run the task again; the download resumes. If it persists, report it with this message.")
+
+    def _exists_at(self, revision: str) -> bool:
+        try:
+            self.api().model_info(self.repo_id, revision=revision)
+            return True
+        except Exception:  # pylint: disable=broad-except
+            return False
+
+    def _call(self, fn, revision: str | None, what: str, retries: int = 1):
+        """Call the Hub; retry a dropped connection once (olah closes keep-alive connections after errors)."""
+        for attempt in range(retries + 1):
+            try:
+                return fn()
+            except Exception as exc:  # pylint: disable=broad-except
+                if attempt < retries and _is_network_error(exc) and not _is_hf_error(exc):
+                    time.sleep(0.2)
+                    continue
+                raise self._translate(exc, revision, what) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def resolve(self, entry: dict | None, latest: bool = False) -> Target:
+        revision = self.request.revision
+        if revision is None and entry is not None:
+            revision = entry.get("requested_revision") or entry.get("revision")
+        revision = revision or DEFAULT_REVISION
+        api = self.api()
+        info = self._call(lambda: api.model_info(self.repo_id, revision=revision), revision,
+                          f"Resolving {self.repo_id}@{revision}")
+        commit = getattr(info, "sha", None)
+        if not is_commit(commit or ""):
+            raise ProviderError(f"{self.endpoint} returned no commit id for {self.repo_id}@{revision}.",
+                                fix="Check that the endpoint is a Hugging Face Hub API or mirror.")
+        items = self._call(lambda: list(api.list_repo_tree(self.repo_id, revision=commit, recursive=True)),
+                           commit, f"Listing the files of {self.repo_id}@{commit[:12]}")
+        specs = {}
+        for item in items:
+            if not hasattr(item, "size") or not hasattr(item, "blob_id"):
+                continue  # a folder
+            path = validate_relative_file_path(item.path)
+            lfs = getattr(item, "lfs", None)
+            sha256 = getattr(lfs, "sha256", None) if lfs is not None else None
+            specs[path] = FileSpec(path=path, size=int(item.size), sha256=sha256,
+                                   git_oid=None if lfs is not None else item.blob_id, lfs=lfs is not None)
+        chosen = select_paths(sorted(specs), self.selection["allow_patterns"], self.selection["ignore_patterns"])
+        if not chosen:
+            raise NotFoundError(
+                f"No file of {self.repo_id}@{commit[:12]} matches allow_patterns {self.selection['allow_patterns']} "
+                f"and ignore_patterns {self.selection['ignore_patterns']} ({len(specs)} files in the repository).",
+                fix="Loosen allow_patterns / ignore_patterns (globs such as '*.safetensors', 'onnx/').")
+        files = [specs[p] for p in chosen]
+        target = Target(revision=commit, requested_revision=revision, files=files,
+                        local_path=self.version_dir(commit), disk_path=self.paths.models_dir,
+                        extra=dict(self.selection, source={"endpoint": self.endpoint}))
+        self._count_staged(target, entry)
+        return target
+
+    def _count_staged(self, target: Target, entry: dict | None) -> None:
+        """Fill fetch_bytes/staged_bytes from the staging area and the installed copy of the same commit."""
+        stage = self.staging(target.revision)
+        reuse = self._reusable(entry, target)
+        staged = 0
+        target.pending = []
+        for spec in target.files:
+            if spec.path in reuse or stage.verified(spec):
+                staged += spec.size
+            else:
+                staged += min(stage.partial_size(spec.path), spec.size)
+                target.pending.append(spec.path)
+        target.staged_bytes = staged
+        target.fetch_bytes = target.size_bytes - staged
+
+    @staticmethod
+    def _reusable(entry: dict | None, target: Target) -> set:
+        """Files of the installed copy of the same commit that match the target (stat only)."""
+        if not entry or entry.get("revision") != target.revision or not entry.get("local_path"):
+            return set()
+        recorded = {f["path"]: f for f in entry.get("files", [])}
+        out = set()
+        for spec in target.files:
+            rec = recorded.get(spec.path)
+            if not rec or rec["size"] != spec.size or (spec.sha256 and rec.get("sha256") != spec.sha256 and spec.lfs):
+                continue
+            if spec.git_oid and rec.get("git_oid") and rec["git_oid"] != spec.git_oid:
+                continue
+            try:
+                if os.path.getsize(os.path.join(entry["local_path"], spec.path)) == spec.size:
+                    out.add(spec.path)
+            except OSError:
+                continue
+        return out
+
+    # -- downloads -----------------------------------------------------------------------------------
+    def _download_all(self, stage: StagingArea, specs: list, progress) -> dict:
+        """Download and verify ``specs`` into ``stage.tree``; return {path: digests}."""
+        require_hf()
+        stage.ensure()
+        headers = build_hf_headers(token=self.request.token)
+        stop = threading.Event()
+        deadline = time.monotonic() + self.request.timeout if self.request.timeout else None
+        results = {}
+        errors = []
+        workers = max(1, min(MAX_WORKERS, len(specs)))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(self._download_one, stage, spec, headers, progress, stop, deadline): spec
+                       for spec in sorted(specs, key=lambda s: -s.size)}
+            for fut in concurrent.futures.as_completed(futures):
+                spec = futures[fut]
+                try:
+                    results[spec.path] = fut.result()
+                except _Abort as exc:
+                    if str(exc) == "timeout":
+                        errors.append(ProviderError(
+                            f"Downloading {self.repo_id} took longer than timeout={self.request.timeout:g}s; "
+                            "what was downloaded is kept and resumes on the next run.",
+                            fix="Run the task again (it resumes), or raise timeout."))
+                        stop.set()
+                except BaseException as exc:  # pylint: disable=broad-except
+                    stop.set()
+                    errors.append(exc)
+        if errors:
+            first = next((e for e in errors if not isinstance(e, _Abort)), errors[0])
+            if isinstance(first, VenomError):
+                raise first
+            raise self._translate(first, stage.root.rsplit("/", 1)[-1], f"Downloading {self.repo_id}") from None
+        return results
+
+    def _download_one(self, stage: StagingArea, spec: FileSpec, headers: dict, progress, stop, deadline) -> dict:
+        commit = os.path.basename(stage.root)
+        url = hf_hub_url(self.repo_id, spec.path, revision=commit, endpoint=self.endpoint)
+        partial = stage.partial_path(spec.path)
+        os.makedirs(os.path.dirname(partial), mode=0o750, exist_ok=True)
+        why = None
+        for _attempt in range(ATTEMPTS):
+            have = stage.partial_size(spec.path)
+            if have > spec.size:
+                os.unlink(partial)
+                have = 0
+            hasher = Hasher(spec.size, git=not spec.lfs)
+            if have:
+                hasher.feed_file(partial, limit=have)
+                progress.add(have, transferred=False)
+            writer = None
+            try:
+                with open(partial, "ab") as fh:
+                    writer = _HashingWriter(fh, spec, hasher, progress, stop, deadline, partial)
+                    http_get(url, writer, resume_size=have, headers=headers, expected_size=spec.size)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except _Abort:
+                raise
+            except Exception as exc:  # pylint: disable=broad-except
+                if _is_hf_error(exc) or "Consistency check failed" not in str(exc):
+                    raise self._translate(exc, commit, f"Downloading {spec.path} of {self.repo_id}") from None
+                # the server sent fewer or more bytes than listed: start this file over, once
+                why = self._redact(str(exc).splitlines()[0])
+                _unlink(partial)
+                progress.add(-(writer.hasher.length if writer else have), transferred=False)
+                continue
+            hasher = writer.hasher
+            size = os.path.getsize(partial)
+            digests = hasher.digests()
+            why = mismatch(spec, digests, size)
+            if why is None:
+                stage.place(partial, spec, digests)
+                return digests
+            _unlink(partial)
+            progress.add(-size, transferred=False)
+        raise integrity_error(self.repo_id, spec.path, why or "unknown")
+
+    # -- changes -------------------------------------------------------------------------------------
+    def install(self, target: Target, progress, entry: dict | None = None) -> dict:
+        final = target.local_path
+        stage = self.staging(target.revision)
+        same_version = bool(entry and entry.get("revision") == target.revision and entry.get("local_path") == final)
+        reuse = self._reusable(entry, target) if same_version else set()
+        if same_version:
+            dest_tree = final  # completing or re-selecting the installed commit: file by file, in place
+        else:
+            if os.path.isdir(final):  # a run killed after the final rename, before the manifest: take it back
+                stage.adopt_tree(final)
+            dest_tree = None
+        todo = [s for s in target.files if s.path not in reuse and not (dest_tree is None and stage.verified(s))]
+        if dest_tree is None and os.path.isdir(stage.tree):
+            self._adopt_unrecorded(stage, todo, progress)
+            todo = [s for s in todo if not stage.verified(s)]
+        progress.set_total(target.size_bytes, target.size_bytes - sum(s.size for s in todo),
+                           f"downloading {len(todo)} file(s) of {self.repo_id}@{target.revision[:12]}")
+        if todo:
+            self._download_all(stage, todo, progress)
+        if same_version:
+            for spec in todo:
+                src = stage.tree_path(spec.path)
+                dst = safe_join(final, spec.path)
+                os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+                os.replace(src, dst)
+            wanted = {s.path for s in target.files}
+            for rec in entry.get("files", []):
+                if rec["path"] not in wanted:
+                    _unlink(safe_join(final, rec["path"]))
+                    prune_empty_parents(os.path.dirname(os.path.join(final, rec["path"])), stop=final)
+            stage.discard()
+        else:
+            stage.commit(final)
+        return self._fields(target, entry if same_version else None, stage_state=stage.state())
+
+    def _adopt_unrecorded(self, stage: StagingArea, todo: list, progress) -> None:
+        """Files in tree/ without a state record (killed between the move and the record): hash them."""
+        for spec in todo:
+            path = stage.tree_path(spec.path)
+            if os.path.isfile(path) and os.path.getsize(path) == spec.size:
+                h = Hasher(spec.size, git=not spec.lfs)
+                h.feed_file(path)
+                if mismatch(spec, h.digests(), spec.size) is None:
+                    stage.record(spec, h.digests())
+
+    def _fields(self, target: Target, entry: dict | None, stage_state: dict) -> dict:
+        recorded = {f["path"]: f for f in (entry or {}).get("files", [])}
+        files = []
+        for spec in target.files:
+            rec = dict(spec.record())
+            got = stage_state.get(spec.path) or recorded.get(spec.path) or {}
+            rec["sha256"] = got.get("sha256") or spec.sha256
+            files.append(rec)
+        return dict(target.extra, revision=target.revision, requested_revision=target.requested_revision,
+                    local_path=target.local_path, files=files,
+                    capabilities_detected=self.detect_capabilities(target.local_path))
+
+    def verify(self, entry: dict, progress) -> list:
+        files = entry.get("files", [])
+        progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.repo_id}")
+        return hash_problems(entry.get("local_path"), files, progress)
+
+    def repair(self, entry: dict, problems: list, progress) -> dict:
+        commit = entry["revision"]
+        bad = {p.path for p in problems}
+        specs = [FileSpec.from_record(f) for f in entry["files"] if f["path"] in bad or "." in bad]
+        for spec in specs:  # a damaged file must not be resumed as a partial download
+            _unlink(self.staging(commit).partial_path(spec.path))
+        target = Target(revision=commit, requested_revision=entry.get("requested_revision"),
+                        files=[FileSpec.from_record(f) for f in entry["files"]], local_path=entry["local_path"],
+                        extra={k: entry.get(k) for k in ("allow_patterns", "ignore_patterns", "source")})
+        good = dict(entry, files=[f for f in entry["files"] if f["path"] not in bad and "." not in bad])
+        os.makedirs(entry["local_path"], mode=0o755, exist_ok=True)
+        return self.install(target, progress, entry=good)
+
+    def remove(self, entry: dict) -> list:
+        removed = []
+        path = entry.get("local_path")
+        if path and remove_tree_inside(self.paths.models_dir, path):
+            removed.append(path)
+        for old in entry.get("retained_versions") or []:
+            if remove_tree_inside(self.paths.models_dir, old.get("local_path")):
+                removed.append(old["local_path"])
+        org_dir = os.path.join(self.paths.models_dir, "huggingface", self.repo_id.split("/")[0])
+        prune_empty_parents(os.path.join(org_dir, self.repo_id.split("/")[1]), stop=self.paths.models_dir)
+        return removed
+
+    def remove_version(self, local_path: str) -> None:
+        remove_tree_inside(self.paths.models_dir, local_path)
+
+    def staging_bytes(self) -> int:
+        from ansible_collections.venom.models.plugins.module_utils._fsutil import dir_size  # pylint: disable=import-outside-toplevel
+        root = self.staging_root()
+        return dir_size(root) if os.path.isdir(root) else 0
+
+    def has_staging(self) -> bool:
+        return os.path.isdir(self.staging_root())
+
+    def discard_staging(self) -> bool:
+        root = self.staging_root()
+        if not os.path.isdir(root):
+            return False
+        remove_tree_inside(self.paths.models_dir, root)
+        return True
+
+    def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
+        return detect_hf_capabilities(local_path) if local_path and os.path.isdir(local_path) else {}
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _is_hf_error(exc: BaseException) -> bool:
+    return HF_IMPORT_ERROR is None and isinstance(exc, (hf_errors.HfHubHTTPError, hf_errors.OfflineModeIsEnabled))
+
+
+def _is_network_error(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    return any(cls.__module__.split(".")[0] in NETWORK_MODULES for cls in type(exc).__mro__)

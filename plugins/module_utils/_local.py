@@ -1,0 +1,332 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The local provider: adopt a model directory that is already on the host (air-gapped installs).
+
+The source directory (``source``, e.g. a copy brought on a disk, a ``snapshot_download`` local
+dir, or a Hub cache snapshot whose files are symlinks into ``blobs/``) is hashed file by file;
+the version id is the sha256 over the file list (``files_digest``). The files are copied (or
+hard-linked when ``adopt_mode`` allows and the source is on the same filesystem) into
+``<models_dir>/local/<name>/<id12>/`` through the staging area, each one verified against the
+digest computed from the source, then renamed into place in one step.
+
+Hidden metadata directories (``.git``, ``.cache``, ``.venom``) are not adopted. Symbolic links to
+files are followed (their content is adopted); links to directories are not followed.
+
+``state: latest`` re-reads the source: when a file's size or modification time changed, the
+source is hashed again and a changed content is adopted as a new version.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+
+from ansible_collections.venom.models.plugins.module_utils._capabilities_adapter import (
+    detect_gguf_capabilities, detect_hf_capabilities)
+from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ProviderError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils._files import (
+    CHUNK, Hasher, StagingArea, disk_full, file_digests, hash_problems, integrity_error, is_disk_full, mismatch,
+    normalized_selection, prune_empty_parents, remove_tree_inside, select_paths, stat_problems)
+from ansible_collections.venom.models.plugins.module_utils._paths import keyed_file_name
+from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, Provider, Target, files_digest
+from ansible_collections.venom.models.plugins.module_utils._validation import (
+    safe_join, validate_choice, validate_model_name, validate_relative_file_path)
+
+ADOPT_MODES = ("auto", "copy", "hardlink")
+SKIP_DIRS = (".git", ".cache", ".venom", "__pycache__")
+
+
+class LocalProvider(Provider):
+    """Provider ``local``: see the module docstring."""
+
+    name = "local"
+
+    def __init__(self, request, paths):
+        super().__init__(request, paths)
+        self.model = validate_model_name(request.name, "local")
+        validate_choice(request.adopt_mode, ADOPT_MODES, "adopt_mode")
+        self.selection = normalized_selection(request.allow_patterns, request.ignore_patterns)
+        self.source = self._check_source(request.source) if request.source else None
+
+    def canonical_name(self) -> str:
+        return self.model
+
+    def _check_source(self, source: str) -> str:
+        if not isinstance(source, str) or not os.path.isabs(source):
+            raise ValidationError(f"source {source!r} is not an absolute path.",
+                                  fix="Give the absolute path of the model directory on the target host.")
+        real = os.path.realpath(source)
+        if not os.path.isdir(real):
+            raise NotFoundError(f"The source directory {source} does not exist on the host (or is not a directory).",
+                                fix="Copy the model directory to the host first (e.g. ansible.posix.synchronize), "
+                                    "then point source at it.")
+        managed = [os.path.realpath(self.paths.state_dir), os.path.realpath(os.path.join(self.paths.models_dir, "local"))]
+        for m in managed:
+            if real == m or real.startswith(m + os.sep):
+                raise ValidationError(f"The source {source} lies inside the directories venom.models manages ({m}).",
+                                      fix="Adopt from a directory outside models_dir/local and models_dir/.venom.")
+        return real
+
+    def version_dir(self, version: str) -> str:
+        return safe_join(self.paths.models_dir, "local", *self.model.split("/"), version[:12])
+
+    def staging_root(self) -> str:
+        return os.path.join(self.paths.staging_dir, keyed_file_name("local", self.model, ""))
+
+    def staging(self, version: str) -> StagingArea:
+        return StagingArea(os.path.join(self.staging_root(), version[:12]))
+
+    # -- offline checks ------------------------------------------------------------------------------
+    def satisfies(self, entry: dict) -> bool:
+        if entry.get("status") != "installed":
+            return False
+        recorded_source = (entry.get("source") or {}).get("path")
+        if self.source is not None and self.source != recorded_source:
+            return False
+        return {"allow_patterns": entry.get("allow_patterns"), "ignore_patterns": entry.get("ignore_patterns")} \
+            == self.selection
+
+    def quick_check(self, entry: dict) -> list:
+        return stat_problems(entry.get("local_path"), entry.get("files", []))
+
+    # -- the source ----------------------------------------------------------------------------------
+    def _source_for(self, entry: dict | None) -> str:
+        if self.source:
+            return self.source
+        recorded = (entry or {}).get("source", {}).get("path") if entry else None
+        if recorded:
+            return self._check_source(recorded)
+        raise ValidationError(f"provider local needs source (the model directory on the host) to install {self.model}.",
+                              fix="Set source to the absolute path of the directory to adopt.")
+
+    def scan(self, source: str) -> dict:
+        """path -> (size, mtime_ns) of the regular files under ``source`` (symlinks to files followed)."""
+        found = {}
+        for root, dirs, names in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(root, d)))
+            for name in names:
+                full = os.path.join(root, name)
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue  # a dangling link
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                rel = validate_relative_file_path(os.path.relpath(full, source))
+                found[rel] = (st.st_size, st.st_mtime_ns)
+        return found
+
+    def _unchanged(self, entry: dict, source: str) -> bool:
+        """Whether the source still has exactly the recorded files, sizes and times (stat only)."""
+        if (entry.get("source") or {}).get("path") != source:
+            return False
+        scanned = self.scan(source)
+        chosen = select_paths(sorted(scanned), self.selection["allow_patterns"], self.selection["ignore_patterns"])
+        recorded = {f["path"]: f for f in entry.get("files", [])}
+        if set(chosen) != set(recorded):
+            return False
+        return all(scanned[p][0] == recorded[p]["size"] and scanned[p][1] == recorded[p].get("mtime_ns")
+                   for p in chosen)
+
+    def resolve(self, entry: dict | None, latest: bool = False) -> Target:
+        source = self._source_for(entry)
+        if entry is not None and entry.get("status") == "installed" and self._unchanged(entry, source) and \
+                {"allow_patterns": entry.get("allow_patterns"), "ignore_patterns": entry.get("ignore_patterns")} == self.selection:
+            files = [FileSpec.from_record(f) for f in entry["files"]]
+            mtimes = {f["path"]: f.get("mtime_ns") for f in entry["files"]}
+        else:
+            scanned = self.scan(source)
+            chosen = select_paths(sorted(scanned), self.selection["allow_patterns"], self.selection["ignore_patterns"])
+            if not chosen:
+                raise NotFoundError(f"The source {source} has no files to adopt (after allow/ignore patterns).",
+                                    fix="Check source, allow_patterns and ignore_patterns.")
+            files, mtimes = [], {}
+            for rel in chosen:
+                full = os.path.join(source, rel)
+                size = os.path.getsize(full)
+                files.append(FileSpec(path=rel, size=size, sha256=file_digests(full, size)["sha256"]))
+                mtimes[rel] = scanned[rel][1]
+        version = files_digest(files)
+        target = Target(revision=version, requested_revision=None, files=files, local_path=self.version_dir(version),
+                        disk_path=self.paths.models_dir,
+                        extra=dict(self.selection, source={"path": source}))
+        target.extra["_mtimes"] = mtimes
+        stage = self.staging(version)
+        same = entry is not None and entry.get("revision") == version and os.path.isdir(entry.get("local_path") or "")
+        if same:
+            bad = {p.path for p in self.quick_check(entry)}
+            target.pending = [s.path for s in files if s.path in bad]
+        else:
+            target.pending = [s.path for s in files if not stage.verified(s)]
+        staged = target.size_bytes - sum(s.size for s in files if s.path in set(target.pending))
+        target.staged_bytes = staged
+        target.fetch_bytes = target.size_bytes - staged
+        if self._linkable(source):
+            target.fetch_bytes = 0  # hard links take no space
+        return target
+
+    def _linkable(self, source: str) -> bool:
+        if self.request.adopt_mode == "copy":
+            return False
+        try:
+            probe = self.paths.models_dir
+            while not os.path.exists(probe):
+                probe = os.path.dirname(probe)
+            same_fs = os.stat(source).st_dev == os.stat(probe).st_dev
+        except OSError:
+            same_fs = False
+        if self.request.adopt_mode == "hardlink" and not same_fs:
+            raise ValidationError(f"adopt_mode hardlink needs the source {source} on the same filesystem as "
+                                  f"{self.paths.models_dir}.", fix="Use adopt_mode copy (or auto).")
+        return same_fs
+
+    # -- changes -------------------------------------------------------------------------------------
+    def _bring(self, stage: StagingArea, source: str, spec: FileSpec, link: bool, progress) -> None:
+        """Copy or hard-link one file into the staging tree, verified against ``spec``."""
+        src = os.path.join(source, spec.path)
+        partial = stage.partial_path(spec.path)
+        os.makedirs(os.path.dirname(partial), mode=0o750, exist_ok=True)
+        if os.path.lexists(partial):
+            os.unlink(partial)
+        why = None
+        for _attempt in range(2):
+            h = Hasher(spec.size)
+            try:
+                if link:
+                    try:
+                        os.link(os.path.realpath(src), partial)
+                        h.feed_file(partial, progress=progress)
+                    except OSError as exc:
+                        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK) or self.request.adopt_mode == "hardlink":
+                            raise
+                        link = False
+                if not link:
+                    with open(src, "rb") as fin, open(partial, "wb") as fout:
+                        while True:
+                            data = fin.read(CHUNK)
+                            if not data:
+                                break
+                            fout.write(data)
+                            h.update(data)
+                            progress.add(len(data))
+                        fout.flush()
+                        os.fsync(fout.fileno())
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise disk_full(exc, self.paths.models_dir) from None
+                raise ProviderError(f"Cannot read {src} or write {partial}: {exc.strerror or exc}.",
+                                    fix="Check the permissions of the source directory and models_dir.") from None
+            size = os.path.getsize(partial)
+            why = mismatch(spec, h.digests(), size)
+            if why is None:
+                stage.place(partial, spec, h.digests(), chmod=not link)
+                return
+            os.unlink(partial)
+        raise integrity_error(self.model, spec.path, f"{why}; the source changed while it was adopted")
+
+    def install(self, target: Target, progress, entry: dict | None = None) -> dict:
+        source = target.extra["source"]["path"]
+        link = self._linkable(source)
+        final = target.local_path
+        stage = self.staging(target.revision)
+        same = bool(entry and entry.get("revision") == target.revision and entry.get("local_path") == final)
+        bad = {p.path for p in self.quick_check(entry)} if same else set()
+        if not same and os.path.isdir(final):
+            stage.adopt_tree(final)
+        todo = [s for s in target.files if (s.path in bad if same else not stage.verified(s))]
+        stage.ensure()
+        progress.set_total(target.size_bytes, target.size_bytes - sum(s.size for s in todo),
+                           f"adopting {len(todo)} file(s) from {source}")
+        for spec in todo:
+            self._bring(stage, source, spec, link, progress)
+        if same:
+            for spec in todo:
+                dst = safe_join(final, spec.path)
+                os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+                os.replace(stage.tree_path(spec.path), dst)
+            stage.discard()
+        else:
+            stage.commit(final)
+        return self._fields(target)
+
+    def _fields(self, target: Target) -> dict:
+        mtimes = target.extra.get("_mtimes", {})
+        files = []
+        for spec in target.files:
+            rec = spec.record()
+            rec["mtime_ns"] = mtimes.get(spec.path)
+            files.append(rec)
+        extra = {k: v for k, v in target.extra.items() if not k.startswith("_")}
+        return dict(extra, revision=target.revision, requested_revision=None, local_path=target.local_path,
+                    files=files, capabilities_detected=self.detect_capabilities(target.local_path))
+
+    def verify(self, entry: dict, progress) -> list:
+        files = entry.get("files", [])
+        progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.model}")
+        return hash_problems(entry.get("local_path"), files, progress)
+
+    def repair(self, entry: dict, problems: list, progress) -> dict:
+        source = self._source_for(entry)
+        bad = {p.path for p in problems}
+        specs = [FileSpec.from_record(f) for f in entry["files"] if f["path"] in bad or "." in bad]
+        for spec in specs:
+            src = os.path.join(source, spec.path)
+            try:
+                ok = os.path.getsize(src) == spec.size and file_digests(src, spec.size)["sha256"] == spec.sha256
+            except OSError:
+                ok = False
+            if not ok:
+                raise ProviderError(
+                    f"Cannot repair {spec.path} of {self.model}: the source {source} no longer has the recorded content.",
+                    fix="Restore the source directory, or adopt it as it is now with state: latest.")
+        stage = self.staging(entry["revision"])
+        stage.ensure()
+        link = self._linkable(source)
+        progress.set_total(sum(s.size for s in specs), 0, f"repairing {len(specs)} file(s) of {self.model}")
+        os.makedirs(entry["local_path"], mode=0o755, exist_ok=True)
+        for spec in specs:
+            self._bring(stage, source, spec, link, progress)
+            dst = safe_join(entry["local_path"], spec.path)
+            os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+            os.replace(stage.tree_path(spec.path), dst)
+        stage.discard()
+        return {"files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]}
+
+    def remove(self, entry: dict) -> list:
+        removed = []
+        for path in [entry.get("local_path")] + [v.get("local_path") for v in entry.get("retained_versions") or []]:
+            if path and remove_tree_inside(self.paths.models_dir, path):
+                removed.append(path)
+                prune_empty_parents(os.path.dirname(path), stop=self.paths.models_dir)
+        return removed
+
+    def remove_version(self, local_path: str) -> None:
+        remove_tree_inside(self.paths.models_dir, local_path)
+        prune_empty_parents(os.path.dirname(local_path), stop=self.paths.models_dir)
+
+    def staging_bytes(self) -> int:
+        from ansible_collections.venom.models.plugins.module_utils._fsutil import dir_size  # pylint: disable=import-outside-toplevel
+        return dir_size(self.staging_root()) if os.path.isdir(self.staging_root()) else 0
+
+    def has_staging(self) -> bool:
+        return os.path.isdir(self.staging_root())
+
+    def discard_staging(self) -> bool:
+        if not os.path.isdir(self.staging_root()):
+            return False
+        shutil.rmtree(self.staging_root())
+        return True
+
+    def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
+        if not local_path or not os.path.isdir(local_path):
+            return {}
+        if os.path.isfile(os.path.join(local_path, "config.json")) or \
+                os.path.isfile(os.path.join(local_path, "tokenizer_config.json")):
+            return detect_hf_capabilities(local_path)
+        ggufs = []
+        for root, _dirs, names in os.walk(local_path):
+            ggufs += [os.path.join(root, n) for n in names if n.endswith(".gguf")]
+        if ggufs:
+            return detect_gguf_capabilities(max(ggufs, key=os.path.getsize))
+        return detect_hf_capabilities(local_path)

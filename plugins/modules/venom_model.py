@@ -1,0 +1,321 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: venom_model
+short_description: Install, verify, update and remove one local LLM model
+version_added: 0.1.0
+description:
+  - Manages one model on one host under O(models_dir), recorded in the manifest
+    (C(<models_dir>/manifest.json)) with its exact size, the digest of every file, the commit it
+    came from and the capabilities detected from its files.
+  - O(provider=huggingface) downloads a repository from the Hugging Face Hub or a Hub mirror
+    (O(endpoint), for example olah) pinned to a commit; O(provider=local) adopts a directory that
+    is already on the host (air-gapped hosts).
+  - Downloads go to a staging area inside O(models_dir) and resume where they stopped after an
+    interruption (killed run, reboot, network drop); every file is verified (sha256 for LFS files,
+    size and git blob id for the others) before the version is moved into place in one step. A
+    model is C(installed) in the manifest only when it is complete and verified.
+  - The quota (O(quota_gb)) and the free disk (O(reserve_gb)) are checked with the exact sizes
+    before any byte is downloaded.
+  - An installed model costs no network request and no hashing on the next run with O(state=present).
+author:
+  - venom.models developers (@venom-models)
+extends_documentation_fragment:
+  - venom.models.common
+  - venom.models.common.locking
+  - venom.models.common.actions
+options:
+  name:
+    description:
+      - The model. For V(huggingface) the repository id C(org/name); for V(local) a name of one to three
+        C(/)-separated parts, optionally with C(:tag).
+    type: str
+    required: true
+  provider:
+    description:
+      - Where the model comes from.
+    type: str
+    choices: [huggingface, ollama, local]
+    default: huggingface
+  state:
+    description:
+      - V(present) installs the model if it is not installed (or not at the requested O(revision)) and
+        re-fetches files that are missing or have the wrong size. It makes no network request when
+        the model is installed as requested.
+      - V(latest) re-resolves the branch (or re-reads the O(source) of a local model) and installs
+        the new version beside the old one, switches the manifest entry, then removes the old files,
+        unless a runtime has the model active (then they are kept and a warning says so).
+      - V(verified) re-hashes every file against the recorded digests, offline, and fetches again only
+        the files that differ or are missing; it is changed only if something was repaired.
+      - V(absent) removes the files, the manifest entry and any interrupted download. It refuses to
+        remove a model that a runtime has active, unless O(force=true).
+    type: str
+    choices: [present, absent, verified, latest]
+    default: present
+  revision:
+    description:
+      - For V(huggingface), a branch, a tag or a full commit id. It is resolved to the commit, which is
+        recorded; the default is the repository's C(main) branch.
+    type: str
+  quota_gb:
+    description:
+      - Storage quota for all models in O(models_dir), in GB (10^9 bytes). An install that would exceed it
+        is refused before anything is downloaded.
+    type: float
+    default: 50
+  reserve_gb:
+    description:
+      - Free space, in GB, that must remain on the filesystem of O(models_dir) after the download.
+    type: float
+    default: 2
+  token:
+    description:
+      - Hugging Face access token, for private and gated repositories. Never logged, returned or stored.
+      - If not set, the environment variable E(HF_TOKEN) of the module is used.
+    type: str
+  endpoint:
+    description:
+      - Base URL of the Hugging Face Hub or of a Hub mirror (such as olah), for example
+        C(http://mirror.internal:8090). Default C(https://huggingface.co).
+    type: str
+  allow_patterns:
+    description:
+      - Only files matching at least one of these globs are installed (as in C(snapshot_download); C(*)
+        also matches C(/), a pattern ending in C(/) matches a folder).
+    type: list
+    elements: str
+  ignore_patterns:
+    description:
+      - Files matching any of these globs are not installed.
+    type: list
+    elements: str
+  source:
+    description:
+      - For V(local), the absolute path of the model directory on the managed host. Required to install;
+        after that it is recorded and used by V(verified) and V(latest).
+    type: path
+  adopt_mode:
+    description:
+      - For V(local), how files are brought under O(models_dir). V(auto) hard-links when the source is on
+        the same filesystem and copies otherwise; V(copy) always copies; V(hardlink) fails if it cannot link.
+      - Hard-linked files share their content with the source: changing the source in place changes the
+        installed model (V(verified) detects it).
+    type: str
+    choices: [auto, copy, hardlink]
+    default: auto
+  runtime:
+    description:
+      - Which runtime the model is meant for; recorded in the manifest.
+    type: str
+    choices: [vllm, ollama]
+  display_name:
+    description:
+      - Human-readable name recorded in the manifest. Default the last part of O(name).
+    type: str
+  capabilities:
+    description:
+      - Overrides of the detected capabilities (C(supports_system_role), C(supports_function_calling),
+        C(allowed_roles), C(prompt_template), C(max_context_length), C(quantization)). Kept until changed;
+        V({}) removes all overrides.
+    type: dict
+  force:
+    description:
+      - With O(state=absent), remove the model even if a runtime has it active.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds the download may take in total. When it passes the task fails; what was downloaded is
+        kept and the next run resumes. Default no limit.
+    type: float
+notes:
+  - Check mode resolves the revision and lists the files (network, read-only) and reports the plan
+    (files and bytes to download, quota and free disk after) and exactly whether a real run changes
+    anything; with O(state=verified) it hashes the files (read-only).
+requirements:
+  - huggingface_hub >= 1.0 on the managed host (for O(provider=huggingface))
+  - jinja2 on the managed host (capability detection from chat templates)
+seealso:
+  - module: venom.models.venom_model_facts
+  - module: venom.models.venom_manifest
+"""
+
+EXAMPLES = r"""
+- name: Install a model pinned to a commit
+  venom.models.venom_model:
+    name: sentence-transformers/all-MiniLM-L6-v2
+    revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+    runtime: vllm
+
+- name: Install from an internal Hub mirror, only the safetensors weights
+  venom.models.venom_model:
+    name: google/gemma-2-2b-it
+    endpoint: http://hub-mirror.internal:8090
+    allow_patterns: ["*.json", "*.safetensors", "tokenizer*"]
+    quota_gb: 200
+  environment:
+    HF_TOKEN: "{{ vault_hf_token }}"
+
+- name: Follow the main branch
+  venom.models.venom_model:
+    name: Qwen/Qwen2.5-0.5B-Instruct
+    state: latest
+
+- name: Re-hash every file and repair what differs
+  venom.models.venom_model:
+    name: Qwen/Qwen2.5-0.5B-Instruct
+    state: verified
+
+- name: Adopt a model copied to an air-gapped host
+  venom.models.venom_model:
+    name: qwen2.5-0.5b
+    provider: local
+    source: /srv/incoming/Qwen2.5-0.5B-Instruct
+    runtime: vllm
+
+- name: Preview an update (files and bytes to download, quota after)
+  venom.models.venom_model:
+    name: Qwen/Qwen2.5-0.5B-Instruct
+    state: latest
+  check_mode: true
+  register: preview
+
+- name: Remove a model
+  venom.models.venom_model:
+    name: Qwen/Qwen2.5-0.5B-Instruct
+    state: absent
+"""
+
+RETURN = r"""
+action:
+  description:
+    - What the task did (or would do in check mode) - V(none), V(install), V(update), V(sync) (same version,
+      other file selection), V(repair), V(metadata), V(prune) (old versions kept for a runtime removed),
+      V(remove), V(discard_staging) (an interrupted download removed).
+  returned: always
+  type: str
+  sample: install
+name:
+  description: The model's canonical name.
+  returned: always
+  type: str
+  sample: sentence-transformers/all-MiniLM-L6-v2
+provider:
+  description: The provider.
+  returned: always
+  type: str
+  sample: huggingface
+state:
+  description: The requested state.
+  returned: always
+  type: str
+  sample: present
+revision:
+  description: The installed version (Hub commit; for local models the digest of the file list).
+  returned: always
+  type: str
+  sample: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+requested_revision:
+  description: The revision as requested (branch, tag or commit) that resolved to O(revision).
+  returned: always
+  type: str
+  sample: main
+local_path:
+  description: Where the model's files are on the host.
+  returned: always
+  type: str
+  sample: /var/lib/venom/models/huggingface/sentence-transformers/all-MiniLM-L6-v2/c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+size_bytes:
+  description: Exact size of the installed files.
+  returned: always
+  type: int
+  sample: 91621751
+capabilities:
+  description: Detected capabilities with the overrides applied.
+  returned: always
+  type: dict
+  sample: {"supports_system_role": false, "max_context_length": 8192, "quantization": null}
+model:
+  description: The manifest entry after the task (predicted in check mode; null once removed).
+  returned: always
+  type: dict
+  sample: {"name": "org/model", "provider": "huggingface", "status": "installed", "revision": "c9745ed1..."}
+plan:
+  description:
+    - The plan - C(action), C(reason), C(files_to_fetch) (up to 200 paths), C(fetch_files), C(fetch_bytes),
+      C(staged_bytes) (already downloaded by an interrupted run), C(problems) (files that differ),
+      C(quota) (C(quota_bytes), C(used_bytes), C(planned_bytes), C(used_after_bytes), C(quota_free_after_bytes),
+      C(disk_free_bytes), C(disk_free_after_bytes), C(reserve_bytes), C(fits)).
+  returned: always
+  type: dict
+  sample: {"action": "install", "fetch_bytes": 91621751, "fetch_files": 13, "quota": {"fits": true}}
+operation:
+  description: The journal operation of this run (id, type, status, bytes, duration); null when nothing changed.
+  returned: always
+  type: dict
+  sample: {"id": "6f1c...", "type": "install", "status": "completed", "bytes_total": 91621751}
+bytes_downloaded:
+  description: Bytes transferred over the network (or copied) by this run; less than the size when it resumed.
+  returned: always
+  type: int
+  sample: 0
+"""
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback
+
+from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils._hf import redact
+from ansible_collections.venom.models.plugins.module_utils._model_ops import ModelOperations
+from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils._providers import ModelRequest
+
+REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
+                  "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",
+                  "display_name", "capabilities", "force", "timeout", "lock_timeout")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            provider=dict(type="str", choices=["huggingface", "ollama", "local"], default="huggingface"),
+            state=dict(type="str", choices=["present", "absent", "verified", "latest"], default="present"),
+            revision=dict(type="str"),
+            models_dir=dict(type="path", default="/var/lib/venom/models"),
+            lock_timeout=dict(type="float", default=600.0),
+            quota_gb=dict(type="float", default=50.0),
+            reserve_gb=dict(type="float", default=2.0),
+            token=dict(type="str", no_log=True, fallback=(env_fallback, ["HF_TOKEN"])),
+            endpoint=dict(type="str"),
+            allow_patterns=dict(type="list", elements="str"),
+            ignore_patterns=dict(type="list", elements="str"),
+            source=dict(type="path"),
+            adopt_mode=dict(type="str", choices=["auto", "copy", "hardlink"], default="auto"),
+            runtime=dict(type="str", choices=["vllm", "ollama"]),
+            display_name=dict(type="str"),
+            capabilities=dict(type="dict"),
+            force=dict(type="bool", default=False),
+            timeout=dict(type="float"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    request = ModelRequest(**{key: params[key] for key in REQUEST_FIELDS})
+    try:
+        result = ModelOperations(request, check_mode=module.check_mode).run()
+    except VenomError as exc:
+        exc.msg = redact(exc.msg, params["token"])
+        fail_from(module, exc, name=params["name"], provider=params["provider"], state=params["state"])
+    for warning in result.pop("warnings"):
+        module.warn(redact(warning, params["token"]))
+    diff = result.pop("diff")
+    if module._diff:
+        result["diff"] = diff
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
