@@ -25,6 +25,7 @@ import re
 from ansible_collections.venom.models.plugins.module_utils._capabilities import detect_from_ollama_show
 from ansible_collections.venom.models.plugins.module_utils._errors import (
     IntegrityError, MissingDependencyError, NotFoundError, ProviderError, ValidationError)
+from ansible_collections.venom.models.plugins.module_utils._manifest import new_entry
 from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, Problem, Provider, Target
 from ansible_collections.venom.models.plugins.module_utils._validation import parse_ollama_name, validate_model_name
 
@@ -388,23 +389,25 @@ class OllamaProvider(Provider):
             self._files = files
             self._present = {f.sha256 for f in files}
             return Target(revision=found["digest"], requested_revision=self.parts["tag"], files=files, local_path=None,
-                          fetch_bytes=0, staged_bytes=0, disk_path=self.models_path,
+                          fetch_bytes=0, staged_bytes=0, disk_path=self.models_path, pending=[],
                           extra={"already_present": True, "ollama": self.entry_extra()})
         _data, doc, digest = registry_manifest(self.display, self.registry, self.insecure)
         files = layer_files(doc)
         self._files = files
         fetch = staged = 0
         self._present, self._staged = set(), {}
+        pending = []
         for f in files:
             if self.client.blob_exists("sha256:" + f.sha256):
                 self._present.add(f.sha256)
                 continue
+            pending.append(f.path)
             done = partial_bytes(self.models_path, f.sha256) if self._store_readable() else 0
             self._staged[f.sha256] = done
             staged += min(done, f.size)
             fetch += f.size - min(done, f.size)
         return Target(revision=digest, requested_revision=self.parts["tag"], files=files, local_path=None,
-                      fetch_bytes=fetch, staged_bytes=staged, disk_path=self.models_path,
+                      fetch_bytes=fetch, staged_bytes=staged, disk_path=self.models_path, pending=pending,
                       extra={"already_present": bool(found and found.get("digest") == digest), "ollama": self.entry_extra()})
 
     # -- changes ----------------------------------------------------------------------------------
@@ -504,13 +507,22 @@ class OllamaProvider(Provider):
         return self._installed_fields()
 
     def remove(self, entry: dict) -> list:
-        if entry and entry.get("active") and not getattr(self.request, "force", False):
-            raise ValidationError(f"{self.display} is the active model of {entry.get('active_runtime') or 'a runtime'}.",
-                                  fix="Activate another model first, or set force: true to remove it anyway.")
+        """``DELETE /api/delete`` (a model already gone is no error); the blob paths that went."""
         files = [rec["path"] for rec in (entry or {}).get("files") or []]
+        if self._files is None:
+            self._files = [FileSpec.from_record(rec) for rec in (entry or {}).get("files") or []]
         before = {p for p in files if os.path.exists(self._store_path(p))}
         self.client.delete(self.display)
         return sorted(self._store_path(p) for p in before if not os.path.exists(self._store_path(p)))
+
+    def unmanaged_entry(self) -> dict | None:
+        found = self.client.find(self.display)
+        if not found:
+            return None
+        local = self._local_manifest()
+        files = [f.record() for f in layer_files(local)] if local is not None else []
+        return new_entry(self.display, "ollama", revision=found.get("digest"), files=files,
+                         size_bytes=int(found.get("size") or 0))
 
     def _known_digests(self) -> list:
         if self._files is not None:
