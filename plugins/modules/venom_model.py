@@ -15,7 +15,7 @@ description:
     (O(endpoint), for example olah) pinned to a commit; O(provider=local) adopts a directory that
     is already on the host (air-gapped hosts).
   - O(provider=ollama) manages the model in an Ollama server's store through the server's HTTP API
-    (O(endpoint)): it pulls with progress in the journal, records the manifest digest and the
+    (O(endpoint)). It pulls with progress in the journal, records the manifest digest and the
     capabilities C(/api/show) reports, and removes with C(/api/delete). Before pulling it reads
     the model's manifest from the registry to check the quota with the exact size of the layers
     the store lacks (Ollama never checks). V(verified) re-hashes the model's blobs in
@@ -242,7 +242,9 @@ state:
   type: str
   sample: present
 revision:
-  description: The installed version (Hub commit; for local models the digest of the file list; for Ollama the sha256 of the model's manifest, as C(/api/tags) reports it).
+  description:
+    - The installed version (Hub commit; for local models the digest of the file list).
+    - For Ollama, the sha256 of the model's manifest, as C(/api/tags) reports it.
   returned: always
   type: str
   sample: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
