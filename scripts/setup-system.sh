@@ -4,8 +4,9 @@
 #   ansible-test sanity (shell scripts): the shell script linter package
 #   git, git-lfs         test repositories served by the olah Hub mirror
 #   systemd-container, debootstrap, openssh-client   the fleet of nspawn hosts
+#   docker-registry      the real OCI registry the Ollama test double pulls from (tests/lib/ollama_env.py)
 set -euo pipefail
-PACKAGES=(shellcheck git git-lfs systemd-container debootstrap openssh-client rsync curl)
+PACKAGES=(shellcheck git git-lfs systemd-container debootstrap openssh-client rsync curl docker-registry)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

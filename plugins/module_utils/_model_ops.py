@@ -35,6 +35,7 @@ from ansible_collections.venom.models.plugins.module_utils._journal import Journ
 from ansible_collections.venom.models.plugins.module_utils._local import LocalProvider
 from ansible_collections.venom.models.plugins.module_utils._locks import model_lock
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, find_entry, new_entry
+from ansible_collections.venom.models.plugins.module_utils._ollama import OllamaProvider
 from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils._providers import (
     STATES, ModelRequest, Progress, Target, files_digest)
@@ -48,6 +49,7 @@ from ansible_collections.venom.models.plugins.module_utils._validation import (
 PROVIDERS = {
     "huggingface": HuggingFaceProvider,
     "local": LocalProvider,
+    "ollama": OllamaProvider,
 }
 JOURNAL_TYPES = {"install": "install", "update": "update", "sync": "install", "repair": "verify",
                  "metadata": "update", "prune": "update", "remove": "remove", "discard_staging": "remove"}
@@ -186,6 +188,9 @@ class ModelOperations:
         return [f for f in target.files if f.path in pending]
 
     def _plan_absent(self, entry: dict | None) -> Plan:
+        unmanaged = self.provider.unmanaged_entry() if entry is None else None
+        if unmanaged is not None:
+            return Plan("remove", f"{self.name} is installed but not recorded in the manifest", before=unmanaged)
         if entry is None:
             if self.provider.has_staging():
                 return Plan("discard_staging", f"{self.name} is not installed but an interrupted download left "

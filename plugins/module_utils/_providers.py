@@ -62,6 +62,9 @@ class ModelRequest:
     force: bool = False
     timeout: float | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    registry: str | None = None  # ollama: the registry to read the model's manifest from (quota)
+    insecure: bool = False  # ollama: the registry speaks plain HTTP
+    models_path: str | None = None  # ollama: the server's store (OLLAMA_MODELS), for verification
 
 
 @dataclasses.dataclass
@@ -253,6 +256,13 @@ class Provider(abc.ABC):
     def has_staging(self) -> bool:
         """Whether an interrupted download of this model left anything in the staging area."""
         return self.staging_bytes() > 0
+
+    def unmanaged_entry(self) -> dict | None:
+        """An installed copy of the model that the manifest does not record, as an entry (or None).
+
+        ``state: absent`` removes it too (Ollama: the server has the model, pulled by other means).
+        """
+        return None
 
     @abc.abstractmethod
     def discard_staging(self) -> bool:

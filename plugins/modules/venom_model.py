@@ -14,6 +14,12 @@ description:
   - O(provider=huggingface) downloads a repository from the Hugging Face Hub or a Hub mirror
     (O(endpoint), for example olah) pinned to a commit; O(provider=local) adopts a directory that
     is already on the host (air-gapped hosts).
+  - O(provider=ollama) manages the model in an Ollama server's store through the server's HTTP API
+    (O(endpoint)). It pulls with progress in the journal, records the manifest digest and the
+    capabilities C(/api/show) reports, and removes with C(/api/delete). Before pulling it reads
+    the model's manifest from the registry to check the quota with the exact size of the layers
+    the store lacks (Ollama never checks). V(verified) re-hashes the model's blobs in
+    O(models_path) and pulls damaged ones again.
   - Downloads go to a staging area inside O(models_dir) and resume where they stopped after an
     interruption (killed run, reboot, network drop); every file is verified (sha256 for LFS files,
     size and git blob id for the others) before the version is moved into place in one step. A
@@ -32,6 +38,8 @@ options:
     description:
       - The model. For V(huggingface) the repository id C(org/name); for V(local) a name of one to three
         C(/)-separated parts, optionally with C(:tag).
+      - For V(ollama), C([host/][namespace/]model[:tag]) as Ollama takes it; it is normalised as Ollama
+        displays it (C(llama3) is C(llama3:latest)) and matched case-insensitively.
     type: str
     required: true
   provider:
@@ -80,7 +88,26 @@ options:
     description:
       - Base URL of the Hugging Face Hub or of a Hub mirror (such as olah), for example
         C(http://mirror.internal:8090). Default C(https://huggingface.co).
+      - For V(ollama), the Ollama server. Default C(http://127.0.0.1:11434).
     type: str
+  registry:
+    description:
+      - For V(ollama), the registry to read the model's manifest from before pulling (for the quota
+        check), as C(scheme://host[:port]). Default the host in O(name) (C(registry.ollama.ai) unless the
+        name has one), over https unless O(insecure).
+    type: str
+  insecure:
+    description:
+      - For V(ollama), the registry speaks plain HTTP (Ollama's C(insecure) pull option). Only for a
+        registry you trust.
+    type: bool
+    default: false
+  models_path:
+    description:
+      - For V(ollama), the Ollama server's model store (its E(OLLAMA_MODELS)), read to verify the
+        model's blobs and to count interrupted downloads. Default C(/usr/share/ollama/.ollama/models),
+        the store of Ollama's Linux service.
+    type: path
   allow_patterns:
     description:
       - Only files matching at least one of these globs are installed (as in C(snapshot_download); C(*)
@@ -137,6 +164,7 @@ notes:
     anything; with O(state=verified) it hashes the files (read-only).
 requirements:
   - huggingface_hub >= 1.0 on the managed host (for O(provider=huggingface))
+  - requests on the managed host (for O(provider=ollama))
   - jinja2 on the managed host (capability detection from chat templates)
 seealso:
   - module: venom.models.venom_model_facts
@@ -214,7 +242,9 @@ state:
   type: str
   sample: present
 revision:
-  description: The installed version (Hub commit; for local models the digest of the file list).
+  description:
+    - The installed version (Hub commit; for local models the digest of the file list).
+    - For Ollama, the sha256 of the model's manifest, as C(/api/tags) reports it.
   returned: always
   type: str
   sample: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
@@ -274,7 +304,8 @@ from ansible_collections.venom.models.plugins.module_utils._providers import Mod
 
 REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
                   "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",
-                  "display_name", "capabilities", "force", "timeout", "lock_timeout")
+                  "display_name", "capabilities", "force", "timeout", "lock_timeout", "registry", "insecure",
+                  "models_path")
 
 
 def main():
@@ -290,6 +321,9 @@ def main():
             reserve_gb=dict(type="float", default=2.0),
             token=dict(type="str", no_log=True, fallback=(env_fallback, ["HF_TOKEN"])),
             endpoint=dict(type="str"),
+            registry=dict(type="str"),
+            insecure=dict(type="bool", default=False),
+            models_path=dict(type="path"),
             allow_patterns=dict(type="list", elements="str"),
             ignore_patterns=dict(type="list", elements="str"),
             source=dict(type="path"),
