@@ -8,18 +8,21 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(PY) -m pytest -ra -p no:cacheprovider
 
-.PHONY: venv test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo bench clean
+.PHONY: venv system test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo bench clean
 
 venv:
 	@scripts/venv.sh
 
+system:
+	@scripts/setup-system.sh
+
 ## The README's test command: every tier, in order; any failure or (under CI) any skip fails.
-test: venv
+test: venv system
 	@scripts/test.sh all
 
 test-unit: venv
 	@scripts/test.sh unit
-test-sanity: venv
+test-sanity: venv system
 	@scripts/test.sh sanity
 test-units: venv
 	@scripts/test.sh units
@@ -27,9 +30,9 @@ test-lint: venv
 	@scripts/test.sh lint
 test-build: venv
 	@scripts/test.sh build
-test-integration: venv
+test-integration: venv system
 	@scripts/test.sh integration
-test-fleet: venv
+test-fleet: venv system
 	@scripts/test.sh fleet
 
 ## The README's first command: the main job on an embedded default (this machine as the host).

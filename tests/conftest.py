@@ -1,3 +1,4 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Test-session policy shared by every pytest tier.
 
@@ -6,9 +7,38 @@ A tier that cannot run must say so loudly. Under CI (``CI`` set to a true value)
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
+import tempfile
 
 _TRUE = {"1", "true", "yes", "on"}
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _make_collection_importable() -> None:
+    """Let ``import ansible_collections.venom.models...`` work when pytest runs from the checkout.
+
+    ansible-test runs from an ``ansible_collections/venom/models`` tree where this is already true;
+    otherwise a symlink tree in the temp dir points at the checkout.
+    """
+    if os.path.basename(os.path.dirname(os.path.dirname(_REPO))) == "ansible_collections":
+        root = os.path.dirname(os.path.dirname(os.path.dirname(_REPO)))
+    else:
+        root = os.path.join(tempfile.gettempdir(), f"venom-pytest-{os.getuid()}-{hashlib.sha256(_REPO.encode()).hexdigest()[:10]}")
+        link = os.path.join(root, "ansible_collections", "venom", "models")
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.realpath(link) != _REPO:
+            if os.path.islink(link):
+                os.unlink(link)
+            os.symlink(_REPO, link)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    if _REPO not in sys.path:
+        sys.path.insert(0, _REPO)
+
+
+_make_collection_importable()
 
 
 def _strict() -> bool:

@@ -1,0 +1,60 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Read-only facts about one host's models: what venom_model_facts returns, as plain Python."""
+from __future__ import annotations
+
+from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils._journal import Journal
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils._usage import usage
+
+SUBSETS = ("models", "capabilities", "usage", "operations")
+DEFAULT_SUBSETS = ("models", "capabilities", "usage", "operations")
+
+
+def resolve_subsets(requested: list) -> list:
+    """Expand ``all`` and ``!name`` exclusions into the ordered list of subsets to gather."""
+    requested = list(requested or DEFAULT_SUBSETS)
+    include, exclude = set(), set()
+    for item in requested:
+        negate = item.startswith("!")
+        name = item[1:] if negate else item
+        if name != "all" and name not in SUBSETS:
+            raise ValidationError(f"Unknown gather_subset {item!r}.",
+                                  fix=f"Use 'all' or any of: {', '.join(SUBSETS)} (prefix '!' to exclude).")
+        target = exclude if negate else include
+        target.update(SUBSETS if name == "all" else (name,))
+    if not include:
+        include = set(DEFAULT_SUBSETS)
+    return [s for s in SUBSETS if s in include and s not in exclude]
+
+
+def model_summary(entry: dict, with_capabilities: bool) -> dict:
+    """A manifest entry as facts show it: per-file lists replaced by their count."""
+    out = {k: v for k, v in entry.items() if k != "files"}
+    out["files_count"] = len(entry.get("files") or [])
+    if not with_capabilities:
+        out.pop("capabilities", None)
+    return out
+
+
+def gather(models_dir: str, subsets: list, quota_gb: float = 50.0, operations_limit: int = 20,
+           name: str | None = None) -> dict:
+    """Facts for the requested subsets, keyed as the module returns them under ansible_facts."""
+    subsets = resolve_subsets(subsets)
+    facts: dict = {}
+    models = None
+    if {"models", "capabilities", "usage"} & set(subsets):
+        models = Manifest(models_dir).models()
+    if "models" in subsets or "capabilities" in subsets:
+        chosen = [m for m in models if name is None or m["name"] == name]
+        facts["venom_models"] = [model_summary(m, "capabilities" in subsets) for m in chosen]
+    if "usage" in subsets:
+        facts["venom_usage"] = usage(models, quota_gb, models_dir)
+    if "operations" in subsets:
+        journal = Journal(models_dir)
+        recent = journal.list(limit=operations_limit, model=name)
+        running = [r for r in journal.list(status="in_progress", model=name) if r["id"] not in {x["id"] for x in recent}]
+        facts["venom_operations"] = sorted(recent + running, key=lambda r: r["started_at"], reverse=True)
+    facts["venom_gathered_subsets"] = subsets
+    return facts

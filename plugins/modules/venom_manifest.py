@@ -1,0 +1,155 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: venom_manifest
+short_description: Check the venom.models manifest, or rebuild it from the models on disk
+version_added: 0.1.0
+description:
+  - The manifest (C(<models_dir>/manifest.json)) lists the installed models. venom.models never
+    resets a manifest it cannot read; every module fails instead and points here.
+  - With O(state=valid) this module checks the manifest and fails with the problem if it is
+    damaged, changing nothing.
+  - With O(state=rebuilt) it rebuilds the manifest from the per-model records the library keeps
+    in C(<models_dir>/.venom/records/) and from the files on disk, when the manifest is damaged,
+    missing while records exist, or O(force=true). The old file is kept as
+    C(manifest.json.broken-<time>). A model whose files are missing or changed size comes back
+    with status C(damaged); M(venom.models.venom_model) with C(state=verified) repairs it.
+author:
+  - venom.models developers (@venom-models)
+extends_documentation_fragment:
+  - venom.models.common
+  - venom.models.common.locking
+  - venom.models.common.actions
+options:
+  state:
+    description:
+      - V(valid) checks only; V(rebuilt) rebuilds when needed.
+    type: str
+    choices: [valid, rebuilt]
+    default: valid
+  force:
+    description:
+      - With O(state=rebuilt), rebuild even a valid manifest (the old one is kept aside).
+    type: bool
+    default: false
+seealso:
+  - module: venom.models.venom_model
+  - module: venom.models.venom_model_facts
+"""
+
+EXAMPLES = r"""
+- name: Fail early when a host's manifest is damaged
+  venom.models.venom_manifest:
+    state: valid
+
+- name: Rebuild a damaged manifest from what is on disk
+  venom.models.venom_manifest:
+    state: rebuilt
+  register: rebuilt
+
+- name: Repair models the rebuild found damaged
+  venom.models.venom_model:
+    name: "{{ item }}"
+    state: verified
+  loop: "{{ rebuilt.damaged }}"
+"""
+
+RETURN = r"""
+valid:
+  description: Whether the manifest was valid before the task.
+  returned: always
+  type: bool
+  sample: false
+problem:
+  description: Why the manifest was not valid (what happened and how to fix it).
+  returned: when the manifest was not valid
+  type: str
+  sample: "The manifest /var/lib/venom/models/manifest.json is not valid JSON: Expecting value: line 1 column 1 (char 0)."
+models_count:
+  description: Number of models in the manifest after the task.
+  returned: always
+  type: int
+  sample: 3
+restored:
+  description: Models restored by the rebuild (or that would be, in check mode).
+  returned: when a rebuild ran or was planned
+  type: list
+  elements: str
+  sample: [sentence-transformers/all-MiniLM-L6-v2]
+damaged:
+  description: Models restored with status C(damaged) because their files are missing or changed.
+  returned: when a rebuild ran or was planned
+  type: list
+  elements: str
+  sample: []
+skipped:
+  description: Record files that could not be used, with the reason.
+  returned: when a rebuild ran or was planned
+  type: list
+  elements: dict
+  sample: []
+moved_aside:
+  description: Where the previous manifest file was kept.
+  returned: when a rebuild ran
+  type: str
+  sample: /var/lib/venom/models/manifest.json.broken-20261122T100000000000Z
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            models_dir=dict(type="path", default="/var/lib/venom/models"),
+            lock_timeout=dict(type="float", default=600.0),
+            state=dict(type="str", choices=["valid", "rebuilt"], default="valid"),
+            force=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    manifest = Manifest(p["models_dir"], lock_timeout=p["lock_timeout"])
+    try:
+        status = manifest.check()
+        result = {"changed": False, "valid": status["valid"]}
+        if not status["valid"]:
+            result["problem"] = status["error"]
+        if p["state"] == "valid":
+            if not status["valid"]:
+                module.fail_json(msg=status["error"], **result)
+            module.exit_json(models_count=status["models"], **result)
+        plan = manifest.plan_rebuild()
+        missing_with_records = not os.path.exists(manifest.path) and (plan["restored"] or plan["damaged"])
+        needed = not status["valid"] or p["force"] or missing_with_records
+        if not needed:
+            module.exit_json(models_count=status["models"], **result)
+        if not module.check_mode:
+            plan = manifest.rebuild()
+            result["moved_aside"] = plan["moved_aside"]
+        result.update(
+            changed=True,
+            restored=[e["name"] for e in plan["restored"]],
+            damaged=[e["name"] for e in plan["damaged"]],
+            skipped=plan["skipped"],
+            models_count=len(plan["restored"]) + len(plan["damaged"]),
+        )
+        if module._diff:
+            result["diff"] = {"before": {"valid": status["valid"], "models": status["models"]},
+                              "after": {"valid": True, "models": sorted(result["restored"] + result["damaged"])}}
+        module.exit_json(**result)
+    except VenomError as exc:
+        fail_from(module, exc)
+
+
+if __name__ == "__main__":
+    main()

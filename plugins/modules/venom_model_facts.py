@@ -1,0 +1,177 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: venom_model_facts
+short_description: Facts about the models, usage and operations of an LLM host
+version_added: 0.1.0
+description:
+  - Reads the venom.models manifest, the operations journal and the host's resources and returns
+    them as facts. It never changes anything.
+  - C(models) lists the installed models (name, provider, revision, exact size, status, local
+    path, active flag); C(capabilities) adds each model's detected capabilities (system role
+    support, allowed roles, function calling, context length, quantization, prompt template).
+  - C(usage) gives disk used by models against the quota, free disk, CPU, memory and per-GPU
+    utilisation and VRAM. A host without a GPU or driver gets C(null) GPU fields and a note.
+  - C(operations) lists recent operations (install, remove, verify, update, activate), newest
+    first, including any still running with their progress; a running install's progress can
+    be watched from another play while it downloads.
+author:
+  - venom.models developers (@venom-models)
+extends_documentation_fragment:
+  - venom.models.common
+  - venom.models.common.facts
+options:
+  gather_subset:
+    description:
+      - Which facts to gather. V(all) gathers every subset; prefix a subset with C(!) to leave it out.
+    type: list
+    elements: str
+    default: [models, capabilities, usage, operations]
+  name:
+    description:
+      - Only report this model (in C(models) and C(operations)).
+    type: str
+  quota_gb:
+    description:
+      - The storage quota the usage percentage is computed against (decimal GB).
+    type: float
+    default: 50
+  operations_limit:
+    description:
+      - How many recent operations to return. Running operations are always returned.
+    type: int
+    default: 20
+requirements:
+  - psutil (CPU and memory figures; without it they are null)
+  - nvidia-ml-py (GPU figures; without it or without a GPU they are null)
+seealso:
+  - module: venom.models.venom_model
+  - module: venom.models.venom_runtime
+"""
+
+EXAMPLES = r"""
+- name: Gather everything that needs no network
+  venom.models.venom_model_facts:
+
+- name: Watch an install running under async in another task
+  venom.models.venom_model_facts:
+    gather_subset: [operations]
+    name: sentence-transformers/all-MiniLM-L6-v2
+  register: progress
+  until: progress.ansible_facts.venom_operations | selectattr('status', 'eq', 'in_progress') | list | length == 0
+  retries: 120
+  delay: 5
+
+- name: Warn when the model disk is nearly full
+  ansible.builtin.debug:
+    msg: "{{ inventory_hostname }} uses {{ ansible_facts['venom_usage']['disk_usage_percent'] }}% of its model quota"
+  when: ansible_facts['venom_usage']['disk_usage_percent'] > 90
+"""
+
+RETURN = r"""
+ansible_facts:
+  description: The gathered facts.
+  returned: always
+  type: dict
+  contains:
+    venom_models:
+      description: Installed models from the manifest, per-file digests left out (C(files_count) instead).
+      returned: when the models or capabilities subset is gathered
+      type: list
+      elements: dict
+      sample:
+        - name: sentence-transformers/all-MiniLM-L6-v2
+          provider: huggingface
+          display_name: all-MiniLM-L6-v2
+          status: installed
+          size_bytes: 90868376
+          size_gb: 0.091
+          revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+          local_path: /var/lib/venom/models/huggingface/sentence-transformers/all-MiniLM-L6-v2/c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+          runtime: vllm
+          active: false
+          files_count: 13
+          capabilities:
+            supports_system_role: null
+            max_context_length: 512
+    venom_usage:
+      description:
+        - Disk, CPU, memory and GPU figures (the source documents' C(/models/usage)).
+        - GPU fields are null and C(notes) says why when there is no GPU, driver or NVML library.
+      returned: when the usage subset is gathered
+      type: dict
+      sample:
+        disk_usage_gb: 12.5
+        disk_limit_gb: 50
+        disk_usage_percent: 25.0
+        disk_free_gb: 410.2
+        cpu_usage_percent: 45.2
+        memory_total_gb: 16.0
+        memory_used_gb: 8.5
+        memory_usage_percent: 53.1
+        gpu_usage_percent: null
+        vram_usage_mb: null
+        vram_total_mb: null
+        vram_usage_percent: null
+        gpus: []
+        models_count: 3
+        notes: ["GPU figures unavailable: NVML could not initialise (NVML Shared Library Not Found); no NVIDIA GPU or driver on this host."]
+    venom_operations:
+      description:
+        - Recent operations, newest first. Running ones have no C(finished_at) and no C(duration_seconds).
+        - An operation whose process died is reported as C(failed) with C(interrupted=true).
+      returned: when the operations subset is gathered
+      type: list
+      elements: dict
+      sample:
+        - id: 550e8400-e29b-41d4-a716-446655440000
+          type: install
+          model: sentence-transformers/all-MiniLM-L6-v2
+          provider: huggingface
+          status: in_progress
+          progress: 45.0
+          bytes_done: 40890769
+          bytes_total: 90868376
+          message: downloading model.safetensors
+          error: null
+          started_at: "2026-11-22T10:00:00.000Z"
+    venom_gathered_subsets:
+      description: The subsets that were gathered, after expanding V(all) and exclusions.
+      returned: always
+      type: list
+      elements: str
+      sample: [models, capabilities, usage, operations]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils._facts import SUBSETS, gather
+from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            models_dir=dict(type="path", default="/var/lib/venom/models"),
+            gather_subset=dict(type="list", elements="str", default=list(SUBSETS)),
+            name=dict(type="str"),
+            quota_gb=dict(type="float", default=50.0),
+            operations_limit=dict(type="int", default=20),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    try:
+        facts = gather(p["models_dir"], p["gather_subset"], quota_gb=p["quota_gb"],
+                       operations_limit=p["operations_limit"], name=p["name"])
+    except VenomError as exc:
+        fail_from(module, exc)
+    module.exit_json(changed=False, ansible_facts=facts)
+
+
+if __name__ == "__main__":
+    main()

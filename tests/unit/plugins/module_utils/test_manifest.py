@@ -1,0 +1,239 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from ansible_collections.venom.models.plugins.module_utils._errors import ManifestError
+from ansible_collections.venom.models.plugins.module_utils._manifest import (
+    KIND, SCHEMA_VERSION, Manifest, new_entry, validate_document)
+
+
+def _entry(name, provider="local", size=10):
+    return new_entry(name, provider, size_bytes=size, files=[{"path": "f", "size": size, "sha256": "0" * 64}])
+
+
+def test_missing_manifest_is_empty(tmp_path):
+    doc = Manifest(str(tmp_path)).load()
+    assert doc["models"] == [] and doc["kind"] == KIND and doc["schema_version"] == SCHEMA_VERSION
+    assert not (tmp_path / "manifest.json").exists(), "reading creates nothing"
+
+
+def test_upsert_get_remove_round_trip(tmp_path):
+    m = Manifest(str(tmp_path))
+    before, after = m.upsert(_entry("team/a", size=2_500_000_000))
+    assert before is None
+    assert after["size_gb"] == 2.5
+    assert m.get("team/a")["size_bytes"] == 2_500_000_000
+    assert m.get("team/a", provider="huggingface") is None
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    assert raw["updated_at"] and raw["models"][0]["name"] == "team/a"
+    assert oct((tmp_path / "manifest.json").stat().st_mode & 0o777) == "0o644"
+    assert m.remove("team/a")["name"] == "team/a"
+    assert m.remove("team/a") is None
+    assert m.load()["models"] == []
+
+
+def test_ollama_names_match_case_insensitively(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("Llama3:latest", provider="ollama"))
+    assert m.get("llama3:LATEST", provider="ollama")["name"] == "Llama3:latest"
+
+
+def test_transaction_without_change_does_not_write(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("a"))
+    mtime = os.stat(m.path).st_mtime_ns
+    time.sleep(0.01)
+    with m.transaction() as doc:
+        assert len(doc["models"]) == 1
+    assert os.stat(m.path).st_mtime_ns == mtime
+
+
+def test_invalid_change_is_refused_and_file_kept(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("a"))
+    good = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(ManifestError, match="appears twice"):
+        with m.transaction() as doc:
+            doc["models"].append(dict(doc["models"][0]))
+    assert (tmp_path / "manifest.json").read_bytes() == good
+
+
+def test_exception_in_transaction_writes_nothing(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("a"))
+    good = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(RuntimeError):
+        with m.transaction() as doc:
+            doc["models"].clear()
+            raise RuntimeError("boom")
+    assert (tmp_path / "manifest.json").read_bytes() == good
+
+
+@pytest.mark.parametrize("content,fragment", [
+    (b"", "empty"),
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe\x00", "not UTF-8"),
+    (b"[]", "not an object"),
+    (json.dumps({"models": [], "updated_at": "2024-12-17T10:00:00"}).encode(), "not written by venom.models"),
+    (json.dumps({"kind": "other", "schema_version": 1, "models": []}).encode(), "not a venom.models manifest"),
+    (json.dumps({"kind": KIND, "schema_version": 99, "models": []}).encode(), "newer than this collection"),
+    (json.dumps({"kind": KIND, "schema_version": 1, "models": {}}).encode(), "'models' is not a list"),
+    (json.dumps({"kind": KIND, "schema_version": 1, "models": [{"name": "x"}]}).encode(), "has no 'provider'"),
+])
+def test_corrupt_or_foreign_manifest_is_never_reset(tmp_path, content, fragment):
+    path = tmp_path / "manifest.json"
+    path.write_bytes(content)
+    m = Manifest(str(tmp_path))
+    with pytest.raises(ManifestError) as err:
+        m.load()
+    assert fragment in err.value.msg
+    assert str(path) in err.value.msg
+    assert err.value.fix
+    with pytest.raises(ManifestError):
+        m.upsert(_entry("a"))
+    assert path.read_bytes() == content, "a broken manifest is never overwritten"
+
+
+def test_unknown_fields_are_preserved(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(dict(_entry("a"), future_field={"x": 1}))
+    m.upsert(_entry("b"))
+    assert m.get("a")["future_field"] == {"x": 1}
+
+
+_names = st.from_regex(r"[a-z][a-z0-9_-]{0,15}(/[a-z][a-z0-9_.-]{0,15})?", fullmatch=True)
+_entries = st.builds(
+    lambda n, p, s, caps, files: new_entry(n, p, size_bytes=s, capabilities=caps,
+                                           files=[{"path": f, "size": s, "sha256": None} for f in files]),
+    _names, st.sampled_from(["huggingface", "ollama", "local"]), st.integers(0, 10 ** 13),
+    st.dictionaries(st.sampled_from(["supports_system_role", "max_context_length", "quantization"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(0, 10 ** 6), st.text(max_size=20))),
+    st.lists(st.text(min_size=1, max_size=30), max_size=5))
+
+
+@given(st.lists(_entries, max_size=8, unique_by=lambda e: (e["provider"], e["name"])))
+@settings(max_examples=60, deadline=None)
+def test_round_trip_property(tmp_path_factory, entries):
+    d = tmp_path_factory.mktemp("m")
+    m = Manifest(str(d))
+    for e in entries:
+        m.upsert(e)
+    loaded = m.load()
+    validate_document(loaded)
+    assert len(loaded["models"]) == len(entries)
+    for e in entries:
+        got = m.get(e["name"], e["provider"])
+        for key in ("size_bytes", "capabilities", "files", "provider"):
+            assert got[key] == e[key]
+
+
+def _worker(models_dir, wid, count):
+    m = Manifest(models_dir, lock_timeout=120)
+    for i in range(count):
+        m.upsert(_entry(f"w{wid}/m{i}", size=wid * 1000 + i))
+
+
+def test_parallel_writers_lose_nothing(tmp_path):
+    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), w, 25)) for w in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    names = {e["name"] for e in Manifest(str(tmp_path)).models()}
+    assert names == {f"w{w}/m{i}" for w in range(8) for i in range(25)}
+    leftovers = [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert leftovers == []
+
+
+_KILL_WRITER = r"""
+import sys
+sys.path[:0] = sys.argv[2:]
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+m = Manifest(sys.argv[1])
+i = 0
+while True:
+    i += 1
+    m.upsert(new_entry(f"k/m{i % 50}", "local", size_bytes=i, files=[{"path": "x" * (i % 4000), "size": i}]))
+"""
+
+
+def test_sigkill_at_random_points_never_leaves_unreadable_manifest(tmp_path):
+    rng = random.Random(1234)
+    for _round in range(25):
+        proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(tmp_path)] + sys.path)
+        time.sleep(rng.uniform(0.05, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        doc = Manifest(str(tmp_path)).load()  # raises if unreadable
+        validate_document(doc)
+    assert Manifest(str(tmp_path)).models(), "the writer made progress"
+    # the lock of a killed writer is free: the next transaction does not wait
+    start = time.monotonic()
+    Manifest(str(tmp_path), lock_timeout=2).upsert(_entry("after/kill"))
+    assert time.monotonic() - start < 2
+
+
+def _installed(tmp_path, name, content=b"weights"):
+    d = tmp_path / "local" / name
+    d.mkdir(parents=True)
+    (d / "w.bin").write_bytes(content)
+    return new_entry(name, "local", size_bytes=len(content), local_path=str(d),
+                     files=[{"path": "w.bin", "size": len(content), "sha256": None}])
+
+
+def test_records_follow_the_manifest(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "a"))
+    m.upsert(_installed(tmp_path, "b"))
+    records = sorted(os.listdir(tmp_path / ".venom" / "records"))
+    assert len(records) == 2
+    m.remove("a")
+    assert len(os.listdir(tmp_path / ".venom" / "records")) == 1
+
+
+@pytest.mark.parametrize("damage", [b"{garbage", b"", None])
+def test_rebuild_restores_from_records_and_keeps_the_broken_file(tmp_path, damage):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "good"))
+    m.upsert(_installed(tmp_path, "gone"))
+    m.upsert(_installed(tmp_path, "shrunk"))
+    (tmp_path / "local" / "gone" / "w.bin").unlink()
+    (tmp_path / "local" / "shrunk" / "w.bin").write_bytes(b"w")
+    if damage is None:
+        (tmp_path / "manifest.json").unlink()
+    else:
+        (tmp_path / "manifest.json").write_bytes(damage)
+    assert m.check()["valid"] is (damage is None)
+    plan = m.plan_rebuild()
+    assert [e["name"] for e in plan["restored"]] == ["good"]
+    report = m.rebuild()
+    assert {e["name"] for e in report["damaged"]} == {"gone", "shrunk"}
+    if damage is not None:
+        with open(report["moved_aside"], "rb") as fh:
+            assert fh.read() == damage, "the damaged manifest is kept, never lost"
+    doc = m.load()
+    status = {e["name"]: e["status"] for e in doc["models"]}
+    assert status == {"good": "installed", "gone": "damaged", "shrunk": "damaged"}
+    assert "missing" in m.get("gone")["damage"] and "1 bytes, expected 7" in m.get("shrunk")["damage"]
+
+
+def test_rebuild_skips_bad_records(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "ok"))
+    (tmp_path / ".venom" / "records" / "model-x.json").write_text("{bad")
+    report = m.rebuild()
+    assert [e["name"] for e in report["restored"]] == ["ok"]
+    assert len(report["skipped"]) == 1 and "model-x.json" in report["skipped"][0]["record"]
