@@ -40,6 +40,7 @@ from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
 
 MARKER_ENV = "VENOM_RUNTIME_ID"
 PID_FILE_KIND = "venom.models/runtime-pid"
+LOG_START_MARK = "=== venom.models: starting "
 DEFAULT_STOP_TIMEOUT = 30.0
 KILL_GRACE = 10.0  # after SIGKILL: time for the kernel to tear the processes down
 PORT_GRACE = 5.0  # after the processes are gone: time for their sockets to close
@@ -314,7 +315,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
     try:
         shown = " ".join(argv_for_record or argv)
-        os.write(log_fd, f"\n=== venom.models: starting {name} at {iso()}: {shown}\n".encode())
+        os.write(log_fd, f"\n{LOG_START_MARK}{name} at {iso()}: {shown}\n".encode())
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
                    (os.POSIX_SPAWN_DUP2, log_fd, 2)]
