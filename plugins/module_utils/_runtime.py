@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils import _health as health
 from ansible_collections.venom.models.plugins.module_utils import _process as proc
-from ansible_collections.venom.models.plugins.module_utils._errors import (NotFoundError, RuntimeControlError,
-                                                                          ValidationError, VenomError)
+from ansible_collections.venom.models.plugins.module_utils._errors import (
+    NotFoundError, RuntimeControlError, ValidationError, VenomError)
 from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_bytes, atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils._journal import Journal
 from ansible_collections.venom.models.plugins.module_utils._locks import runtime_lock
@@ -153,8 +153,8 @@ class Activation:
     def from_dict(cls, data: dict | None) -> "Activation | None":
         if not isinstance(data, dict):
             return None
-        return cls(**{k: data.get(k) for k in ("model", "provider", "model_path", "served_model_name",
-                                                  "api_key_sha256", "process")}, flags=list(data.get("flags") or []))
+        keys = ("model", "provider", "model_path", "served_model_name", "api_key_sha256", "process")
+        return cls(**{k: data.get(k) for k in keys}, flags=list(data.get("flags") or []))
 
 
 class RuntimeController:

@@ -9,7 +9,7 @@ short_description: Start, stop and restart vLLM or Ollama and activate a model o
 version_added: 0.1.0
 description:
   - Controls one inference runtime (vLLM or Ollama) on one host and which model it serves.
-  - Under systemd (the units of the M(venom.models.vllm) and M(venom.models.ollama) roles) it
+  - Under systemd (the units of the C(venom.models.vllm) and C(venom.models.ollama) roles) it
     uses C(systemctl); on hosts without systemd, or with O(mode=process), it runs the runtime as a
     local process tree with a PID file and a log file.
   - "Every start is gated on health: vLLM is ready when C(/health) answers 200 and C(/v1/models)
@@ -146,10 +146,6 @@ notes:
 seealso:
   - module: venom.models.venom_model
   - module: venom.models.venom_model_facts
-  - role: venom.models.vllm
-    description: Installs vLLM as a hardened systemd unit that reads the environment file.
-  - role: venom.models.ollama
-    description: Installs Ollama as a hardened systemd unit.
 """
 
 EXAMPLES = r"""
@@ -255,8 +251,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
-from ansible_collections.venom.models.plugins.module_utils._runtime import (RuntimeController, RuntimeSpec,
-                                                                           public_result)
+from ansible_collections.venom.models.plugins.module_utils._runtime import (
+    RuntimeController, RuntimeSpec, public_result)
 
 
 def main():

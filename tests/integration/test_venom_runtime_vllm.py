@@ -26,8 +26,11 @@ from ansible_collections.venom.models.plugins.module_utils._locks import runtime
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
 from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
 from tests.lib.ansible_run import run_task
-from tests.lib.vllm_env import (VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port, minilm_model, model_dirs,  # noqa: F401
-                                vllm_venv)
+from tests.lib import vllm_env
+from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port
+
+# the fixtures this module uses
+vllm_venv, minilm_model, model_dirs = vllm_env.vllm_venv, vllm_env.minilm_model, vllm_env.model_dirs
 
 MODULE = "venom.models.venom_runtime"
 
@@ -69,9 +72,13 @@ def scenario(vllm_venv, model_dirs, tmp_path_factory):
         P.stop_tree(rec, stop_timeout=10)
 
 
-def task(sc, check=False, diff=False, **args):
+def task_res(sc, check=False, diff=False, **args):
     res = run_task(MODULE, dict(sc["base"], **args), check=check, diff=diff, timeout=3 * VLLM_HEALTH_TIMEOUT)
     return res.task(), res
+
+
+def task(sc, check=False, diff=False, **args):
+    return task_res(sc, check=check, diff=diff, **args)[0]
 
 
 def active_in_manifest(sc):
@@ -98,15 +105,15 @@ def engine_procs():
 
 def test_errors_name_the_problem_and_the_fix(scenario):
     sc = scenario
-    out, _ = task(sc, model="not-installed")
+    out = task(sc, model="not-installed")
     assert out["failed"] and "is not installed" in out["msg"] and "venom_model" in out["msg"]
-    out, _ = task(sc, model="llama3.2:1b")
+    out = task(sc, model="llama3.2:1b")
     assert out["failed"] and "cannot serve" in out["msg"]
-    out, _ = task(sc, model="minilm", state="stopped")
+    out = task(sc, model="minilm", state="stopped")
     assert out["failed"] and "cannot be combined with state: stopped" in out["msg"]
-    out, _ = task(sc, mode="systemd", model="minilm")
+    out = task(sc, mode="systemd", model="minilm")
     assert out["failed"] and "systemd" in out["msg"]
-    out, _ = task(sc)
+    out = task(sc)
     assert out["failed"] and "no model to serve" in out["msg"]
     assert not os.path.exists(sc["pid_file"]) and not P.port_in_use("127.0.0.1", sc["port"])
 
@@ -115,7 +122,7 @@ def test_the_runtime_lock_serialises_runs(scenario):
     sc = scenario
     with runtime_lock(sc["models_dir"], "vllm", timeout=5, purpose="test holder"):
         t0 = time.monotonic()
-        out, _ = task(sc, model="minilm", lock_timeout=2)
+        out = task(sc, model="minilm", lock_timeout=2)
         assert time.monotonic() - t0 >= 2
     assert out["failed"] and "Timed out" in out["msg"] and "test holder" in out["msg"]
     assert out["changed"] is False
@@ -126,7 +133,7 @@ def test_the_runtime_lock_serialises_runs(scenario):
 
 def test_check_mode_predicts_activation_and_changes_nothing(scenario):
     sc = scenario
-    out, _ = task(sc, check=True, diff=True, model="minilm")
+    out = task(sc, check=True, diff=True, model="minilm")
     assert out["changed"] is True and out["mode"] == "process"
     assert "activate" in out["actions"] and "start" in out["actions"]
     assert out["diff"]["before"]["state"] == "stopped" and out["diff"]["after"] == {
@@ -137,7 +144,7 @@ def test_check_mode_predicts_activation_and_changes_nothing(scenario):
 
 def test_activate_serves_embeddings_and_marks_the_manifest(scenario):
     sc = scenario
-    out, res = task(sc, diff=True, model="minilm", served_model_name="minilm")
+    out, res = task_res(sc, diff=True, model="minilm", served_model_name="minilm")
     assert not out.get("failed"), res.stdout[-3000:]
     assert out["changed"] is True and out["mode"] == "process" and out["model"] == "minilm"
     assert out["status"]["healthy"] is True and out["status"]["pid"] == out["pid"]
@@ -156,19 +163,19 @@ def test_same_request_again_changes_nothing(scenario):
     sc = scenario
     pid = P.read_pid_file(sc["pid_file"])["pid"]
     for check in (True, False):
-        out, _ = task(sc, check=check, model="minilm", served_model_name="minilm")
+        out = task(sc, check=check, model="minilm", served_model_name="minilm")
         assert out["changed"] is False and out["actions"] == [], out
-    out, _ = task(sc)  # no model: keep what it serves
+    out = task(sc)  # no model: keep what it serves
     assert out["changed"] is False and out["model"] == "minilm"
     assert P.read_pid_file(sc["pid_file"])["pid"] == pid
 
 
 def test_switch_to_a_second_model(scenario):
     sc = scenario
-    out, _ = task(sc, check=True, model="minilm-b")
+    out = task(sc, check=True, model="minilm-b")
     assert out["changed"] is True and "activate" in out["actions"]
     assert served(sc)[0][0] == "minilm", "check mode must not touch the server"
-    out, _ = task(sc, diff=True, model="minilm-b")
+    out = task(sc, diff=True, model="minilm-b")
     assert out["changed"] is True and out["previous_model"] == "minilm" and out["model"] == "minilm-b"
     assert out["diff"]["before"]["model"] == "minilm" and out["diff"]["after"]["model"] == "minilm-b"
     assert out["stop"]["killed"] == [] and out["stop"]["port_free"] is True
@@ -179,14 +186,14 @@ def test_switch_to_a_second_model(scenario):
 
 def test_a_broken_model_is_rolled_back(scenario):
     sc = scenario
-    out, res = task(sc, model="broken")
+    out, res = task_res(sc, model="broken")
     assert out["failed"] is True and out["rolled_back"] is True and out["changed"] is True, res.stdout[-3000:]
     assert "rolled back" in out["msg"] and "'minilm-b' is serving again" in out["msg"]
     assert "Why 'broken' failed" in out["msg"] and "is not a valid JSON file" in out["msg"]
     assert served(sc) == [("minilm-b", sc["paths"]["minilm-b"])]
     assert len(embed(sc, "minilm-b")) == 384
     assert active_in_manifest(sc) == [("minilm-b", "vllm")]
-    out, _ = task(sc, check=True, model="minilm-b")
+    out = task(sc, check=True, model="minilm-b")
     assert out["changed"] is False, "after the rollback the runtime is exactly as before"
 
 
@@ -201,9 +208,9 @@ def test_started_recovers_after_kill_9(scenario):
         time.sleep(0.1)
     assert not P.record_alive(rec)
     assert engine <= set(P.find_tree(rec)), "vLLM's engine outlives its API server (the orphan problem)"
-    out, _ = task(sc, check=True)
+    out = task(sc, check=True)
     assert out["changed"] is True and out["recovered"] is True
-    out, _ = task(sc)
+    out = task(sc)
     assert out["changed"] is True and out["recovered"] is True and "recover" in out["actions"]
     assert set(out["stop"]["found"]) >= engine
     assert P.find_tree(rec) == {}, "the orphans of the killed server are gone"
@@ -216,14 +223,14 @@ def test_stop_leaves_no_engine_or_worker(scenario):
     rec = P.read_pid_file(sc["pid_file"])
     tree = P.find_tree(rec)
     assert any(p.comm.startswith("VLLM::EngineCor") for p in tree.values())
-    out, _ = task(sc, check=True, state="stopped")
+    out = task(sc, check=True, state="stopped")
     assert out["changed"] is True and P.record_alive(rec)
-    out, _ = task(sc, diff=True, state="stopped")
+    out = task(sc, diff=True, state="stopped")
     assert out["changed"] is True and out["stop"]["port_free"] is True
     assert out["diff"]["after"]["state"] == "stopped"
     assert sorted(out["stop"]["found"]) == sorted(tree)
     assert P.find_tree(rec) == {}
     assert [p for p in engine_procs() if p.pid in tree] == []
     assert not P.port_in_use("127.0.0.1", sc["port"]) and not os.path.exists(sc["pid_file"])
-    out, _ = task(sc, state="stopped")
+    out = task(sc, state="stopped")
     assert out["changed"] is False
