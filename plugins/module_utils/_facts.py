@@ -3,13 +3,14 @@
 """Read-only facts about one host's models: what venom_model_facts returns, as plain Python."""
 from __future__ import annotations
 
+from ansible_collections.venom.models.plugins.module_utils._discovery import discover
 from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils._journal import Journal
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils._usage import usage
 
-SUBSETS = ("models", "capabilities", "usage", "operations")
-DEFAULT_SUBSETS = ("models", "capabilities", "usage", "operations")
+SUBSETS = ("models", "capabilities", "usage", "operations", "discovered")
+DEFAULT_SUBSETS = ("models", "capabilities", "usage", "operations", "discovered")
 
 
 def resolve_subsets(requested: list) -> list:
@@ -39,12 +40,12 @@ def model_summary(entry: dict, with_capabilities: bool) -> dict:
 
 
 def gather(models_dir: str, subsets: list, quota_gb: float = 50.0, operations_limit: int = 20,
-           name: str | None = None) -> dict:
+           name: str | None = None, discovery_paths: list | None = None) -> dict:
     """Facts for the requested subsets, keyed as the module returns them under ansible_facts."""
     subsets = resolve_subsets(subsets)
     facts: dict = {}
     models = None
-    if {"models", "capabilities", "usage"} & set(subsets):
+    if {"models", "capabilities", "usage", "discovered"} & set(subsets):
         models = Manifest(models_dir).models()
     if "models" in subsets or "capabilities" in subsets:
         chosen = [m for m in models if name is None or m["name"] == name]
@@ -56,5 +57,7 @@ def gather(models_dir: str, subsets: list, quota_gb: float = 50.0, operations_li
         recent = journal.list(limit=operations_limit, model=name)
         running = [r for r in journal.list(status="in_progress", model=name) if r["id"] not in {x["id"] for x in recent}]
         facts["venom_operations"] = sorted(recent + running, key=lambda r: r["started_at"], reverse=True)
+    if "discovered" in subsets:
+        facts["venom_discovered"] = discover(models_dir, models, extra_paths=discovery_paths)
     facts["venom_gathered_subsets"] = subsets
     return facts

@@ -18,6 +18,9 @@ description:
   - C(operations) lists recent operations (install, remove, verify, update, activate), newest
     first, including any still running with their progress; a running install's progress can
     be watched from another play while it downloads.
+  - C(discovered) lists model directories, GGUF files and Hugging Face cache snapshots on the host
+    that the manifest does not know (in O(models_dir), the Hub caches and O(discovery_paths)),
+    each with the arguments M(venom.models.venom_model) needs to adopt it.
 author:
   - venom.models developers (@venom-models)
 extends_documentation_fragment:
@@ -29,7 +32,7 @@ options:
       - Which facts to gather. V(all) gathers every subset; prefix a subset with C(!) to leave it out.
     type: list
     elements: str
-    default: [models, capabilities, usage, operations]
+    default: [models, capabilities, usage, operations, discovered]
   name:
     description:
       - Only report this model (in C(models) and C(operations)).
@@ -39,6 +42,13 @@ options:
       - The storage quota the usage percentage is computed against (decimal GB).
     type: float
     default: 50
+  discovery_paths:
+    description:
+      - More directories to search for unmanaged models in the C(discovered) subset, for example
+        an application's C(./models) directory.
+    type: list
+    elements: path
+    default: []
   operations_limit:
     description:
       - How many recent operations to return. Running operations are always returned.
@@ -138,12 +148,31 @@ ansible_facts:
           message: downloading model.safetensors
           error: null
           started_at: "2026-11-22T10:00:00.000Z"
+    venom_discovered:
+      description:
+        - Models on disk the manifest does not know. C(kind) is C(model_directory) (a directory with
+          C(config.json) and weights), C(gguf_file) or C(huggingface_cache) (a Hub cache snapshot,
+          with C(repo_id) and C(revision)).
+        - C(adopt_with) holds the C(name), C(provider) and C(source) options of venom.models.venom_model that adopt it.
+      returned: when the discovered subset is gathered
+      type: list
+      elements: dict
+      sample:
+        - path: /root/.cache/huggingface/hub/models--BAAI--bge-small-en-v1.5/snapshots/5c38ec7c405ec4b44b94cc5a9bb96e735b38267a
+          kind: huggingface_cache
+          repo_id: BAAI/bge-small-en-v1.5
+          revision: 5c38ec7c405ec4b44b94cc5a9bb96e735b38267a
+          size_bytes: 133466304
+          adopt_with:
+            provider: local
+            name: BAAI/bge-small-en-v1.5
+            source: /root/.cache/huggingface/hub/models--BAAI--bge-small-en-v1.5/snapshots/5c38ec7c405ec4b44b94cc5a9bb96e735b38267a
     venom_gathered_subsets:
       description: The subsets that were gathered, after expanding V(all) and exclusions.
       returned: always
       type: list
       elements: str
-      sample: [models, capabilities, usage, operations]
+      sample: [models, capabilities, usage, operations, discovered]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -161,13 +190,15 @@ def main():
             name=dict(type="str"),
             quota_gb=dict(type="float", default=50.0),
             operations_limit=dict(type="int", default=20),
+            discovery_paths=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )
     p = module.params
     try:
         facts = gather(p["models_dir"], p["gather_subset"], quota_gb=p["quota_gb"],
-                       operations_limit=p["operations_limit"], name=p["name"])
+                       operations_limit=p["operations_limit"], name=p["name"],
+                       discovery_paths=p["discovery_paths"])
     except VenomError as exc:
         fail_from(module, exc)
     module.exit_json(changed=False, ansible_facts=facts)

@@ -80,10 +80,10 @@ def test_usage_with_gpus(tmp_path):
 
 
 @pytest.mark.parametrize("requested,expected", [
-    (None, ["models", "capabilities", "usage", "operations"]),
-    (["all"], ["models", "capabilities", "usage", "operations"]),
-    (["all", "!usage"], ["models", "capabilities", "operations"]),
-    (["!usage"], ["models", "capabilities", "operations"]),
+    (None, ["models", "capabilities", "usage", "operations", "discovered"]),
+    (["all"], ["models", "capabilities", "usage", "operations", "discovered"]),
+    (["all", "!usage"], ["models", "capabilities", "operations", "discovered"]),
+    (["!usage", "!discovered"], ["models", "capabilities", "operations"]),
     (["operations"], ["operations"]),
 ])
 def test_subsets(requested, expected):
