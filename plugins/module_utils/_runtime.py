@@ -456,7 +456,8 @@ class RuntimeController:
             return {"pid": self._systemd.main_pid(self.spec.unit)}
         argv, shown, env = self._argv(act)
         rec = proc.start_process(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd="/",
-                                 name=self.spec.name, port=self.spec.port, host=self.spec.host, argv_for_record=shown)
+                                 name=self.spec.name, port=self.spec.port, host=self.spec.host, argv_for_record=shown,
+                                 startup_check=0)  # the health wait watches for an early exit
         return {"pid": rec["pid"]}
 
     def _stop(self) -> dict | None:
