@@ -604,7 +604,7 @@ class RuntimeController:
                 actions.append("start")
             elif needs_restart:
                 actions.append("restart")
-            elif not before["healthy"]:
+            elif not self._server_healthy(before):
                 actions.append("restart-unhealthy")
             if self.spec.name == "vllm" and desired and desired.model and desired.model != marked_name:
                 actions.append("mark-active")
@@ -620,6 +620,12 @@ class RuntimeController:
         result["_before"] = before
         result["_entry"] = entry
         return result
+
+    def _server_healthy(self, before: dict) -> bool:
+        """The server itself answers (Ollama: a model that is not loaded is no reason to restart it)."""
+        if self.spec.name == "ollama":
+            return health.ollama_version(self.url) is not None
+        return before["healthy"]
 
     def _ollama_loaded(self, model: str) -> bool:
         try:
@@ -654,6 +660,19 @@ class RuntimeController:
 
     def _apply_started(self, state, plan, result, desired, current, before) -> None:
         actions = plan["actions"]
+        if self.spec.name == "vllm" and set(actions) <= {"restart-unhealthy", "mark-active"} \
+                and "/health: " in (before.get("health") or ""):
+            # Running, same activation, not answering yet: most likely still loading (a unit that
+            # was just started). Wait for it rather than throwing a minute of loading away.
+            try:
+                result["health_seconds"] = self._wait_healthy(desired, "vLLM")["seconds"]
+                actions[:] = [a for a in actions if a != "restart-unhealthy"] + ["waited-until-healthy"]
+                result["changed"] = "mark-active" in actions
+                if desired and desired.model:
+                    self._mark_active(desired.model, desired.provider)
+                return
+            except VenomError:
+                pass  # not loading but stuck: restart it
         restart = any(a in actions for a in ("restart", "restart-unhealthy", "recover")) or (
             self.spec.name == "vllm" and "activate" in actions and before["running"])
         if before["running"] and restart or before.get("crashed"):
@@ -663,7 +682,8 @@ class RuntimeController:
             if needs_start:
                 try:
                     self._start(desired)
-                    result["health_seconds"] = self._wait_healthy(desired, f"vLLM serving '{desired.served_model_name if desired else '?'}'")["seconds"]
+                    what = f"vLLM serving '{desired.served_model_name if desired else '?'}'"
+                    result["health_seconds"] = self._wait_healthy(desired, what)["seconds"]
                 except VenomError as exc:
                     self._rollback_vllm(exc, desired, current, result)
             self._write_state(desired)
