@@ -11,8 +11,8 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils import _process as P
 from ansible_collections.venom.models.plugins.module_utils import _runtime as R
-from ansible_collections.venom.models.plugins.module_utils._errors import (NotFoundError, RuntimeControlError,
-                                                                          ValidationError)
+from ansible_collections.venom.models.plugins.module_utils._errors import (
+    NotFoundError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
 
 
