@@ -85,14 +85,19 @@ def active_in_manifest(sc):
     return sorted((e["name"], e.get("active_runtime")) for e in Manifest(sc["models_dir"]).models() if e.get("active"))
 
 
+API_KEY = "venom-test-key-7f3a9c1e"
+
+
 def served(sc):
-    ok, reason, models = H.vllm_check(sc["url"])
+    ok, reason, models = H.vllm_check(sc["url"], api_key=sc["base"].get("api_key"))
     assert ok, reason
     return [(m["id"], m["root"]) for m in models]
 
 
 def embed(sc, model):
-    status, body = H.http("POST", f"{sc['url']}/v1/embeddings", {"model": model, "input": "venom"}, timeout=120)
+    key = sc["base"].get("api_key")
+    status, body = H.http("POST", f"{sc['url']}/v1/embeddings", {"model": model, "input": "venom"}, timeout=120,
+                          headers={"Authorization": f"Bearer {key}"} if key else None)
     assert status == 200, body
     return json.loads(body)["data"][0]["embedding"]
 
@@ -175,13 +180,26 @@ def test_switch_to_a_second_model(scenario):
     out = task(sc, check=True, model="minilm-b")
     assert out["changed"] is True and "activate" in out["actions"]
     assert served(sc)[0][0] == "minilm", "check mode must not touch the server"
-    out = task(sc, diff=True, model="minilm-b")
+    out, res = task_res(sc, diff=True, model="minilm-b", api_key=API_KEY)
+    sc["base"]["api_key"] = API_KEY  # from here on every task and check uses the key
     assert out["changed"] is True and out["previous_model"] == "minilm" and out["model"] == "minilm-b"
     assert out["diff"]["before"]["model"] == "minilm" and out["diff"]["after"]["model"] == "minilm-b"
     assert out["stop"]["killed"] == [] and out["stop"]["port_free"] is True
     assert served(sc) == [("minilm-b", sc["paths"]["minilm-b"])]
     assert len(embed(sc, "minilm-b")) == 384
     assert active_in_manifest(sc) == [("minilm-b", "vllm")]
+    # the API key guards /v1/* and never shows: not in the output, the command line or our files
+    assert H.http("GET", f"{sc['url']}/v1/models")[0] == 401
+    assert API_KEY not in res.text
+    rec = P.read_pid_file(sc["pid_file"])
+    for pid in P.find_tree(rec):
+        assert API_KEY not in " ".join(P.proc_cmdline(pid))
+    state_dir = os.path.dirname(sc["pid_file"])
+    for name in os.listdir(state_dir):
+        if not name.endswith(".log"):
+            with open(os.path.join(state_dir, name), encoding="utf-8") as fh:
+                assert API_KEY not in fh.read(), name
+    assert task(sc, check=True, model="minilm-b")["changed"] is False
 
 
 def test_a_broken_model_is_rolled_back(scenario):
