@@ -732,8 +732,9 @@ class RuntimeController:
                 self._write_state(current)
             raise RuntimeControlError(
                 f"vLLM did not become healthy with '{desired.model if desired else '?'}': {reason}"
-                + (" rollback is off;" if not self.spec.rollback and current else "")
-                + " The runtime is stopped.",
+                + (" Rollback is off, so" if not self.spec.rollback and current else
+                   " There is no previous model to go back to, so")
+                + " the runtime is left stopped.",
                 fix=exc.fix, rolled_back=False, log_tail=exc.details.get("log_tail")) from None
         try:
             self._start(current)

@@ -172,6 +172,10 @@ def test_same_request_again_changes_nothing(scenario):
         assert out["changed"] is False and out["actions"] == [], out
     out = task(sc)  # no model: keep what it serves
     assert out["changed"] is False and out["model"] == "minilm"
+    out = task(sc, check=True, state="restarted")
+    assert out["changed"] is True and out["actions"] == ["restart"], "restarted always restarts"
+    out = task(sc, check=True, model="minilm", max_model_len=128)
+    assert out["changed"] is True and "activate" in out["actions"], "a changed flag needs a restart"
     assert P.read_pid_file(sc["pid_file"])["pid"] == pid
 
 

@@ -180,3 +180,97 @@ def test_log_excerpt_is_the_last_start_only(models_dir):
         fh.write(f"{P.LOG_START_MARK}vllm at t1: old\nold line\n{P.LOG_START_MARK}vllm at t2: new\nValueError: bad\n")
     c.mode = "process"
     assert c._log_tail() == [f"{P.LOG_START_MARK}vllm at t2: new", "ValueError: bad"]
+
+
+class FakeSystemctl:
+    """systemctl for one unit as a small state machine (the real one runs in the fleet tier).
+    ``on_start`` runs when the unit starts (there: read the env file as the unit would)."""
+
+    def __init__(self, on_start=None):
+        self.active = "inactive"
+        self.calls = []
+        self.on_start = on_start
+
+    def __call__(self, argv):
+        self.calls.append(argv[1:])
+        verb = argv[1]
+        if verb == "show":
+            props = {"LoadState": "loaded", "ActiveState": self.active, "SubState": "running",
+                     "MainPID": "4242" if self.active == "active" else "0", "ControlGroup": "", "NRestarts": "0"}
+            wanted = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+            return 0, "".join(f"{p}={props.get(p, '')}\n" for p in wanted), ""
+        if verb in ("start", "restart"):
+            self.active = "active"
+            if self.on_start:
+                self.on_start()
+        elif verb == "stop":
+            self.active = "inactive"
+        return 0, "", ""
+
+
+def test_systemd_activation_writes_the_env_file_and_restarts_the_unit(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    env_file = str(tmp_path / "vllm.env")
+    serving = {}
+    reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
+    sysctl = FakeSystemctl(on_start=lambda: serving.update(path=reader.read_env_file()["VLLM_MODEL"]))
+
+    def make():
+        c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, env_file=env_file, port=8039,
+                                              max_model_len=256), runner=sysctl)
+        # vLLM's answer: healthy once the unit serves what the env file said at its start
+        c._health = lambda act, timeout=5.0: (sysctl.active == "active" and act is not None
+                                              and serving.get("path") == act.model_path, "checked")
+        return c
+
+    res = make().ensure("started", "a")
+    assert res["mode"] == "systemd" and res["changed"] and "activate" in res["actions"]
+    env = reader.read_env_file()
+    assert env["VLLM_MODEL"].endswith("/local/a") and env["VLLM_EXTRA_ARGS"] == "--max-model-len 256"
+    assert ["start", "--", "vllm.service"] in sysctl.calls
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
+
+    assert make().ensure("started", "a")["changed"] is False, "same model on a healthy unit: nothing to do"
+
+    res = make().ensure("started", "b")
+    assert res["changed"] and res["previous_model"] == "a" and res["model"] == "b"
+    assert ["stop", "--", "vllm.service"] in sysctl.calls
+    assert serving["path"].endswith("/local/b")
+
+    res = make().ensure("stopped")
+    assert res["changed"] and sysctl.active == "inactive"
+    assert make().ensure("stopped")["changed"] is False
+
+
+def test_systemd_rollback_restores_the_previous_env_file(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    env_file = str(tmp_path / "vllm.env")
+    serving = {}
+    reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
+    sysctl = FakeSystemctl(on_start=lambda: serving.update(path=reader.read_env_file()["VLLM_MODEL"]))
+
+    def make():
+        c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, env_file=env_file, port=8039,
+                                              health_timeout=0.5), runner=sysctl)
+        # model b never becomes healthy
+        c._health = lambda act, timeout=5.0: (sysctl.active == "active" and act is not None
+                                              and serving.get("path") == act.model_path
+                                              and not act.model_path.endswith("/b"), "b: engine failed")
+        return c
+
+    make().ensure("started", "a")
+    before = open(env_file, encoding="utf-8").read()
+    with pytest.raises(RuntimeControlError, match="rolled back: 'a' is serving again") as err:
+        make().ensure("started", "b")
+    assert err.value.details["rolled_back"] is True and err.value.details["failed_model"] == "b"
+    assert "b: engine failed" in err.value.msg
+    assert open(env_file, encoding="utf-8").read() == before
+    assert serving["path"].endswith("/local/a") and sysctl.active == "active"
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
+    assert make().ensure("started", "a")["changed"] is False
+
+    c = make()
+    c.spec.rollback = False
+    with pytest.raises(RuntimeControlError, match="Rollback is off, so the runtime is left stopped") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is False and sysctl.active == "inactive"
