@@ -6,14 +6,12 @@ steps share the running server): check mode, activate, idempotence, switch to a 
 broken model rolled back, kill -9 recovered by ``started``, a complete stop. The systemd mode of
 the same module is exercised in the fleet tier, on real systemd hosts.
 
-The models are installed into the manifest by ``install_local`` below (a copy plus a manifest
-entry, what ``venom_model`` with ``provider: local`` records).
+The models are installed by ``venom_model`` (provider local) from plain model directories.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -21,10 +19,8 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils import _health as H
 from ansible_collections.venom.models.plugins.module_utils import _process as P
-from ansible_collections.venom.models.plugins.module_utils._fsutil import dir_size
 from ansible_collections.venom.models.plugins.module_utils._locks import runtime_lock
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
 from tests.lib.ansible_run import run_task
 from tests.lib import vllm_env
 from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port
@@ -36,15 +32,11 @@ MODULE = "venom.models.venom_runtime"
 
 
 def install_local(models_dir: str, name: str, src: str) -> str:
-    """Install a model directory as a ``local`` model for vLLM (files copied under models_dir)."""
-    dest = os.path.join(models_dir, "local", name, "files")
-    shutil.copytree(src, dest)
-    size = dir_size(dest)
-    files = sorted(({"path": os.path.relpath(os.path.join(r, f), dest), "size": os.path.getsize(os.path.join(r, f))}
-                    for r, _d, fs in os.walk(dest) for f in fs), key=lambda item: item["path"])
-    Manifest(models_dir).upsert(new_entry(name, "local", local_path=dest, runtime="vllm", size_bytes=size,
-                                          files=files, installed_at=iso()))
-    return dest
+    """Install a model directory with venom_model (provider local) for vLLM; its installed path."""
+    out = run_task("venom.models.venom_model", {"name": name, "provider": "local", "source": src, "runtime": "vllm",
+                                                "models_dir": models_dir}).task()
+    assert not out.get("failed") and out["changed"], out
+    return Manifest(models_dir).get(name, "local")["local_path"]
 
 
 @pytest.fixture(scope="module")
