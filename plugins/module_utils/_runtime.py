@@ -215,6 +215,7 @@ class RuntimeController:
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
         doc = {"kind": "venom.models/runtime", "name": self.spec.name, "mode": self.mode,
                "activation": activation.as_dict() if activation else None, "url": self.url,
+               "host": self.spec.host, "port": self.spec.port,
                "unit": self.spec.unit if self.mode == "systemd" else None,
                "env_file": self.spec.env_file if self.mode == "systemd" else None,
                "pid_file": self.pid_file if self.mode == "process" else None,
@@ -313,6 +314,21 @@ class RuntimeController:
             out["pid_file"] = self.pid_file
             out["log_file"] = self.log_file
         return out
+
+    @classmethod
+    def from_state(cls, models_dir: str | None, name: str, runner=None, **kwargs) -> "RuntimeController":
+        """A controller for the runtime as venom_runtime last configured it on this host (mode,
+        host, port, unit, env file from its state file), e.g. for facts: ``.status()``."""
+        paths = StatePaths(models_dir)
+        try:
+            with open(os.path.join(paths.state_dir, "runtimes", f"{name}.json"), encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError):
+            doc = {}
+        spec = RuntimeSpec(name=name, models_dir=models_dir, mode=doc.get("mode") or "auto",
+                           unit=doc.get("unit"), host=doc.get("host") or "127.0.0.1", port=doc.get("port"),
+                           env_file=doc.get("env_file") or None, log_file=doc.get("log_file"))
+        return cls(spec, runner=runner, **kwargs)
 
     # -- the model -------------------------------------------------------------------------------
     def _model_entry(self, model: str) -> dict:

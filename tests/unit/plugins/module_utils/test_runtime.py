@@ -274,3 +274,15 @@ def test_systemd_rollback_restores_the_previous_env_file(models_dir, tmp_path, m
     with pytest.raises(RuntimeControlError, match="Rollback is off, so the runtime is left stopped") as err:
         c.ensure("started", "b")
     assert err.value.details["rolled_back"] is False and sysctl.active == "inactive"
+
+
+def test_from_state_finds_the_runtime_as_last_configured(models_dir):
+    c = ctl(models_dir, port=8031, host="127.0.0.1")
+    c.resolve_mode()
+    c._write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
+    again = R.RuntimeController.from_state(models_dir, "vllm")
+    assert again.spec.port == 8031 and again.spec.mode == "process" and again.url == "http://127.0.0.1:8031"
+    st = again.status()
+    assert st["mode"] == "process" and st["running"] is False and st["model"] == "a" and st["healthy"] is False
+    fresh = R.RuntimeController.from_state(models_dir, "ollama")
+    assert fresh.spec.port == 11434 and fresh.spec.mode == "auto"
