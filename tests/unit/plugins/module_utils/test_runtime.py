@@ -208,20 +208,32 @@ class FakeSystemctl:
         return 0, "", ""
 
 
+class SystemdRig:
+    """A controller factory on a systemd host whose unit serves what the env file said when it
+    started; models whose path ends with one of ``broken`` never become healthy."""
+
+    def __init__(self, models_dir, env_file, broken=(), **spec):
+        self.models_dir, self.env_file, self.broken, self.spec = models_dir, env_file, broken, spec
+        self.serving = {}
+        self.reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
+        self.sysctl = FakeSystemctl(on_start=lambda: self.serving.update(path=self.reader.read_env_file()["VLLM_MODEL"]))
+
+    def _health(self, act, timeout=5.0):  # pylint: disable=unused-argument
+        ok = (self.sysctl.active == "active" and act is not None and self.serving.get("path") == act.model_path
+              and not act.model_path.endswith(self.broken or ("\0",)))
+        return ok, "checked" if ok else "engine failed"
+
+    def make(self):
+        c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=self.models_dir, env_file=self.env_file,
+                                              port=8039, **self.spec), runner=self.sysctl)
+        c._health = self._health
+        return c
+
+
 def test_systemd_activation_writes_the_env_file_and_restarts_the_unit(models_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(R, "systemd_booted", lambda: True)
-    env_file = str(tmp_path / "vllm.env")
-    serving = {}
-    reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
-    sysctl = FakeSystemctl(on_start=lambda: serving.update(path=reader.read_env_file()["VLLM_MODEL"]))
-
-    def make():
-        c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, env_file=env_file, port=8039,
-                                              max_model_len=256), runner=sysctl)
-        # vLLM's answer: healthy once the unit serves what the env file said at its start
-        c._health = lambda act, timeout=5.0: (sysctl.active == "active" and act is not None
-                                              and serving.get("path") == act.model_path, "checked")
-        return c
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), max_model_len=256)
+    make, sysctl, serving, reader = rig.make, rig.sysctl, rig.serving, rig.reader
 
     res = make().ensure("started", "a")
     assert res["mode"] == "systemd" and res["changed"] and "activate" in res["actions"]
@@ -245,25 +257,15 @@ def test_systemd_activation_writes_the_env_file_and_restarts_the_unit(models_dir
 def test_systemd_rollback_restores_the_previous_env_file(models_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(R, "systemd_booted", lambda: True)
     env_file = str(tmp_path / "vllm.env")
-    serving = {}
-    reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
-    sysctl = FakeSystemctl(on_start=lambda: serving.update(path=reader.read_env_file()["VLLM_MODEL"]))
-
-    def make():
-        c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, env_file=env_file, port=8039,
-                                              health_timeout=0.5), runner=sysctl)
-        # model b never becomes healthy
-        c._health = lambda act, timeout=5.0: (sysctl.active == "active" and act is not None
-                                              and serving.get("path") == act.model_path
-                                              and not act.model_path.endswith("/b"), "b: engine failed")
-        return c
+    rig = SystemdRig(models_dir, env_file, broken=("/b",), health_timeout=0.5)
+    make, sysctl, serving = rig.make, rig.sysctl, rig.serving
 
     make().ensure("started", "a")
     before = open(env_file, encoding="utf-8").read()
     with pytest.raises(RuntimeControlError, match="rolled back: 'a' is serving again") as err:
         make().ensure("started", "b")
     assert err.value.details["rolled_back"] is True and err.value.details["failed_model"] == "b"
-    assert "b: engine failed" in err.value.msg
+    assert "engine failed" in err.value.msg
     assert open(env_file, encoding="utf-8").read() == before
     assert serving["path"].endswith("/local/a") and sysctl.active == "active"
     assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
