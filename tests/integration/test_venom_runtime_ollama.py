@@ -1,0 +1,152 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""venom.models.venom_runtime with Ollama, through ansible-playbook, in process mode.
+
+No Ollama binary can be had here: the server is the Ollama test double
+(tests/doubles/ollama/ollama_test_double.py), started by venom_runtime itself with the real
+binary's command line (``serve``, ``OLLAMA_HOST``, ``OLLAMA_MODELS``). Models are installed
+into its store by venom_model (provider ollama) from the real OCI registry of the test harness.
+One scenario, in order: start, idempotence, activate with preload, switch (the previous model
+is unloaded), a failing activation that keeps the previous model, restart and kill -9 (the
+active model is loaded again), stop.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+
+import pytest
+import requests
+
+from ansible_collections.venom.models.plugins.module_utils import _process as P
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
+from tests.lib.ansible_run import run_task
+
+try:
+    from tests.lib import ollama_env
+except ImportError as exc:  # the test double lands with the Ollama provider (issue 4)
+    pytest.fail(f"tests/lib/ollama_env.py (the Ollama test double's harness) is missing: {exc}", pytrace=False)
+
+# the fixtures this module uses
+oci_registry, ollama_models = ollama_env.oci_registry, ollama_env.ollama_models
+
+PORTS = (11470, 11499)  # this module's Ollama ports
+
+
+def _free_port() -> int:
+    for port in range(*PORTS):
+        if not P.port_in_use("127.0.0.1", port):
+            return port
+    raise AssertionError(f"no free port in {PORTS}")
+
+
+@pytest.fixture(scope="module")
+def sc(tmp_path_factory, oci_registry, ollama_models):  # pylint: disable=redefined-outer-name
+    base_dir = tmp_path_factory.mktemp("ollama-runtime")
+    store = str(base_dir / "ollama-store")
+    os.makedirs(store)
+    port = _free_port()
+    models_dir = str(base_dir / "venom")
+    scenario = {
+        "models_dir": models_dir, "store": store, "url": f"http://127.0.0.1:{port}", "models": ollama_models,
+        "pid_file": os.path.join(models_dir, ".venom", "runtimes", "ollama.pid"), "registry": oci_registry,
+        "base": {"name": "ollama", "mode": "process", "models_dir": models_dir, "port": port,
+                 "command": [sys.executable, ollama_env.OLLAMA_DOUBLE, "serve"],
+                 "env": {"OLLAMA_MODELS": store}, "health_timeout": 60, "stop_timeout": 10},
+    }
+    yield scenario
+    try:
+        rec = P.read_pid_file(scenario["pid_file"])
+    except Exception:  # pylint: disable=broad-except
+        rec = None
+    if rec:
+        P.stop_tree(rec, stop_timeout=5)
+
+
+def task(sc, check=False, diff=False, **args):  # pylint: disable=redefined-outer-name
+    return run_task("venom.models.venom_runtime", dict(sc["base"], **args), check=check, diff=diff).task()
+
+
+def install(sc, key):  # pylint: disable=redefined-outer-name
+    m = sc["models"][key]
+    out = run_task("venom.models.venom_model", {
+        "name": m.name, "provider": "ollama", "endpoint": sc["url"], "insecure": True,
+        "models_path": sc["store"], "models_dir": sc["models_dir"]}).task()
+    assert not out.get("failed"), out
+    return out["name"]
+
+
+def loaded(sc):  # pylint: disable=redefined-outer-name
+    return sorted(m["name"] for m in requests.get(sc["url"] + "/api/ps", timeout=10).json()["models"])
+
+
+def active(sc):  # pylint: disable=redefined-outer-name
+    return sorted((e["name"], e.get("active_runtime")) for e in Manifest(sc["models_dir"]).models() if e.get("active"))
+
+
+def test_start_and_idempotence(sc):  # pylint: disable=redefined-outer-name
+    out = task(sc, check=True)
+    assert out["changed"] is True and out["actions"] == ["start"]
+    assert not os.path.exists(sc["pid_file"])
+    out = task(sc)
+    assert out["changed"] is True and out["mode"] == "process" and out["status"]["healthy"] is True
+    assert requests.get(sc["url"] + "/api/version", timeout=10).json()["version"]
+    for check in (True, False):
+        assert task(sc, check=check)["changed"] is False
+
+
+def test_activate_preloads_and_switch_unloads_the_previous(sc):  # pylint: disable=redefined-outer-name
+    chat, nosys = install(sc, "chat"), install(sc, "nosys")
+    sc["names"] = {"chat": chat, "nosys": nosys}
+    assert loaded(sc) == []
+    out = task(sc, check=True, diff=True, model=chat)
+    assert out["changed"] is True and out["actions"] == ["activate"] and loaded(sc) == []
+    out = task(sc, diff=True, model=chat)
+    assert out["changed"] is True and out["model"] == chat and out["diff"]["after"]["model"] == chat
+    assert loaded(sc) == [chat] and active(sc) == [(chat, "ollama")]
+    assert task(sc, model=chat)["changed"] is False
+
+    out = task(sc, model=nosys, keep_alive="10m")
+    assert out["changed"] is True and out["previous_model"] == chat
+    assert loaded(sc) == [nosys], "the previous model is unloaded once the new one is loaded"
+    assert active(sc) == [(nosys, "ollama")]
+    expires = requests.get(sc["url"] + "/api/ps", timeout=10).json()["models"][0]["expires_at"]
+    assert expires.startswith(time.strftime("%Y")), f"keep_alive 10m should expire soon, not {expires}"
+
+
+def test_a_failing_activation_keeps_the_previous_model(sc):  # pylint: disable=redefined-outer-name
+    v2 = install(sc, "chat_v2")
+    # the model is in the manifest but gone from the server's store (deleted behind venom's back)
+    assert requests.delete(sc["url"] + "/api/delete", json={"model": v2}, timeout=10).status_code == 200
+    out = task(sc, model=v2)
+    assert out["failed"] is True and out["rolled_back"] is True, out
+    assert "Rolled back" in out["msg"] and sc["names"]["nosys"] in out["msg"] and "not found" in out["msg"]
+    assert loaded(sc) == [sc["names"]["nosys"]] and active(sc) == [(sc["names"]["nosys"], "ollama")]
+
+
+def test_restart_and_kill_9_load_the_active_model_again(sc):  # pylint: disable=redefined-outer-name
+    nosys = sc["names"]["nosys"]
+    pid = P.read_pid_file(sc["pid_file"])["pid"]
+    out = task(sc, state="restarted")
+    assert out["changed"] is True and out["pid"] != pid
+    assert loaded(sc) == [nosys]
+
+    rec = P.read_pid_file(sc["pid_file"])
+    os.kill(rec["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while P.record_alive(rec) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = task(sc, check=True)
+    assert out["changed"] is True and out["recovered"] is True
+    out = task(sc)
+    assert out["changed"] is True and out["recovered"] is True
+    assert loaded(sc) == [nosys] and active(sc) == [(nosys, "ollama")]
+
+
+def test_stop(sc):  # pylint: disable=redefined-outer-name
+    rec = P.read_pid_file(sc["pid_file"])
+    out = task(sc, state="stopped", diff=True)
+    assert out["changed"] is True and out["stop"]["port_free"] is True
+    assert P.find_tree(rec) == {} and not os.path.exists(sc["pid_file"])
+    assert task(sc, state="stopped")["changed"] is False

@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The health wait's logic (timeouts, early exit of a dead runtime, log tail in the error) and
+the URL rules. The HTTP checks themselves run against a real vLLM in the integration tier and
+against the Ollama test double in the Ollama tests."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils import _health as H
+from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+
+
+@pytest.mark.parametrize("host,url", [
+    ("127.0.0.1", "http://127.0.0.1:8000"),
+    ("0.0.0.0", "http://127.0.0.1:8000"),
+    (None, "http://127.0.0.1:8000"),
+    ("::", "http://[::1]:8000"),
+    ("::1", "http://[::1]:8000"),
+    ("gpu1.example", "http://gpu1.example:8000"),
+])
+def test_base_url(host, url):
+    assert H.base_url(host, 8000) == url
+
+
+def test_wait_ready_returns_once_the_check_passes():
+    answers = iter([(False, "loading"), (False, "loading"), (True, "healthy")])
+    res = H.wait_ready(lambda: next(answers), timeout=10, what="vLLM", interval=0.01)
+    assert res["reason"] == "healthy" and res["seconds"] < 5
+
+
+def test_wait_ready_times_out_with_the_last_reason_and_log_lines():
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeControlError, match=r"did not become healthy within 0.3s \(last check: still loading\)") as err:
+        H.wait_ready(lambda: (False, "still loading"), timeout=0.3, what="vLLM", interval=0.05,
+                     log_tail=lambda: ["line 1", "ValueError: bad config"], log_where="/var/log/vllm.log")
+    assert 0.3 <= time.monotonic() - t0 < 2
+    assert "Last lines of /var/log/vllm.log:\nline 1\nValueError: bad config" in err.value.msg
+    assert err.value.details["log_tail"] == ["line 1", "ValueError: bad config"]
+    assert "health_timeout" in err.value.fix
+
+
+def test_wait_ready_stops_early_when_the_runtime_died():
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeControlError, match="exited before it became healthy"):
+        H.wait_ready(lambda: (False, "connection refused"), timeout=60, what="vLLM", alive=lambda: False)
+    assert time.monotonic() - t0 < 1
+
+
+def test_checks_report_a_closed_port_as_not_ready():
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = H.base_url("127.0.0.1", port)
+    ok, reason, models = H.vllm_check(url, "x", timeout=1)
+    assert not ok and "/health" in reason and models == []
+    assert H.ollama_version(url, timeout=1) is None
+    assert H.ollama_check(url, timeout=1)[0] is False
+    with pytest.raises(RuntimeControlError, match="did not answer /api/generate"):
+        H.ollama_generate_keep_alive(url, "m:latest", -1, timeout=1)

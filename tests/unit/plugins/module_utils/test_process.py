@@ -1,0 +1,233 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The process-tree start/stop on real (small) process trees: forks, re-parented orphans,
+children that leave the session, SIGTERM-deaf processes, recycled PIDs, busy ports."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import textwrap
+import time
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils import _process as P
+from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+
+# A small server that behaves like vLLM's tree: a listening parent with a child and a grandchild.
+TREE = textwrap.dedent("""
+    import os, signal, socket, sys, time
+    mode, port = sys.argv[1], int(sys.argv[2])
+    deaf = mode == "deaf"
+    def loop():
+        if deaf:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(0.2)
+    if os.fork() == 0:
+        if mode == "escape":
+            os.setsid()
+        if os.fork() == 0:
+            loop()
+        loop()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen()
+    print("ready", os.environ.get("GREETING", ""), flush=True)
+    loop()
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """Start the tree in process mode; yields a starter; stops whatever is left afterwards."""
+    script = tmp_path / "tree.py"
+    script.write_text(TREE)
+    started = []
+
+    def start(mode="normal", port=None, **kwargs):
+        port = port or _free_port()
+        pid_file = str(tmp_path / f"{mode}.pid")
+        log_file = str(tmp_path / f"{mode}.log")
+        env = dict(os.environ, GREETING="hello")
+        rec = P.start_process([sys.executable, str(script), mode, str(port)], pid_file=pid_file, log_file=log_file,
+                              env=env, name=f"tree-{mode}", port=port, host="127.0.0.1", **kwargs)
+        started.append(rec)
+        assert _wait(lambda: P.port_in_use("127.0.0.1", port)), P.tail_file(log_file)
+        assert _wait(lambda: len(P.find_tree(rec)) == 3), P.find_tree(rec)
+        return rec, pid_file, log_file, port
+
+    yield start
+    for rec in started:
+        for proc in P.find_tree(rec).values():
+            os.kill(proc.pid, signal.SIGKILL)
+
+
+def _alive(pids):
+    return [p for p in pids if (proc := P.read_proc(p)) is not None and not proc.zombie]
+
+
+def test_start_writes_pid_file_log_and_marker(tree):
+    rec, pid_file, log_file, _port = tree()
+    on_disk = json.loads(open(pid_file, encoding="utf-8").read())
+    assert on_disk == rec
+    assert oct(os.stat(pid_file).st_mode & 0o777) == "0o640"
+    assert rec["pid_start"] == P.read_proc(rec["pid"]).start
+    assert P.record_alive(rec)
+    proc = P.read_proc(rec["pid"])
+    assert proc.sid == rec["pid"] and proc.pgrp == rec["pid"], "not in its own session and process group"
+    for pid in P.find_tree(rec):
+        assert P.proc_environ(pid)[P.MARKER_ENV] == rec["marker"]
+    assert _wait(lambda: any(line.startswith("ready hello") for line in P.tail_file(log_file)))
+    assert "=== venom.models: starting tree-normal" in "\n".join(P.tail_file(log_file))
+    assert os.readlink(f"/proc/{rec['pid']}/fd/0") == os.devnull
+
+
+def test_stop_takes_down_the_whole_tree_and_frees_the_port(tree):
+    rec, pid_file, _log, port = tree()
+    pids = sorted(P.find_tree(rec))
+    res = P.stop_pid_file(pid_file, stop_timeout=10)
+    assert res.found == pids and res.killed == [] and sorted(res.terminated) == pids
+    assert _alive(pids) == []
+    assert res.port_free is True and not P.port_in_use("127.0.0.1", port)
+    assert not os.path.exists(pid_file)
+    assert res.duration < 5
+
+
+def test_sigterm_deaf_processes_are_killed_after_the_timeout(tree):
+    rec, pid_file, _log, _port = tree("deaf")
+    pids = sorted(P.find_tree(rec))
+    t0 = time.monotonic()
+    res = P.stop_pid_file(pid_file, stop_timeout=1.0)
+    assert time.monotonic() - t0 >= 1.0
+    assert res.killed == pids
+    assert _alive(pids) == []
+
+
+def test_orphans_of_a_killed_server_are_found_and_stopped(tree):
+    rec, pid_file, _log, port = tree()
+    children = sorted(set(P.find_tree(rec)) - {rec["pid"]})
+    os.kill(rec["pid"], signal.SIGKILL)
+    assert _wait(lambda: not P.record_alive(rec))
+    os.waitpid(rec["pid"], 0)
+    assert _alive(children) == children, "the children should outlive their parent (re-parented)"
+    assert all(P.read_proc(c).ppid != rec["pid"] for c in children)
+    assert sorted(P.find_tree(rec)) == children
+    res = P.stop_pid_file(pid_file, stop_timeout=10)
+    assert res.found == children
+    assert _alive(children) == []
+    assert not P.port_in_use("127.0.0.1", port)
+
+
+def test_children_that_left_the_session_are_found_by_marker(tree):
+    rec, pid_file, _log, _port = tree("escape")
+    members = P.find_tree(rec)
+    escaped = [p for p in members.values() if p.sid != rec["sid"]]
+    assert len(escaped) == 2
+    os.kill(rec["pid"], signal.SIGKILL)
+    os.waitpid(rec["pid"], 0)
+    assert sorted(P.find_tree(rec)) == sorted(p.pid for p in escaped)
+    P.stop_pid_file(pid_file, stop_timeout=10)
+    assert _alive([p.pid for p in escaped]) == []
+
+
+def test_a_recycled_pid_is_never_signalled(tmp_path):
+    bystander = os.posix_spawn("/bin/sleep", ["sleep", "30"], dict(os.environ))
+    try:
+        start = P.read_proc(bystander).start
+        rec = {"kind": P.PID_FILE_KIND, "name": "ghost", "pid": bystander, "pid_start": start - 1,
+               "boot_id": None, "sid": bystander, "marker": "ghost:0", "port": None, "host": None}
+        pid_file = tmp_path / "ghost.pid"
+        pid_file.write_text(json.dumps(rec))
+        assert not P.record_alive(rec)
+        assert P.find_tree(rec) == {}
+        res = P.stop_pid_file(str(pid_file), stop_timeout=1)
+        assert res.found == [] and res.killed == []
+        assert P.read_proc(bystander) is not None and not P.read_proc(bystander).zombie
+        assert not pid_file.exists()
+    finally:
+        os.kill(bystander, signal.SIGKILL)
+        os.waitpid(bystander, 0)
+
+
+def test_start_refuses_a_busy_port_and_names_the_holder(tree, tmp_path):
+    _rec, _pid_file, _log, port = tree()
+    holder = P.port_holders(port)
+    assert len(holder) == 1
+    with pytest.raises(RuntimeControlError, match=rf"port {port} is already in use by {holder[0]} "):
+        P.start_process([sys.executable, "-c", "pass"], pid_file=str(tmp_path / "x.pid"),
+                        log_file=str(tmp_path / "x.log"), port=port, host="127.0.0.1")
+    assert not (tmp_path / "x.pid").exists()
+
+
+def test_a_process_that_dies_at_once_is_reported_with_its_log(tmp_path):
+    pid_file = str(tmp_path / "bad.pid")
+    with pytest.raises(RuntimeControlError, match=r"exited right after it was started(.|\n)*no such model: x") as err:
+        P.start_process([sys.executable, "-c", "import sys; sys.exit('no such model: x')"], pid_file=pid_file,
+                        log_file=str(tmp_path / "bad.log"), name="bad", startup_check=1.0)
+    assert "no such model: x" in err.value.details["log_tail"][-1]
+    assert not os.path.exists(pid_file)
+
+
+def test_missing_executable_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeControlError, match="is not an executable file"):
+        P.start_process([str(tmp_path / "nope")], pid_file=str(tmp_path / "p"), log_file=str(tmp_path / "l"))
+
+
+def test_a_stop_that_leaves_processes_fails_naming_them(tree, monkeypatch):
+    rec, _pid_file, _log, _port = tree()
+    pids = sorted(P.find_tree(rec))
+    monkeypatch.setattr(P, "_signal", lambda proc, sig: False)  # signals that never arrive
+    with pytest.raises(RuntimeControlError, match="left processes running") as err:
+        P.stop_tree(rec, stop_timeout=0.2, kill_grace=0.2)
+    assert err.value.details["pids"] == pids
+    for pid in pids:
+        assert str(pid) in err.value.msg
+
+
+def test_a_port_held_by_a_stranger_fails_the_stop(tmp_path):
+    port = _free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        rec = P.start_process([sys.executable, "-c", "import time; time.sleep(30)"], pid_file=str(tmp_path / "p"),
+                              log_file=str(tmp_path / "l"), name="sleeper")
+        with pytest.raises(RuntimeControlError, match=rf"port {port} is still in use by {os.getpid()} "):
+            P.stop_tree(rec, stop_timeout=5, port=port, host="127.0.0.1", port_grace=0.2)
+        assert not P.record_alive(rec)
+
+
+def test_broken_pid_file_is_refused(tmp_path):
+    path = tmp_path / "x.pid"
+    path.write_text("12345\n")
+    with pytest.raises(RuntimeControlError, match="is not a venom.models PID file"):
+        P.read_pid_file(str(path))
+    assert P.read_pid_file(str(tmp_path / "absent.pid")) is None
+
+
+def test_port_helpers_see_listeners_on_any_address():
+    port = _free_port()
+    assert not P.port_in_use("127.0.0.1", port)
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))
+        s.listen()
+        assert P.port_in_use("127.0.0.1", port)
+        assert P.port_holders(port) == [os.getpid()]

@@ -1,0 +1,290 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The runtime controller's decisions without a running server: options, flags, the vLLM
+environment file, model checks, mode selection, plans, log excerpts. Starting, stopping,
+activation and rollback on a real vLLM are in tests/integration/test_venom_runtime_vllm.py."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils import _process as P
+from ansible_collections.venom.models.plugins.module_utils import _runtime as R
+from ansible_collections.venom.models.plugins.module_utils._errors import (
+    NotFoundError, RuntimeControlError, ValidationError)
+from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    d = tmp_path / "models"
+    for name in ("a", "b"):
+        p = d / "local" / name
+        p.mkdir(parents=True)
+        (p / "config.json").write_text("{}")
+        Manifest(str(d)).upsert(new_entry(name, "local", local_path=str(p), runtime="vllm"))
+    Manifest(str(d)).upsert(new_entry("llama3.2:latest", "ollama", runtime="ollama"))
+    Manifest(str(d)).upsert(new_entry("damaged", "local", local_path=str(d / "local" / "a"), status="damaged"))
+    Manifest(str(d)).upsert(new_entry("gone", "local", local_path=str(d / "nowhere")))
+    Manifest(str(d)).upsert(new_entry("for-ollama", "huggingface", local_path=str(d / "local" / "a"), runtime="ollama"))
+    return str(d)
+
+
+def ctl(models_dir, name="vllm", **kw):
+    kw.setdefault("mode", "process")
+    kw.setdefault("port", 8039)
+    return R.RuntimeController(R.RuntimeSpec(name=name, models_dir=models_dir, **kw))
+
+
+def test_spec_defaults_and_validation():
+    spec = R.RuntimeSpec(name="ollama", command="/usr/bin/ollama serve")
+    assert spec.unit == "ollama.service" and spec.port == 11434 and spec.command == ["/usr/bin/ollama", "serve"]
+    assert spec.env_file is None
+    assert R.RuntimeSpec(name="vllm").env_file == "/etc/venom-models/vllm.env"
+    with pytest.raises(ValidationError, match="Unknown runtime"):
+        R.RuntimeSpec(name="tgi")
+    with pytest.raises(ValidationError, match="Unknown mode"):
+        R.RuntimeSpec(name="vllm", mode="docker")
+    with pytest.raises(ValidationError, match="stop_timeout"):
+        R.RuntimeSpec(name="vllm", stop_timeout=-1)
+    with pytest.raises(ValidationError, match="'command' is empty"):
+        R.RuntimeSpec(name="vllm", command=[])
+
+
+def test_flags_keep_what_is_not_given(models_dir):
+    base = R.Activation(flags=["--max-model-len", "256", "--gpu-memory-utilization", "0.5", "--enforce-eager"])
+    assert ctl(models_dir)._flags(base) == base.flags
+    assert ctl(models_dir, max_model_len=512)._flags(base) == [
+        "--max-model-len", "512", "--gpu-memory-utilization", "0.5", "--enforce-eager"]
+    assert ctl(models_dir, args=[])._flags(base) == ["--max-model-len", "256", "--gpu-memory-utilization", "0.5"]
+    assert ctl(models_dir, tensor_parallel_size=2, gpu_memory_utilization=0.9, args=["--dtype=float32"])._flags(None) == [
+        "--gpu-memory-utilization", "0.9", "--tensor-parallel-size", "2", "--dtype=float32"]
+
+
+def test_model_checks_name_problem_and_fix(models_dir):
+    c = ctl(models_dir)
+    assert c._model_entry("a")["name"] == "a"
+    with pytest.raises(NotFoundError, match="'nope' is not installed") as err:
+        c._model_entry("nope")
+    assert "venom_model" in err.value.fix
+    with pytest.raises(ValidationError, match="provider ollama, which vllm cannot serve"):
+        c._model_entry("llama3.2:latest")
+    with pytest.raises(ValidationError, match="is damaged, not installed"):
+        c._model_entry("damaged")
+    with pytest.raises(NotFoundError, match="files of 'gone' are missing"):
+        c._model_entry("gone")
+    with pytest.raises(ValidationError, match="meant for runtime ollama"):
+        c._model_entry("for-ollama")
+    assert ctl(models_dir, name="ollama")._model_entry("llama3.2")["name"] == "llama3.2:latest"
+
+
+def test_served_name_follows_the_model_unless_given(models_dir):
+    c = ctl(models_dir)
+    act, _entry = c.desired_activation("a")
+    assert act.served_model_name == "a" and act.model_path.endswith("/local/a")
+    c._write_state(R.Activation(model="a", provider="local", model_path=act.model_path, served_model_name="alias"))
+    assert ctl(models_dir).desired_activation("a")[0].served_model_name == "alias", "same model keeps its alias"
+    assert ctl(models_dir).desired_activation("b")[0].served_model_name == "b", "a new model gets its own name"
+    assert ctl(models_dir, served_model_name="x").desired_activation("b")[0].served_model_name == "x"
+    assert ctl(models_dir).desired_activation(None)[0].model == "a", "no model: keep the current one"
+
+
+def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
+    env_file = str(tmp_path / "etc" / "vllm.env")
+    c = ctl(models_dir, env_file=env_file, api_key="s3cret-key")
+    act = R.Activation(model="a", model_path="/m/a", served_model_name="org/a", flags=["--max-model-len", "256"])
+    assert c._write_env_file(act) is True
+    assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
+    assert c._write_env_file(act) is False, "same content: no write"
+    assert c.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
+                                 "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
+    got = c._env_file_activation()
+    assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
+    assert got.api_key_sha256 == R._sha("s3cret-key")
+    with pytest.raises(ValidationError, match="cannot go into a systemd environment file"):
+        c._write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
+    with pytest.raises(ValidationError, match="contains whitespace"):
+        c._write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--chat-template", "a b"]))
+    with pytest.raises(ValidationError, match=r"VLLM_API_KEY \(hidden\)") as err:
+        ctl(models_dir, env_file=env_file, api_key="bad$key")._write_env_file(act)
+    assert "bad$key" not in str(err.value)
+
+
+def test_env_file_reader_accepts_what_an_operator_writes(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text("# comment\n\nVLLM_MODEL='/srv/m'\n; other comment\nVLLM_SERVED_MODEL_NAME=m\nnonsense\n")
+    c = ctl(models_dir, env_file=str(env_file))
+    assert c.read_env_file() == {"VLLM_MODEL": "/srv/m", "VLLM_SERVED_MODEL_NAME": "m"}
+    assert ctl(models_dir, env_file=str(tmp_path / "absent")).read_env_file() == {}
+
+
+def test_auto_mode_without_systemd_is_process(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: False)
+    assert ctl(models_dir, mode="auto").resolve_mode() == "process"
+    with pytest.raises(RuntimeControlError, match="not the init system"):
+        ctl(models_dir, mode="systemd").resolve_mode()
+
+
+def test_auto_mode_uses_systemd_when_booted_and_the_unit_exists(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+
+    def runner(load_state):
+        return lambda argv: (0, f"LoadState={load_state}\n", "")
+
+    assert R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir),
+                               runner=runner("loaded")).resolve_mode() == "systemd"
+    assert R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir),
+                               runner=runner("not-found")).resolve_mode() == "process"
+    with pytest.raises(RuntimeControlError, match="unit vllm.service does not exist"):
+        R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, mode="systemd"),
+                            runner=runner("not-found")).resolve_mode()
+
+
+def test_plans_on_a_stopped_runtime(models_dir):
+    plan = ctl(models_dir)._plan("started", "a")
+    assert plan["changed"] and plan["actions"] == ["activate", "start", "mark-active"]
+    assert plan["diff"]["before"]["state"] == "stopped" and plan["diff"]["after"]["model"] == "a"
+    assert ctl(models_dir)._plan("stopped", None)["changed"] is False
+    with pytest.raises(RuntimeControlError, match="no model to serve"):
+        ctl(models_dir)._plan("started", None)
+    with pytest.raises(ValidationError, match="cannot be combined with state: stopped"):
+        ctl(models_dir).ensure("stopped", "a")
+
+
+def test_check_mode_changes_nothing(models_dir):
+    c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, mode="process", port=8039),
+                            check_mode=True)
+    plan = c.ensure("started", "a")
+    assert plan["changed"] is True
+    assert not os.path.exists(c.pid_file) and not os.path.exists(c.state_file)
+    assert not any(e.get("active") for e in Manifest(models_dir).models())
+
+
+def test_a_stale_pid_file_is_a_crash_to_recover(models_dir):
+    c = ctl(models_dir)
+    os.makedirs(c.state_dir, exist_ok=True)
+    c._write_state(R.Activation(model="a", provider="local", model_path=c._model_entry("a")["local_path"],
+                                served_model_name="a", process=c._process_desc()))
+    P.atomic_write_json(c.pid_file, {"kind": P.PID_FILE_KIND, "pid": os.getpid(), "pid_start": 1, "sid": 1})
+    st = c.status()
+    assert st["running"] is False and st["crashed"] is True
+    plan = c._plan("started", None)
+    assert plan["recovered"] is True and plan["actions"][:1] == ["recover"] and "start" in plan["actions"]
+
+
+def test_log_excerpt_is_the_last_start_only(models_dir):
+    c = ctl(models_dir)
+    os.makedirs(os.path.dirname(c.log_file), exist_ok=True)
+    with open(c.log_file, "w", encoding="utf-8") as fh:
+        fh.write(f"{P.LOG_START_MARK}vllm at t1: old\nold line\n{P.LOG_START_MARK}vllm at t2: new\nValueError: bad\n")
+    c.mode = "process"
+    assert c._log_tail() == [f"{P.LOG_START_MARK}vllm at t2: new", "ValueError: bad"]
+
+
+class FakeSystemctl:
+    """systemctl for one unit as a small state machine (the real one runs in the fleet tier).
+    ``on_start`` runs when the unit starts (there: read the env file as the unit would)."""
+
+    def __init__(self, on_start=None):
+        self.active = "inactive"
+        self.calls = []
+        self.on_start = on_start
+
+    def __call__(self, argv):
+        self.calls.append(argv[1:])
+        verb = argv[1]
+        if verb == "show":
+            props = {"LoadState": "loaded", "ActiveState": self.active, "SubState": "running",
+                     "MainPID": "4242" if self.active == "active" else "0", "ControlGroup": "", "NRestarts": "0"}
+            wanted = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+            return 0, "".join(f"{p}={props.get(p, '')}\n" for p in wanted), ""
+        if verb in ("start", "restart"):
+            self.active = "active"
+            if self.on_start:
+                self.on_start()
+        elif verb == "stop":
+            self.active = "inactive"
+        return 0, "", ""
+
+
+class SystemdRig:
+    """A controller factory on a systemd host whose unit serves what the env file said when it
+    started; models whose path ends with one of ``broken`` never become healthy."""
+
+    def __init__(self, models_dir, env_file, broken=(), **spec):
+        self.models_dir, self.env_file, self.broken, self.spec = models_dir, env_file, broken, spec
+        self.serving = {}
+        self.reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
+        self.sysctl = FakeSystemctl(on_start=lambda: self.serving.update(path=self.reader.read_env_file()["VLLM_MODEL"]))
+
+    def _health(self, act, timeout=5.0):  # pylint: disable=unused-argument
+        ok = (self.sysctl.active == "active" and act is not None and self.serving.get("path") == act.model_path
+              and not act.model_path.endswith(self.broken or ("\0",)))
+        return ok, "checked" if ok else "engine failed"
+
+    def make(self):
+        c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=self.models_dir, env_file=self.env_file,
+                                              port=8039, **self.spec), runner=self.sysctl)
+        c._health = self._health
+        return c
+
+
+def test_systemd_activation_writes_the_env_file_and_restarts_the_unit(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), max_model_len=256)
+    make, sysctl, serving, reader = rig.make, rig.sysctl, rig.serving, rig.reader
+
+    res = make().ensure("started", "a")
+    assert res["mode"] == "systemd" and res["changed"] and "activate" in res["actions"]
+    env = reader.read_env_file()
+    assert env["VLLM_MODEL"].endswith("/local/a") and env["VLLM_EXTRA_ARGS"] == "--max-model-len 256"
+    assert ["start", "--", "vllm.service"] in sysctl.calls
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
+
+    assert make().ensure("started", "a")["changed"] is False, "same model on a healthy unit: nothing to do"
+
+    res = make().ensure("started", "b")
+    assert res["changed"] and res["previous_model"] == "a" and res["model"] == "b"
+    assert ["stop", "--", "vllm.service"] in sysctl.calls
+    assert serving["path"].endswith("/local/b")
+
+    res = make().ensure("stopped")
+    assert res["changed"] and sysctl.active == "inactive"
+    assert make().ensure("stopped")["changed"] is False
+
+
+def test_systemd_rollback_restores_the_previous_env_file(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    env_file = str(tmp_path / "vllm.env")
+    rig = SystemdRig(models_dir, env_file, broken=("/b",), health_timeout=0.5)
+    make, sysctl, serving = rig.make, rig.sysctl, rig.serving
+
+    make().ensure("started", "a")
+    before = open(env_file, encoding="utf-8").read()
+    with pytest.raises(RuntimeControlError, match="rolled back: 'a' is serving again") as err:
+        make().ensure("started", "b")
+    assert err.value.details["rolled_back"] is True and err.value.details["failed_model"] == "b"
+    assert "engine failed" in err.value.msg
+    assert open(env_file, encoding="utf-8").read() == before
+    assert serving["path"].endswith("/local/a") and sysctl.active == "active"
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
+    assert make().ensure("started", "a")["changed"] is False
+
+    c = make()
+    c.spec.rollback = False
+    with pytest.raises(RuntimeControlError, match="Rollback is off, so the runtime is left stopped") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is False and sysctl.active == "inactive"
+
+
+def test_from_state_finds_the_runtime_as_last_configured(models_dir):
+    c = ctl(models_dir, port=8031, host="127.0.0.1")
+    c.resolve_mode()
+    c._write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
+    again = R.RuntimeController.from_state(models_dir, "vllm")
+    assert again.spec.port == 8031 and again.spec.mode == "process" and again.url == "http://127.0.0.1:8031"
+    st = again.status()
+    assert st["mode"] == "process" and st["running"] is False and st["model"] == "a" and st["healthy"] is False
+    fresh = R.RuntimeController.from_state(models_dir, "ollama")
+    assert fresh.spec.port == 11434 and fresh.spec.mode == "auto"

@@ -1,0 +1,122 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""systemctl command construction and output parsing, and the cgroup emptiness check.
+
+The real systemd path (a unit started, stopped and its cgroup checked on a host with systemd as
+PID 1) is tested in the fleet tier; here the runner records the argv lists it is given."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils import _systemd as S
+from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+
+
+class Runner:
+    """Answers systemctl calls from a table: {(verb, unit): (rc, out, err)}; records every argv."""
+
+    def __init__(self, props=None, answers=None):
+        self.calls = []
+        self.props = props or {}
+        self.answers = answers or {}
+
+    def __call__(self, argv):
+        self.calls.append(list(argv))
+        if argv[1] == "show":
+            wanted = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+            return 0, "".join(f"{p}={self.props.get(p, '')}\n" for p in wanted), ""
+        return self.answers.get(argv[1], (0, "", ""))
+
+
+def test_systemd_booted_is_sd_booted(tmp_path):
+    assert S.systemd_booted(str(tmp_path)) is True
+    assert S.systemd_booted(str(tmp_path / "absent")) is False
+
+
+def test_show_parses_properties_and_passes_argv_without_a_shell():
+    run = Runner(props={"LoadState": "loaded", "MainPID": "4242", "ControlGroup": "/system.slice/vllm.service"})
+    sd = S.Systemd(run, systemctl="/bin/systemctl")
+    assert sd.unit_exists("vllm.service")
+    assert sd.main_pid("vllm.service") == 4242
+    assert sd.control_group("vllm.service") == "/system.slice/vllm.service"
+    assert run.calls[0] == ["/bin/systemctl", "show", "--no-pager", "-p", "LoadState", "--", "vllm.service"]
+
+
+@pytest.mark.parametrize("state,exists", [("loaded", True), ("not-found", False), ("masked", True), ("", False)])
+def test_unit_exists(state, exists):
+    assert S.Systemd(Runner(props={"LoadState": state})).unit_exists("x.service") is exists
+
+
+def test_main_pid_zero_means_none():
+    assert S.Systemd(Runner(props={"MainPID": "0"})).main_pid("x.service") is None
+
+
+def test_start_refuses_missing_and_masked_units_with_a_fix():
+    with pytest.raises(RuntimeControlError, match="does not exist on this host") as err:
+        S.Systemd(Runner(props={"LoadState": "not-found"})).start("vllm.service")
+    assert "mode: process" in err.value.fix
+    with pytest.raises(RuntimeControlError, match="is masked"):
+        S.Systemd(Runner(props={"LoadState": "masked"})).restart("vllm.service")
+
+
+def test_failed_command_names_rc_and_stderr():
+    run = Runner(props={"LoadState": "loaded"}, answers={"start": (1, "", "Job for vllm.service failed.\n")})
+    with pytest.raises(RuntimeControlError, match=r"'systemctl start -- vllm.service' failed \(rc 1\).*Job for vllm"):
+        S.Systemd(run).start("vllm.service")
+
+
+def test_is_active_reads_stdout_even_on_nonzero_rc():
+    run = Runner(answers={"is-active": (3, "inactive\n", "")})
+    assert S.Systemd(run).is_active("vllm.service") == "inactive"
+
+
+def _fake_cgroup(root, rel, pids_by_sub):
+    base = root.joinpath(*rel.strip("/").split("/"))
+    for sub, pids in pids_by_sub.items():
+        d = base / sub if sub else base
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cgroup.procs").write_text("".join(f"{p}\n" for p in pids))
+
+
+def test_cgroup_pids_include_sub_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    _fake_cgroup(tmp_path, "/system.slice/vllm.service", {"": [10, 11], "worker": [12]})
+    assert S.cgroup_pids("/system.slice/vllm.service") == [10, 11, 12]
+    assert S.cgroup_pids("/system.slice/absent.service") == []
+    assert S.cgroup_pids(None) == []
+
+
+def test_stop_confirms_the_cgroup_is_empty(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    cg = "/system.slice/vllm.service"
+    _fake_cgroup(tmp_path, cg, {"": [10, 11]})
+    procs = tmp_path / "system.slice" / "vllm.service" / "cgroup.procs"
+
+    class StopEmpties(Runner):
+        def __call__(self, argv):
+            if argv[1] == "stop":
+                procs.write_text("")
+            return super().__call__(argv)
+
+    res = S.Systemd(StopEmpties(props={"ControlGroup": cg})).stop("vllm.service")
+    assert res["found"] == [10, 11] and res["cgroup"] == cg
+
+
+def test_stop_that_leaves_processes_in_the_cgroup_fails_naming_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    cg = "/system.slice/vllm.service"
+    _fake_cgroup(tmp_path, cg, {"": [10], "engine": [11]})
+    with pytest.raises(RuntimeControlError, match="still holds processes: 10, 11") as err:
+        S.Systemd(Runner(props={"ControlGroup": cg})).stop("vllm.service", confirm_timeout=0.2)
+    assert err.value.details["pids"] == [10, 11]
+    assert "KillMode" in err.value.fix
+
+
+def test_journal_tail_uses_journalctl():
+    class J(Runner):
+        def __call__(self, argv):
+            self.calls.append(argv)
+            return 0, "a\nb\nc\n", ""
+
+    run = J()
+    assert S.Systemd(run, journalctl="/bin/journalctl").journal_tail("vllm.service", 2) == ["b", "c"]
+    assert run.calls[0] == ["/bin/journalctl", "--no-pager", "-o", "cat", "-n", "2", "-u", "vllm.service"]
