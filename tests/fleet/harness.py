@@ -613,11 +613,25 @@ def _to_yaml(doc) -> str:
 
 # --------------------------------------------------------------------------- wheelhouse
 
-def wheelhouse(specs: list, python: str | None = None) -> str:
+def wheelhouse(specs: list, python: str | None = None, link: str | None = None) -> str:
     """Download wheels for ``specs`` (and their dependencies) once into the cache, with this
     machine's pip configuration (its index, find-links, certificates); return the directory.
     Hosts see ``<cache>/fleet-wheels`` read-only at /srv/venom-wheels, so a role can install from
-    it with ``--no-index --find-links`` as on an air-gapped host."""
+    it with ``--no-index --find-links`` as on an air-gapped host. ``link`` also names it by a
+    stable relative symbolic link ``<cache>/fleet-wheels/<link>`` (seen by the hosts too)."""
+    target = _wheelhouse(specs, python)
+    if link:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", link):
+            raise FleetError(f"--link {link!r}: use a plain name (letters, digits, . _ -)")
+        path = os.path.join(os.path.dirname(target), link)
+        if not (os.path.islink(path) and os.readlink(path) == os.path.basename(target)):
+            tmp = f"{path}.tmp-{os.getpid()}"
+            os.symlink(os.path.basename(target), tmp)
+            os.replace(tmp, path)
+    return target
+
+
+def _wheelhouse(specs: list, python: str | None) -> str:
     python = python or shutil.which("python3.11") or sys.executable
     pyver = run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]).stdout.strip()
     key = hashlib.sha256(json.dumps({"specs": sorted(specs), "python": pyver}).encode()).hexdigest()[:12]
@@ -681,12 +695,13 @@ def main(argv: list | None = None) -> int:
     p = sub.add_parser("wheelhouse")
     p.add_argument("specs", nargs="+")
     p.add_argument("--python", help="the Python whose pip downloads (and whose version the wheels are for)")
+    p.add_argument("--link", help="also make <cache>/fleet-wheels/LINK point at the wheelhouse")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "base":
             print(ensure_base())
         elif args.cmd == "wheelhouse":
-            print(wheelhouse(args.specs, args.python))
+            print(wheelhouse(args.specs, args.python, args.link))
         else:
             fleet = Fleet(args.state_dir, args.name)
             if args.cmd == "up":
