@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -269,22 +270,66 @@ class Host:
     overlay: bool = False
     pid: int | None = None
     pid_start: str | None = None
+    init_pid: int | None = None
+    init_start: str | None = None
+    pidns: str | None = None
     log: str = ""
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _proc_start_time(pid: int) -> str | None:
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process, or None if there is none."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[19]
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return fields[0], fields[19]
     except (OSError, IndexError):
         return None
 
 
+def _proc_start_time(pid: int) -> str | None:
+    stat = _proc_stat(pid)
+    return stat[1] if stat else None
+
+
 def _alive(pid: int | None, start: str | None) -> bool:
-    return bool(pid) and _proc_start_time(pid) is not None and _proc_start_time(pid) == start
+    """The process that was recorded (same start time) still runs. A child of this process that
+    exited is reaped here (it would stay a zombie otherwise)."""
+    if not pid:
+        return False
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    stat = _proc_stat(pid)
+    return stat is not None and stat[1] == start and stat[0] != "Z"
+
+
+def _pidns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _container_init(nspawn_pid: int) -> int | None:
+    """The host-side pid of the container's PID 1: nspawn's child in another pid namespace."""
+    own = _pidns(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            if ppid == nspawn_pid and _pidns(int(entry)) not in (None, own):
+                return int(entry)
+    return None
+
+
+def _processes_in_pidns(pidns: str | None) -> list[int]:
+    if not pidns:
+        return []
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _pidns(int(e)) == pidns]
 
 
 def _port_free(port: int) -> bool:
@@ -481,7 +526,10 @@ class Fleet:
                 "-i", self.key, "-p", str(host.ssh_port), "root@127.0.0.1", *command]
 
     def ssh(self, host: Host, *command: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
-        return run(self._ssh_argv(host, *command), check=check, timeout=timeout)
+        """Run a command on ``host`` as root: one argument is a shell command line, several are
+        an argv (quoted for the remote shell)."""
+        line = command[0] if len(command) == 1 else " ".join(shlex.quote(c) for c in command)
+        return run(self._ssh_argv(host, line), check=check, timeout=timeout)
 
     def _wait_booted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -491,6 +539,11 @@ class Fleet:
             for host in list(pending):
                 if not _alive(host.pid, host.pid_start):
                     raise FleetError(f"{host.name}: systemd-nspawn exited during boot; its log {host.log}:\n{_tail(host.log)}")
+                if host.init_pid is None:
+                    init = _container_init(host.pid)
+                    if init is not None:
+                        host.init_pid, host.init_start, host.pidns = init, _proc_start_time(init), _pidns(init)
+                        self.save()
                 try:
                     proc = self.ssh(host, "systemctl", "is-system-running", timeout=15, check=False)
                 except subprocess.TimeoutExpired:
@@ -536,22 +589,39 @@ class Fleet:
                     os.unlink(f)
             return []
         require_root()
-        # 1. ask each running host to power off (SIGTERM to nspawn = orderly shutdown of the guest)
+        # 1. ask each running host to power off: SIGTERM to nspawn makes it shut the guest down in
+        #    order; a guest whose nspawn died gets systemd's own poweroff signal (SIGRTMIN+4)
         for host in self.hosts:
             if _alive(host.pid, host.pid_start):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(host.pid, signal.SIGTERM)
+            elif _alive(host.init_pid, host.init_start):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(host.init_pid, signal.SIGRTMIN + 4)
+
+        def running(h: Host) -> bool:
+            return _alive(h.pid, h.pid_start) or _alive(h.init_pid, h.init_start)
+
         deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and any(_alive(h.pid, h.pid_start) for h in self.hosts):
+        while time.monotonic() < deadline and any(running(h) for h in self.hosts):
             time.sleep(0.2)
-        # 2. whatever did not stop in time, and anything still running inside a host's tree
+        # 2. whatever did not stop in time: the guest's PID 1 (its whole pid namespace dies with
+        #    it), then nspawn, then anything left in that namespace
         for host in self.hosts:
-            if _alive(host.pid, host.pid_start):
+            if running(host):
                 log(f"{host.name}: did not power off within {STOP_TIMEOUT:.0f}s; killing it")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(host.pid, signal.SIGKILL)
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(host.pid, signal.SIGKILL)
+            for pid, start in ((host.init_pid, host.init_start), (host.pid, host.pid_start)):
+                if _alive(pid, start):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            for _ in range(50):
+                left = _processes_in_pidns(host.pidns)
+                if not left:
+                    break
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
         host_dirs = sorted(set([h.dir for h in self.hosts] + glob.glob(os.path.join(self.state_dir, "hosts", "*"))))
         for hdir in host_dirs:
             root = os.path.join(hdir, "root")
