@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The fleet harness: real Debian hosts, systemd as PID 1, reached by Ansible over SSH.
@@ -614,7 +613,7 @@ class Fleet:
                 if _alive(pid, start):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-            for _ in range(50):
+            for _attempt in range(50):
                 left = _processes_in_pidns(host.pidns)
                 if not left:
                     break
@@ -625,7 +624,7 @@ class Fleet:
         host_dirs = sorted(set([h.dir for h in self.hosts] + glob.glob(os.path.join(self.state_dir, "hosts", "*"))))
         for hdir in host_dirs:
             root = os.path.join(hdir, "root")
-            for _ in range(50):
+            for _attempt in range(50):
                 left = _processes_rooted_in(root)
                 if not left:
                     break
@@ -637,7 +636,7 @@ class Fleet:
         removed = []
         for hdir in host_dirs:
             root = os.path.join(hdir, "root")
-            for _ in range(20):
+            for _attempt in range(20):
                 if not _mounted(root):
                     break
                 run(["umount", root], check=False)
@@ -739,7 +738,7 @@ def _wheelhouse(specs: list, python: str | None) -> str:
 def _parse_groups(values: list) -> dict:
     groups = {}
     for value in values or []:
-        name, _, idx = value.partition("=")
+        name, _sep, idx = value.partition("=")
         if not name or not idx:
             raise FleetError(f"--group {value!r}: use NAME=1,2 (host numbers from 1)")
         groups[name] = [int(i) for i in idx.split(",")]

@@ -66,7 +66,7 @@ def releases(tmp_path_factory):
     server.server_close()
 
 
-def _play(fleet_env, check=False, **role_vars):  # noqa: F811
+def _play(fleet_env, role_vars: dict, check: bool = False):
     host = fleet_env.host(HOST_INDEX).name
     plays = [{"name": "ollama", "hosts": host, "gather_facts": False,
               "roles": [{"role": "venom.models.ollama", "vars": role_vars}]}]
@@ -77,7 +77,7 @@ def _changed(res) -> list:
     return [r["task"] for r in res.results if r["status"] == "ok" and r["result"].get("changed")]
 
 
-def _invocation(fleet_env) -> str:  # noqa: F811
+def _invocation(fleet_env) -> str:
     return fleet_env.ssh(HOST_INDEX, "systemctl show ollama.service -p InvocationID --value").stdout.strip()
 
 
@@ -88,12 +88,12 @@ def test_install_from_url_with_checksum(fleet, releases):  # noqa: F811
           "ollama_archive_checksum": f"sha256:{releases['sha256']['r1']}"}
 
     # check mode on a fresh host: runs clean and predicts changes, touches nothing
-    res = _play(fleet, check=True, **r1)
+    res = _play(fleet, r1, check=True)
     assert res.rc == 0, res.stdout[-4000:]
     assert _changed(res)
     assert fleet.ssh(host, "test -e /opt/ollama || test -e /etc/systemd/system/ollama.service", check=False).returncode == 1
 
-    res = _play(fleet, **r1)
+    res = _play(fleet, r1)
     assert res.rc == 0, res.stdout[-4000:]
     url = f"http://127.0.0.1:{host.ollama_port}/api/version"
     out = fleet.ssh(host, "readlink /opt/ollama/current; readlink /usr/local/bin/ollama; "
@@ -105,13 +105,13 @@ def test_install_from_url_with_checksum(fleet, releases):  # noqa: F811
     first = _invocation(fleet)
 
     # again: nothing changes, nothing is downloaded or restarted
-    res = _play(fleet, **r1)
+    res = _play(fleet, r1)
     assert res.rc == 0 and _changed(res) == [], _changed(res)
     assert _invocation(fleet) == first
 
     # a new release: unpacked beside the old one, "current" moves, one restart
     r2 = dict(r1, ollama_archive_url=f"{releases['url']}/r2.tgz", ollama_archive_checksum=f"sha256:{releases['sha256']['r2']}")
-    res = _play(fleet, **r2)
+    res = _play(fleet, r2)
     assert res.rc == 0, res.stdout[-4000:]
     second = _invocation(fleet)
     assert second != first
@@ -123,20 +123,20 @@ def test_install_from_url_with_checksum(fleet, releases):  # noqa: F811
 
     # a download that does not match its checksum fails, names the problem, changes nothing
     bad = dict(r1, ollama_archive_url=f"{releases['url']}/bad.tgz", ollama_archive_checksum=f"sha256:{'0' * 64}")
-    res = _play(fleet, **bad)
+    res = _play(fleet, bad)
     assert res.rc != 0
     assert "checksum" in (res.stdout + res.stderr).lower()
     assert _invocation(fleet) == second
     assert fleet.ssh(host, "readlink /opt/ollama/current").stdout.strip().endswith(releases["sha256"]["r2"][:16])
 
     # stopped: the unit stays installed and enabled, the server does not run
-    res = _play(fleet, ollama_service_state="stopped", **r2)
+    res = _play(fleet, dict(r2, ollama_service_state="stopped"))
     assert res.rc == 0, res.stdout[-4000:]
     state = fleet.ssh(host, "systemctl is-active ollama.service; systemctl is-enabled ollama.service", check=False).stdout.split()
     assert state == ["inactive", "enabled"]
 
 
 def test_url_install_needs_a_checksum(fleet):  # noqa: F811
-    res = _play(fleet, ollama_install_method="url", ollama_version="0.33.0")
+    res = _play(fleet, {"ollama_install_method": "url", "ollama_version": "0.33.0"})
     assert res.rc != 0
     assert "ollama_archive_checksum" in res.stdout + res.stderr
