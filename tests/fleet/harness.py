@@ -549,16 +549,32 @@ class Fleet:
                     continue
                 state = proc.stdout.strip()
                 states[host.name] = state or f"ssh rc {proc.returncode}"
+                if state == "degraded":
+                    state = self._repair(host)
                 if state in ("running", "degraded"):
-                    if state == "degraded":
-                        failed = self.ssh(host, "systemctl", "--failed", "--no-legend", "--plain", check=False).stdout
-                        log(f"{host.name}: booted degraded; failed units: {failed.strip()}")
                     pending.remove(host)
             if pending:
                 time.sleep(0.5)
         if pending:
             raise FleetError(f"hosts not booted after {timeout:.0f}s: "
                              + ", ".join(f"{h.name} ({states.get(h.name, 'no answer')}; log {h.log})" for h in pending))
+
+    def _repair(self, host: Host, rounds: int = 3) -> str:
+        """Start the units that failed during boot again. Booting several guests at once on a
+        sandboxed kernel sometimes fails a unit's start with status 219/CGROUP; a second start
+        succeeds. Returns the final state; a unit that keeps failing is named in the log."""
+        failed = ""
+        for _attempt in range(rounds):
+            failed = self.ssh(host, "systemctl --failed --no-legend --plain | awk '{print $1}'", check=False).stdout.split()
+            if not failed:
+                break
+            log(f"{host.name}: starting again the units that failed at boot: {' '.join(failed)}")
+            self.ssh(host, "systemctl", "reset-failed", check=False)
+            self.ssh(host, "systemctl", "restart", *failed, timeout=60, check=False)
+        state = self.ssh(host, "systemctl", "is-system-running", check=False).stdout.strip()
+        if state != "running":
+            log(f"{host.name}: {state} after boot; failed units: {' '.join(failed)}")
+        return state
 
     def _write_inventory(self, groups: dict) -> None:
         common = (f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes")
@@ -613,25 +629,10 @@ class Fleet:
                 if _alive(pid, start):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-            for _attempt in range(50):
-                left = _processes_in_pidns(host.pidns)
-                if not left:
-                    break
-                for pid in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.1)
+            _kill_all(lambda h=host: _processes_in_pidns(h.pidns), host.name)
         host_dirs = sorted(set([h.dir for h in self.hosts] + glob.glob(os.path.join(self.state_dir, "hosts", "*"))))
         for hdir in host_dirs:
-            root = os.path.join(hdir, "root")
-            for _attempt in range(50):
-                left = _processes_rooted_in(root)
-                if not left:
-                    break
-                for pid in left:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                time.sleep(0.1)
+            _kill_all(lambda d=hdir: _processes_rooted_in(os.path.join(d, "root")), os.path.basename(hdir))
         # 3. unmount and remove
         removed = []
         for hdir in host_dirs:
@@ -662,6 +663,19 @@ class Fleet:
         doc = self.load()
         return {"state_dir": self.state_dir, "inventory": doc.get("inventory"),
                 "hosts": [dict(h.to_dict(), running=_alive(h.pid, h.pid_start)) for h in self.hosts]}
+
+
+def _kill_all(find, what: str) -> None:
+    """SIGKILL what ``find()`` lists until it lists nothing (a host's leftover processes)."""
+    for _attempt in range(50):
+        left = find()
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    raise FleetError(f"{what}: processes {find()} survive SIGKILL; stop them by hand, then run 'down' again")
 
 
 def _tail(path: str, lines: int = 30) -> str:
