@@ -10,6 +10,7 @@ so it tests what a user installs. The whole output goes to tests/output/molecule
 """
 from __future__ import annotations
 
+import glob
 import os
 import subprocess
 import sys
@@ -56,3 +57,9 @@ def test_molecule_scenario(scenario):
         sequence = yaml.safe_load(fh)["scenario"]["test_sequence"]
     for step in sequence:
         assert f"{step}: Executed: Successful" in text, f"step {step} did not run successfully"
+    # the scenario's secrets never reach the output
+    for group_vars in glob.glob(os.path.join(SCENARIOS_DIR, scenario, "inventory", "group_vars", "*.yml")):
+        with open(group_vars, encoding="utf-8") as fh:
+            for name, value in (yaml.safe_load(fh) or {}).items():
+                if name.endswith(("_api_key", "_token", "_password")) and value:
+                    assert value not in text, f"{name} appears in the molecule output"

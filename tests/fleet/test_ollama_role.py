@@ -140,3 +140,10 @@ def test_url_install_needs_a_checksum(fleet):  # noqa: F811
     res = _play(fleet, {"ollama_install_method": "url", "ollama_version": "0.33.0"})
     assert res.rc != 0
     assert "ollama_archive_checksum" in res.stdout + res.stderr
+
+
+def test_settings_with_line_breaks_are_refused(fleet):  # noqa: F811
+    res = _play(fleet, {"ollama_install_method": "path", "ollama_executable": "/bin/true",
+                        "ollama_environment": {"OLLAMA_ORIGINS": "http://a\nEVIL=1"}}, check=True)
+    assert res.rc != 0
+    assert "line break" in res.stdout + res.stderr
