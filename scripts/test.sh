@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0
 PYTEST=(python -m pytest -ra -p no:cacheprovider)
-TIERS=(unit sanity units lint build integration)
+TIERS=(unit sanity units lint build integration fleet)
 
 banner() { printf '\n==================== tier: %s ====================\n' "$1"; }
 
