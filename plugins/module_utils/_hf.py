@@ -25,7 +25,7 @@ import os
 import threading
 import time
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities_adapter import detect_hf_capabilities
+from ansible_collections.venom.models.plugins.module_utils._capabilities_lazy import detect_hf_capabilities
 from ansible_collections.venom.models.plugins.module_utils._errors import (
     MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
 from ansible_collections.venom.models.plugins.module_utils._files import (

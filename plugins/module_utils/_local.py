@@ -22,7 +22,7 @@ import os
 import shutil
 import stat
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities_adapter import (
+from ansible_collections.venom.models.plugins.module_utils._capabilities_lazy import (
     detect_gguf_capabilities, detect_hf_capabilities)
 from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ProviderError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils._files import (

@@ -28,7 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities_adapter import merge_overrides
+from ansible_collections.venom.models.plugins.module_utils._capabilities_lazy import merge_overrides
 from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils._hf import HuggingFaceProvider, redact
 from ansible_collections.venom.models.plugins.module_utils._journal import Journal
@@ -51,7 +51,7 @@ PROVIDERS = {
     "local": LocalProvider,
     "ollama": OllamaProvider,
 }
-JOURNAL_TYPES = {"install": "install", "update": "update", "sync": "install", "repair": "verify",
+JOURNAL_TYPES = {"install": "install", "record": "install", "update": "update", "sync": "install", "repair": "verify",
                  "metadata": "update", "prune": "update", "remove": "remove", "discard_staging": "remove"}
 FETCHING = ("install", "update", "sync", "repair")
 MAX_LISTED_FILES = 200
@@ -73,7 +73,9 @@ class Plan:
 
     @property
     def changed(self) -> bool:
-        return self.action != "none"
+        # "record": the runtime's own store already has the model (Ollama); only the manifest learns
+        # of it, nothing is downloaded or changed in the store, so the task reports no change
+        return self.action not in ("none", "record")
 
     def as_dict(self) -> dict:
         out = {"action": self.action, "reason": self.reason, "fetch_bytes": self.fetch_bytes,
@@ -140,7 +142,7 @@ class ModelOperations:
         with model_lock(self.paths.models_dir, self.request.provider, self.name, timeout=self.request.lock_timeout,
                         purpose=f"venom_model {self.request.state} {self.name}"):
             plan = self.plan()
-            if not plan.changed:
+            if plan.action == "none":
                 return self.result(plan, after=plan.before, operation=None)
             after, operation = self.apply(plan)
             return self.result(plan, after=after, operation=operation)
@@ -170,6 +172,10 @@ class ModelOperations:
             plan = self._plan_installed(entry, full=req.state == "verified" or entry.get("status") != "installed",
                                         target=target)
             return plan
+        if entry is None and target.extra.get("already_present") and not target.pending:
+            # nothing is transferred: the quota is not enforced on what is already on disk
+            return Plan("record", f"{self.name} is already in the {req.provider} store; recording it in the manifest",
+                        target=target)
         if entry is None:
             plan = Plan("install", f"{self.name} is not installed", target=target, fetch=self._to_fetch(target))
         else:
@@ -320,6 +326,8 @@ class ModelOperations:
         fields = self.provider.install(plan.target, self.progress, entry=None)
         return self._record(plan, fields, installed_now=True)
 
+    _apply_record = _apply_install
+
     def _apply_sync(self, plan: Plan):
         fields = self.provider.install(plan.target, self.progress, entry=plan.before)
         return self._record(plan, fields, installed_now=False)
@@ -428,7 +436,7 @@ class ModelOperations:
                   "capabilities_detected": (plan.before or {}).get("detected_capabilities")
                   if plan.action == "sync" else {}}
         fields.update({k: v for k, v in target.extra.items() if not k.startswith("_")})
-        return self._build_entry(plan, fields, installed_now=plan.action in ("install", "update"))
+        return self._build_entry(plan, fields, installed_now=plan.action in ("install", "record", "update"))
 
     def result(self, plan: Plan, after: dict | None, operation: dict | None) -> dict:
         before = plan.before

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_json
-from ansible_collections.venom.models.plugins.module_utils._procinfo import boot_id
+from ansible_collections.venom.models.plugins.module_utils._procinfo import Proc, boot_id, is_alive, read_proc
 from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
 
 MARKER_ENV = "VENOM_RUNTIME_ID"
@@ -49,44 +49,6 @@ _POLL = 0.05
 
 # ---------------------------------------------------------------------------------------------
 # /proc
-
-
-@dataclass(frozen=True)
-class Proc:
-    """One process as ``/proc/<pid>/stat`` describes it."""
-
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    pgrp: int
-    sid: int
-    start: int  # start time, clock ticks since boot
-
-    @property
-    def zombie(self) -> bool:
-        """A zombie (or dead) process holds no memory, files or ports; only its parent can reap it."""
-        return self.state in ("Z", "X", "x")
-
-    def describe(self) -> str:
-        return f"{self.pid} ({self.comm}, state {self.state})"
-
-
-def read_proc(pid: int) -> Proc | None:
-    """The process ``pid`` or None if it does not exist (any more)."""
-    try:
-        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
-            data = fh.read()
-    except (OSError, ValueError):
-        return None
-    lpar, rpar = data.find(b"("), data.rfind(b")")
-    fields = data[rpar + 2:].split()
-    try:
-        return Proc(pid=int(pid), comm=data[lpar + 1:rpar].decode("utf-8", "replace"),
-                    state=fields[0].decode(), ppid=int(fields[1]), pgrp=int(fields[2]),
-                    sid=int(fields[3]), start=int(fields[19]))
-    except (IndexError, ValueError):
-        return None
 
 
 def all_procs() -> list[Proc]:
@@ -240,12 +202,7 @@ def remove_pid_file(path: str) -> None:
 
 def record_alive(rec: dict | None) -> bool:
     """True if the process of PID-file record ``rec`` is still the one that was started."""
-    if not rec:
-        return False
-    if rec.get("boot_id") and boot_id() and rec["boot_id"] != boot_id():
-        return False
-    proc = read_proc(rec["pid"])
-    return proc is not None and not proc.zombie and proc.start == rec["pid_start"]
+    return is_alive(rec, strict=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,21 +9,52 @@ treats a PID whose start time differs as a different process.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process as ``/proc/<pid>/stat`` describes it."""
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgrp: int
+    sid: int
+    start: int  # start time, clock ticks since boot
+
+    @property
+    def zombie(self) -> bool:
+        """A zombie (or dead) process holds no memory, files or ports; only its parent can reap it."""
+        return self.state in ("Z", "X", "x")
+
+    def describe(self) -> str:
+        return f"{self.pid} ({self.comm}, state {self.state})"
+
+
+def read_proc(pid: int) -> Proc | None:
+    """The process ``pid`` or None if it does not exist (any more)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
+            data = fh.read()
+    except (OSError, ValueError):
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces or ')'.
+    lpar, rpar = data.find(b"("), data.rfind(b")")
+    fields = data[rpar + 2:].split()  # starts at field 3
+    try:
+        return Proc(pid=int(pid), comm=data[lpar + 1:rpar].decode("utf-8", "replace"),
+                    state=fields[0].decode(), ppid=int(fields[1]), pgrp=int(fields[2]),
+                    sid=int(fields[3]), start=int(fields[19]))  # field 22: start time
+    except (IndexError, ValueError):
+        return None
 
 
 def proc_start_ticks(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot, or None if there is no such process."""
-    try:
-        with open(f"/proc/{int(pid)}/stat", "rb") as fh:
-            data = fh.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError):
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces or ')'.
-    tail = data[data.rfind(b")") + 2:].split()
-    try:
-        return int(tail[19])  # field 22 overall; tail starts at field 3
-    except (IndexError, ValueError):
-        return None
+    proc = read_proc(pid)
+    return proc.start if proc is not None else None
 
 
 def boot_id() -> str | None:
@@ -40,14 +71,20 @@ def process_identity(pid: int | None = None) -> dict:
     return {"pid": pid, "pid_start": proc_start_ticks(pid), "boot_id": boot_id()}
 
 
-def is_alive(identity: dict | None) -> bool:
-    """True if the process described by ``identity`` (pid, pid_start, boot_id) still runs."""
+def is_alive(identity: dict | None, strict: bool = False) -> bool:
+    """True if the process described by ``identity`` (pid, pid_start, boot_id) still runs.
+
+    ``strict``: the start time must be recorded and match, and a zombie counts as gone (for
+    processes the library started itself and must stop)."""
     if not identity or not isinstance(identity.get("pid"), int):
         return False
     recorded_boot = identity.get("boot_id")
     if recorded_boot and boot_id() and recorded_boot != boot_id():
         return False
-    start = proc_start_ticks(identity["pid"])
+    proc = read_proc(identity["pid"])
+    if strict:
+        return proc is not None and not proc.zombie and proc.start == identity.get("pid_start")
+    start = proc.start if proc is not None else None
     if start is None:
         if os.path.isdir("/proc/self"):
             return False

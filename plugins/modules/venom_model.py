@@ -222,7 +222,8 @@ action:
   description:
     - What the task did (or would do in check mode) - V(none), V(install), V(update), V(sync) (same version,
       other file selection), V(repair), V(metadata), V(prune) (old versions kept for a runtime removed),
-      V(remove), V(discard_staging) (an interrupted download removed).
+      V(remove), V(discard_staging) (an interrupted download removed), V(record) (an Ollama model that the
+      server already has is recorded in the manifest without a pull; reported as C(changed=false)).
   returned: always
   type: str
   sample: install

@@ -114,3 +114,21 @@ def test_absent_removes_a_model_pulled_outside_venom(ollama_double, ollama_model
     assert out["changed"], out
     assert requests.get(ollama_double.url + "/api/tags", timeout=10).json()["models"] == []
     assert json.loads(json.dumps(run_task(MODULE, args).task()))["changed"] is False
+
+
+def test_present_for_a_model_the_server_already_has_records_it_without_a_pull(ollama_double, ollama_models, tmp_path):
+    m = ollama_models["embed"]
+    r = requests.post(ollama_double.url + "/api/pull", json={"model": m.name, "insecure": True, "stream": False}, timeout=60)
+    assert r.json() == {"status": "success"}
+    pulls = ollama_double.log_text().count("POST /api/pull")
+    args = args_for(ollama_double, m.name, tmp_path)
+    predicted = run_task(MODULE, args, check=True).task()
+    assert predicted["changed"] is False and predicted["plan"]["action"] == "record", predicted
+    assert Manifest(str(tmp_path / "venom")).get(m.name, "ollama") is None, "check mode writes nothing"
+    out = run_task(MODULE, args).task()
+    assert out["changed"] is False and out["action"] == "record" and out["bytes_downloaded"] == 0, out
+    assert ollama_double.log_text().count("POST /api/pull") == pulls, "no pull for a model the server has"
+    entry = Manifest(str(tmp_path / "venom")).get(m.name, "ollama")
+    assert entry["status"] == "installed" and entry["revision"] == m.manifest_digest and entry["size_bytes"] == m.size
+    again = run_task(MODULE, args).task()
+    assert again["changed"] is False and again["action"] == "none", again
