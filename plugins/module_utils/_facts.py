@@ -3,14 +3,17 @@
 """Read-only facts about one host's models: what venom_model_facts returns, as plain Python."""
 from __future__ import annotations
 
+from ansible_collections.venom.models.plugins.module_utils._available import available
 from ansible_collections.venom.models.plugins.module_utils._discovery import discover
 from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils._journal import Journal
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils._runtime import runtimes_status
 from ansible_collections.venom.models.plugins.module_utils._usage import usage
 
-SUBSETS = ("models", "capabilities", "usage", "operations", "discovered")
-DEFAULT_SUBSETS = ("models", "capabilities", "usage", "operations", "discovered")
+SUBSETS = ("models", "capabilities", "usage", "operations", "runtimes", "available", "discovered")
+# Everything that asks no other machine: ``runtimes`` only asks this host's own servers (127.0.0.1).
+DEFAULT_SUBSETS = ("models", "capabilities", "usage", "operations", "runtimes", "discovered")
 
 
 def resolve_subsets(requested: list) -> list:
@@ -40,12 +43,18 @@ def model_summary(entry: dict, with_capabilities: bool) -> dict:
 
 
 def gather(models_dir: str, subsets: list, quota_gb: float = 50.0, operations_limit: int = 20,
-           name: str | None = None, discovery_paths: list | None = None) -> dict:
-    """Facts for the requested subsets, keyed as the module returns them under ansible_facts."""
+           name: str | None = None, discovery_paths: list | None = None, runner=None,
+           available_query: dict | None = None, api_key: str | None = None) -> dict:
+    """Facts for the requested subsets, keyed as the module returns them under ansible_facts.
+
+    ``runner(argv) -> (rc, out, err)`` runs systemctl for the runtimes subset (without it, runtimes
+    are looked at as local processes only). ``available_query`` holds the keyword arguments of
+    ``_available.available`` (provider, endpoint, token, search, names, revision, limit).
+    """
     subsets = resolve_subsets(subsets)
     facts: dict = {}
     models = None
-    if {"models", "capabilities", "usage", "discovered"} & set(subsets):
+    if {"models", "capabilities", "usage", "discovered", "available"} & set(subsets):
         models = Manifest(models_dir).models()
     if "models" in subsets or "capabilities" in subsets:
         chosen = [m for m in models if name is None or m["name"] == name]
@@ -57,6 +66,12 @@ def gather(models_dir: str, subsets: list, quota_gb: float = 50.0, operations_li
         recent = journal.list(limit=operations_limit, model=name)
         running = [r for r in journal.list(status="in_progress", model=name) if r["id"] not in {x["id"] for x in recent}]
         facts["venom_operations"] = sorted(recent + running, key=lambda r: r["started_at"], reverse=True)
+    if "runtimes" in subsets:
+        facts["venom_runtimes"] = runtimes_status(models_dir, runner=runner, api_key=api_key)
+    if "available" in subsets:
+        query = dict(available_query or {})
+        query.setdefault("provider", "huggingface")
+        facts["venom_available"] = available(models_dir=models_dir, models=models, **query)
     if "discovered" in subsets:
         facts["venom_discovered"] = discover(models_dir, models, extra_paths=discovery_paths)
     facts["venom_gathered_subsets"] = subsets

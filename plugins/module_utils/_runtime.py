@@ -176,6 +176,7 @@ class RuntimeController:
         self.manifest = Manifest(spec.models_dir, lock_timeout=spec.lock_timeout)
         self._systemd = Systemd(runner, systemctl, journalctl) if runner is not None else None
         self.mode = None
+        self._recovering = False  # the next state write counts a crash recovery (process-mode restarts)
 
     # -- mode ----------------------------------------------------------------------------------
     def resolve_mode(self) -> str:
@@ -220,6 +221,9 @@ class RuntimeController:
                "env_file": self.spec.env_file if self.mode == "systemd" else None,
                "pid_file": self.pid_file if self.mode == "process" else None,
                "log_file": self.log_file if self.mode == "process" else None, "updated_at": iso()}
+        previous = self._read_state()
+        doc["restarts"] = int(previous.get("restarts") or 0) + (1 if self._recovering else 0)
+        self._recovering = False
         doc.update(extra or {})
         atomic_write_json(self.state_file, doc, mode=0o640)
 
@@ -306,6 +310,9 @@ class RuntimeController:
                "model": act.model if act else None, "model_path": act.model_path if act else None,
                "served_model_name": act.served_model_name if act else None}
         out.update(st)
+        out["port"] = self.spec.port
+        if mode == "process":
+            out["restarts"] = int(self._read_state().get("restarts") or 0)
         if mode == "systemd":
             out["unit"] = self.spec.unit
             if self.spec.name == "vllm":
@@ -316,7 +323,8 @@ class RuntimeController:
         return out
 
     @classmethod
-    def from_state(cls, models_dir: str | None, name: str, runner=None, **kwargs) -> "RuntimeController":
+    def from_state(cls, models_dir: str | None, name: str, runner=None, api_key: str | None = None,
+                   **kwargs) -> "RuntimeController":
         """A controller for the runtime as venom_runtime last configured it on this host (mode,
         host, port, unit, env file from its state file), e.g. for facts: ``.status()``."""
         paths = StatePaths(models_dir)
@@ -327,8 +335,12 @@ class RuntimeController:
             doc = {}
         spec = RuntimeSpec(name=name, models_dir=models_dir, mode=doc.get("mode") or "auto",
                            unit=doc.get("unit"), host=doc.get("host") or "127.0.0.1", port=doc.get("port"),
-                           env_file=doc.get("env_file") or None, log_file=doc.get("log_file"))
+                           env_file=doc.get("env_file") or None, log_file=doc.get("log_file"), api_key=api_key)
         return cls(spec, runner=runner, **kwargs)
+
+    def configured(self) -> bool:
+        """venom_runtime has managed this runtime on this host, or its systemd unit is installed."""
+        return os.path.exists(self.state_file) or self.resolve_mode() == "systemd"
 
     # -- the model -------------------------------------------------------------------------------
     def _model_entry(self, model: str) -> dict:
@@ -659,6 +671,7 @@ class RuntimeController:
         op = journal.start(op_type, desired.model if desired else None, provider=desired.provider if desired else None,
                            message=f"{self.spec.name}: {', '.join(actions)}")
         result["operation"] = {"id": op.id, "type": op_type}
+        self._recovering = bool(result.get("recovered"))
         t0 = time.monotonic()
         try:
             if state == "stopped":
@@ -769,6 +782,28 @@ class RuntimeController:
             f"is serving again and healthy. Why '{desired.model}' failed: {reason}",
             fix=exc.fix, rolled_back=True, previous_model=current.model, failed_model=desired.model,
             log_tail=exc.details.get("log_tail")) from None
+
+
+def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = None) -> dict:
+    """Every runtime's status on this host (read-only), keyed by name: the facts' ``venom_runtimes``.
+
+    A runtime that venom_runtime never managed and whose unit is not installed is reported with
+    ``configured: false`` and no health request is made for it.
+    """
+    out = {}
+    for name in RUNTIMES:
+        ctrl = RuntimeController.from_state(models_dir, name, runner=runner,
+                                            api_key=api_key if name == "vllm" else None)
+        configured = ctrl.configured()
+        if configured:
+            st = ctrl.status()
+        else:
+            st = {"name": name, "mode": ctrl.resolve_mode(), "url": ctrl.url, "running": False, "healthy": False,
+                  "health": "not configured on this host", "pid": None, "port": ctrl.spec.port, "model": None,
+                  "model_path": None, "served_model_name": None, "crashed": False, "restarts": None}
+        st["configured"] = configured
+        out[name] = st
+    return out
 
 
 def _fmt(value) -> str:

@@ -18,6 +18,17 @@ description:
   - C(operations) lists recent operations (install, remove, verify, update, activate), newest
     first, including any still running with their progress; a running install's progress can
     be watched from another play while it downloads.
+  - C(runtimes) reports vLLM and Ollama on this host as M(venom.models.venom_runtime) manages them,
+    with the mode (systemd or process), running, healthy (the same health gate as activation), pid, port,
+    the active model, restarts and whether the runtime is configured at all. It only asks this
+    host's own servers.
+  - C(available) lists the models a provider offers, and is the only subset that talks to another
+    machine, so it is never gathered by default. For C(huggingface) (the Hub or a mirror such as
+    olah, O(endpoint)), O(names) resolves each repository exactly as M(venom.models.venom_model)
+    would (its commit and total size, which is what an install would download); without O(names) the Hub's
+    search lists models (O(search), O(limit)); mirrors have no search, so give O(names) there. For
+    C(ollama), the models an Ollama server at O(endpoint) has (C(/api/tags)). Each model says
+    whether this host has it installed, and at which revision.
   - C(discovered) lists model directories, GGUF files and Hugging Face cache snapshots on the host
     that the manifest does not know (in O(models_dir), the Hub caches and O(discovery_paths)),
     each with the arguments M(venom.models.venom_model) needs to adopt it.
@@ -32,7 +43,7 @@ options:
       - Which facts to gather. V(all) gathers every subset; prefix a subset with C(!) to leave it out.
     type: list
     elements: str
-    default: [models, capabilities, usage, operations, discovered]
+    default: [models, capabilities, usage, operations, runtimes, discovered]
   name:
     description:
       - Only report this model (in C(models) and C(operations)).
@@ -54,6 +65,47 @@ options:
       - How many recent operations to return. Running operations are always returned.
     type: int
     default: 20
+  provider:
+    description:
+      - The provider the C(available) subset asks.
+    type: str
+    choices: [huggingface, ollama]
+    default: huggingface
+  endpoint:
+    description:
+      - For C(available), the Hugging Face Hub or mirror (default U(https://huggingface.co)), or the
+        Ollama server (default U(http://127.0.0.1:11434)).
+    type: str
+  search:
+    description:
+      - For C(available), only models whose name contains this text.
+    type: str
+  names:
+    description:
+      - For C(available), look up exactly these models (Hugging Face repository ids or Ollama names).
+        Each is reported, with C(available=false) and the reason when the provider does not have it.
+    type: list
+    elements: str
+    default: []
+  revision:
+    description:
+      - For C(available) with O(names) on Hugging Face, the branch, tag or commit to resolve.
+    type: str
+  limit:
+    description:
+      - For C(available) without O(names), the largest number of models to list (1 to 1000).
+    type: int
+    default: 50
+  token:
+    description:
+      - Hugging Face token for C(available) (private or gated repositories). Falls back to the
+        E(HF_TOKEN) environment variable. Never written anywhere.
+    type: str
+  api_key:
+    description:
+      - The vLLM API key, so that the C(runtimes) health check can read C(/v1/models) from a vLLM
+        started with O(venom.models.venom_runtime#module:api_key).
+    type: str
 requirements:
   - psutil (CPU and memory figures; without it they are null)
   - nvidia-ml-py (GPU figures; without it or without a GPU they are null)
@@ -74,6 +126,27 @@ EXAMPLES = r"""
   until: progress.ansible_facts.venom_operations | selectattr('status', 'eq', 'in_progress') | list | length == 0
   retries: 120
   delay: 5
+
+- name: Which runtimes run here, and what do they serve?
+  venom.models.venom_model_facts:
+    gather_subset: [runtimes]
+
+- name: Fail when vLLM is not healthy
+  ansible.builtin.assert:
+    that: ansible_facts['venom_runtimes']['vllm']['healthy']
+    fail_msg: "vLLM on {{ inventory_hostname }}: {{ ansible_facts['venom_runtimes']['vllm']['health'] }}"
+
+- name: What would installing these models from the mirror download?
+  venom.models.venom_model_facts:
+    gather_subset: [available]
+    endpoint: http://mirror.internal:8090
+    names: [sentence-transformers/all-MiniLM-L6-v2, BAAI/bge-small-en-v1.5]
+
+- name: Search the public Hub
+  venom.models.venom_model_facts:
+    gather_subset: [available]
+    search: MiniLM
+    limit: 10
 
 - name: Warn when the model disk is nearly full
   ansible.builtin.debug:
@@ -148,6 +221,65 @@ ansible_facts:
           message: downloading model.safetensors
           error: null
           started_at: "2026-11-22T10:00:00.000Z"
+    venom_runtimes:
+      description:
+        - Per runtime (C(vllm), C(ollama)), its state on this host. C(model) is the active model,
+          C(health) the reason when it is not healthy.
+        - C(restarts) counts systemd's restarts of the unit (C(NRestarts)), or, in process mode, the
+          crashes that venom.models.venom_runtime recovered.
+      returned: when the runtimes subset is gathered
+      type: dict
+      sample:
+        vllm:
+          name: vllm
+          configured: true
+          mode: systemd
+          unit: vllm.service
+          running: true
+          healthy: true
+          health: ok
+          pid: 4242
+          port: 8000
+          url: http://127.0.0.1:8000
+          model: sentence-transformers/all-MiniLM-L6-v2
+          served_model_name: all-MiniLM-L6-v2
+          restarts: 0
+        ollama:
+          name: ollama
+          configured: false
+          mode: process
+          running: false
+          healthy: false
+          health: not configured on this host
+          pid: null
+          port: 11434
+          model: null
+          restarts: null
+    venom_available:
+      description:
+        - The models the provider offers. C(revision) is the commit (Hugging Face) or the manifest
+          digest (Ollama); C(size_bytes) what an install would download (known for O(names) on
+          Hugging Face and for Ollama). C(installed) and C(installed_revision) come from this
+          host's manifest; C(update_available) is true when the installed commit is not the resolved one.
+      returned: when the available subset is gathered
+      type: dict
+      sample:
+        provider: huggingface
+        endpoint: http://mirror.internal:8090
+        search: null
+        names: [sentence-transformers/all-MiniLM-L6-v2]
+        count: 1
+        models:
+          - name: sentence-transformers/all-MiniLM-L6-v2
+            available: true
+            reason: null
+            revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
+            requested_revision: main
+            size_bytes: 90868376
+            files_count: 13
+            installed: false
+            installed_revision: null
+            update_available: false
     venom_discovered:
       description:
         - Models on disk the manifest does not know. C(kind) is C(model_directory) (a directory with
@@ -172,13 +304,15 @@ ansible_facts:
       returned: always
       type: list
       elements: str
-      sample: [models, capabilities, usage, operations, discovered]
+      sample: [models, capabilities, usage, operations, runtimes, discovered]
 """
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils._facts import SUBSETS, gather
+from ansible_collections.venom.models.plugins.module_utils._facts import DEFAULT_SUBSETS, gather
 from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
 
 
@@ -186,19 +320,38 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             models_dir=dict(type="path", default="/var/lib/venom/models"),
-            gather_subset=dict(type="list", elements="str", default=list(SUBSETS)),
+            gather_subset=dict(type="list", elements="str", default=list(DEFAULT_SUBSETS)),
             name=dict(type="str"),
             quota_gb=dict(type="float", default=50.0),
             operations_limit=dict(type="int", default=20),
             discovery_paths=dict(type="list", elements="path", default=[]),
+            provider=dict(type="str", choices=["huggingface", "ollama"], default="huggingface"),
+            endpoint=dict(type="str"),
+            search=dict(type="str"),
+            names=dict(type="list", elements="str", default=[]),
+            revision=dict(type="str"),
+            limit=dict(type="int", default=50),
+            token=dict(type="str", no_log=True),
+            api_key=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
+    token = p["token"] or os.environ.get("HF_TOKEN") or None
+    if token:
+        module.no_log_values.add(token)
+    query = {k: p[k] for k in ("provider", "endpoint", "search", "names", "revision", "limit")}
+    query["token"] = token if p["provider"] == "huggingface" else None
+
+    def runner(argv):
+        return module.run_command(argv)
+
     try:
         facts = gather(p["models_dir"], p["gather_subset"], quota_gb=p["quota_gb"],
                        operations_limit=p["operations_limit"], name=p["name"],
-                       discovery_paths=p["discovery_paths"])
+                       discovery_paths=p["discovery_paths"],
+                       runner=runner if module.get_bin_path("systemctl") else None,
+                       available_query=query, api_key=p["api_key"])
     except VenomError as exc:
         fail_from(module, exc)
     module.exit_json(changed=False, ansible_facts=facts)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import time
 from ansible_collections.venom.models.plugins.module_utils._journal import Journal
 from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
+from tests.lib.olah_env import olah, tiny_gemma_files  # noqa: F401  pylint: disable=unused-import
 
 _SLOW_INSTALL = r"""
 import sys, time
@@ -48,7 +50,7 @@ def test_facts_show_a_running_install_from_another_process(tmp_path):
         op_id = proc.stdout.readline().strip()
         seen = []
         for _round in range(2):
-            res = run_task("venom.models.venom_model_facts", {"models_dir": d, "gather_subset": ["all", "!usage"]})
+            res = run_task("venom.models.venom_model_facts", {"models_dir": d, "gather_subset": ["all", "!usage", "!available"]})
             facts = res.task()["ansible_facts"]
             ops = {o["id"]: o for o in facts["venom_operations"]}
             assert ops[op_id]["status"] == "in_progress"
@@ -74,3 +76,77 @@ def test_bad_subset_and_corrupt_manifest_fail_clearly(tmp_path):
     assert out["failed"] and "not valid JSON" in out["msg"] and out["error"] == "ManifestError"
     assert (tmp_path / "manifest.json").read_text() == "{oops"
     json.dumps(out)
+
+
+# -- the available subset, against a real Hub mirror (olah) ------------------------------------------
+
+FACTS = "venom.models.venom_model_facts"
+SECRET = "hf_" + "Kp7" * 12 + "FACTSTOKEN"
+
+
+def _available(olah, models_dir, **args):  # noqa: F811
+    base = {"models_dir": models_dir, "gather_subset": ["available"], "endpoint": olah.endpoint}
+    res = run_task(FACTS, dict(base, **args))
+    return res, res.task()
+
+
+def test_available_on_a_mirror_resolves_names_like_an_install_and_marks_installed(olah, tmp_path):  # noqa: F811
+    name = "venom-test/facts-available"
+    repo = olah.create_repo(name, tiny_gemma_files())
+    models_dir = str(tmp_path / "models")
+    res, out = _available(olah, models_dir, names=[name, "venom-test/no-such-model"], token=SECRET)
+    assert res.rc == 0 and out["changed"] is False, res.stdout + res.stderr
+    assert SECRET not in res.stdout + res.stderr
+    av = out["ansible_facts"]["venom_available"]
+    assert av["provider"] == "huggingface" and av["endpoint"] == olah.endpoint and av["count"] == 2
+    found, missing = av["models"]
+    assert found["available"] is True and found["revision"] == repo.head and found["requested_revision"] == "main"
+    assert found["size_bytes"] == sum(f["size"] for f in repo.expected().values())
+    assert found["files_count"] == len(repo.files)
+    assert found["installed"] is False and found["update_available"] is False
+    assert missing["available"] is False and "not found" in missing["reason"] and missing["revision"] is None
+    assert out["ansible_facts"]["venom_gathered_subsets"] == ["available"]
+    assert not os.path.exists(models_dir), "facts never create anything"
+
+    inst = run_task("venom.models.venom_model",
+                    {"name": name, "endpoint": olah.endpoint, "models_dir": models_dir}).task()
+    assert inst["changed"] is True, inst
+    found = _available(olah, models_dir, names=[name])[1]["ansible_facts"]["venom_available"]["models"][0]
+    assert found["installed"] is True and found["installed_revision"] == repo.head
+    assert found["update_available"] is False
+
+    old_head = repo.head
+    new_head = olah.advance(name, dict(tiny_gemma_files(), **{"extra.txt": b"a new file\n"}))
+    found = _available(olah, models_dir, names=[name])[1]["ansible_facts"]["venom_available"]["models"][0]
+    assert found["revision"] == new_head != old_head and found["installed_revision"] == old_head
+    assert found["update_available"] is True
+    pinned = _available(olah, models_dir, names=[name], revision=old_head)[1]
+    assert pinned["ansible_facts"]["venom_available"]["models"][0]["revision"] == old_head
+
+
+def test_available_search_on_a_mirror_without_a_listing_says_to_give_names(olah, tmp_path):  # noqa: F811
+    res, out = _available(olah, str(tmp_path / "m"), search="MiniLM", token=SECRET)
+    assert out["failed"] is True
+    assert "does not list models" in out["msg"] and "names" in out["msg"], out["msg"]
+    assert SECRET not in res.stdout + res.stderr
+
+
+def test_available_from_an_unreachable_endpoint_fails_clearly(tmp_path):
+    out = run_task(FACTS, {"models_dir": str(tmp_path / "m"), "gather_subset": ["available"],
+                           "endpoint": "http://127.0.0.1:9", "names": ["org/model"]}).task()
+    assert out["failed"] is True and "cannot reach http://127.0.0.1:9" in out["msg"], out["msg"]
+    out = run_task(FACTS, {"models_dir": str(tmp_path / "m"), "gather_subset": ["available"],
+                           "limit": 0}).task()
+    assert out["failed"] is True and "limit must be between 1 and 1000" in out["msg"]
+
+
+def test_runtimes_not_configured_are_reported_without_a_request(tmp_path):
+    out = run_task(FACTS, {"models_dir": str(tmp_path / "m"), "gather_subset": ["runtimes"]}).task()
+    rts = out["ansible_facts"]["venom_runtimes"]
+    assert sorted(rts) == ["ollama", "vllm"]
+    for name, port in (("vllm", 8000), ("ollama", 11434)):
+        assert rts[name]["port"] == port and rts[name]["running"] is False and rts[name]["healthy"] is False
+    if not os.path.isdir("/run/systemd/system"):  # systemd is not PID 1 here: no unit can configure them
+        for name in ("vllm", "ollama"):
+            assert rts[name]["configured"] is False and rts[name]["mode"] == "process"
+            assert rts[name]["health"] == "not configured on this host"

@@ -77,6 +77,19 @@ def install(sc, key):  # pylint: disable=redefined-outer-name
     return out["name"]
 
 
+def facts(sc, subsets=("runtimes",), **args):  # pylint: disable=redefined-outer-name
+    out = run_task("venom.models.venom_model_facts",
+                   dict({"models_dir": sc["models_dir"], "gather_subset": list(subsets)}, **args)).task()
+    assert not out.get("failed"), out
+    return out["ansible_facts"]
+
+
+def ollama_facts(sc):  # pylint: disable=redefined-outer-name
+    rts = facts(sc)["venom_runtimes"]
+    assert rts["vllm"]["configured"] is False and rts["vllm"]["running"] is False
+    return rts["ollama"]
+
+
 def loaded(sc):  # pylint: disable=redefined-outer-name
     return sorted(m["name"] for m in requests.get(sc["url"] + "/api/ps", timeout=10).json()["models"])
 
@@ -89,9 +102,14 @@ def test_start_and_idempotence(sc):  # pylint: disable=redefined-outer-name
     out = task(sc, check=True)
     assert out["changed"] is True and out["actions"] == ["start"]
     assert not os.path.exists(sc["pid_file"])
+    assert ollama_facts(sc)["configured"] is False
     out = task(sc)
     assert out["changed"] is True and out["mode"] == "process" and out["status"]["healthy"] is True
     assert requests.get(sc["url"] + "/api/version", timeout=10).json()["version"]
+    rt = ollama_facts(sc)
+    assert rt["configured"] is True and rt["mode"] == "process" and rt["running"] is True and rt["healthy"] is True
+    assert rt["pid"] == P.read_pid_file(sc["pid_file"])["pid"] and rt["url"] == sc["url"]
+    assert rt["model"] is None and rt["restarts"] == 0
     for check in (True, False):
         assert task(sc, check=check)["changed"] is False
 
@@ -106,6 +124,23 @@ def test_activate_preloads_and_switch_unloads_the_previous(sc):  # pylint: disab
     assert out["changed"] is True and out["model"] == chat and out["diff"]["after"]["model"] == chat
     assert loaded(sc) == [chat] and active(sc) == [(chat, "ollama")]
     assert task(sc, model=chat)["changed"] is False
+    rt = ollama_facts(sc)
+    assert rt["model"] == chat and rt["healthy"] is True, rt
+
+    av = facts(sc, ["available"], provider="ollama", endpoint=sc["url"])["venom_available"]
+    assert av["provider"] == "ollama" and av["endpoint"] == sc["url"]
+    assert {m["name"] for m in av["models"]} == {chat, nosys}
+    recorded = {e["name"]: e["revision"].removeprefix("sha256:") for e in Manifest(sc["models_dir"]).models()}
+    for m in av["models"]:
+        assert m["installed"] is True and m["available"] is True, m
+        assert m["revision"].removeprefix("sha256:") == recorded[m["name"]] == m["installed_revision"].removeprefix("sha256:")
+    assert all(m["size_bytes"] > 0 for m in av["models"])
+    only = facts(sc, ["available"], provider="ollama", endpoint=sc["url"], search=nosys.rsplit("/", 1)[-1].split(":")[0].upper())
+    assert [m["name"] for m in only["venom_available"]["models"]] == [nosys]
+    asked = facts(sc, ["available"], provider="ollama", endpoint=sc["url"], names=[chat, "nowhere/none:1b"])
+    have, missing = asked["venom_available"]["models"]
+    assert have["name"] == chat and have["available"] is True
+    assert missing == dict(missing, name="nowhere/none:1b", available=False, installed=False), missing
 
     out = task(sc, model=nosys, keep_alive="10m")
     assert out["changed"] is True and out["previous_model"] == chat
@@ -137,11 +172,15 @@ def test_restart_and_kill_9_load_the_active_model_again(sc):  # pylint: disable=
     deadline = time.monotonic() + 10
     while P.record_alive(rec) and time.monotonic() < deadline:
         time.sleep(0.05)
+    rt = ollama_facts(sc)
+    assert rt["running"] is False and rt["crashed"] is True and rt["healthy"] is False and rt["restarts"] == 0
     out = task(sc, check=True)
     assert out["changed"] is True and out["recovered"] is True
     out = task(sc)
     assert out["changed"] is True and out["recovered"] is True
     assert loaded(sc) == [nosys] and active(sc) == [(nosys, "ollama")]
+    rt = ollama_facts(sc)
+    assert rt["running"] is True and rt["healthy"] is True and rt["restarts"] == 1 and rt["model"] == nosys
 
 
 def test_stop(sc):  # pylint: disable=redefined-outer-name
@@ -150,3 +189,5 @@ def test_stop(sc):  # pylint: disable=redefined-outer-name
     assert out["changed"] is True and out["stop"]["port_free"] is True
     assert P.find_tree(rec) == {} and not os.path.exists(sc["pid_file"])
     assert task(sc, state="stopped")["changed"] is False
+    rt = ollama_facts(sc)
+    assert rt["configured"] is True and rt["running"] is False and rt["crashed"] is False and rt["pid"] is None

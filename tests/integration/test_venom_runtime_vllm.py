@@ -230,6 +230,15 @@ def test_started_recovers_after_kill_9(scenario):
     assert P.find_tree(rec) == {}, "the orphans of the killed server are gone"
     assert served(sc) == [("minilm-b", sc["paths"]["minilm-b"])]
     assert out["pid"] != rec["pid"]
+    facts = run_task("venom.models.venom_model_facts", {
+        "models_dir": sc["models_dir"], "gather_subset": ["runtimes"],
+        "api_key": sc["base"].get("api_key")}).task()["ansible_facts"]["venom_runtimes"]
+    vllm = facts["vllm"]
+    assert vllm["configured"] is True and vllm["mode"] == "process" and vllm["running"] is True, vllm
+    assert vllm["healthy"] is True and vllm["pid"] == out["pid"] and vllm["port"] == sc["port"], vllm
+    assert vllm["model"] == "minilm-b" and vllm["model_path"] == sc["paths"]["minilm-b"]
+    assert vllm["restarts"] == 1, "the recovery is counted"
+    assert facts["ollama"]["configured"] is False
 
 
 def test_stop_leaves_no_engine_or_worker(scenario):

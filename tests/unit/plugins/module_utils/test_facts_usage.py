@@ -80,10 +80,10 @@ def test_usage_with_gpus(tmp_path):
 
 
 @pytest.mark.parametrize("requested,expected", [
-    (None, ["models", "capabilities", "usage", "operations", "discovered"]),
-    (["all"], ["models", "capabilities", "usage", "operations", "discovered"]),
-    (["all", "!usage"], ["models", "capabilities", "operations", "discovered"]),
-    (["!usage", "!discovered"], ["models", "capabilities", "operations"]),
+    (None, ["models", "capabilities", "usage", "operations", "runtimes", "discovered"]),
+    (["all"], ["models", "capabilities", "usage", "operations", "runtimes", "available", "discovered"]),
+    (["all", "!usage"], ["models", "capabilities", "operations", "runtimes", "available", "discovered"]),
+    (["!usage", "!discovered", "!runtimes"], ["models", "capabilities", "operations"]),
     (["operations"], ["operations"]),
 ])
 def test_subsets(requested, expected):
