@@ -114,7 +114,7 @@ def test_site_converges_the_fleet_and_a_second_run_changes_nothing(site):  # pyl
         act = _item_results(res, "Serve the active models, gated on health with rollback", host)
         assert act[0]["changed"] is True and act[0]["mode"] == "systemd" and act[0]["model"] == n[active]
         summary = "\n".join(res.task("What this run did, or in check mode would do", host=host)["msg"])
-        assert summary.startswith("applied") and f"runtime ollama: None -> {n[active]}" in summary, summary
+        assert summary.startswith("applied") and f"runtime ollama: nothing -> {n[active]}" in summary, summary
         for k in models:
             assert f"model {n[k]}: install" in summary, summary
 
