@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(PY) -m pytest -ra -p no:cacheprovider
 
-.PHONY: venv system test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo bench clean
+.PHONY: venv system test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo demo-stop bench clean
 
 venv:
 	@scripts/venv.sh
@@ -38,6 +38,10 @@ test-fleet: venv system
 ## The README's first command: the main job on an embedded default (this machine as the host).
 demo: venv
 	@scripts/demo.sh
+
+## Stop what the demo left running (vLLM, the olah mirror); its state stays in ./demo-state.
+demo-stop:
+	@scripts/demo.sh stop
 
 bench: venv
 	@scripts/bench.sh
