@@ -47,4 +47,5 @@ bench: venv
 	@scripts/bench.sh
 
 clean:
+	-@[ ! -d demo-state ] || scripts/demo.sh stop  # nothing of the demo keeps running
 	rm -rf $(VENV) .build .pytest_cache .hypothesis tests/output demo-state
