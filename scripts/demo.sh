@@ -13,7 +13,9 @@
 #   2. an olah mirror on 127.0.0.1, seeded with the real all-MiniLM-L6-v2 as the tests seed it
 #      (tests/lib/olah_mirror.py), left running;
 #   3. playbooks/demo.yml: venom_model installs the model through the mirror, venom_runtime serves
-#      it with vLLM on the CPU (left running), a real /v1/embeddings request, the facts, a summary.
+#      it with vLLM on the CPU (left running), a real /v1/embeddings request, the facts, a summary;
+#      then, once playbooks/report.yml is in the checkout, the fleet report of this one host in
+#      demo-state/report (its own ansible-playbook run, so the demo play's recap stays its own).
 # A second run changes nothing and takes seconds.
 #
 # Environment: VENOM_DEMO_STATE (default ./demo-state), VENOM_DEMO_OLAH_PORT (18190),
@@ -41,19 +43,32 @@ took() {  # record how long the step since the last call took
 py() { "$checkout/.venv/bin/python" "$@"; }
 json_field() { py -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])[sys.argv[1]])' "$1"; }
 
-playbook() {  # ansible-playbook playbooks/demo.yml on this machine, with the demo's variables
-  local root vars
+playbook() {  # playbook NAME VAR=VALUE...: ansible-playbook playbooks/NAME.yml on this machine
+  local name=$1 root vars
+  shift
   root=$(VENOM_COLLECTION_ROOT="$state/collections" scripts/collection-tree.sh)
-  vars="$state/demo-vars.json"
+  vars="$state/$name-vars.json"
   py - "$vars" "$@" <<'EOF'
 import json, sys
 out, pairs = sys.argv[1], sys.argv[2:]
-json.dump(dict(p.split("=", 1) for p in pairs), open(out, "w"), indent=2)
+# numbers stay numbers (the report's quota), everything else is a string
+vals = {k: (float(v) if k.endswith("_gb") else v) for k, v in (p.split("=", 1) for p in pairs)}
+json.dump(vals, open(out, "w"), indent=2)
 EOF
   ANSIBLE_COLLECTIONS_PATH="$root" ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False \
   ANSIBLE_CALLBACK_RESULT_FORMAT=yaml ANSIBLE_RETRY_FILES_ENABLED=False \
     "$checkout/.venv/bin/ansible-playbook" -i localhost, -c local \
-    -e "ansible_python_interpreter=$checkout/.venv/bin/python" -e "@$vars" playbooks/demo.yml
+    -e "ansible_python_interpreter=$checkout/.venv/bin/python" -e "@$vars" "playbooks/$name.yml"
+}
+
+report() {  # the fleet report of this one-host fleet, once playbooks/report.yml is in the checkout
+  if [ ! -f playbooks/report.yml ]; then
+    echo "demo: no fleet report: playbooks/report.yml is not in this checkout yet."
+    return 0
+  fi
+  step "the fleet report (playbooks/report.yml) in $state/report"
+  playbook report venom_report_hosts=localhost "venom_models_dir=$state/models" "venom_report_dir=$state/report" \
+    venom_quota_gb=5
 }
 
 stop() {
@@ -62,7 +77,7 @@ stop() {
     return 0
   fi
   step "stop vLLM (venom.models.venom_runtime state=stopped)"
-  playbook venom_demo_state=stopped "venom_demo_state_dir=$state" "venom_demo_models_dir=$state/models" \
+  playbook demo venom_demo_state=stopped "venom_demo_state_dir=$state" "venom_demo_models_dir=$state/models" \
     "venom_demo_vllm_port=$vllm_port"
   step "stop the olah mirror"
   PYTHONPATH="$state/collections:$checkout" py -m tests.lib.olah_mirror down --root "$state/olah"
@@ -87,9 +102,11 @@ run() {
   took "mirror"
 
   step "3/3 playbooks/demo.yml: install through the mirror, serve with vLLM, query, facts"
-  playbook venom_demo_state=started "venom_demo_state_dir=$state" "venom_demo_models_dir=$state/models" \
+  playbook demo venom_demo_state=started "venom_demo_state_dir=$state" "venom_demo_models_dir=$state/models" \
     "venom_demo_endpoint=$endpoint" "venom_demo_vllm_python=$vllm_venv/bin/python" "venom_demo_vllm_port=$vllm_port"
   took "playbook"
+  report
+  took "report"
 
   local total=$(( $(date +%s) - t_start ))
   echo
