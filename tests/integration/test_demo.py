@@ -143,6 +143,20 @@ def test_first_run_installs_serves_and_answers(demo):
     for name, path in pid_files(sc).items():
         assert P.record_alive(P.read_pid_file(path)), f"{name} is not running after the demo"
     assert "demo finished in" in out
+    check_report(sc, out)
+
+
+def check_report(sc: dict, out: str) -> None:
+    """Once playbooks/report.yml is in the checkout, the demo writes the fleet report of its host."""
+    if not os.path.isfile(os.path.join(REPO, "playbooks", "report.yml")):
+        assert "playbooks/report.yml is not in this checkout yet" in out
+        return
+    report_dir = os.path.join(sc["state"], "report")
+    with open(os.path.join(report_dir, "fleet-report.json"), encoding="utf-8") as fh:
+        report = json.load(fh)
+    assert report["summary"]["models_installed"] == 1, report["summary"]
+    with open(os.path.join(report_dir, "fleet-report.md"), encoding="utf-8") as fh:
+        assert "sentence-transformers/all-MiniLM-L6-v2" in fh.read()
 
 
 def test_second_run_changes_nothing_and_is_quick(demo):
