@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(PY) -m pytest -ra -p no:cacheprovider
 
-.PHONY: venv system test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo bench clean
+.PHONY: venv system test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo demo-stop bench clean
 
 venv:
 	@scripts/venv.sh
@@ -39,8 +39,13 @@ test-fleet: venv system
 demo: venv
 	@scripts/demo.sh
 
+## Stop what the demo left running (vLLM, the olah mirror); its state stays in ./demo-state.
+demo-stop:
+	@scripts/demo.sh stop
+
 bench: venv
 	@scripts/bench.sh
 
 clean:
+	-@[ ! -d demo-state ] || scripts/demo.sh stop  # nothing of the demo keeps running
 	rm -rf $(VENV) .build .pytest_cache .hypothesis tests/output demo-state

