@@ -216,8 +216,10 @@ rolled_back:
   type: bool
   sample: false
 pid:
-  description: Main process id of the runtime after the task.
-  returned: success, state is started or restarted
+  description:
+    - Main process id of the runtime after a run that changed it (started, restarted, activated or recovered).
+    - An unchanged run does not return it; C(status.pid) always holds the current one.
+  returned: success, when the run changed a started or restarted runtime
   type: int
   sample: 4242
 health_seconds:
