@@ -18,9 +18,9 @@ from benchlib import import_collection, table, timeit
 import_collection()
 
 # pylint: disable=wrong-import-position
-from ansible_collections.venom.models.plugins.module_utils._facts import gather  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.host.facts import gather  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry  # noqa: E402
 from tests.lib.ansible_run import run_task  # noqa: E402
 
 N_MODELS = int(os.environ.get("BENCH_MODELS", "1000"))

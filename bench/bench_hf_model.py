@@ -31,8 +31,8 @@ from benchlib import import_collection, table
 import_collection()
 
 # pylint: disable=wrong-import-position
-from ansible_collections.venom.models.plugins.module_utils._model_ops import ModelOperations  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils._providers import ModelRequest  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest  # noqa: E402
 from tests.lib.ansible_run import run_task  # noqa: E402
 from tests.lib.olah_env import MINILM, running_mirror  # noqa: E402
 

@@ -27,10 +27,10 @@ from benchlib import import_collection, table
 import_collection()
 
 # pylint: disable=wrong-import-position
-from ansible_collections.venom.models.plugins.module_utils import _health as H  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils import _process as P  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils._runtime import RuntimeController, RuntimeSpec  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import RuntimeController, RuntimeSpec  # noqa: E402
 from tests.lib import vllm_env as V  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_RUNTIME_REPS", "2"))

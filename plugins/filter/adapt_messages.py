@@ -23,7 +23,7 @@ description:
     rendered with it in a sandbox (the environment transformers and vLLM use) and must be accepted
     and keep the text of every system, user and tool message; otherwise the filter fails and says why.
   - No text is dropped and nothing is invented. The same function is available as plain Python in
-    C(plugins/module_utils/_chat.py) (C(adapt_messages)).
+    C(plugins/module_utils/capabilities/chat.py) (C(adapt_messages)).
 positional: capabilities
 options:
   _input:
@@ -115,10 +115,10 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.venom.models.plugins.module_utils._chat import DEFAULT_FOLD_TEMPLATE
-from ansible_collections.venom.models.plugins.module_utils._chat import adapt_messages as _adapt_messages
-from ansible_collections.venom.models.plugins.module_utils._chat_template import plain_data
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.capabilities.chat import DEFAULT_FOLD_TEMPLATE
+from ansible_collections.venom.models.plugins.module_utils.capabilities.chat import adapt_messages as _adapt_messages
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import plain_data
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 
 
 def adapt_messages(messages, capabilities, system_mode="fold", fold_template=DEFAULT_FOLD_TEMPLATE, role_map=None,

@@ -19,7 +19,7 @@ description:
   - For the fleet - totals, every model with the revisions it has and on which hosts (C(drift) when
     hosts disagree), the unreachable hosts and the hosts with problems.
   - The playbook C(venom.models.report) gathers the facts and writes both forms on the controller.
-    The same functions are plain Python in C(plugins/module_utils/_report.py).
+    The same functions are plain Python in C(plugins/plugin_utils/report.py).
 positional: format
 options:
   _input:
@@ -74,8 +74,8 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.venom.models.plugins.module_utils._chat_template import plain_data
-from ansible_collections.venom.models.plugins.module_utils._report import SCHEMA, build_report, render_markdown
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import plain_data
+from ansible_collections.venom.models.plugins.plugin_utils.report import SCHEMA, build_report, render_markdown
 
 
 def fleet_report(hosts, format="data", title="venom.models fleet report"):  # pylint: disable=redefined-builtin

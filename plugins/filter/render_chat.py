@@ -17,7 +17,7 @@ description:
     output size, so a hostile template cannot hang or exhaust the host.
   - Useful to check a conversation before sending it, and for runtimes that take a raw prompt.
   - Ollama (Go) templates are not rendered; send messages to Ollama's C(/api/chat) instead.
-  - The same function is available as plain Python in C(plugins/module_utils/_chat.py) (C(render_chat)).
+  - The same function is available as plain Python in C(plugins/module_utils/capabilities/chat.py) (C(render_chat)).
 positional: template
 options:
   _input:
@@ -86,9 +86,9 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.venom.models.plugins.module_utils._chat import render_chat as _render_chat
-from ansible_collections.venom.models.plugins.module_utils._chat_template import plain_data
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.capabilities.chat import render_chat as _render_chat
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import plain_data
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 
 
 def render_chat(messages, template, add_generation_prompt=True, tools=None, documents=None, special_tokens=None,

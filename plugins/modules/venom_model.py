@@ -297,11 +297,11 @@ bytes_downloaded:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils._hf import redact
-from ansible_collections.venom.models.plugins.module_utils._model_ops import ModelOperations
-from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
-from ansible_collections.venom.models.plugins.module_utils._providers import ModelRequest
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.models.huggingface import redact
+from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations
+from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 
 REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
                   "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",

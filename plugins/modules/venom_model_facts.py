@@ -311,9 +311,9 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils._facts import DEFAULT_SUBSETS, gather
-from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.host.facts import DEFAULT_SUBSETS, gather
+from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
 
 
 def main():

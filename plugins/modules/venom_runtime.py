@@ -251,9 +251,9 @@ status:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils._module_support import fail_from
-from ansible_collections.venom.models.plugins.module_utils._runtime import (
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import (
     RuntimeController, RuntimeSpec, public_result)
 
 

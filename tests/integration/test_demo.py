@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _process as P
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from tests.lib.vllm_env import port_is_free
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

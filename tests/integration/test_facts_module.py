@@ -9,15 +9,15 @@ import subprocess
 import sys
 import time
 
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
 from tests.lib.olah_env import olah, tiny_gemma_files  # noqa: F401  pylint: disable=unused-import
 
 _SLOW_INSTALL = r"""
 import sys, time
 sys.path[:0] = sys.argv[2:]
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 op = Journal(sys.argv[1]).start("install", "org/slow", provider="huggingface", bytes_total=1000)
 print(op.id, flush=True)
 for i in range(1, 1001):

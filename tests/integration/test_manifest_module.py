@@ -3,7 +3,7 @@
 """venom_manifest through ansible-playbook: a damaged manifest is reported, never reset, and rebuilt."""
 from __future__ import annotations
 
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
 
 

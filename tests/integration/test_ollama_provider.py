@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The Ollama provider (plugins/module_utils/_ollama.py) against the Ollama test double and a real registry."""
+"""The Ollama provider (plugins/module_utils/models/ollama.py) against the Ollama test double and a real registry."""
 from __future__ import annotations
 
 import json
@@ -14,13 +14,13 @@ import time
 import pytest
 
 import ansible_collections.venom.models as collection
-from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ProviderError, QuotaError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._manifest import new_entry
-from ansible_collections.venom.models.plugins.module_utils._ollama import OllamaProvider
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-from ansible_collections.venom.models.plugins.module_utils._providers import ModelRequest, Progress, Target
-from ansible_collections.venom.models.plugins.module_utils._quota import plan, require_fit
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, QuotaError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry
+from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest, Progress, Target
+from ansible_collections.venom.models.plugins.module_utils.store.quota import plan, require_fit
 from tests.lib.ollama_env import (ModelSpec, oci_registry, ollama_double, ollama_models,  # noqa: F401 pylint: disable=unused-import
                                   publish_model)
 
@@ -123,10 +123,10 @@ def test_quota_counts_only_missing_layers_and_refuses_before_pulling(ollama_doub
 DRIVER = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[1])
-    from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-    from ansible_collections.venom.models.plugins.module_utils._ollama import OllamaProvider
-    from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-    from ansible_collections.venom.models.plugins.module_utils._providers import ModelRequest, Progress
+    from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+    from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
+    from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+    from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest, Progress
     endpoint, name, venom_dir, store = sys.argv[2:6]
     req = ModelRequest(name=name, provider="ollama", endpoint=endpoint, models_dir=venom_dir)
     prov = OllamaProvider(req, StatePaths(venom_dir).ensure(), insecure=True, models_path=store)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import os
 
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_playbook
 
 REV_A, REV_B = "a" * 40, "b" * 40

@@ -173,7 +173,7 @@ def test_runtime_active_keeps_old_version_on_latest_and_refuses_removal(olah, tm
     olah.create_repo(name, moving_files(1))
     args = _args(olah, tmp_path, name)
     _run(args)
-    from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, find_entry
+    from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, find_entry
     with Manifest(str(tmp_path / "models")).transaction() as doc:
         entry = find_entry(doc, name, "huggingface")
         entry["active"], entry["active_runtime"] = True, "vllm"
@@ -274,7 +274,7 @@ def test_killed_download_resumes_without_refetching_completed_files(olah, tmp_pa
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert _entry(tmp_path, repo.name) is None, "an interrupted install is never shown as installed"
-    from ansible_collections.venom.models.plugins.module_utils._journal import Journal
+    from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
     deadline = time.monotonic() + 30  # the killed process is gone once its new parent has reaped it
     while Journal(str(models)).get(op["id"])["status"] == "in_progress" and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -19,8 +19,8 @@ import time
 import pytest
 import requests
 
-from ansible_collections.venom.models.plugins.module_utils import _process as P
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from tests.lib.ansible_run import run_task
 
 try:

@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _health as H
-from ansible_collections.venom.models.plugins.module_utils import _process as P
-from ansible_collections.venom.models.plugins.module_utils._locks import runtime_lock
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
 from tests.lib import vllm_env
 from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port

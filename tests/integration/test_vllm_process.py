@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _health as H
-from ansible_collections.venom.models.plugins.module_utils import _process as P
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from tests.lib import vllm_env
 from tests.lib.vllm_env import VLLM_HEALTH_TIMEOUT, free_port, vllm_argv, vllm_process_env
 

@@ -328,7 +328,7 @@ class OlahMirror:
 def _process():
     """The collection's process library (detached start, PID records, complete stops)."""
     # pylint: disable-next=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils import _process as P
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
     return P
 
 

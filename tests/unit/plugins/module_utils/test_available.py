@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _available as A
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
-from ansible_collections.venom.models.plugins.module_utils._facts import DEFAULT_SUBSETS, SUBSETS, resolve_subsets
-from ansible_collections.venom.models.plugins.module_utils._runtime import runtimes_status
+from ansible_collections.venom.models.plugins.module_utils.models import available as A
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.host.facts import DEFAULT_SUBSETS, SUBSETS, resolve_subsets
+from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import runtimes_status
 
 
 def test_installed_marks_match_by_provider_and_case():

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.detect import (
     CAPABILITY_KEYS, analyze_chat_template, detect_from_ollama_show, detect_gguf_capabilities,
     detect_hf_capabilities, max_context_from_config, merge_overrides)
-from ansible_collections.venom.models.plugins.module_utils._chat_template import ChatTemplateError
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import ChatTemplateError
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from tests.lib.gguf_writer import T, gguf_model
 from tests.unit.plugins.module_utils.chat_data import HF_TEMPLATES, OLLAMA_TEMPLATES, tokens
 
@@ -52,7 +52,7 @@ def test_reasons_are_noted():
     ("{{ .System }}", "format"),
 ])
 def test_unusable_templates_raise(template, kind, monkeypatch):
-    from ansible_collections.venom.models.plugins.module_utils import _chat_template
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import sandbox as _chat_template
     monkeypatch.setattr(_chat_template, "DEFAULT_TIMEOUT", 0.5)
     with pytest.raises(ChatTemplateError) as err:
         analyze_chat_template(template)

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils import _chat_template
-from ansible_collections.venom.models.plugins.module_utils._chat import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities import sandbox as _chat_template
+from ansible_collections.venom.models.plugins.module_utils.capabilities.chat import (
     DEFAULT_FOLD_TEMPLATE, adapt_messages, render_chat)
-from ansible_collections.venom.models.plugins.module_utils._chat_template import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import (
     ChatTemplateError, content_format, render_template)
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError, VenomError
 from tests.unit.plugins.module_utils.chat_data import HF_TEMPLATES, OLLAMA_TEMPLATES, capabilities_for
 
 CONVERSATION = [

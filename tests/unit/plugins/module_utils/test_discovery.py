@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.venom.models.plugins.module_utils._discovery import discover
-from ansible_collections.venom.models.plugins.module_utils._validation import validate_model_name
+from ansible_collections.venom.models.plugins.module_utils.models.discovery import discover
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_model_name
 
 
 def _model_dir(path, weights="model.safetensors", size=100):

@@ -7,11 +7,11 @@ import types
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
-from ansible_collections.venom.models.plugins.module_utils._facts import gather, resolve_subsets
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
-from ansible_collections.venom.models.plugins.module_utils._usage import gpu_usage, usage
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.host.facts import gather, resolve_subsets
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.host.usage import gpu_usage, usage
 
 GB = 10 ** 9
 

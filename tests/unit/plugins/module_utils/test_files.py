@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError, VenomError
-from ansible_collections.venom.models.plugins.module_utils._files import (
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.models.staging import (
     Hasher, StagingArea, file_digests, hash_problems, mismatch, normalized_selection, prune_empty_parents,
     remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, files_digest
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, files_digest
 
 
 def test_git_blob_id_matches_git(tmp_path):

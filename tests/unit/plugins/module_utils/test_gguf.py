@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils import _gguf
-from ansible_collections.venom.models.plugins.module_utils._gguf import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities import gguf as _gguf
+from ansible_collections.venom.models.plugins.module_utils.capabilities.gguf import (
     FILE_TYPES, GGUFError, file_type_name, read_gguf_metadata)
 from tests.lib.gguf_writer import T, build_gguf, gguf_model
 

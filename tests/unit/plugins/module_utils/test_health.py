@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _health as H
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 
 
 @pytest.mark.parametrize("host,url", [

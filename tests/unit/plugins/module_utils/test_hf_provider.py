@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _hf
-from ansible_collections.venom.models.plugins.module_utils._errors import (
+from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf
+from ansible_collections.venom.models.plugins.module_utils.errors import (
     IntegrityError, NotFoundError, ProviderError, ValidationError)
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, ModelRequest, Progress
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, ModelRequest, Progress
 
 hf = pytest.importorskip("huggingface_hub")
 from huggingface_hub.utils import hf_raise_for_status  # noqa: E402

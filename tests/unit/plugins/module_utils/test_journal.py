@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._timeutil import parse_iso
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.timeutil import parse_iso
 
 
 def test_lifecycle_fields(tmp_path):
@@ -54,7 +54,7 @@ def test_progress_is_rate_limited_but_forced_writes_land(tmp_path):
 _RUNNER = r"""
 import sys, time
 sys.path[:0] = sys.argv[2:]
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 op = Journal(sys.argv[1]).start("install", "slow/model", bytes_total=100)
 print(op.id, flush=True)
 for i in range(100):

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils._errors import LockTimeout, VenomError
-from ansible_collections.venom.models.plugins.module_utils._locks import FileLock, model_lock, runtime_lock
+from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, VenomError
+from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, model_lock, runtime_lock
 
 
 def _hold(path, ready, release, op_id):
@@ -46,7 +46,7 @@ def test_timeout_names_the_holder(tmp_path):
 def test_killed_holder_never_leaves_a_stale_lock(tmp_path):
     path = str(tmp_path / "k.lock")
     code = ("import sys,time; sys.path[:0]=sys.argv[2:];"
-            "from ansible_collections.venom.models.plugins.module_utils._locks import FileLock;"
+            "from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock;"
             "l=FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, path] + sys.path, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"

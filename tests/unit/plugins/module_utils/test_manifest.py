@@ -14,8 +14,8 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils._errors import ManifestError
-from ansible_collections.venom.models.plugins.module_utils._manifest import (
+from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import (
     KIND, SCHEMA_VERSION, Manifest, new_entry, validate_document)
 
 
@@ -161,7 +161,7 @@ def test_parallel_writers_lose_nothing(tmp_path):
 _KILL_WRITER = r"""
 import sys
 sys.path[:0] = sys.argv[2:]
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 m = Manifest(sys.argv[1])
 i = 0
 while True:

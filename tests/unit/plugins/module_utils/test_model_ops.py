@@ -8,11 +8,11 @@ import os
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _model_ops
-from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._files import stat_problems
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
-from ansible_collections.venom.models.plugins.module_utils._providers import (
+from ansible_collections.venom.models.plugins.module_utils.models import operations as _model_ops
+from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.models.staging import stat_problems
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.models.providers import (
     FileSpec, ModelRequest, Problem, Provider, Target)
 
 

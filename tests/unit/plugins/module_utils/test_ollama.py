@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils._errors import IntegrityError, NotFoundError, ProviderError
-from ansible_collections.venom.models.plugins.module_utils._ollama import (
+from ansible_collections.venom.models.plugins.module_utils.errors import IntegrityError, NotFoundError, ProviderError
+from ansible_collections.venom.models.plugins.module_utils.models.ollama import (
     blob_file_name, layer_files, partial_bytes, pull_error)
 
 D1, D2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64

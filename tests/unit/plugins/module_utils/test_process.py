@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _process as P
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 
 # A small server that behaves like vLLM's tree: a listening parent with a child and a grandchild.
 TREE = textwrap.dedent("""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._quota import fmt_bytes, free_bytes, plan, require_fit
+from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes, plan, require_fit
 
 GB = 10 ** 9
 MODELS = [{"name": "big/one", "size_bytes": 30 * GB}, {"name": "small/one", "size_bytes": 12 * GB}]

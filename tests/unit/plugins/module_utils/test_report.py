@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.venom.models.plugins.module_utils._report import SCHEMA, build_report, render_markdown
+from ansible_collections.venom.models.plugins.plugin_utils.report import SCHEMA, build_report, render_markdown
 
 
 def _facts(models=(), runtimes=None, ops=(), usage=None):

@@ -9,11 +9,11 @@ import stat
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _process as P
-from ansible_collections.venom.models.plugins.module_utils import _runtime as R
-from ansible_collections.venom.models.plugins.module_utils._errors import (
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
+from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError)
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 
 
 @pytest.fixture

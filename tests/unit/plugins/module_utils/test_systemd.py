@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils import _systemd as S
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as S
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 
 
 class Runner:

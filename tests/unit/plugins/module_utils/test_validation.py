@@ -8,8 +8,8 @@ import string
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
-from ansible_collections.venom.models.plugins.module_utils._validation import (
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
     SOURCE_NAME_RULE, ensure_inside, is_commit, parse_ollama_name, safe_join, validate_model_name,
     validate_relative_file_path, validate_revision)
 

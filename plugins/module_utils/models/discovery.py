@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.venom.models.plugins.module_utils._paths import STATE_DIR_NAME
+from ansible_collections.venom.models.plugins.module_utils.store.paths import STATE_DIR_NAME
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx")
 MAX_DEPTH = 5

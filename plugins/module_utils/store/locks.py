@@ -21,10 +21,10 @@ import socket
 import threading
 import time
 
-from ansible_collections.venom.models.plugins.module_utils._errors import LockTimeout, VenomError
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths, keyed_file_name
-from ansible_collections.venom.models.plugins.module_utils._procinfo import process_identity
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
+from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, VenomError
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths, keyed_file_name
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import process_identity
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 DEFAULT_LOCK_TIMEOUT = 60.0
 _held: set[str] = set()

@@ -25,15 +25,15 @@ import os
 import threading
 import time
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities_lazy import detect_hf_capabilities
-from ansible_collections.venom.models.plugins.module_utils._errors import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import detect_hf_capabilities
+from ansible_collections.venom.models.plugins.module_utils.errors import (
     MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
-from ansible_collections.venom.models.plugins.module_utils._files import (
+from ansible_collections.venom.models.plugins.module_utils.models.staging import (
     Hasher, StagingArea, disk_full, hash_problems, integrity_error, is_disk_full, mismatch, normalized_selection,
     prune_empty_parents, remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils._paths import keyed_file_name
-from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, Provider, Target
-from ansible_collections.venom.models.plugins.module_utils._validation import (
+from ansible_collections.venom.models.plugins.module_utils.store.paths import keyed_file_name
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Provider, Target
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
     is_commit, safe_join, validate_model_name, validate_relative_file_path, validate_revision)
 
 # huggingface_hub is imported on first use (load_hub): an installed model's idempotent run needs
@@ -510,7 +510,7 @@ class HuggingFaceProvider(Provider):
         remove_tree_inside(self.paths.models_dir, local_path)
 
     def staging_bytes(self) -> int:
-        from ansible_collections.venom.models.plugins.module_utils._fsutil import dir_size  # pylint: disable=import-outside-toplevel
+        from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size  # pylint: disable=import-outside-toplevel
         root = self.staging_root()
         return dir_size(root) if os.path.isdir(root) else 0
 

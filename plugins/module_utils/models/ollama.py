@@ -22,12 +22,12 @@ import json
 import os
 import re
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities import detect_from_ollama_show
-from ansible_collections.venom.models.plugins.module_utils._errors import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.detect import detect_from_ollama_show
+from ansible_collections.venom.models.plugins.module_utils.errors import (
     IntegrityError, MissingDependencyError, NotFoundError, ProviderError, ValidationError)
-from ansible_collections.venom.models.plugins.module_utils._manifest import new_entry
-from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, Problem, Provider, Target
-from ansible_collections.venom.models.plugins.module_utils._validation import parse_ollama_name, validate_model_name
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Problem, Provider, Target
+from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name, validate_model_name
 
 try:
     import requests

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import struct
 
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)

@@ -28,22 +28,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities_lazy import merge_overrides
-from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError, ValidationError, VenomError
-from ansible_collections.venom.models.plugins.module_utils._hf import HuggingFaceProvider, redact
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._local import LocalProvider
-from ansible_collections.venom.models.plugins.module_utils._locks import model_lock
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest, find_entry, new_entry
-from ansible_collections.venom.models.plugins.module_utils._ollama import OllamaProvider
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-from ansible_collections.venom.models.plugins.module_utils._providers import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import merge_overrides
+from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError, ValidationError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.models.huggingface import HuggingFaceProvider, redact
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
+from ansible_collections.venom.models.plugins.module_utils.store.locks import model_lock
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, find_entry, new_entry
+from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.models.providers import (
     STATES, ModelRequest, Progress, Target, files_digest)
-from ansible_collections.venom.models.plugins.module_utils._quota import fmt_bytes, free_bytes
-from ansible_collections.venom.models.plugins.module_utils._quota import plan as quota_plan
-from ansible_collections.venom.models.plugins.module_utils._quota import require_fit
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
-from ansible_collections.venom.models.plugins.module_utils._validation import (
+from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes
+from ansible_collections.venom.models.plugins.module_utils.store.quota import plan as quota_plan
+from ansible_collections.venom.models.plugins.module_utils.store.quota import require_fit
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
     PROVIDERS as PROVIDER_NAMES, RUNTIMES, validate_choice, validate_non_negative)
 
 PROVIDERS = {
@@ -217,7 +217,7 @@ class ModelOperations:
             problems = self.provider.quick_check(entry)
         if problems:
             bad = {p.path for p in problems}
-            from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec  # pylint: disable=import-outside-toplevel
+            from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec  # pylint: disable=import-outside-toplevel
             fetch = [FileSpec.from_record(f) for f in entry.get("files", []) if f["path"] in bad or "." in bad]
             plan = Plan("repair", f"{len(problems)} file(s) of {self.name} are missing or differ: "
                                   + "; ".join(str(p) for p in problems[:5]),

@@ -25,10 +25,10 @@ import copy
 import json
 import re
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities import analyze_chat_template
-from ansible_collections.venom.models.plugins.module_utils._chat_template import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.detect import analyze_chat_template
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import (
     MAX_OUTPUT_CHARS, ChatTemplateError, content_format, render_template, template_kind)
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 
 DEFAULT_FOLD_TEMPLATE = "Instructions: {system}\n\nUser: {user}"
 SYSTEM_MODES = ("fold", "keep", "error")

@@ -22,11 +22,11 @@ import socket
 import time
 import uuid
 
-from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_json
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-from ansible_collections.venom.models.plugins.module_utils._procinfo import is_alive, process_identity
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso, parse_iso
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, process_identity
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, parse_iso
 
 STATUSES = ("pending", "in_progress", "completed", "failed")
 TYPES = ("install", "remove", "verify", "update", "activate", "deactivate", "start", "stop", "restart", "rebuild")

@@ -3,7 +3,7 @@
 """The thin glue between AnsibleModule and the library (the only module_utils file that knows Ansible)."""
 from __future__ import annotations
 
-from ansible_collections.venom.models.plugins.module_utils._errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 
 
 def fail_from(module, exc: VenomError, **extra) -> None:

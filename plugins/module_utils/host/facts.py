@@ -3,13 +3,13 @@
 """Read-only facts about one host's models: what venom_model_facts returns, as plain Python."""
 from __future__ import annotations
 
-from ansible_collections.venom.models.plugins.module_utils._available import available
-from ansible_collections.venom.models.plugins.module_utils._discovery import discover
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
-from ansible_collections.venom.models.plugins.module_utils._runtime import runtimes_status
-from ansible_collections.venom.models.plugins.module_utils._usage import usage
+from ansible_collections.venom.models.plugins.module_utils.models.available import available
+from ansible_collections.venom.models.plugins.module_utils.models.discovery import discover
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import runtimes_status
+from ansible_collections.venom.models.plugins.module_utils.host.usage import usage
 
 SUBSETS = ("models", "capabilities", "usage", "operations", "runtimes", "available", "discovered")
 # Everything that asks no other machine: ``runtimes`` only asks this host's own servers (127.0.0.1).

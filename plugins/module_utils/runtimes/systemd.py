@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 _POLL = 0.1

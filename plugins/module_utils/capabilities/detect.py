@@ -28,10 +28,10 @@ import re
 import threading
 from collections import OrderedDict
 
-from ansible_collections.venom.models.plugins.module_utils._chat_template import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import (
     NEEDLE_PREFIX, ChatTemplateError, render_template, template_kind, template_references)
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError, VenomError
-from ansible_collections.venom.models.plugins.module_utils._gguf import GGUFError, file_type_name, read_gguf_metadata
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.capabilities.gguf import GGUFError, file_type_name, read_gguf_metadata
 
 CAPABILITY_KEYS = ("supports_system_role", "supports_function_calling", "allowed_roles", "prompt_template",
                    "max_context_length", "quantization")

@@ -26,10 +26,10 @@ import os
 import shutil
 import threading
 
-from ansible_collections.venom.models.plugins.module_utils._errors import IntegrityError, QuotaError, VenomError
-from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_json, fsync_dir
-from ansible_collections.venom.models.plugins.module_utils._providers import Problem
-from ansible_collections.venom.models.plugins.module_utils._validation import ensure_inside, safe_join
+from ansible_collections.venom.models.plugins.module_utils.errors import IntegrityError, QuotaError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json, fsync_dir
+from ansible_collections.venom.models.plugins.module_utils.models.providers import Problem
+from ansible_collections.venom.models.plugins.module_utils.store.validation import ensure_inside, safe_join
 
 CHUNK = 1024 * 1024
 

@@ -22,15 +22,15 @@ import os
 import shutil
 import stat
 
-from ansible_collections.venom.models.plugins.module_utils._capabilities_lazy import (
+from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import (
     detect_gguf_capabilities, detect_hf_capabilities)
-from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ProviderError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._files import (
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.models.staging import (
     CHUNK, Hasher, StagingArea, disk_full, file_digests, hash_problems, integrity_error, is_disk_full, mismatch,
     normalized_selection, prune_empty_parents, remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils._paths import keyed_file_name
-from ansible_collections.venom.models.plugins.module_utils._providers import FileSpec, Provider, Target, files_digest
-from ansible_collections.venom.models.plugins.module_utils._validation import (
+from ansible_collections.venom.models.plugins.module_utils.store.paths import keyed_file_name
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Provider, Target, files_digest
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
     safe_join, validate_choice, validate_model_name, validate_relative_file_path)
 
 ADOPT_MODES = ("auto", "copy", "hardlink")
@@ -306,7 +306,7 @@ class LocalProvider(Provider):
         prune_empty_parents(os.path.dirname(local_path), stop=self.paths.models_dir)
 
     def staging_bytes(self) -> int:
-        from ansible_collections.venom.models.plugins.module_utils._fsutil import dir_size  # pylint: disable=import-outside-toplevel
+        from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size  # pylint: disable=import-outside-toplevel
         return dir_size(self.staging_root()) if os.path.isdir(self.staging_root()) else 0
 
     def has_staging(self) -> bool:

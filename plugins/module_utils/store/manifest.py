@@ -36,12 +36,12 @@ import copy
 import json
 import os
 
-from ansible_collections.venom.models.plugins.module_utils._errors import ManifestError
-from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_json, dump_json, fsync_dir
-from ansible_collections.venom.models.plugins.module_utils._locks import DEFAULT_LOCK_TIMEOUT, manifest_lock
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths, keyed_file_name
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso, utcnow
-from ansible_collections.venom.models.plugins.module_utils._validation import PROVIDERS, RUNTIMES
+from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json, dump_json, fsync_dir
+from ansible_collections.venom.models.plugins.module_utils.store.locks import DEFAULT_LOCK_TIMEOUT, manifest_lock
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths, keyed_file_name
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, utcnow
+from ansible_collections.venom.models.plugins.module_utils.store.validation import PROVIDERS, RUNTIMES
 
 KIND = "venom.models/manifest"
 SCHEMA_VERSION = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def _capabilities():
-    from ansible_collections.venom.models.plugins.module_utils import _capabilities as module  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import detect as module  # pylint: disable=import-outside-toplevel
     return module
 
 

@@ -33,10 +33,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
-from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_json
-from ansible_collections.venom.models.plugins.module_utils._procinfo import Proc, boot_id, is_alive, read_proc
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import Proc, boot_id, is_alive, read_proc
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 MARKER_ENV = "VENOM_RUNTIME_ID"
 PID_FILE_KIND = "venom.models/runtime-pid"

@@ -15,10 +15,10 @@ revision, so a playbook can tell what an install would change.
 """
 from __future__ import annotations
 
-from ansible_collections.venom.models.plugins.module_utils._errors import NotFoundError, ProviderError, ValidationError
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-from ansible_collections.venom.models.plugins.module_utils._providers import ModelRequest
-from ansible_collections.venom.models.plugins.module_utils._validation import parse_ollama_name
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
+from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
 
 PROVIDERS = ("huggingface", "ollama")
 DEFAULT_LIMIT = 50
@@ -38,7 +38,7 @@ def _mark(row: dict, installed: dict, key: str) -> dict:
 
 def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: str | None, models_dir: str,
                 installed: dict) -> dict:
-    from ansible_collections.venom.models.plugins.module_utils._hf import HuggingFaceProvider  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.models.huggingface import HuggingFaceProvider  # pylint: disable=import-outside-toplevel
     request = ModelRequest(name=name, provider="huggingface", revision=revision, endpoint=endpoint, token=token,
                            models_dir=models_dir)
     provider = HuggingFaceProvider(request, StatePaths(models_dir))
@@ -57,7 +57,7 @@ def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: st
 
 
 def _hf_list(endpoint: str | None, token: str | None, search: str | None, limit: int, installed: dict) -> list:
-    from ansible_collections.venom.models.plugins.module_utils import _hf  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
     url = _hf.validate_endpoint(endpoint)
     _hf.load_hub()
     _hf.disable_progress_bars()
@@ -94,7 +94,7 @@ def _ollama_key(name: str) -> str:
 
 
 def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, installed: dict) -> list:
-    from ansible_collections.venom.models.plugins.module_utils._ollama import OllamaClient  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaClient  # pylint: disable=import-outside-toplevel
     client = OllamaClient(endpoint or "http://127.0.0.1:11434", timeout=15.0)
     tags = client.tags()
     by_name = {}
@@ -145,7 +145,7 @@ def available(provider: str, models_dir: str, models: list | None = None, endpoi
             rows = [_hf_resolve(n, revision, endpoint, token, models_dir, installed) for n in names]
         else:
             rows = _hf_list(endpoint, token, search, limit, installed)
-        from ansible_collections.venom.models.plugins.module_utils._hf import validate_endpoint  # pylint: disable=import-outside-toplevel
+        from ansible_collections.venom.models.plugins.module_utils.models.huggingface import validate_endpoint  # pylint: disable=import-outside-toplevel
         where = validate_endpoint(endpoint)
     else:
         rows = _ollama(endpoint, search, names, limit, installed)

@@ -33,7 +33,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 
-from ansible_collections.venom.models.plugins.module_utils._errors import MissingDependencyError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError, VenomError
 
 try:
     import jinja2

@@ -24,7 +24,7 @@ import math
 import os
 import re
 
-from ansible_collections.venom.models.plugins.module_utils._errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 
 PROVIDERS = ("huggingface", "ollama", "local")
 RUNTIMES = ("vllm", "ollama")

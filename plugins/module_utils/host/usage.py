@@ -24,8 +24,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the host
 else:
     PYNVML_IMPORT_ERROR = None
 
-from ansible_collections.venom.models.plugins.module_utils._manifest import GB
-from ansible_collections.venom.models.plugins.module_utils._quota import free_bytes
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import GB
+from ansible_collections.venom.models.plugins.module_utils.store.quota import free_bytes
 
 MB = 2 ** 20
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.venom.models.plugins.module_utils._errors import QuotaError
-from ansible_collections.venom.models.plugins.module_utils._manifest import GB
-from ansible_collections.venom.models.plugins.module_utils._validation import validate_non_negative
+from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import GB
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_non_negative
 
 DEFAULT_QUOTA_GB = 50.0
 DEFAULT_RESERVE_GB = 2.0

@@ -12,7 +12,7 @@ people. Plain Python: the ``venom.models.fleet_report`` filter and the ``report`
 """
 from __future__ import annotations
 
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 SCHEMA = "venom.models/fleet-report@1"
 _MODEL_KEYS = ("name", "provider", "revision", "size_bytes", "size_gb", "status", "active", "active_runtime",

@@ -48,18 +48,18 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.venom.models.plugins.module_utils import _health as health
-from ansible_collections.venom.models.plugins.module_utils import _process as proc
-from ansible_collections.venom.models.plugins.module_utils._errors import (
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health as health
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
+from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError, VenomError)
-from ansible_collections.venom.models.plugins.module_utils._fsutil import atomic_write_bytes, atomic_write_json
-from ansible_collections.venom.models.plugins.module_utils._journal import Journal
-from ansible_collections.venom.models.plugins.module_utils._locks import runtime_lock
-from ansible_collections.venom.models.plugins.module_utils._manifest import Manifest
-from ansible_collections.venom.models.plugins.module_utils._paths import StatePaths
-from ansible_collections.venom.models.plugins.module_utils._systemd import Systemd, systemd_booted
-from ansible_collections.venom.models.plugins.module_utils._timeutil import iso
-from ansible_collections.venom.models.plugins.module_utils._validation import parse_ollama_name
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_bytes, atomic_write_json
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import Systemd, systemd_booted
+from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
+from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
 
 RUNTIMES = ("vllm", "ollama")
 STATES = ("started", "stopped", "restarted")

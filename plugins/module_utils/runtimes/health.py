@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 
-from ansible_collections.venom.models.plugins.module_utils._errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 

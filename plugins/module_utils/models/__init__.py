@@ -1,0 +1,3 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Models and their providers: operations, the provider contract, Hugging Face, local, Ollama, staging, available, discovery."""
