@@ -167,16 +167,22 @@ i = 0
 while True:
     i += 1
     m.upsert(new_entry(f"k/m{i % 50}", "local", size_bytes=i, files=[{"path": "x" * (i % 4000), "size": i}]))
+    if i == 1:
+        print("writing", flush=True)  # the kill comes at a random moment of the writes, not of the start
 """
 
 
 def test_sigkill_at_random_points_never_leaves_unreadable_manifest(tmp_path):
     rng = random.Random(1234)
     for _round in range(25):
-        proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(tmp_path)] + sys.path)
-        time.sleep(rng.uniform(0.05, 0.4))
+        proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(tmp_path)] + sys.path,
+                                stdout=subprocess.PIPE, text=True)
+        # wait for the first committed write however slow the interpreter starts on a loaded machine
+        assert proc.stdout.readline() == "writing\n"
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         doc = Manifest(str(tmp_path)).load()  # raises if unreadable
         validate_document(doc)
     assert Manifest(str(tmp_path)).models(), "the writer made progress"
