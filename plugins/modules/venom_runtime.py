@@ -36,6 +36,11 @@ author:
 extends_documentation_fragment:
   - venom.models.common
   - venom.models.common.actions
+attributes:
+  idempotent:
+    support: partial
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    details: O(state=restarted) stops and starts the runtime on every run, so it always reports a change.
 options:
   name:
     description: The runtime.
