@@ -4,27 +4,6 @@
 from __future__ import annotations
 
 
-# Attribute blocks shared by the fragments below (each fragment is one YAML document).
-_PLATFORM = r"""
-  platform:
-    support: full
-    platforms: posix
-    description: Runs on POSIX managed hosts (Linux; the runtimes need systemd or a POSIX process model).
-"""
-_READ_ONLY = r"""
-attributes:
-  check_mode:
-    support: full
-    description: Can run in check_mode and return the same result; it never changes anything.
-  diff_mode:
-    support: none
-    description: Returns no diff.
-  idempotent:
-    support: full
-    description: Never changes anything.
-"""
-
-
 class ModuleDocFragment:
     """Options and attributes shared by the venom.models modules."""
 
@@ -62,6 +41,11 @@ options:
         (M(venom.models.venom_model)); the other modules ignore it.
       - Recorded with the manifest like O(quota_gb); 2 when nothing is recorded.
     type: float
+attributes:
+  platform:
+    support: full
+    platforms: posix
+    description: Runs on POSIX managed hosts (Linux; the runtimes need systemd or a POSIX process model).
 notes:
   - O(models_dir), O(lock_timeout), O(quota_gb) and O(reserve_gb) are accepted by every module of
     the collection, so that C(module_defaults) for the action group C(group/venom.models.all) sets
@@ -81,13 +65,15 @@ attributes:
   idempotent:
     support: full
     description: When run twice in a row with the same arguments, the second run reports no change.
-""" + _PLATFORM
+"""
 
-    FACTS = _READ_ONLY + r"""
+    # with INFO (the read-only attributes)
+    FACTS = r"""
+attributes:
   facts:
     support: full
     description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
-""" + _PLATFORM
+"""
 
     LOOKUP = r"""
 options:
@@ -132,4 +118,15 @@ options:
     type: str
 """
 
-    INFO = _READ_ONLY + _PLATFORM
+    INFO = r"""
+attributes:
+  check_mode:
+    support: full
+    description: Can run in check_mode and return the same result; it never changes anything.
+  diff_mode:
+    support: none
+    description: Returns no diff.
+  idempotent:
+    support: full
+    description: Never changes anything.
+"""

@@ -41,6 +41,7 @@ author:
   - venom.models developers (@venom-models)
 extends_documentation_fragment:
   - venom.models.common
+  - venom.models.common.info
   - venom.models.common.facts
   - venom.models.common.lookup
 options:

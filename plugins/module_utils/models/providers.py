@@ -33,7 +33,6 @@ import dataclasses
 import hashlib
 
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
-from ansible_collections.venom.models.plugins.module_utils.store.quota import DEFAULT_QUOTA_GB, DEFAULT_RESERVE_GB
 
 STATES = ("present", "absent", "verified", "latest")
 DEFAULT_LOCK_TIMEOUT = 600.0
