@@ -11,13 +11,17 @@ here). Everything else - groups, runtimes, the virtualenv interpreter, become - 
 1. ``site --tags venom_host`` bootstraps the hosts: the example names /opt/venom/venv/bin/python
    as the interpreter, which does not exist yet; the role creates it with the host's Python and
    installs requirements-target.txt. A second run changes nothing.
-2. ``site --check`` on the bootstrapped hosts prints each host's plan and changes nothing.
+2. The Ollama hosts get their server (the role venom.models.ollama, for real): check mode asks an
+   Ollama host's server what it has, so it cannot plan Ollama models before the server runs.
+3. ``site --check`` then prints each host's plan (the MiniLM download on the GPU host, the Ollama
+   model on the Ollama host, nothing on the mirror) and changes nothing.
 """
 from __future__ import annotations
 
 import os
 
 import pytest
+import requests
 import yaml
 
 from tests.integration.test_example_inventory import EXAMPLE
@@ -84,6 +88,10 @@ def test_the_host_role_bootstraps_the_modules_python(example):  # pylint: disabl
 
 def test_site_check_mode_on_the_example_fleet_is_a_plan(example):  # pylint: disable=redefined-outer-name
     env = example["env"]
+    server = run_playbook([{"name": "The Ollama servers", "hosts": "ollama_cpu", "gather_facts": False, "become": True,
+                            "roles": ["venom.models.ollama"]}], inventory=EXAMPLE,
+                          extra_args=["-i", example["overrides"], "--limit", ",".join(HOSTS)], timeout=900)
+    assert server.rc == 0, server.stdout[-6000:] + server.stderr[-3000:]
     res = _site(example, check=True)
     assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
     gpu = res.task(SUMMARY, host="gpu-1.llm.internal")["msg"]
@@ -94,5 +102,7 @@ def test_site_check_mode_on_the_example_fleet_is_a_plan(example):  # pylint: dis
     mirror = res.task(SUMMARY, host="mirror-1.llm.internal")["msg"]
     assert mirror[0].startswith("check mode") and "download: nothing" in mirror, mirror
     for i in HOSTS.values():  # nothing was written
-        gone = env.ssh(i, "sh", "-c", "ls -d /opt/vllm /var/lib/venom/models /srv/ollama 2>/dev/null || true").stdout
+        gone = env.ssh(i, "sh", "-c", "ls -d /opt/vllm /var/lib/venom/models 2>/dev/null || true").stdout
         assert gone.strip() == "", gone
+    tags = requests.get(f"http://127.0.0.1:{env.host(HOSTS['cpu-1.llm.internal']).ollama_port}/api/tags", timeout=10)
+    assert tags.json()["models"] == [], "nothing was pulled"
