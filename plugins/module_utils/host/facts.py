@@ -77,8 +77,9 @@ def gather(models_dir: str, subsets: list, quota_gb: float | None = None, operat
     are looked at as local processes only). ``available_query`` holds the keyword arguments of
     ``_available.available`` (provider, endpoint, token, search, names, revision, limit).
     ``warn(message)`` receives what the caller should show as warnings: a ``models_dir`` that does
-    not exist, a remote that could not be asked. (Deprecations, DEPRECATED_SUBSETS, are the caller's.) ``operation_id`` makes the
-    operations subset that one operation (an unknown id fails with NotFoundError).
+    not exist, a remote that could not be asked (deprecations, DEPRECATED_SUBSETS, are the
+    caller's). ``operation_id`` makes the operations subset that one operation (an unknown id
+    fails with NotFoundError).
     """
     warn = warn or (lambda _message: None)
     subsets = resolve_subsets(subsets)
