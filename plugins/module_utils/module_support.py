@@ -3,7 +3,11 @@
 """The thin glue between AnsibleModule and the library (the only module_utils file that knows Ansible)."""
 from __future__ import annotations
 
+import os
+
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.models.providers import DEFAULT_LOCK_TIMEOUT
+from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR
 
 
 def fail_from(module, exc: VenomError, **extra) -> None:
@@ -15,3 +19,45 @@ def fail_from(module, exc: VenomError, **extra) -> None:
         result["details"] = exc.details
     result.update(extra)
     module.fail_json(msg=str(exc), **result)
+
+
+def common_argument_spec(**options) -> dict:
+    """The options every venom.models module accepts, plus the module's own ``options``.
+
+    One place for what the doc fragment ``venom.models.common`` documents: ``module_defaults`` for
+    ``group/venom.models.all`` (meta/runtime.yml) hands these options to every module of the group,
+    so each of them must accept them (a module that does not use one ignores it).
+    """
+    spec = {
+        "models_dir": {"type": "path", "default": DEFAULT_MODELS_DIR},
+        "lock_timeout": {"type": "float", "default": DEFAULT_LOCK_TIMEOUT},
+        "quota_gb": {"type": "float"},
+        "reserve_gb": {"type": "float"},
+    }
+    spec.update(options)
+    return spec
+
+
+def lookup_argument_spec() -> dict:
+    """The options of a remote lookup (doc fragment ``venom.models.common.lookup``)."""
+    return {
+        "provider": {"type": "str", "choices": ["huggingface", "ollama"], "default": "huggingface"},
+        "endpoint": {"type": "str"},
+        "search": {"type": "str"},
+        "names": {"type": "list", "elements": "str", "default": []},
+        "revision": {"type": "str"},
+        "limit": {"type": "int", "default": 50},
+        "token": {"type": "str", "no_log": True},
+    }
+
+
+def lookup_query(module) -> dict:
+    """The keyword arguments of ``models.available.available`` from the module's lookup options;
+    the token (also from E(HF_TOKEN)) is registered as a value never to show."""
+    p = module.params
+    token = p["token"] or os.environ.get("HF_TOKEN") or None
+    if token:
+        module.no_log_values.add(token)
+    query = {k: p[k] for k in ("provider", "endpoint", "search", "names", "revision", "limit")}
+    query["token"] = token if p["provider"] == "huggingface" else None
+    return query

@@ -21,8 +21,12 @@ author:
   - venom.models developers (@venom-models)
 extends_documentation_fragment:
   - venom.models.common
-  - venom.models.common.locking
   - venom.models.common.actions
+attributes:
+  idempotent:
+    support: partial
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    details: O(state=rebuilt) with O(force=true) rebuilds the manifest on every run, so it always reports a change.
 options:
   state:
     description:
@@ -104,14 +108,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
-from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            models_dir=dict(type="path", default="/var/lib/venom/models"),
-            lock_timeout=dict(type="float", default=600.0),
+        argument_spec=common_argument_spec(
             state=dict(type="str", choices=["valid", "rebuilt"], default="valid"),
             force=dict(type="bool", default=False),
         ),

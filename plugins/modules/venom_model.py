@@ -31,7 +31,6 @@ author:
   - venom.models developers (@venom-models)
 extends_documentation_fragment:
   - venom.models.common
-  - venom.models.common.locking
   - venom.models.common.actions
 options:
   name:
@@ -68,17 +67,6 @@ options:
       - For V(huggingface), a branch, a tag or a full commit id. It is resolved to the commit, which is
         recorded; the default is the repository's C(main) branch.
     type: str
-  quota_gb:
-    description:
-      - Storage quota for all models in O(models_dir), in GB (10^9 bytes). An install that would exceed it
-        is refused before anything is downloaded.
-    type: float
-    default: 50
-  reserve_gb:
-    description:
-      - Free space, in GB, that must remain on the filesystem of O(models_dir) after the download.
-    type: float
-    default: 2
   token:
     description:
       - Hugging Face access token, for private and gated repositories. Never logged, returned or stored.
@@ -136,6 +124,8 @@ options:
   runtime:
     description:
       - Which runtime the model is meant for; recorded in the manifest.
+      - Without it, a new entry gets the provider's runtime - V(vllm) for V(huggingface) and
+        V(local), V(ollama) for V(ollama) - and an existing entry keeps what it has.
     type: str
     choices: [vllm, ollama]
   display_name:
@@ -288,6 +278,14 @@ operation:
   returned: always
   type: dict
   sample: {"id": "6f1c...", "type": "install", "status": "completed", "bytes_total": 91621751}
+storage:
+  description:
+    - The host's storage settings in force (O(quota_gb), O(reserve_gb)) - as given, else as recorded
+      with the manifest, else the defaults. C(recorded) is true when this run recorded a new value
+      (in check mode, when it would record one).
+  returned: success
+  type: dict
+  sample: {"quota_gb": 400.0, "reserve_gb": 2.0, "recorded": false}
 bytes_downloaded:
   description: Bytes transferred over the network (or copied) by this run; less than the size when it resumed.
   returned: always
@@ -300,7 +298,7 @@ from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils.models.huggingface import redact
 from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations
-from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 
 REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
@@ -311,15 +309,11 @@ REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=common_argument_spec(
             name=dict(type="str", required=True),
             provider=dict(type="str", choices=["huggingface", "ollama", "local"], default="huggingface"),
             state=dict(type="str", choices=["present", "absent", "verified", "latest"], default="present"),
             revision=dict(type="str"),
-            models_dir=dict(type="path", default="/var/lib/venom/models"),
-            lock_timeout=dict(type="float", default=600.0),
-            quota_gb=dict(type="float", default=50.0),
-            reserve_gb=dict(type="float", default=2.0),
             token=dict(type="str", no_log=True, fallback=(env_fallback, ["HF_TOKEN"])),
             endpoint=dict(type="str"),
             registry=dict(type="str"),

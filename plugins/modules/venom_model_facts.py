@@ -22,13 +22,18 @@ description:
     with the mode (systemd or process), running, healthy (the same health gate as activation), pid, port,
     the active model, restarts and whether the runtime is configured at all. It only asks this
     host's own servers.
-  - C(available) lists the models a provider offers, and is the only subset that talks to another
-    machine, so it is never gathered by default. For C(huggingface) (the Hub or a mirror such as
+  - C(available) is deprecated and will be removed in 0.2.0; use M(venom.models.venom_model_info),
+    which takes the same options and returns the same list. It is the only subset that talks to
+    another machine, so neither the default nor V(all) gathers it. When the provider cannot be
+    asked (down, unreachable), the subset carries C(error) and C(fix), a warning says so, and the
+    other facts are returned as usual.
+  - C(available) lists the models a provider offers. For C(huggingface) (the Hub or a mirror such as
     olah, O(endpoint)), O(names) resolves each repository exactly as M(venom.models.venom_model)
     would (its commit and total size, which is what an install would download); without O(names) the Hub's
     search lists models (O(search), O(limit)); mirrors have no search, so give O(names) there. For
     C(ollama), the models an Ollama server at O(endpoint) has (C(/api/tags)). Each model says
     whether this host has it installed, and at which revision.
+  - A O(models_dir) that does not exist gives empty facts and a warning (it is often a wrong path).
   - C(discovered) lists model directories, GGUF files and Hugging Face cache snapshots on the host
     that the manifest does not know (in O(models_dir), the Hub caches and O(discovery_paths)),
     each with the arguments M(venom.models.venom_model) needs to adopt it.
@@ -36,11 +41,14 @@ author:
   - venom.models developers (@venom-models)
 extends_documentation_fragment:
   - venom.models.common
+  - venom.models.common.info
   - venom.models.common.facts
+  - venom.models.common.lookup
 options:
   gather_subset:
     description:
-      - Which facts to gather. V(all) gathers every subset; prefix a subset with C(!) to leave it out.
+      - Which facts to gather. V(all) gathers every subset about this host (all but the deprecated
+        C(available)); prefix a subset with C(!) to leave it out.
     type: list
     elements: str
     default: [models, capabilities, usage, operations, runtimes, discovered]
@@ -48,11 +56,6 @@ options:
     description:
       - Only report this model (in C(models) and C(operations)).
     type: str
-  quota_gb:
-    description:
-      - The storage quota the usage percentage is computed against (decimal GB).
-    type: float
-    default: 50
   discovery_paths:
     description:
       - More directories to search for unmanaged models in the C(discovered) subset, for example
@@ -60,47 +63,16 @@ options:
     type: list
     elements: path
     default: []
+  operation_id:
+    description:
+      - Return only this operation in C(venom_operations) (its C(id), as a module's result or an
+        earlier fact gives it), whatever its age. An unknown id fails the task.
+    type: str
   operations_limit:
     description:
       - How many recent operations to return. Running operations are always returned.
     type: int
     default: 20
-  provider:
-    description:
-      - The provider the C(available) subset asks.
-    type: str
-    choices: [huggingface, ollama]
-    default: huggingface
-  endpoint:
-    description:
-      - For C(available), the Hugging Face Hub or mirror (default U(https://huggingface.co)), or the
-        Ollama server (default U(http://127.0.0.1:11434)).
-    type: str
-  search:
-    description:
-      - For C(available), only models whose name contains this text.
-    type: str
-  names:
-    description:
-      - For C(available), look up exactly these models (Hugging Face repository ids or Ollama names).
-        Each is reported, with C(available=false) and the reason when the provider does not have it.
-    type: list
-    elements: str
-    default: []
-  revision:
-    description:
-      - For C(available) with O(names) on Hugging Face, the branch, tag or commit to resolve.
-    type: str
-  limit:
-    description:
-      - For C(available) without O(names), the largest number of models to list (1 to 1000).
-    type: int
-    default: 50
-  token:
-    description:
-      - Hugging Face token for C(available) (private or gated repositories). Falls back to the
-        E(HF_TOKEN) environment variable. Never written anywhere.
-    type: str
   api_key:
     description:
       - The vLLM API key, so that the C(runtimes) health check can read C(/v1/models) from a vLLM
@@ -112,6 +84,7 @@ requirements:
 seealso:
   - module: venom.models.venom_model
   - module: venom.models.venom_runtime
+  - module: venom.models.venom_model_info
 """
 
 EXAMPLES = r"""
@@ -136,17 +109,10 @@ EXAMPLES = r"""
     that: ansible_facts['venom_runtimes']['vllm']['healthy']
     fail_msg: "vLLM on {{ inventory_hostname }}: {{ ansible_facts['venom_runtimes']['vllm']['health'] }}"
 
-- name: What would installing these models from the mirror download?
+- name: One operation by its id
   venom.models.venom_model_facts:
-    gather_subset: [available]
-    endpoint: http://mirror.internal:8090
-    names: [sentence-transformers/all-MiniLM-L6-v2, BAAI/bge-small-en-v1.5]
-
-- name: Search the public Hub
-  venom.models.venom_model_facts:
-    gather_subset: [available]
-    search: MiniLM
-    limit: 10
+    gather_subset: [operations]
+    operation_id: "{{ install_result.operation.id }}"
 
 - name: Warn when the model disk is nearly full
   ansible.builtin.debug:
@@ -257,29 +223,18 @@ ansible_facts:
           restarts: null
     venom_available:
       description:
-        - The models the provider offers. C(revision) is the commit (Hugging Face) or the manifest
-          digest (Ollama); C(size_bytes) what an install would download (known for O(names) on
-          Hugging Face and for Ollama). C(installed) and C(installed_revision) come from this
-          host's manifest; C(update_available) is true when the installed commit is not the resolved one.
+        - Deprecated. What M(venom.models.venom_model_info) returns (C(provider), C(endpoint),
+          C(search), C(names), C(count), C(models)), as one dict. When the provider could not be asked,
+          C(models) is empty and C(error) and C(fix) say why.
       returned: when the available subset is gathered
       type: dict
       sample:
         provider: huggingface
         endpoint: http://mirror.internal:8090
-        search: null
-        names: [sentence-transformers/all-MiniLM-L6-v2]
-        count: 1
-        models:
-          - name: sentence-transformers/all-MiniLM-L6-v2
-            available: true
-            reason: null
-            revision: c9745ed1d9f207416be6d2e6f8de32d1f16199bf
-            requested_revision: main
-            size_bytes: 90868376
-            files_count: 13
-            installed: false
-            installed_revision: null
-            update_available: false
+        count: 0
+        models: []
+        error: "cannot reach http://mirror.internal:8090 (connection refused)"
+        fix: Check the endpoint, the host's network and proxy settings, and the token.
     venom_discovered:
       description:
         - Models on disk the manifest does not know. C(kind) is C(model_directory) (a directory with
@@ -307,51 +262,44 @@ ansible_facts:
       sample: [models, capabilities, usage, operations, runtimes, discovered]
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils.host.facts import DEFAULT_SUBSETS, gather
-from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.host.facts import (
+    DEFAULT_SUBSETS, DEPRECATED_SUBSETS, gather, resolve_subsets)
+from ansible_collections.venom.models.plugins.module_utils.module_support import (
+    common_argument_spec, fail_from, lookup_argument_spec, lookup_query)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            models_dir=dict(type="path", default="/var/lib/venom/models"),
+        argument_spec=common_argument_spec(
             gather_subset=dict(type="list", elements="str", default=list(DEFAULT_SUBSETS)),
             name=dict(type="str"),
-            quota_gb=dict(type="float", default=50.0),
             operations_limit=dict(type="int", default=20),
+            operation_id=dict(type="str"),
             discovery_paths=dict(type="list", elements="path", default=[]),
-            provider=dict(type="str", choices=["huggingface", "ollama"], default="huggingface"),
-            endpoint=dict(type="str"),
-            search=dict(type="str"),
-            names=dict(type="list", elements="str", default=[]),
-            revision=dict(type="str"),
-            limit=dict(type="int", default=50),
-            token=dict(type="str", no_log=True),
+            **lookup_argument_spec(),
             api_key=dict(type="str", no_log=True),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    token = p["token"] or os.environ.get("HF_TOKEN") or None
-    if token:
-        module.no_log_values.add(token)
-    query = {k: p[k] for k in ("provider", "endpoint", "search", "names", "revision", "limit")}
-    query["token"] = token if p["provider"] == "huggingface" else None
+    query = lookup_query(module)
 
     def runner(argv):
         return module.run_command(argv)
 
     try:
+        for subset in set(resolve_subsets(p["gather_subset"])) & set(DEPRECATED_SUBSETS):
+            module.deprecate(f"gather_subset {subset} is deprecated: {DEPRECATED_SUBSETS[subset]}.",
+                             version="0.2.0", collection_name="venom.models")
         facts = gather(p["models_dir"], p["gather_subset"], quota_gb=p["quota_gb"],
                        operations_limit=p["operations_limit"], name=p["name"],
                        discovery_paths=p["discovery_paths"],
                        runner=runner if module.get_bin_path("systemctl") else None,
-                       available_query=query, api_key=p["api_key"])
+                       available_query=query, api_key=p["api_key"], warn=module.warn,
+                       operation_id=p["operation_id"])
     except VenomError as exc:
         fail_from(module, exc)
     module.exit_json(changed=False, ansible_facts=facts)

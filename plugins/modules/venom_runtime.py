@@ -35,8 +35,12 @@ author:
   - venom.models developers (@venom-models)
 extends_documentation_fragment:
   - venom.models.common
-  - venom.models.common.locking
   - venom.models.common.actions
+attributes:
+  idempotent:
+    support: partial
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    details: O(state=restarted) stops and starts the runtime on every run, so it always reports a change.
 options:
   name:
     description: The runtime.
@@ -252,14 +256,14 @@ status:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils.module_support import fail_from
+from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import (
     RuntimeController, RuntimeSpec, public_result)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=common_argument_spec(
             name=dict(type="str", required=True, choices=["vllm", "ollama"]),
             state=dict(type="str", choices=["started", "stopped", "restarted"], default="started"),
             model=dict(type="str"),
@@ -281,8 +285,6 @@ def main():
             rollback=dict(type="bool", default=True),
             env_file=dict(type="path", default="/etc/venom-models/vllm.env"),
             log_file=dict(type="path"),
-            models_dir=dict(type="path", default="/var/lib/venom/models"),
-            lock_timeout=dict(type="float", default=600.0),
         ),
         supports_check_mode=True,
     )

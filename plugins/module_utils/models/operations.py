@@ -38,8 +38,8 @@ from ansible_collections.venom.models.plugins.module_utils.store.manifest import
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
-    STATES, ModelRequest, Progress, Target, files_digest)
-from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes
+    DEFAULT_RUNTIMES, STATES, ModelRequest, Progress, Target, files_digest)
+from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes, storage_settings
 from ansible_collections.venom.models.plugins.module_utils.store.quota import plan as quota_plan
 from ansible_collections.venom.models.plugins.module_utils.store.quota import require_fit
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
@@ -98,8 +98,9 @@ def validate_request(req: ModelRequest) -> ModelRequest:
                               fix=f"Use one of: {', '.join(sorted(PROVIDERS))}.")
     if req.runtime is not None:
         validate_choice(req.runtime, RUNTIMES, "runtime")
-    validate_non_negative(req.quota_gb, "quota_gb")
-    validate_non_negative(req.reserve_gb, "reserve_gb")
+    for key in ("quota_gb", "reserve_gb"):
+        if getattr(req, key) is not None:
+            validate_non_negative(getattr(req, key), key)
     if req.timeout is not None and validate_non_negative(req.timeout, "timeout") == 0:
         raise ValidationError("timeout must be more than 0 seconds.", fix="Set timeout to a positive number or omit it.")
     for key in ("allow_patterns", "ignore_patterns"):
@@ -127,6 +128,9 @@ class ModelOperations:
         self.name = self.provider.canonical_name()
         self.manifest = Manifest(self.paths.models_dir, lock_timeout=request.lock_timeout)
         self.journal = Journal(self.paths.models_dir)
+        # the host's storage settings: as given, else as recorded with the manifest, else the defaults
+        self.storage = storage_settings(self.manifest.settings(), quota_gb=request.quota_gb,
+                                        reserve_gb=request.reserve_gb)
         self.warnings: list = []
         self.progress: Progress | None = None
 
@@ -135,17 +139,28 @@ class ModelOperations:
 
     # -- entry point ---------------------------------------------------------------------------------
     def run(self) -> dict:
+        given = {"quota_gb": self.request.quota_gb, "reserve_gb": self.request.reserve_gb}
         if self.check_mode:
             plan = self.plan()
-            return self.result(plan, after=self.predicted_entry(plan), operation=None)
+            recorded = self.manifest.settings()
+            return self._with_settings(self.result(plan, after=self.predicted_entry(plan), operation=None),
+                                       any(v is not None and recorded.get(k) != float(v) for k, v in given.items()))
         self.paths.ensure()
         with model_lock(self.paths.models_dir, self.request.provider, self.name, timeout=self.request.lock_timeout,
                         purpose=f"venom_model {self.request.state} {self.name}"):
             plan = self.plan()
             if plan.action == "none":
-                return self.result(plan, after=plan.before, operation=None)
-            after, operation = self.apply(plan)
-            return self.result(plan, after=after, operation=operation)
+                out = self.result(plan, after=plan.before, operation=None)
+            else:
+                after, operation = self.apply(plan)
+                out = self.result(plan, after=after, operation=operation)
+            return self._with_settings(out, self.manifest.record_settings(given))
+
+    def _with_settings(self, out: dict, recorded_now: bool) -> dict:
+        """The result with the storage settings in force; recording new ones is a change."""
+        out["storage"] = dict(self.storage, recorded=recorded_now)
+        out["changed"] = out["changed"] or recorded_now
+        return out
 
     # -- planning (read-only) ------------------------------------------------------------------------
     def plan(self) -> Plan:
@@ -266,7 +281,7 @@ class ModelOperations:
             counted = models
         disk_path = (plan.target.disk_path if plan.target else None) or self.paths.models_dir
         free = free_bytes(disk_path)
-        report = quota_plan(counted, quota_bytes, self.request.quota_gb, self.request.reserve_gb, disk_path,
+        report = quota_plan(counted, quota_bytes, self.storage["quota_gb"], self.storage["reserve_gb"], disk_path,
                             replaced_bytes=replaced, disk_free=free + quota_bytes - plan.fetch_bytes)
         report.update(disk_free_bytes=free, disk_free_after_bytes=free - plan.fetch_bytes + replaced,
                       fetch_bytes=plan.fetch_bytes)
@@ -389,7 +404,7 @@ class ModelOperations:
             status="installed", size_bytes=sum(f["size"] for f in files),
             capabilities=merge_overrides(detected, overrides), local_path=fields.get("local_path"),
             sha256=files_digest(files), installed_at=now if installed_now else before.get("installed_at") or now,
-            updated_at=now, runtime=req.runtime or before.get("runtime"), revision=fields.get("revision"),
+            updated_at=now, runtime=req.runtime or before.get("runtime") or DEFAULT_RUNTIMES.get(req.provider), revision=fields.get("revision"),
             files=files, active=bool(before.get("active", False)), active_runtime=before.get("active_runtime"))
         entry["requested_revision"] = fields.get("requested_revision") or before.get("requested_revision")
         entry["detected_capabilities"] = detected

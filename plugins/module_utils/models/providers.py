@@ -33,10 +33,12 @@ import dataclasses
 import hashlib
 
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
-from ansible_collections.venom.models.plugins.module_utils.store.quota import DEFAULT_QUOTA_GB, DEFAULT_RESERVE_GB
 
 STATES = ("present", "absent", "verified", "latest")
 DEFAULT_LOCK_TIMEOUT = 600.0
+# The runtime a model is meant for when the task does not say: Hugging Face and local models are
+# served by vLLM, Ollama models by Ollama (the original system's rule).
+DEFAULT_RUNTIMES = {"huggingface": "vllm", "local": "vllm", "ollama": "ollama"}
 
 
 @dataclasses.dataclass
@@ -48,8 +50,8 @@ class ModelRequest:
     state: str = "present"
     revision: str | None = None
     models_dir: str = DEFAULT_MODELS_DIR
-    quota_gb: float = DEFAULT_QUOTA_GB
-    reserve_gb: float = DEFAULT_RESERVE_GB
+    quota_gb: float | None = None  # None: as recorded with the manifest, else DEFAULT_QUOTA_GB
+    reserve_gb: float | None = None  # None: as recorded with the manifest, else DEFAULT_RESERVE_GB
     token: str | None = dataclasses.field(default=None, repr=False)
     endpoint: str | None = None
     allow_patterns: list | None = None

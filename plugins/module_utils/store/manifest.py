@@ -74,6 +74,10 @@ _ENTRY_TYPES = {
 REQUIRED_ENTRY_KEYS = ("name", "provider", "status", "size_bytes", "capabilities", "files")
 
 
+# Host-wide storage settings recorded with the manifest by venom_model (used when a task omits them).
+STORAGE_SETTINGS = ("quota_gb", "reserve_gb")
+
+
 def empty_document() -> dict:
     return {"kind": KIND, "schema_version": SCHEMA_VERSION, "updated_at": None, "models": []}
 
@@ -123,6 +127,12 @@ def validate_document(doc, path: str = "manifest") -> dict:
         bad("'models' is not a list")
     if doc.get("updated_at") is not None and not isinstance(doc.get("updated_at"), str):
         bad("'updated_at' is not a string")
+    settings = doc.get("settings", {})
+    if not isinstance(settings, dict):
+        bad("'settings' is not an object")
+    for key, value in settings.items():
+        if key not in STORAGE_SETTINGS or isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            bad(f"settings.{key} = {value!r} is not one of {', '.join(STORAGE_SETTINGS)} with a number >= 0")
     seen = set()
     for idx, entry in enumerate(models):
         where = f"models[{idx}]"
@@ -196,6 +206,19 @@ class Manifest:
 
     def get(self, name: str, provider: str | None = None) -> dict | None:
         return find_entry(self.load(), name, provider)
+
+    def settings(self) -> dict:
+        """The host's storage settings recorded with the manifest (``quota_gb``, ``reserve_gb``)."""
+        return dict(self.load().get("settings") or {})
+
+    def record_settings(self, values: dict) -> bool:
+        """Record the settings given (None: left as recorded). Returns whether the manifest changed."""
+        given = {k: float(v) for k, v in values.items() if v is not None}
+        if all(self.settings().get(k) == v for k, v in given.items()):
+            return False
+        with self.transaction() as doc:
+            doc["settings"] = dict(doc.get("settings") or {}, **given)
+        return True
 
     # -- writing -------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -287,12 +310,18 @@ class Manifest:
         self.paths.ensure()
         with manifest_lock(self.paths.models_dir, timeout=self.lock_timeout):
             report = self.plan_rebuild()
+            try:
+                settings = self.settings()  # kept when the damaged file still says them
+            except ManifestError:
+                settings = {}
             moved = None
             if os.path.lexists(self.path):
                 moved = f"{self.path}.broken-{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}"
                 os.replace(self.path, moved)
             doc = empty_document()
             doc["models"] = report["restored"] + report["damaged"]
+            if settings:
+                doc["settings"] = settings
             doc["updated_at"] = iso()
             validate_document(doc, self.path)
             atomic_write_json(self.path, doc, mode=0o644)

@@ -22,6 +22,12 @@ DEFAULT_RESERVE_GB = 2.0
 DEFAULT_MODEL_SIZE_GB = 4.0  # the source's estimate, used only when a provider cannot tell
 
 
+def storage_settings(recorded: dict, quota_gb: float | None = None, reserve_gb: float | None = None) -> dict:
+    """The storage settings in force: as given, else as recorded with the manifest, else the defaults."""
+    return {"quota_gb": float(quota_gb if quota_gb is not None else recorded.get("quota_gb", DEFAULT_QUOTA_GB)),
+            "reserve_gb": float(reserve_gb if reserve_gb is not None else recorded.get("reserve_gb", DEFAULT_RESERVE_GB))}
+
+
 def fmt_bytes(n: int | float) -> str:
     """Human size in decimal units, with enough precision to compare (e.g. '12.35 GB')."""
     n = float(n)

@@ -39,7 +39,8 @@ def test_available_is_not_gathered_by_default_but_runtimes_is():
     assert "available" in SUBSETS and "available" not in DEFAULT_SUBSETS and "runtimes" in DEFAULT_SUBSETS
     assert resolve_subsets([]) == list(DEFAULT_SUBSETS)
     assert resolve_subsets(["all", "!available"]) == list(DEFAULT_SUBSETS)
-    assert "available" in resolve_subsets(["all"])
+    assert "available" not in resolve_subsets(["all"]), "facts describe this host: no remote lookup in 'all'"
+    assert "available" in resolve_subsets(["available"])
 
 
 def test_runtimes_status_reads_the_state_venom_runtime_left(tmp_path):

@@ -81,8 +81,9 @@ def test_usage_with_gpus(tmp_path):
 
 @pytest.mark.parametrize("requested,expected", [
     (None, ["models", "capabilities", "usage", "operations", "runtimes", "discovered"]),
-    (["all"], ["models", "capabilities", "usage", "operations", "runtimes", "available", "discovered"]),
-    (["all", "!usage"], ["models", "capabilities", "operations", "runtimes", "available", "discovered"]),
+    (["all"], ["models", "capabilities", "usage", "operations", "runtimes", "discovered"]),
+    (["all", "!usage"], ["models", "capabilities", "operations", "runtimes", "discovered"]),
+    (["all", "available"], ["models", "capabilities", "usage", "operations", "runtimes", "available", "discovered"]),
     (["!usage", "!discovered", "!runtimes"], ["models", "capabilities", "operations"]),
     (["operations"], ["operations"]),
 ])
@@ -111,3 +112,13 @@ def test_gather(tmp_path):
     facts = gather(str(tmp_path), ["capabilities", "operations"], operations_limit=5, name="org/a")
     assert facts["venom_models"][0]["capabilities"] == {"supports_system_role": False}
     assert [o["id"] for o in facts["venom_operations"]] == [done.id]
+
+
+def test_usage_uses_the_quota_recorded_with_the_manifest(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(new_entry("org/a", "huggingface", size_bytes=GB, files=[{"path": "x", "size": GB}]))
+    assert gather(str(tmp_path), ["usage"])["venom_usage"]["disk_limit_gb"] == 50, "nothing recorded: the default"
+    m.record_settings({"quota_gb": 200})
+    usage_facts = gather(str(tmp_path), ["usage"])["venom_usage"]
+    assert usage_facts["disk_limit_gb"] == 200 and usage_facts["disk_usage_percent"] == 0.5
+    assert gather(str(tmp_path), ["usage"], quota_gb=10)["venom_usage"]["disk_limit_gb"] == 10, "a given quota wins"

@@ -224,3 +224,34 @@ def test_request_validation(tmp_path):
         with pytest.raises(ValidationError):
             _model_ops.ModelOperations(req)
     assert Problem("a", "missing").as_dict()["kind"] == "missing"
+
+
+def test_runtime_defaults_from_the_provider(tmp_path):
+    out = run(tmp_path, check=True)
+    assert out["diff"]["after"]["runtime"] == "vllm", "check mode predicts the default too"
+    run(tmp_path)
+    assert Manifest(str(tmp_path)).get("m", "local")["runtime"] == "vllm"
+    assert run(tmp_path)["changed"] is False
+    other = tmp_path / "other"
+    run(other, runtime="ollama")
+    assert Manifest(str(other)).get("m", "local")["runtime"] == "ollama", "a given runtime wins"
+
+
+def test_storage_settings_are_recorded_with_the_manifest_and_used_later(tmp_path):
+    out = run(tmp_path, check=True, quota_gb=0.5)
+    assert out["changed"] and out["storage"] == {"quota_gb": 0.5, "reserve_gb": 2.0, "recorded": True}
+    assert Manifest(str(tmp_path)).settings() == {}, "check mode predicts the recording and records nothing"
+    out = run(tmp_path, quota_gb=0.5, reserve_gb=0)
+    assert out["storage"]["recorded"] is True and Manifest(str(tmp_path)).settings() == {"quota_gb": 0.5, "reserve_gb": 0.0}
+    assert run(tmp_path, quota_gb=0.5)["changed"] is False, "the same quota again: no change"
+    out = run(tmp_path)  # omitted: the recorded settings are in force
+    assert out["changed"] is False and out["storage"] == {"quota_gb": 0.5, "reserve_gb": 0.0, "recorded": False}
+    out = run(tmp_path, check=True, quota_gb=0.7)
+    assert out["changed"] is True and out["action"] == "none", "a new quota is a change, predicted in check mode"
+    assert run(tmp_path, quota_gb=0.7)["changed"] is True and Manifest(str(tmp_path)).settings()["quota_gb"] == 0.7
+    # a later install without quota_gb obeys the recorded quota (2000 bytes: 1002 are used)
+    Manifest(str(tmp_path)).record_settings({"quota_gb": 0.000002})
+    with pytest.raises(QuotaError):
+        _model_ops.ModelOperations(ModelRequest(name="n", provider="local", models_dir=str(tmp_path),
+                                                revision="v2")).run()
+    assert Manifest(str(tmp_path)).get("n", "local") is None
