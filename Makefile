@@ -8,16 +8,20 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(PY) -m pytest -ra -p no:cacheprovider
 
-.PHONY: venv system test test-unit test-sanity test-units test-lint test-build test-integration test-fleet demo demo-stop bench clean
+.PHONY: venv venv-newest system test test-unit test-sanity test-units test-sanity-newest test-units-newest test-lint test-build test-integration test-integration-newest test-fleet demo demo-stop bench clean
 
 venv:
 	@scripts/venv.sh
+
+## The newest ansible-core release tested, on Python 3.12 (tests/requirements-newest.txt).
+venv-newest:
+	@scripts/venv.sh newest
 
 system:
 	@scripts/setup-system.sh
 
 ## The README's test command: every tier, in order; any failure or (under CI) any skip fails.
-test: venv system
+test: venv venv-newest system
 	@scripts/test.sh all
 
 test-unit: venv
@@ -26,12 +30,18 @@ test-sanity: venv system
 	@scripts/test.sh sanity
 test-units: venv
 	@scripts/test.sh units
+test-sanity-newest: venv venv-newest system
+	@scripts/test.sh sanity-newest
+test-units-newest: venv venv-newest
+	@scripts/test.sh units-newest
 test-lint: venv
 	@scripts/test.sh lint
 test-build: venv
 	@scripts/test.sh build
 test-integration: venv system
 	@scripts/test.sh integration
+test-integration-newest: venv venv-newest system
+	@scripts/test.sh integration-newest
 test-fleet: venv system
 	@scripts/test.sh fleet
 
@@ -48,4 +58,4 @@ bench: venv
 
 clean:
 	-@[ ! -d demo-state ] || scripts/demo.sh stop  # nothing of the demo keeps running
-	rm -rf $(VENV) .build .pytest_cache .hypothesis tests/output demo-state
+	rm -rf $(VENV) .venv-newest .build .pytest_cache .hypothesis tests/output demo-state

@@ -9,7 +9,7 @@ root=$(scripts/collection-tree.sh)
 (cd "$root/ansible_collections/venom/models" && ansible-galaxy collection build --output-path "$work" >/dev/null)
 tarball=$(ls "$work"/venom-models-*.tar.gz)
 echo "built $(basename "$tarball") ($(du -k "$tarball" | cut -f1) kB)"
-if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|\.git|__pycache__|tests/output)/' ; then
+if tar -tzf "$tarball" | grep -E '(^|/)(\.venv[^/]*|\.git|__pycache__|tests/output)/' ; then
   echo "FAIL: the tarball carries development files (see above); fix build_ignore in galaxy.yml" >&2; exit 1
 fi
 ansible-galaxy collection install -p "$work/installed" "$tarball" >/dev/null

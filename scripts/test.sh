@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Run one test tier, or all of them in order ("all"). Called by `make test` / `make test-<tier>`.
 # Every tier prints a banner and its result; the script stops at the first failing tier.
+# The tiers run on the floor (.venv: ansible-core 2.19, Python 3.11); the *-newest tiers repeat
+# those that differ between ansible-core versions on the newest release tested (.venv-newest:
+# tests/requirements-newest.txt, Python 3.12): sanity, units, and the integration tests that run
+# modules and playbooks (marker "ansible", tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0
 PYTEST=(python -m pytest -ra -p no:cacheprovider)
-TIERS=(unit sanity units lint build integration fleet)
+TIERS=(unit sanity units sanity-newest units-newest lint build integration integration-newest fleet)
 
 banner() { printf '\n==================== tier: %s ====================\n' "$1"; }
 
@@ -29,11 +33,22 @@ PY
   cp scripts/ansible-test-get-pip.py "$HOME/.ansible/test/cache/get_pip_${ver//./_}.py"
 }
 
+# ansible-test's --python: the version of the venv first on PATH
+py_version() { python -c 'import sys; print("%d.%d" % sys.version_info[:2])'; }
+
+# Put .venv-newest (built or refreshed here, cached by its stamp) first on PATH: the rest of the
+# tier runs on the newest ansible-core. Fails naming what to install when there is no Python 3.12.
+use_newest() {
+  scripts/venv.sh newest
+  PATH="$PWD/.venv-newest/bin:$PATH"
+  echo "on ansible-core $(python -c 'from ansible.release import __version__; print(__version__)'), Python $(py_version)"
+}
+
 tier_sanity() {
   ansible_test_pip_bootstrap
   local root; root=$(scripts/collection-tree.sh)
   local log; log=$(mktemp)
-  (cd "$root/ansible_collections/venom/models" && ansible-test sanity --python 3.11 --requirements --color no) 2>&1 | tee "$log"
+  (cd "$root/ansible_collections/venom/models" && ansible-test sanity --python "$(py_version)" --requirements --color no) 2>&1 | tee "$log"
   if grep -E 'Skipping sanity test|Required program .* not found' "$log"; then
     echo "sanity: some sanity tests did not run (above); install what they need (make system)" >&2
     return 1
@@ -43,8 +58,11 @@ tier_sanity() {
 tier_units() {
   ansible_test_pip_bootstrap
   local root; root=$(scripts/collection-tree.sh)
-  (cd "$root/ansible_collections/venom/models" && ansible-test units --python 3.11 --requirements --color no)
+  (cd "$root/ansible_collections/venom/models" && ansible-test units --python "$(py_version)" --requirements --color no)
 }
+
+tier_sanity_newest() { use_newest; tier_sanity; }
+tier_units_newest() { use_newest; tier_units; }
 
 tier_lint() {
   # the playbooks use this collection's modules: let ansible-lint resolve them from the built tree
@@ -61,6 +79,13 @@ tier_integration() {
   "${PYTEST[@]}" tests/integration
 }
 
+# only the tests that run modules and playbooks: the servers, vLLM and the demo do not change
+# with ansible-core
+tier_integration_newest() {
+  use_newest
+  "${PYTEST[@]}" -m ansible tests/integration
+}
+
 tier_fleet() {
   "${PYTEST[@]}" tests/fleet
 }
@@ -71,7 +96,7 @@ run_tier() {
   start=$(date +%s)
   # a subshell with errexit: any failing command fails the tier (errexit is off in a plain
   # function call whose status is being tested)
-  set +e; ( set -e; "tier_$t" ); rc=$?; set -e
+  set +e; ( set -e; "tier_${t//-/_}" ); rc=$?; set -e
   printf '==================== tier %s: %s in %ss ====================\n' "$t" "$([ $rc -eq 0 ] && echo PASSED || echo FAILED)" "$(( $(date +%s) - start ))"
   return $rc
 }

@@ -64,3 +64,26 @@ def pytest_sessionfinish(session, exitstatus):
         return
     if reporter.stats.get("skipped") and exitstatus == 0:
         session.exitstatus = 1
+
+
+# Tests that run ansible-core (modules, filters, playbooks) are repeated on the newest ansible-core
+# release (scripts/test.sh integration-newest: pytest -m ansible); the rest (servers, vLLM, the
+# demo) do not depend on its version. A test module runs ansible-core when it uses
+# tests/lib/ansible_run.py, so it is marked without a list to keep up to date.
+ANSIBLE_RUNNER = "tests.lib.ansible_run"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ansible: runs ansible-core (set for every test module that uses "
+                                       f"{ANSIBLE_RUNNER}); repeated on the newest ansible-core")
+
+
+def _runs_ansible(module) -> bool:
+    return any(getattr(value, "__module__", None) == ANSIBLE_RUNNER for value in vars(module).values())
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and _runs_ansible(module):
+            item.add_marker("ansible")

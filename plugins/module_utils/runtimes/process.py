@@ -5,9 +5,9 @@ This is the one implementation of process-mode start and of the process-tree sto
 part of venom.models uses (the runtime module, the tests, the benchmarks). Linux only: it reads
 ``/proc`` directly and needs no third-party package.
 
-Start (``start_process``): the runtime runs in its own session and process group
-(``posix_spawn`` with ``setsid``), stdin from /dev/null, stdout and stderr appended to a log
-file, with an explicit environment plus a marker variable ``VENOM_RUNTIME_ID`` that every
+Start (``start_process``): the runtime runs in its own session and process group (``fork``,
+``setsid``, ``execve``: ``_spawn_detached``), stdin from /dev/null, stdout and stderr appended to
+a log file, with an explicit environment plus a marker variable ``VENOM_RUNTIME_ID`` that every
 descendant inherits. A PID file (JSON, mode 0640) records pid, start time (clock ticks since
 boot), boot id, session, marker, port and log path.
 
@@ -245,6 +245,48 @@ def _resolve_executable(argv0: str, env: dict) -> str:
     return path
 
 
+def _spawn_detached(exe: str, argv: list[str], env: dict, log_fd: int, cwd: str) -> int:
+    """Start ``exe`` in a new session in ``cwd``, stdin from /dev/null, stdout and stderr to
+    ``log_fd``; return its pid once it runs ``exe``.
+
+    A fork whose child makes only system calls (setsid, chdir, dup2) until ``execve``: how
+    ansible-core's own modules detach a daemon (``ansible.module_utils.service.fork_process``).
+    ansible-test sanity (2.21) refuses ``os.posix_spawn``, ``os.spawn*``, ``os.system`` and
+    ``subprocess`` in module code: those are for commands that end, which a module runs with
+    ``AnsibleModule.run_command``. A child that cannot exec reports the error through a
+    close-on-exec pipe and the parent raises it as an ``OSError``, as ``posix_spawn`` did.
+    """
+    read_end, write_end = os.pipe()  # both close-on-exec: EOF in the parent means execve succeeded
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                os.setsid()
+                os.chdir(cwd)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(log_fd, 1)
+                os.dup2(log_fd, 2)
+                os.execve(exe, argv, env)
+            except OSError as exc:
+                os.write(write_end, f"{exc.errno}:{exc.filename or ''}".encode("utf-8", "replace"))
+            finally:
+                os._exit(127)  # never return into the caller's code
+        os.close(write_end)
+        write_end = -1
+        report = b""
+        while chunk := os.read(read_end, 4096):
+            report += chunk
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    if report:
+        os.waitpid(pid, 0)
+        code, _sep, filename = report.decode("utf-8", "replace").partition(":")
+        raise OSError(int(code), os.strerror(int(code)), filename or None)
+    return pid
+
+
 def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | None = None,
                   cwd: str = "/", name: str = "runtime", port: int | None = None, host: str | None = None,
                   argv_for_record: list[str] | None = None, startup_check: float = 0.3) -> dict:
@@ -273,18 +315,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     try:
         shown = " ".join(argv_for_record or argv)
         os.write(log_fd, f"\n{LOG_START_MARK}{name} at {iso()}: {shown}\n".encode())
-        actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                   (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                   (os.POSIX_SPAWN_DUP2, log_fd, 2)]
-        old_cwd = os.getcwd() if os.path.isdir(".") else "/"
-        os.chdir(cwd)  # posix_spawn has no chdir action before Python 3.13
-        try:
-            pid = os.posix_spawn(exe, list(argv), env, file_actions=actions, setsid=True)
-        finally:
-            try:
-                os.chdir(old_cwd)
-            except OSError:
-                os.chdir("/")
+        pid = _spawn_detached(exe, list(argv), env, log_fd, cwd)
     finally:
         os.close(log_fd)
     proc = read_proc(pid)

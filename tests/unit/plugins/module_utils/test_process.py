@@ -3,6 +3,7 @@
 children that leave the session, SIGTERM-deaf processes, recycled PIDs, busy ports."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -190,6 +191,45 @@ def test_a_process_that_dies_at_once_is_reported_with_its_log(tmp_path):
 def test_missing_executable_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeControlError, match="is not an executable file"):
         P.start_process([str(tmp_path / "nope")], pid_file=str(tmp_path / "p"), log_file=str(tmp_path / "l"))
+
+
+def _zombie_children() -> list[int]:
+    return [p.pid for p in P.all_procs() if p.ppid == os.getpid() and p.zombie]
+
+
+def test_start_runs_in_cwd_and_leaves_the_callers_cwd_alone(tmp_path):
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    before = os.getcwd()
+    rec = P.start_process([sys.executable, "-c", "import time; time.sleep(30)"], pid_file=str(tmp_path / "p"),
+                          log_file=str(tmp_path / "l"), cwd=str(workdir), name="sleeper")
+    try:
+        assert os.readlink(f"/proc/{rec['pid']}/cwd") == str(workdir)
+        assert os.getcwd() == before
+    finally:
+        P.stop_tree(rec, stop_timeout=5)
+
+
+def test_a_file_that_cannot_be_executed_raises_in_the_caller_and_leaves_no_child(tmp_path):
+    script = tmp_path / "not-a-program"
+    script.write_text("no shebang, not ELF\n")
+    script.chmod(0o755)
+    pid_file = tmp_path / "p"
+    zombies = _zombie_children()
+    with pytest.raises(OSError) as err:
+        P.start_process([str(script)], pid_file=str(pid_file), log_file=str(tmp_path / "l"))
+    assert err.value.errno == errno.ENOEXEC and err.value.filename == str(script)
+    assert not pid_file.exists()
+    assert _zombie_children() == zombies, "the child that failed to exec was not reaped"
+
+
+def test_a_missing_working_directory_raises_naming_it(tmp_path):
+    zombies = _zombie_children()
+    with pytest.raises(FileNotFoundError) as err:
+        P.start_process([sys.executable, "-c", "pass"], pid_file=str(tmp_path / "p"), log_file=str(tmp_path / "l"),
+                        cwd=str(tmp_path / "gone"))
+    assert err.value.filename == str(tmp_path / "gone")
+    assert _zombie_children() == zombies, "the child that failed to start was not reaped"
 
 
 def test_a_stop_that_leaves_processes_fails_naming_them(tree, monkeypatch):
