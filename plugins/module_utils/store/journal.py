@@ -16,16 +16,18 @@ removed, oldest first; in-progress operations are never removed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import time
 import uuid
 
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, process_identity
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import read_state_file
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, parse_iso
 
 STATUSES = ("pending", "in_progress", "completed", "failed")
@@ -33,6 +35,7 @@ TYPES = ("install", "remove", "verify", "update", "activate", "deactivate", "sta
 DEFAULT_HISTORY_LIMIT = 200
 PROGRESS_MIN_INTERVAL = 0.5
 _ID_CHARS = set("0123456789abcdef-")
+MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 
 class Operation:
@@ -48,7 +51,13 @@ class Operation:
         return self.record["id"]
 
     def _save(self, durable: bool = True) -> None:
-        atomic_write_json(self.journal.path_of(self.id), self.record, mode=0o644, durable=durable)
+        """Persist the record; on a full disk the journal is skipped (best effort), the operation goes on."""
+        try:
+            atomic_write_json(self.journal.path_of(self.id), self.record, mode=0o644, durable=durable)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.record["journal_skipped"] = "disk full"
         self._last_write = time.monotonic()
 
     def start(self, message: str | None = None) -> "Operation":
@@ -137,9 +146,8 @@ class Journal:
 
     def _read(self, path: str) -> dict | None:
         try:
-            with open(path, encoding="utf-8") as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
+            rec = json.loads(read_state_file(path, MAX_RECORD_BYTES, "operation record"))
+        except (OSError, ValueError, RecursionError, VenomError):
             return None
         return rec if isinstance(rec, dict) and "id" in rec and "started_at" in rec else None
 

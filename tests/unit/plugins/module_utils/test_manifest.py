@@ -120,7 +120,8 @@ _entries = st.builds(
     _names, st.sampled_from(["huggingface", "ollama", "local"]), st.integers(0, 10 ** 13),
     st.dictionaries(st.sampled_from(["supports_system_role", "max_context_length", "quantization"]),
                     st.one_of(st.none(), st.booleans(), st.integers(0, 10 ** 6), st.text(max_size=20))),
-    st.lists(st.text(min_size=1, max_size=30), max_size=5))
+    # file paths as a provider publishes them (relative, no '..'; non-ASCII allowed, as on the Hub)
+    st.lists(st.from_regex(r"[\w][\w.-]{0,12}(/[\w][\w-]{0,12}){0,2}", fullmatch=True), max_size=5))
 
 
 @given(st.lists(_entries, max_size=8, unique_by=lambda e: (e["provider"], e["name"])))

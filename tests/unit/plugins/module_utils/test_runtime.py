@@ -25,9 +25,12 @@ def models_dir(tmp_path):
         (p / "config.json").write_text("{}")
         Manifest(str(d)).upsert(new_entry(name, "local", local_path=str(p), runtime="vllm"))
     Manifest(str(d)).upsert(new_entry("llama3.2:latest", "ollama", runtime="ollama"))
-    Manifest(str(d)).upsert(new_entry("damaged", "local", local_path=str(d / "local" / "a"), status="damaged"))
-    Manifest(str(d)).upsert(new_entry("gone", "local", local_path=str(d / "nowhere")))
-    Manifest(str(d)).upsert(new_entry("for-ollama", "huggingface", local_path=str(d / "local" / "a"), runtime="ollama"))
+    # every model has its own directory inside models_dir/<provider>/ (the manifest refuses anything else)
+    Manifest(str(d)).upsert(new_entry("damaged", "local", local_path=str(d / "local" / "damaged"), status="damaged"))
+    Manifest(str(d)).upsert(new_entry("gone", "local", local_path=str(d / "local" / "nowhere")))
+    hf = d / "huggingface" / "org" / "for-ollama" / ("0" * 40)
+    hf.mkdir(parents=True)
+    Manifest(str(d)).upsert(new_entry("for-ollama", "huggingface", local_path=str(hf), runtime="ollama"))
     return str(d)
 
 
