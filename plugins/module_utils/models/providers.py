@@ -34,6 +34,7 @@ import hashlib
 
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.quota import DEFAULT_QUOTA_GB, DEFAULT_RESERVE_GB
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
 
 STATES = ("present", "absent", "verified", "latest")
 DEFAULT_LOCK_TIMEOUT = 600.0
@@ -81,6 +82,10 @@ class FileSpec:
     git_oid: str | None = None
     lfs: bool = False
 
+    def __post_init__(self):
+        # sizes come from servers (Hub tree, Ollama registry) and files: bounded before any plan uses them
+        validate_size(self.size, f"the size of {self.path!r}")
+
     def record(self) -> dict:
         out = {"path": self.path, "size": self.size, "sha256": self.sha256}
         if self.git_oid:
@@ -91,7 +96,7 @@ class FileSpec:
 
     @classmethod
     def from_record(cls, rec: dict) -> "FileSpec":
-        return cls(path=rec["path"], size=int(rec["size"]), sha256=rec.get("sha256"),
+        return cls(path=rec["path"], size=rec["size"], sha256=rec.get("sha256"),
                    git_oid=rec.get("git_oid"), lfs=bool(rec.get("lfs", False)))
 
 
