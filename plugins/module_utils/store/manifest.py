@@ -36,6 +36,7 @@ import copy
 import json
 import math
 import os
+import re
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json, dump_json, fsync_dir
@@ -51,6 +52,8 @@ SCHEMA_VERSION = 1
 STATUSES = ("installed", "damaged")
 GB = 10 ** 9
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+_COMMIT_DIR = re.compile(r"^[0-9a-f]{40}$")
+_LOCAL_VERSION_DIR = re.compile(r"^[0-9a-f]{12}$")
 MAX_JSON_DEPTH = 32  # the manifest nests 4 levels; anything much deeper is refused before it is copied
 
 RECOVERY_HINT = ("Move the file aside and rebuild the manifest from the models on disk with "
@@ -352,12 +355,15 @@ class Manifest:
         fsync_dir(self.paths.records_dir)
 
     def check(self) -> dict:
-        """``{"valid": bool, "error": str|None, "models": int|None}`` without raising."""
+        """``{"valid": bool, "error": str|None, "models": int|None, "entry": str|None}`` without raising.
+
+        ``entry`` names the model whose entry makes the manifest invalid, when one does.
+        """
         try:
             doc = self.load()
         except ManifestError as exc:
-            return {"valid": False, "error": str(exc), "models": None}
-        return {"valid": True, "error": None, "models": len(doc["models"])}
+            return {"valid": False, "error": str(exc), "models": None, "entry": exc.details.get("entry")}
+        return {"valid": True, "error": None, "models": len(doc["models"]), "entry": None}
 
     def plan_rebuild(self) -> dict:
         """What ``rebuild`` would restore, from the records and the files on disk (reads only)."""
@@ -390,7 +396,46 @@ class Manifest:
                 damaged.append(entry)
             else:
                 restored.append(entry)
-        return {"restored": restored, "damaged": damaged, "skipped": skipped}
+        kept = restored + damaged
+        return {"restored": restored, "damaged": damaged, "skipped": skipped,
+                "lost": self._lost_entries(seen), "unclaimed": self._unclaimed_dirs(kept)}
+
+    def _lost_entries(self, restored_keys: set) -> list:
+        """Entries of the current manifest (read leniently, even if invalid) that no valid record restores."""
+        try:
+            doc = parse_json(read_state_file(self.path, MAX_MANIFEST_BYTES, "manifest"), self.path)
+        except (OSError, VenomError):
+            return []
+        models = doc.get("models") if isinstance(doc, dict) else None
+        lost = []
+        for item in models if isinstance(models, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                    or not isinstance(item.get("provider"), str):
+                continue
+            if (item["provider"], item["name"]) not in restored_keys:
+                lost.append({"name": item["name"], "provider": item["provider"],
+                             "reason": "no valid record in .venom/records (missing or refused, see skipped); "
+                                       "its files, if any, are listed in unclaimed"})
+        return lost
+
+    def _unclaimed_dirs(self, entries: list) -> list:
+        """Version directories under models_dir (huggingface/<org>/<name>/<commit>, local/.../<id12>) no entry claims."""
+        claimed = {os.path.realpath(p) for e in entries for p in [e.get("local_path")] +
+                   [v.get("local_path") for v in e.get("retained_versions") or []] if p}
+        out = []
+        for provider, depth, pattern in (("huggingface", 3, _COMMIT_DIR), ("local", 4, _LOCAL_VERSION_DIR)):
+            base = self.paths.provider_dir(provider)
+            for root, dirs, _files in os.walk(base):
+                level = os.path.relpath(root, base).count(os.sep) + (root != base)
+                if os.path.realpath(root) in claimed or (level and pattern.match(os.path.basename(root))):
+                    if os.path.realpath(root) not in claimed and level >= 2:
+                        rel = os.path.relpath(os.path.dirname(root), base).replace(os.sep, "/")
+                        out.append({"path": root, "provider": provider, "name": rel,
+                                    "revision": os.path.basename(root) if provider == "huggingface" else None})
+                    dirs[:] = []
+                    continue
+                dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d))) if level < depth else []
+        return out
 
     def rebuild(self) -> dict:
         """Rebuild the manifest from the records and the files on disk.

@@ -314,3 +314,24 @@ def test_the_manifest_reader_accepts_only_documents_confined_to_models_dir(tmp_p
         for f in entry["files"]:
             joined = os.path.normpath(os.path.join(entry.get("local_path") or str(d), f["path"]))
             assert joined.startswith(str(d) + os.sep)
+
+
+# -- 9. a rebuild reports every entry it could not rebuild -----------------------------------------
+
+def test_rebuild_reports_lost_entries_and_unclaimed_directories(tmp_path):
+    d = tmp_path / "models"
+    m = Manifest(str(d))
+    for name in ("keep", "gone"):
+        (d / "local" / name / "0123456789ab").mkdir(parents=True)
+        (d / "local" / name / "0123456789ab" / "f").write_bytes(b"x")
+        m.upsert(_local(d, name))
+    hf = d / "huggingface" / "org" / "orphan" / ("a" * 40)
+    hf.mkdir(parents=True)
+    for rec in os.listdir(StatePaths(str(d)).records_dir):
+        if "gone" in rec:
+            os.unlink(os.path.join(StatePaths(str(d)).records_dir, rec))
+    report = m.rebuild()
+    assert [e["name"] for e in report["restored"]] == ["keep"]
+    assert [(x["name"], x["provider"]) for x in report["lost"]] == [("gone", "local")]
+    assert sorted((x["provider"], x["name"], x["path"]) for x in report["unclaimed"]) == [
+        ("huggingface", "org/orphan", str(hf)), ("local", "gone", str(d / "local" / "gone" / "0123456789ab"))]
