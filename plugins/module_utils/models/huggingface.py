@@ -26,6 +26,7 @@ import threading
 import time
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import detect_hf_capabilities
+from ansible_collections.venom.models.plugins.module_utils.store.journal import redact as _redact_secrets
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
 from ansible_collections.venom.models.plugins.module_utils.models.staging import (
@@ -70,10 +71,7 @@ def load_hub() -> None:
 
 def redact(text: str, token: str | None) -> str:
     """``text`` with every occurrence of the token (and its Bearer form) masked."""
-    text = str(text)
-    if token:
-        text = text.replace(token, "********")
-    return text
+    return _redact_secrets(text, [token] if token else [])
 
 
 def validate_endpoint(endpoint: str | None) -> str:

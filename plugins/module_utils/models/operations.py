@@ -126,7 +126,7 @@ class ModelOperations:
         self.provider = PROVIDERS[request.provider](request, self.paths)
         self.name = self.provider.canonical_name()
         self.manifest = Manifest(self.paths.models_dir, lock_timeout=request.lock_timeout)
-        self.journal = Journal(self.paths.models_dir)
+        self.journal = Journal(self.paths.models_dir, secrets=[request.token])
         self.warnings: list = []
         self.progress: Progress | None = None
 

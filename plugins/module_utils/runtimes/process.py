@@ -472,3 +472,8 @@ def stop_pid_file(pid_file: str, stop_timeout: float = DEFAULT_STOP_TIMEOUT, por
     res = stop_tree(rec, stop_timeout=stop_timeout, port=port, host=host, **kwargs)
     remove_pid_file(pid_file)
     return res
+
+
+def run_secrets(api_key: str | None, env: dict | None) -> list:
+    """The secrets of a runtime run that the journal masks: the API key and every ``env`` value."""
+    return [v for v in [api_key] + [str(x) for x in (env or {}).values()] if v]

@@ -14,6 +14,8 @@ library keeps a lock, a record or the manifest, and make a root run write throug
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 import os
 import stat
 
@@ -93,3 +95,36 @@ def check_dir(path: str, what: str, strict: bool = False) -> None:
         raise ValidationError(f"The {what} {path} is not a directory.", fix=f"Move {path} aside.", path=path)
     if strict:
         strict_modes(path, st, what)
+
+
+DIGEST_KEY_NAME = "digest.key"
+
+
+def digest_key(state_dir: str) -> bytes:
+    """This host's random key for keyed digests (``<state_dir>/digest.key``, mode 0600, created once)."""
+    path = os.path.join(state_dir, DIGEST_KEY_NAME)
+    check_dir(state_dir, "state directory")
+    os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    try:
+        fd = open_state_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, what="digest key")
+    except FileExistsError:
+        key = read_state_file(path, 64, what="digest key")
+        if len(key) != 32:
+            raise ValidationError(f"The digest key {path} is damaged ({len(key)} bytes, expected 32).",
+                                  fix=f"Remove {path}; a new key is made on the next run (runtimes restart once).",
+                                  path=path) from None
+        return key
+    key = os.urandom(32)
+    try:
+        os.write(fd, key)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return key
+
+
+def keyed_digest(state_dir: str, text: str | None) -> str | None:
+    """HMAC-SHA256 of ``text`` under this host's key: detects a changed secret without storing a guessable digest."""
+    if not text:
+        return None
+    return hmac.new(digest_key(state_dir), text.encode(), hashlib.sha256).hexdigest()

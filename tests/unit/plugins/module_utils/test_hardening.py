@@ -335,3 +335,33 @@ def test_rebuild_reports_lost_entries_and_unclaimed_directories(tmp_path):
     assert [(x["name"], x["provider"]) for x in report["lost"]] == [("gone", "local")]
     assert sorted((x["provider"], x["name"], x["path"]) for x in report["unclaimed"]) == [
         ("huggingface", "org/orphan", str(hf)), ("local", "gone", str(d / "local" / "gone" / "0123456789ab"))]
+
+
+# -- 5. one redaction point for the journal; keyed digests -----------------------------------------
+
+def test_every_journal_write_masks_every_secret_of_the_run(tmp_path):
+    journal = Journal(str(tmp_path), secrets=["hf_TOKEN123", "sk-api-key-42", "envsecretvalue", None, "1"])
+    op = journal.start("start", "m", "local", message="starting with hf_TOKEN123")
+    op.update(message="log: --api-key sk-api-key-42", force=True)
+    op.fail("health gate failed; log tail: VLLM_API_KEY=sk-api-key-42 X=envsecretvalue", message="envsecretvalue")
+    raw = (tmp_path / ".venom" / "operations" / f"{op.id}.json").read_text()
+    for secret in ("hf_TOKEN123", "sk-api-key-42", "envsecretvalue"):
+        assert secret not in raw
+    rec = journal.get(op.id)
+    assert rec["error"].count("********") == 2 and rec["message"] == "********"
+
+
+def test_runtime_secrets_are_the_api_key_and_env_values():
+    from ansible_collections.venom.models.plugins.module_utils.runtimes.process import run_secrets
+    assert sorted(run_secrets("k3y-value", {"A": "secret-a", "B": 7})) == ["7", "k3y-value", "secret-a"]
+
+
+def test_keyed_digest_uses_a_private_per_host_key(tmp_path):
+    state = str(tmp_path / ".venom")
+    first = safeio.keyed_digest(state, "s3cret")
+    assert first == safeio.keyed_digest(state, "s3cret") and first != safeio.keyed_digest(state, "other")
+    import hashlib  # pylint: disable=import-outside-toplevel
+    assert first != hashlib.sha256(b"s3cret").hexdigest()
+    key = os.path.join(state, "digest.key")
+    assert os.stat(key).st_mode & 0o777 == 0o600 and os.path.getsize(key) == 32
+    assert safeio.keyed_digest(str(tmp_path / "other-host"), "s3cret") != first

@@ -4,6 +4,8 @@ environment file, model checks, mode selection, plans, log excerpts. Starting, s
 activation and rollback on a real vLLM are in tests/integration/test_venom_runtime_vllm.py."""
 from __future__ import annotations
 
+import hashlib
+
 import os
 import stat
 
@@ -104,7 +106,8 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
                                  "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
     got = c._env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
-    assert got.api_key_sha256 == R._sha("s3cret-key")
+    assert got.api_key_sha256 == R._sha("s3cret-key", models_dir)
+    assert got.api_key_sha256 != hashlib.sha256(b"s3cret-key").hexdigest(), "a keyed digest, not a plain sha256"
     with pytest.raises(ValidationError, match="cannot go into a systemd environment file"):
         c._write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
     with pytest.raises(ValidationError, match="contains whitespace"):
