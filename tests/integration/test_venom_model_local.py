@@ -155,3 +155,39 @@ def test_a_local_model_never_lands_inside_another(tmp_path):
     assert not os.path.exists(os.path.join(_manifest_entry(models, "m")["local_path"], version))
     out = _run({"name": "m", "provider": "local", "models_dir": str(models), "state": "absent"})
     assert out["changed"] and not os.path.exists(models / "local" / "m")
+
+
+def test_absent_works_on_a_full_disk(tmp_path):
+    """Issue 13 finding 4: removal is the operator's first move on a full disk; it needs no free space."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # a real full filesystem: a small tmpfs (the tests run as root, as the modules do on a fleet)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(disk)], check=True)
+    try:
+        models = disk / "models"
+        src = _source(tmp_path)
+        args = {"name": "m", "provider": "local", "source": str(src), "models_dir": str(models),
+                "adopt_mode": "copy", "reserve_gb": 0}
+        assert _run(args)["changed"]
+        with open(disk / "filler", "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        for _ in range(3):  # the last blocks may take a few small writes more
+            try:
+                with open(disk / f"filler-small-{_}", "wb") as fh:
+                    fh.write(b"\0" * 4096)
+            except OSError:
+                pass
+        assert os.statvfs(disk).f_bavail == 0, "the disk is full"
+        out = _run(dict(args, state="absent"))
+        assert not out.get("failed") and out["changed"], out
+        assert not os.path.exists(models / "local" / "m")
+        assert os.listdir(models / ".venom" / "locks") == [], "no lock file left behind"
+        assert _manifest_entry(models, "m") is None
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
