@@ -92,7 +92,7 @@ class LocalProvider(Provider):
             == self.selection
 
     def quick_check(self, entry: dict) -> list:
-        return stat_problems(entry.get("local_path"), entry.get("files", []))
+        return stat_problems(self.model_dir(entry.get("local_path")), entry.get("files", []))
 
     # -- the source ----------------------------------------------------------------------------------
     def _source_for(self, entry: dict | None) -> str:
@@ -290,7 +290,7 @@ class LocalProvider(Provider):
     def verify(self, entry: dict, progress) -> list:
         files = entry.get("files", [])
         progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.model}")
-        return hash_problems(entry.get("local_path"), files, progress)
+        return hash_problems(self.model_dir(entry.get("local_path")), files, progress)
 
     def repair(self, entry: dict, problems: list, progress) -> dict:
         source = self._source_for(entry)
@@ -310,7 +310,7 @@ class LocalProvider(Provider):
         stage.ensure()
         link = self._linkable(source)
         progress.set_total(sum(s.size for s in specs), 0, f"repairing {len(specs)} file(s) of {self.model}")
-        os.makedirs(entry["local_path"], mode=0o755, exist_ok=True)
+        os.makedirs(self.model_dir(entry["local_path"]), mode=0o755, exist_ok=True)
         for spec in specs:
             self._bring(stage, source, spec, link, progress)
             dst = safe_join(entry["local_path"], spec.path)
@@ -322,13 +322,13 @@ class LocalProvider(Provider):
     def remove(self, entry: dict) -> list:
         removed = []
         for path in [entry.get("local_path")] + [v.get("local_path") for v in entry.get("retained_versions") or []]:
-            if path and remove_tree_inside(self.paths.models_dir, path):
+            if path and remove_tree_inside(self.paths.provider_dir(self.name), path):
                 removed.append(path)
                 prune_empty_parents(os.path.dirname(path), stop=self.paths.models_dir)
         return removed
 
     def remove_version(self, local_path: str) -> None:
-        remove_tree_inside(self.paths.models_dir, local_path)
+        remove_tree_inside(self.paths.provider_dir(self.name), local_path)
         prune_empty_parents(os.path.dirname(local_path), stop=self.paths.models_dir)
 
     def staging_bytes(self) -> int:

@@ -250,6 +250,13 @@ class Provider(abc.ABC):
     def remove(self, entry: dict) -> list:
         """Remove the files of ``entry``; return the paths removed."""
 
+    def model_dir(self, path: str | None) -> str | None:
+        """A ``local_path`` from the manifest, proven again at use to lie inside ``<models_dir>/<provider>/``."""
+        if not path:
+            return path
+        from ansible_collections.venom.models.plugins.module_utils.store.manifest import model_path_inside  # pylint: disable=import-outside-toplevel
+        return model_path_inside(self.paths.models_dir, self.name, path)
+
     def remove_version(self, local_path: str) -> None:
         """Remove one installed version's directory (an old revision after ``latest``)."""
         raise NotImplementedError

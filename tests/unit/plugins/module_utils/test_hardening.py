@@ -365,3 +365,20 @@ def test_keyed_digest_uses_a_private_per_host_key(tmp_path):
     key = os.path.join(state, "digest.key")
     assert os.stat(key).st_mode & 0o777 == 0o600 and os.path.getsize(key) == 32
     assert safeio.keyed_digest(str(tmp_path / "other-host"), "s3cret") != first
+
+
+def test_local_path_is_checked_again_at_use(tmp_path):
+    """A version directory swapped for a link after the manifest was read is refused when it is used."""
+    from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
+    from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
+    d = tmp_path / "models"
+    entry = _local(d)
+    outside = tmp_path / "etc"
+    outside.mkdir()
+    (d / "local" / "m").mkdir(parents=True)
+    os.symlink(outside, entry["local_path"])
+    provider = LocalProvider(ModelRequest(name="m", provider="local", models_dir=str(d)), StatePaths(str(d)))
+    for use in (provider.quick_check, provider.remove):
+        with pytest.raises(ValidationError, match="outside"):
+            use(entry)
+    assert outside.exists()
