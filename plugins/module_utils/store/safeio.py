@@ -74,7 +74,10 @@ def strict_modes(path: str, st: os.stat_result | None = None, what: str = "path"
     st = os.lstat(path) if st is None else st
     perms = stat.S_IMODE(st.st_mode)
     if st.st_uid != 0 or perms & 0o022:
-        problem = f"is owned by uid {st.st_uid}" if st.st_uid != 0 else f"is writable by {'group and others' if perms & 0o022 == 0o022 else ('group' if perms & 0o020 else 'others')}"
+        if st.st_uid != 0:
+            problem = f"is owned by uid {st.st_uid}"
+        else:
+            problem = "is writable by " + {0o022: "group and others", 0o020: "group", 0o002: "others"}[perms & 0o022]
         raise ValidationError(
             f"Refusing the {what} {path}: it {problem} (owner uid {st.st_uid}, mode {perms:04o}); a root run only "
             "trusts files that no other user can change.",

@@ -164,17 +164,19 @@ import sys
 sys.path[:0] = sys.argv[2:]
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 m = Manifest(sys.argv[1])
+print("ready", flush=True)
 i = 0
 while True:
     i += 1
-    m.upsert(new_entry(f"k/m{i % 50}", "local", size_bytes=i, files=[{"path": "x" * (i % 4000), "size": i}]))
+    m.upsert(new_entry(f"k/m{i % 50}", "local", size_bytes=i, files=[{"path": "x" * (i % 200 + 1), "size": i}]))
 """
 
 
 def test_sigkill_at_random_points_never_leaves_unreadable_manifest(tmp_path):
     rng = random.Random(1234)
     for _round in range(25):
-        proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(tmp_path)] + sys.path)
+        proc = subprocess.Popen([sys.executable, "-c", _KILL_WRITER, str(tmp_path)] + sys.path, stdout=subprocess.PIPE)
+        proc.stdout.readline()  # imported: the kill points fall in the write loop, however slow the start on a busy host
         time.sleep(rng.uniform(0.05, 0.4))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
