@@ -177,9 +177,9 @@ def test_absent_works_on_a_full_disk(tmp_path):
                     fh.flush()
             except OSError:
                 pass
-        for _ in range(3):  # the last blocks may take a few small writes more
+        for i in range(3):  # the last blocks may take a few small writes more
             try:
-                with open(disk / f"filler-small-{_}", "wb") as fh:
+                with open(disk / f"filler-small-{i}", "wb") as fh:
                     fh.write(b"\0" * 4096)
             except OSError:
                 pass

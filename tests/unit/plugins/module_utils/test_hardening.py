@@ -224,7 +224,7 @@ def test_deeply_nested_json_is_a_manifest_error(tmp_path):
 def test_moderately_nested_capabilities_are_refused_before_a_deepcopy(tmp_path):
     d = tmp_path / "models"
     caps = {}
-    for _ in range(600):
+    for _level in range(600):
         caps = {"x": caps}
     _write_manifest(str(d), [dict(_local(d), capabilities=caps)])
     with pytest.raises(ManifestError, match="too deeply"):
@@ -277,7 +277,7 @@ def _documents(draw):
     if draw(st.booleans()):
         return draw(_json)
     models = []
-    for _ in range(draw(st.integers(0, 3))):
+    for _model in range(draw(st.integers(0, 3))):
         entry = {"name": draw(st.sampled_from(["m", "m/x", "o/n"]) | st.text(max_size=5)),
                  "provider": draw(st.sampled_from(["local", "huggingface", "ollama"]) | _json),
                  "status": draw(st.sampled_from(["installed", "damaged"]) | _json),
