@@ -382,3 +382,15 @@ def test_local_path_is_checked_again_at_use(tmp_path):
         with pytest.raises(ValidationError, match="outside"):
             use(entry)
     assert outside.exists()
+
+
+def test_a_symlinked_runtime_log_is_refused(tmp_path):
+    import sys  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc_mod
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    os.symlink(victim, tmp_path / "vllm.log")
+    with pytest.raises(ValidationError, match="runtime log .* is a symbolic link"):
+        proc_mod.start_process([sys.executable, "-c", "pass"], pid_file=str(tmp_path / "vllm.pid"),
+                               log_file=str(tmp_path / "vllm.log"), name="vllm")
+    assert victim.read_text() == "precious"
