@@ -296,7 +296,7 @@ def _documents(draw):
 
 
 @given(doc=_documents())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_manifest_reader_accepts_only_documents_confined_to_models_dir(tmp_path, doc):
     d = tmp_path / "models"
     d.mkdir(exist_ok=True)
