@@ -11,7 +11,8 @@ description:
   - The manifest (C(<models_dir>/manifest.json)) lists the installed models. venom.models never
     resets a manifest it cannot read; every module fails instead and points here.
   - With O(state=valid) this module checks the manifest and fails with the problem if it is
-    damaged, changing nothing.
+    damaged, changing nothing. An entry whose paths (C(local_path), C(files), C(retained_versions))
+    lead outside O(models_dir) makes the manifest invalid; the module names that entry.
   - With O(state=rebuilt) it rebuilds the manifest from the per-model records the library keeps
     in C(<models_dir>/.venom/records/) and from the files on disk, when the manifest is damaged,
     missing while records exist, or O(force=true). The old file is kept as
@@ -89,6 +90,28 @@ damaged:
   type: list
   elements: str
   sample: []
+problem_entry:
+  description: The model whose manifest entry makes the manifest invalid (for example a path outside O(models_dir)).
+  returned: when the manifest was not valid because of one entry
+  type: str
+  sample: org/model
+lost:
+  description:
+    - Models the previous manifest listed that the rebuild could not restore (no valid record), each
+      with C(name), C(provider) and C(reason). A rebuild never drops a model without saying so.
+  returned: when a rebuild ran or was planned
+  type: list
+  elements: dict
+  sample: [{name: org/model, provider: huggingface, reason: "no valid record in .venom/records ..."}]
+unclaimed:
+  description:
+    - Version directories under O(models_dir) that no restored entry claims (C(path), C(provider),
+      C(name), C(revision)); they also show up in M(venom.models.venom_model_facts) C(discovered).
+  returned: when a rebuild ran or was planned
+  type: list
+  elements: dict
+  sample: [{path: /var/lib/venom/models/huggingface/org/model/0123456789abcdef0123456789abcdef01234567,
+            provider: huggingface, name: org/model, revision: 0123456789abcdef0123456789abcdef01234567}]
 skipped:
   description: Record files that could not be used, with the reason.
   returned: when a rebuild ran or was planned
@@ -126,6 +149,8 @@ def main():
         result = {"changed": False, "valid": status["valid"]}
         if not status["valid"]:
             result["problem"] = status["error"]
+            if status["entry"] is not None:
+                result["problem_entry"] = status["entry"]
         if p["state"] == "valid":
             if not status["valid"]:
                 module.fail_json(msg=status["error"], **result)
@@ -143,8 +168,15 @@ def main():
             restored=[e["name"] for e in plan["restored"]],
             damaged=[e["name"] for e in plan["damaged"]],
             skipped=plan["skipped"],
+            lost=plan["lost"],
+            unclaimed=plan["unclaimed"],
             models_count=len(plan["restored"]) + len(plan["damaged"]),
         )
+        for item in plan["lost"]:
+            module.warn(f"The rebuilt manifest does not list {item['provider']} model {item['name']}: {item['reason']}.")
+        for item in plan["unclaimed"]:
+            module.warn(f"{item['path']} holds model files no manifest entry claims; see 'unclaimed' and "
+                        "venom_model_facts (gather_subset: discovered) to adopt or remove them.")
         if module._diff:
             result["diff"] = {"before": {"valid": status["valid"], "models": status["models"]},
                               "after": {"valid": True, "models": sorted(result["restored"] + result["damaged"])}}

@@ -91,6 +91,14 @@ options:
     description:
       - Process mode, environment variables for the runtime (added to the module's environment),
         for example C(HF_HUB_OFFLINE=1), C(CUDA_VISIBLE_DEVICES), C(OLLAMA_MODELS).
+      - Values given here appear in C(-vvv) module invocations; pass secrets with O(secret_env).
+    type: dict
+  secret_env:
+    description:
+      - Process mode, environment variables whose values are secrets (tokens, keys), merged into O(env).
+      - The option is C(no_log), so Ansible masks the values in its output and in C(-vvv) invocations;
+        venom.models masks them (and O(api_key), and every O(env) value) in the operations journal.
+      - A name may not appear in both O(env) and O(secret_env).
     type: dict
   host:
     description: Address the runtime listens on (process mode) and where health checks connect.
@@ -272,6 +280,7 @@ def main():
             command=dict(type="raw"),
             args=dict(type="list", elements="str"),
             env=dict(type="dict"),
+            secret_env=dict(type="dict", no_log=True),
             host=dict(type="str", default="127.0.0.1"),
             port=dict(type="int"),
             served_model_name=dict(type="str"),
@@ -289,6 +298,11 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    both = sorted(set(p["env"] or {}) & set(p["secret_env"] or {}))
+    if both:
+        module.fail_json(msg=f"The variables {', '.join(both)} are given in both env and secret_env.",
+                         fix="Give each variable once: secrets in secret_env, the rest in env.")
+    env = dict(p["env"] or {}, **(p["secret_env"] or {})) if (p["env"] or p["secret_env"]) else None
     command = p["command"]
     if command is not None and not isinstance(command, (str, list)):
         module.fail_json(msg="'command' must be a list or a string.")
@@ -302,7 +316,7 @@ def main():
     try:
         spec = RuntimeSpec(
             name=p["name"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
-            args=p["args"], env=p["env"], host=p["host"], port=p["port"], served_model_name=p["served_model_name"],
+            args=p["args"], env=env, host=p["host"], port=p["port"], served_model_name=p["served_model_name"],
             max_model_len=p["max_model_len"], gpu_memory_utilization=p["gpu_memory_utilization"],
             tensor_parallel_size=p["tensor_parallel_size"], api_key=p["api_key"], keep_alive=p["keep_alive"],
             health_timeout=p["health_timeout"], stop_timeout=p["stop_timeout"], rollback=p["rollback"],

@@ -40,3 +40,46 @@ def test_valid_rebuilt_check_real_idempotent(tmp_path):
     assert Manifest(str(tmp_path)).get("m1")["status"] == "installed"
     kept = [p.name for p in tmp_path.iterdir() if p.name.startswith("manifest.json.broken-")]
     assert len(kept) == 1
+
+
+def test_valid_names_an_entry_whose_path_leaves_models_dir(tmp_path):
+    """Issue 13 finding 1: local_path /etc made a 'valid' manifest; the next present 'repaired' into /etc."""
+    _seed(tmp_path)
+    import json  # pylint: disable=import-outside-toplevel
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    doc["models"].append(dict(doc["models"][0], name="evil", local_path="/etc"))
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    out = run_task("venom.models.venom_manifest", {"models_dir": str(tmp_path)}).task()
+    assert out["failed"] and out["valid"] is False and out["problem_entry"] == "evil", out
+    assert "'local_path'" in out["msg"] and "not inside" in out["msg"]
+    src = tmp_path.parent / (tmp_path.name + "-src")
+    src.mkdir()
+    (src / "w").write_bytes(b"abc")
+    out = run_task("venom.models.venom_model", {"name": "evil", "provider": "local", "source": str(src),
+                                                "models_dir": str(tmp_path)}).task()
+    assert out["failed"] and "/etc" in out["msg"], out
+
+
+def test_rebuild_reports_what_it_could_not_restore(tmp_path):
+    """Issue 13 finding 9: a model whose record is missing was dropped by a forced rebuild without a word."""
+    _seed(tmp_path)
+    d = tmp_path / "local" / "m2" / "0123456789ab"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text("{}")
+    (d / "model.safetensors").write_bytes(b"x" * 10)
+    Manifest(str(tmp_path)).upsert(new_entry("m2", "local", size_bytes=12, local_path=str(d),
+                                             files=[{"path": "config.json", "size": 2},
+                                                    {"path": "model.safetensors", "size": 10}]))
+    records = tmp_path / ".venom" / "records"
+    [rec] = [p for p in records.iterdir() if "m2" in p.name]
+    rec.unlink()
+    out = run_task("venom.models.venom_manifest", {"models_dir": str(tmp_path), "state": "rebuilt", "force": True}).task()
+    assert not out["failed"] and out["changed"], out
+    assert out["restored"] == ["m1"]
+    assert [(x["name"], x["provider"]) for x in out["lost"]] == [("m2", "local")]
+    assert [x["path"] for x in out["unclaimed"]] == [str(d)]
+    assert any("m2" in w for w in out.get("warnings", []))
+    facts = run_task("venom.models.venom_model_facts", {"models_dir": str(tmp_path),
+                                                        "gather_subset": ["discovered"]}).task()
+    found = [x["path"] for x in facts["ansible_facts"]["venom_discovered"]]
+    assert str(d) in found, facts

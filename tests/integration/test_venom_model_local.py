@@ -16,12 +16,14 @@ MODULE = "venom.models.venom_model"
 
 
 def _source(tmp_path, files=None):
-    src = tmp_path / "incoming" / "gemma"
+    repo = tmp_path / "incoming" / "models--org--gemma"
+    src = repo / "snapshots" / ("c" * 40)
     write_files(str(src), files or tiny_gemma_files())
     # what a copied snapshot_download dir or Hub cache snapshot looks like: metadata and symlinks
+    # into the repository's blobs/ (the only place outside the source its links may lead)
     (src / ".cache" / "huggingface").mkdir(parents=True)
     (src / ".cache" / "huggingface" / "x.metadata").write_text("ignored")
-    blobs = tmp_path / "incoming" / "blobs"
+    blobs = repo / "blobs"
     blobs.mkdir()
     (blobs / "abc").write_bytes(b"linked content\n")
     os.symlink(str(blobs / "abc"), str(src / "special_tokens_map.json"))
@@ -113,3 +115,79 @@ def test_adopt_hardlink_and_errors(tmp_path):
     assert out["failed"] and "'..'" in out["msg"]
     out = _run({"name": "self", "provider": "local", "models_dir": str(models), "source": str(models / "local")})
     assert out["failed"] and "inside the directories venom.models manages" in out["msg"]
+
+
+def test_source_links_out_of_the_source_are_refused_and_copies_keep_the_mode(tmp_path):
+    """Issue 13 finding 3: shadow -> /etc/shadow in a source never becomes a readable copy or a hard link."""
+    secret = tmp_path / "secret"
+    secret.write_text("root:$6$hash\n")
+    os.chmod(secret, 0o600)
+    src = tmp_path / "plain"
+    write_files(str(src), tiny_gemma_files())
+    os.symlink(str(secret), str(src / "shadow"))
+    os.chmod(src / "config.json", 0o600)
+    models = tmp_path / "models"
+    for mode in ("copy", "auto"):
+        args = {"name": "leak", "provider": "local", "source": str(src), "models_dir": str(models), "adopt_mode": mode}
+        out = _run(args)
+        assert out.get("failed") and "shadow" in out["msg"] and str(secret) in out["msg"], out
+        assert not glob.glob(str(models / "local" / "leak" / "*" / "shadow"))
+    args["ignore_patterns"] = ["shadow"]
+    args["adopt_mode"] = "copy"
+    out = _run(args)
+    assert out["changed"] and not out.get("failed"), out
+    entry = _manifest_entry(models, "leak")
+    installed = os.path.join(entry["local_path"], "config.json")
+    assert os.stat(installed).st_mode & 0o777 == 0o600, "a copy is never more readable than its source"
+    assert os.stat(os.path.join(entry["local_path"], "model.safetensors")).st_mode & 0o777 == 0o644
+
+
+def test_a_local_model_never_lands_inside_another(tmp_path):
+    """Issue 13 finding 6: model 'm/<id12>' would land inside m's version directory local/m/<id12>."""
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run({"name": "m", "provider": "local", "source": str(src), "models_dir": str(models)})
+    assert out["changed"], out
+    version = os.path.basename(_manifest_entry(models, "m")["local_path"])
+    out = _run({"name": f"m/{version}", "provider": "local", "source": str(src), "models_dir": str(models)})
+    assert out.get("failed") and "inside" in out["msg"], out
+    assert _manifest_entry(models, f"m/{version}") is None
+    assert not os.path.exists(os.path.join(_manifest_entry(models, "m")["local_path"], version))
+    out = _run({"name": "m", "provider": "local", "models_dir": str(models), "state": "absent"})
+    assert out["changed"] and not os.path.exists(models / "local" / "m")
+
+
+def test_absent_works_on_a_full_disk(tmp_path):
+    """Issue 13 finding 4: removal is the operator's first move on a full disk; it needs no free space."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    # a real full filesystem: a small tmpfs (the tests run as root, as the modules do on a fleet)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", str(disk)], check=True)
+    try:
+        models = disk / "models"
+        src = _source(tmp_path)
+        args = {"name": "m", "provider": "local", "source": str(src), "models_dir": str(models),
+                "adopt_mode": "copy", "reserve_gb": 0}
+        assert _run(args)["changed"]
+        with open(disk / "filler", "wb") as fh:
+            try:
+                while True:
+                    fh.write(b"\0" * 65536)
+                    fh.flush()
+            except OSError:
+                pass
+        for i in range(3):  # the last blocks may take a few small writes more
+            try:
+                with open(disk / f"filler-small-{i}", "wb") as fh:
+                    fh.write(b"\0" * 4096)
+            except OSError:
+                pass
+        assert os.statvfs(disk).f_bavail == 0, "the disk is full"
+        out = _run(dict(args, state="absent"))
+        assert not out.get("failed") and out["changed"], out
+        assert not os.path.exists(models / "local" / "m")
+        assert os.listdir(models / ".venom" / "locks") == [], "no lock file left behind"
+        assert _manifest_entry(models, "m") is None
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)

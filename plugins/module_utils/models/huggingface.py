@@ -26,6 +26,7 @@ import threading
 import time
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import detect_hf_capabilities
+from ansible_collections.venom.models.plugins.module_utils.store.journal import redact as _redact_secrets
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
 from ansible_collections.venom.models.plugins.module_utils.models.staging import (
@@ -70,10 +71,7 @@ def load_hub() -> None:
 
 def redact(text: str, token: str | None) -> str:
     """``text`` with every occurrence of the token (and its Bearer form) masked."""
-    text = str(text)
-    if token:
-        text = text.replace(token, "********")
-    return text
+    return _redact_secrets(text, [token] if token else [])
 
 
 def validate_endpoint(endpoint: str | None) -> str:
@@ -177,7 +175,7 @@ class HuggingFaceProvider(Provider):
         return recorded == self.selection
 
     def quick_check(self, entry: dict) -> list:
-        return stat_problems(entry.get("local_path"), entry.get("files", []))
+        return stat_problems(self.model_dir(entry.get("local_path")), entry.get("files", []))
 
     # -- the Hub -------------------------------------------------------------------------------------
     def api(self):
@@ -479,7 +477,7 @@ class HuggingFaceProvider(Provider):
     def verify(self, entry: dict, progress) -> list:
         files = entry.get("files", [])
         progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.repo_id}")
-        return hash_problems(entry.get("local_path"), files, progress)
+        return hash_problems(self.model_dir(entry.get("local_path")), files, progress)
 
     def repair(self, entry: dict, problems: list, progress) -> dict:
         commit = entry["revision"]
@@ -491,23 +489,23 @@ class HuggingFaceProvider(Provider):
                         files=[FileSpec.from_record(f) for f in entry["files"]], local_path=entry["local_path"],
                         extra={k: entry.get(k) for k in ("allow_patterns", "ignore_patterns", "source")})
         good = dict(entry, files=[f for f in entry["files"] if f["path"] not in bad and "." not in bad])
-        os.makedirs(entry["local_path"], mode=0o755, exist_ok=True)
+        os.makedirs(self.model_dir(entry["local_path"]), mode=0o755, exist_ok=True)
         return self.install(target, progress, entry=good)
 
     def remove(self, entry: dict) -> list:
         removed = []
         path = entry.get("local_path")
-        if path and remove_tree_inside(self.paths.models_dir, path):
+        if path and remove_tree_inside(self.paths.provider_dir(self.name), path):
             removed.append(path)
         for old in entry.get("retained_versions") or []:
-            if remove_tree_inside(self.paths.models_dir, old.get("local_path")):
+            if remove_tree_inside(self.paths.provider_dir(self.name), old.get("local_path")):
                 removed.append(old["local_path"])
         org_dir = os.path.join(self.paths.models_dir, "huggingface", self.repo_id.split("/")[0])
         prune_empty_parents(os.path.join(org_dir, self.repo_id.split("/")[1]), stop=self.paths.models_dir)
         return removed
 
     def remove_version(self, local_path: str) -> None:
-        remove_tree_inside(self.paths.models_dir, local_path)
+        remove_tree_inside(self.paths.provider_dir(self.name), local_path)
 
     def staging_bytes(self) -> int:
         from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size  # pylint: disable=import-outside-toplevel

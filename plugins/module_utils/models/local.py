@@ -10,7 +10,11 @@ hard-linked when ``adopt_mode`` allows and the source is on the same filesystem)
 digest computed from the source, then renamed into place in one step.
 
 Hidden metadata directories (``.git``, ``.cache``, ``.venom``) are not adopted. Symbolic links to
-files are followed (their content is adopted); links to directories are not followed.
+files are followed (their content is adopted) only when they resolve inside the source (for a Hub
+cache snapshot ``.../models--org--name/snapshots/<commit>``: inside ``models--org--name``, where
+its ``blobs/`` are); a link that leads anywhere else is refused, naming it. Links to directories
+are not followed. A copy is never more readable than its source file (mode ``0644 & source``); a
+hard link shares the source's inode and so its mode.
 
 ``state: latest`` re-reads the source: when a file's size or modification time changed, the
 source is hashed again and a changed content is adopted as a new version.
@@ -88,7 +92,7 @@ class LocalProvider(Provider):
             == self.selection
 
     def quick_check(self, entry: dict) -> list:
-        return stat_problems(entry.get("local_path"), entry.get("files", []))
+        return stat_problems(self.model_dir(entry.get("local_path")), entry.get("files", []))
 
     # -- the source ----------------------------------------------------------------------------------
     def _source_for(self, entry: dict | None) -> str:
@@ -117,6 +121,26 @@ class LocalProvider(Provider):
                 found[rel] = (st.st_size, st.st_mtime_ns)
         return found
 
+    @staticmethod
+    def link_root(source: str) -> str:
+        """Where the links of ``source`` may lead: the source itself, or a Hub cache snapshot's repository."""
+        parent = os.path.dirname(source)
+        if os.path.basename(parent) == "snapshots" and os.path.basename(os.path.dirname(parent)).startswith("models--"):
+            return os.path.dirname(parent)
+        return source
+
+    def source_file(self, source: str, rel: str) -> str:
+        """The resolved path of the source file ``rel``; a symlink that leads out of the source is refused."""
+        full = os.path.join(source, rel)
+        real = os.path.realpath(full)
+        root = os.path.realpath(self.link_root(source))
+        if os.path.commonpath([root, real]) != root:
+            raise ValidationError(
+                f"The source {source} holds {rel}, a symbolic link to {real}, outside the source; it is not adopted.",
+                fix=f"Replace the link {full} by the file it should be (or remove it, or exclude it with ignore_patterns).",
+                link=full, target=real)
+        return real
+
     def _unchanged(self, entry: dict, source: str) -> bool:
         """Whether the source still has exactly the recorded files, sizes and times (stat only)."""
         if (entry.get("source") or {}).get("path") != source:
@@ -143,7 +167,7 @@ class LocalProvider(Provider):
                                     fix="Check source, allow_patterns and ignore_patterns.")
             files, mtimes = [], {}
             for rel in chosen:
-                full = os.path.join(source, rel)
+                full = self.source_file(source, rel)
                 size = os.path.getsize(full)
                 files.append(FileSpec(path=rel, size=size, sha256=file_digests(full, size)["sha256"]))
                 mtimes[rel] = scanned[rel][1]
@@ -184,7 +208,8 @@ class LocalProvider(Provider):
     # -- changes -------------------------------------------------------------------------------------
     def _bring(self, stage: StagingArea, source: str, spec: FileSpec, link: bool, progress) -> None:
         """Copy or hard-link one file into the staging tree, verified against ``spec``."""
-        src = os.path.join(source, spec.path)
+        src = self.source_file(source, spec.path)  # resolved again at use: the source may have changed
+        mode = stat.S_IMODE(os.stat(src).st_mode) & 0o644  # never more readable than the source file
         partial = stage.partial_path(spec.path)
         os.makedirs(os.path.dirname(partial), mode=0o750, exist_ok=True)
         if os.path.lexists(partial):
@@ -195,14 +220,15 @@ class LocalProvider(Provider):
             try:
                 if link:
                     try:
-                        os.link(os.path.realpath(src), partial)
+                        os.link(src, partial)
                         h.feed_file(partial, progress=progress)
                     except OSError as exc:
                         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK) or self.request.adopt_mode == "hardlink":
                             raise
                         link = False
                 if not link:
-                    with open(src, "rb") as fin, open(partial, "wb") as fout:
+                    with open(src, "rb") as fin, open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                                              | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600), "wb") as fout:
                         while True:
                             data = fin.read(CHUNK)
                             if not data:
@@ -220,7 +246,7 @@ class LocalProvider(Provider):
             size = os.path.getsize(partial)
             why = mismatch(spec, h.digests(), size)
             if why is None:
-                stage.place(partial, spec, h.digests(), chmod=not link)
+                stage.place(partial, spec, h.digests(), chmod=not link, mode=mode)
                 return
             os.unlink(partial)
         raise integrity_error(self.model, spec.path, f"{why}; the source changed while it was adopted")
@@ -264,14 +290,14 @@ class LocalProvider(Provider):
     def verify(self, entry: dict, progress) -> list:
         files = entry.get("files", [])
         progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.model}")
-        return hash_problems(entry.get("local_path"), files, progress)
+        return hash_problems(self.model_dir(entry.get("local_path")), files, progress)
 
     def repair(self, entry: dict, problems: list, progress) -> dict:
         source = self._source_for(entry)
         bad = {p.path for p in problems}
         specs = [FileSpec.from_record(f) for f in entry["files"] if f["path"] in bad or "." in bad]
         for spec in specs:
-            src = os.path.join(source, spec.path)
+            src = self.source_file(source, spec.path)
             try:
                 ok = os.path.getsize(src) == spec.size and file_digests(src, spec.size)["sha256"] == spec.sha256
             except OSError:
@@ -284,7 +310,7 @@ class LocalProvider(Provider):
         stage.ensure()
         link = self._linkable(source)
         progress.set_total(sum(s.size for s in specs), 0, f"repairing {len(specs)} file(s) of {self.model}")
-        os.makedirs(entry["local_path"], mode=0o755, exist_ok=True)
+        os.makedirs(self.model_dir(entry["local_path"]), mode=0o755, exist_ok=True)
         for spec in specs:
             self._bring(stage, source, spec, link, progress)
             dst = safe_join(entry["local_path"], spec.path)
@@ -296,13 +322,13 @@ class LocalProvider(Provider):
     def remove(self, entry: dict) -> list:
         removed = []
         for path in [entry.get("local_path")] + [v.get("local_path") for v in entry.get("retained_versions") or []]:
-            if path and remove_tree_inside(self.paths.models_dir, path):
+            if path and remove_tree_inside(self.paths.provider_dir(self.name), path):
                 removed.append(path)
                 prune_empty_parents(os.path.dirname(path), stop=self.paths.models_dir)
         return removed
 
     def remove_version(self, local_path: str) -> None:
-        remove_tree_inside(self.paths.models_dir, local_path)
+        remove_tree_inside(self.paths.provider_dir(self.name), local_path)
         prune_empty_parents(os.path.dirname(local_path), stop=self.paths.models_dir)
 
     def staging_bytes(self) -> int:

@@ -27,7 +27,8 @@ from ansible_collections.venom.models.plugins.module_utils.errors import (
     IntegrityError, MissingDependencyError, NotFoundError, ProviderError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry
 from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Problem, Provider, Target
-from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name, validate_model_name
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
+    parse_ollama_name, validate_model_name, validate_size)
 
 try:
     import requests
@@ -252,7 +253,10 @@ def registry_manifest(name: str, registry: str | None = None, insecure: bool = F
             layers.append(doc["config"])
         for layer in layers:
             blob_file_name(layer["digest"])
-            int(layer["size"])
+            validate_size(layer["size"], f"the size of the layer {layer['digest']}")
+    except ValidationError as exc:
+        raise ProviderError(f"The registry manifest of {parts['display']} at {url} is refused: {exc.msg}.",
+                            fix=exc.fix) from None
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ProviderError(f"The registry manifest of {parts['display']} at {url} is not an Ollama model manifest.",
                             fix="Check the registry and the model name.") from None
@@ -447,7 +451,7 @@ class OllamaProvider(Provider):
             "requested_revision": self.parts["tag"],
             "local_path": None,
             "files": [f.record() for f in files],
-            "size_bytes": int(found.get("size") or sum(f.size for f in files)),
+            "size_bytes": validate_size(found.get("size") or sum(f.size for f in files), f"the size of {self.display}"),
             "capabilities_detected": detect_from_ollama_show(show),
             "ollama": self.entry_extra(),
         }

@@ -34,7 +34,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.huggingface im
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
 from ansible_collections.venom.models.plugins.module_utils.store.locks import model_lock
-from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, find_entry, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, find_entry, nested_dirs, new_entry
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
@@ -127,7 +127,7 @@ class ModelOperations:
         self.provider = PROVIDERS[request.provider](request, self.paths)
         self.name = self.provider.canonical_name()
         self.manifest = Manifest(self.paths.models_dir, lock_timeout=request.lock_timeout)
-        self.journal = Journal(self.paths.models_dir)
+        self.journal = Journal(self.paths.models_dir, secrets=[request.token])
         # the host's storage settings: as given, else as recorded with the manifest, else the defaults
         self.storage = storage_settings(self.manifest.settings(), quota_gb=request.quota_gb,
                                         reserve_gb=request.reserve_gb)
@@ -175,6 +175,7 @@ class ModelOperations:
                 self.provider.satisfies(dict(entry, status="installed")) and self._pinned(entry):
             return self._plan_installed(entry, full=False)
         target = self.provider.resolve(entry, latest=req.state == "latest")
+        self._refuse_nesting(target.local_path)
         if entry is not None and target.revision == entry.get("revision") and target.local_path == entry.get("local_path"):
             wanted = {f.path: f.size for f in target.files}
             recorded = {f["path"]: f["size"] for f in entry.get("files", [])}
@@ -198,6 +199,24 @@ class ModelOperations:
                                   f"{target.requested_revision or 'the source'} is at {_short(target.revision)}",
                         before=entry, target=target, fetch=self._to_fetch(target))
         return self._with_quota(plan)
+
+    def _refuse_nesting(self, path: str | None) -> None:
+        """No model's directory may contain (or lie inside) another model's: refused before anything is written."""
+        if not path:
+            return
+        me = (self.request.provider, self.name)
+        dirs = [(path, self.name)]
+        for e in self.manifest.models():
+            if (e["provider"], e["name"]) != me:
+                dirs += [(p, e["name"]) for p in [e.get("local_path")] +
+                         [v.get("local_path") for v in e.get("retained_versions") or []] if p]
+        nested = nested_dirs(dirs)
+        if nested:
+            (inner, inner_name), (outer, outer_name) = nested
+            raise ValidationError(
+                f"{self.name} would be installed at {path}, but the directory of {inner_name!r} ({inner}) would lie "
+                f"inside the directory of {outer_name!r} ({outer}); removing one would delete the other.",
+                fix="Choose a model name that is not another model's name followed by its version directory.")
 
     def _pinned(self, entry: dict) -> bool:
         """Whether ``latest`` has nothing to re-resolve: the request pins the installed commit."""

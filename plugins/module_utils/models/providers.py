@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
 
 STATES = ("present", "absent", "verified", "latest")
 DEFAULT_LOCK_TIMEOUT = 600.0
@@ -83,6 +84,10 @@ class FileSpec:
     git_oid: str | None = None
     lfs: bool = False
 
+    def __post_init__(self):
+        # sizes come from servers (Hub tree, Ollama registry) and files: bounded before any plan uses them
+        validate_size(self.size, f"the size of {self.path!r}")
+
     def record(self) -> dict:
         out = {"path": self.path, "size": self.size, "sha256": self.sha256}
         if self.git_oid:
@@ -93,7 +98,7 @@ class FileSpec:
 
     @classmethod
     def from_record(cls, rec: dict) -> "FileSpec":
-        return cls(path=rec["path"], size=int(rec["size"]), sha256=rec.get("sha256"),
+        return cls(path=rec["path"], size=rec["size"], sha256=rec.get("sha256"),
                    git_oid=rec.get("git_oid"), lfs=bool(rec.get("lfs", False)))
 
 
@@ -246,6 +251,13 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def remove(self, entry: dict) -> list:
         """Remove the files of ``entry``; return the paths removed."""
+
+    def model_dir(self, path: str | None) -> str | None:
+        """A ``local_path`` from the manifest, proven again at use to lie inside ``<models_dir>/<provider>/``."""
+        if not path:
+            return path
+        from ansible_collections.venom.models.plugins.module_utils.store.manifest import model_path_inside  # pylint: disable=import-outside-toplevel
+        return model_path_inside(self.paths.models_dir, self.name, path)
 
     def remove_version(self, local_path: str) -> None:
         """Remove one installed version's directory (an old revision after ``latest``)."""

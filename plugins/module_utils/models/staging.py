@@ -236,13 +236,13 @@ class StagingArea:
             st[spec.path] = dict(size=spec.size, **digests)
             atomic_write_json(self.state_path, st, mode=0o640, durable=False)
 
-    def place(self, src: str, spec, digests: dict, chmod: bool = True) -> None:
+    def place(self, src: str, spec, digests: dict, chmod: bool = True, mode: int = 0o644) -> None:
         """Move a verified file into tree/ and record it (``chmod=False`` for hard links: shared inode)."""
         dst = self.tree_path(spec.path)
         os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
         os.replace(src, dst)
         if chmod:
-            os.chmod(dst, 0o644)
+            os.chmod(dst, mode)
         self.record(spec, digests)
 
     def adopt_tree(self, directory: str) -> None:

@@ -40,7 +40,6 @@ State
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -57,6 +56,7 @@ from ansible_collections.venom.models.plugins.module_utils.store.journal import 
 from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import keyed_digest
 from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import Systemd, systemd_booted
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
@@ -79,8 +79,9 @@ ENV_KEYS = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "VLLM_EXTRA_ARGS", "VLLM_API
 _UNSAFE_ENV_VALUE = re.compile(r'["\\$`\n\r\0]')
 
 
-def _sha(text: str | None) -> str | None:
-    return hashlib.sha256(text.encode()).hexdigest() if text else None
+def _sha(text: str | None, models_dir: str | None) -> str | None:
+    """A keyed digest (per-host 0600 key, see store.safeio.keyed_digest), never a plain sha256 of a secret."""
+    return keyed_digest(StatePaths(models_dir).state_dir, text)
 
 
 @dataclass
@@ -265,7 +266,7 @@ class RuntimeController:
         return Activation(model=model, provider=provider, model_path=env["VLLM_MODEL"],
                           served_model_name=env.get("VLLM_SERVED_MODEL_NAME") or None,
                           flags=(env.get("VLLM_EXTRA_ARGS") or "").split(),
-                          api_key_sha256=_sha(env.get("VLLM_API_KEY")))
+                          api_key_sha256=_sha(env.get("VLLM_API_KEY"), self.spec.models_dir))
 
     def current_activation(self) -> Activation | None:
         if self.spec.name == "vllm" and self.resolve_mode() == "systemd":
@@ -416,7 +417,7 @@ class RuntimeController:
             act = Activation(model=current.model, provider=current.provider, model_path=current.model_path,
                              served_model_name=s.served_model_name or current.served_model_name)
         act.flags = self._flags(current)
-        act.api_key_sha256 = _sha(s.api_key) if s.api_key is not None else (current.api_key_sha256 if current else None)
+        act.api_key_sha256 = _sha(s.api_key, s.models_dir) if s.api_key is not None else (current.api_key_sha256 if current else None)
         if self.resolve_mode() == "process":
             act.process = self._process_desc()
         return act, entry
@@ -425,7 +426,7 @@ class RuntimeController:
         s = self.spec
         env = dict(sorted((s.env or {}).items()))
         return {"command": list(s.command or DEFAULTS[s.name]["command"]), "host": s.host, "port": s.port,
-                "env_keys": list(env), "env_sha256": _sha(json.dumps(env)) if env else None}
+                "env_keys": list(env), "env_sha256": _sha(json.dumps(env), s.models_dir) if env else None}
 
     # -- acting ----------------------------------------------------------------------------------
     def _argv(self, act: Activation | None) -> tuple[list, list, dict]:
@@ -665,7 +666,7 @@ class RuntimeController:
         desired, current, before = plan["_desired"], plan["_current"], plan["_before"]
         actions = plan["actions"]
         self.touched = True
-        journal = Journal(self.spec.models_dir)
+        journal = Journal(self.spec.models_dir, secrets=proc.run_secrets(self.spec.api_key, self.spec.env))
         op_type = "stop" if state == "stopped" else ("activate" if "activate" in actions else
                                                      ("restart" if state == "restarted" else "start"))
         op = journal.start(op_type, desired.model if desired else None, provider=desired.provider if desired else None,

@@ -33,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import Proc, boot_id, is_alive, read_proc
@@ -311,7 +312,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     env[MARKER_ENV] = marker
     for path in (pid_file, log_file):
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
-    log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    log_fd = open_state_file(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640, what="runtime log")
     try:
         shown = " ".join(argv_for_record or argv)
         os.write(log_fd, f"\n{LOG_START_MARK}{name} at {iso()}: {shown}\n".encode())
@@ -503,3 +504,8 @@ def stop_pid_file(pid_file: str, stop_timeout: float = DEFAULT_STOP_TIMEOUT, por
     res = stop_tree(rec, stop_timeout=stop_timeout, port=port, host=host, **kwargs)
     remove_pid_file(pid_file)
     return res
+
+
+def run_secrets(api_key: str | None, env: dict | None) -> list:
+    """The secrets of a runtime run that the journal masks: the API key and every ``env`` value."""
+    return [v for v in [api_key] + [str(x) for x in (env or {}).values()] if v]

@@ -16,16 +16,18 @@ removed, oldest first; in-progress operations are never removed.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
 import time
 import uuid
 
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, process_identity
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import read_state_file
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, parse_iso
 
 STATUSES = ("pending", "in_progress", "completed", "failed")
@@ -33,6 +35,32 @@ TYPES = ("install", "remove", "verify", "update", "activate", "deactivate", "sta
 DEFAULT_HISTORY_LIMIT = 200
 PROGRESS_MIN_INTERVAL = 0.5
 _ID_CHARS = set("0123456789abcdef-")
+MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+
+MASK = "********"
+MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words; such a value is no secret anyway
+
+
+def redact(text, secrets) -> str:
+    """``text`` with every occurrence of every secret masked (longest first, so none leaks in part)."""
+    text = str(text)
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def redact_value(value, secrets):
+    """``value`` (a JSON-like structure) with ``redact`` applied to every string in it."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_value(v, secrets) for v in value]
+    return value
 
 
 class Operation:
@@ -48,7 +76,18 @@ class Operation:
         return self.record["id"]
 
     def _save(self, durable: bool = True) -> None:
-        atomic_write_json(self.journal.path_of(self.id), self.record, mode=0o644, durable=durable)
+        """Persist the record; on a full disk the journal is skipped (best effort), the operation goes on.
+
+        This is the one place a journal record is written: every string in it passes ``redact``
+        with all the secrets the journal knows (tokens, API keys, env values of the run).
+        """
+        self.record = redact_value(self.record, self.journal.secrets)
+        try:
+            atomic_write_json(self.journal.path_of(self.id), self.record, mode=0o644, durable=durable)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.record["journal_skipped"] = "disk full"
         self._last_write = time.monotonic()
 
     def start(self, message: str | None = None) -> "Operation":
@@ -105,10 +144,18 @@ class Operation:
 class Journal:
     """The journal of one models directory."""
 
-    def __init__(self, models_dir: str | None = None, history_limit: int = DEFAULT_HISTORY_LIMIT):
+    def __init__(self, models_dir: str | None = None, history_limit: int = DEFAULT_HISTORY_LIMIT, secrets=()):
         self.paths = StatePaths(models_dir)
         self.dir = self.paths.operations_dir
         self.history_limit = history_limit
+        self.secrets: set = set()
+        for value in secrets:
+            self.add_secret(value)
+
+    def add_secret(self, value) -> None:
+        """A value that must never be written to the journal (masked wherever it appears)."""
+        if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
+            self.secrets.add(value)
 
     def path_of(self, op_id: str) -> str:
         if not isinstance(op_id, str) or not op_id or not set(op_id) <= _ID_CHARS or len(op_id) > 64:
@@ -137,9 +184,8 @@ class Journal:
 
     def _read(self, path: str) -> dict | None:
         try:
-            with open(path, encoding="utf-8") as fh:
-                rec = json.load(fh)
-        except (OSError, ValueError):
+            rec = json.loads(read_state_file(path, MAX_RECORD_BYTES, "operation record"))
+        except (OSError, ValueError, RecursionError, VenomError):
             return None
         return rec if isinstance(rec, dict) and "id" in rec and "started_at" in rec else None
 

@@ -24,6 +24,7 @@ import time
 from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths, keyed_file_name
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import process_identity
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import check_dir, open_state_file, read_state_file
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -51,9 +52,8 @@ class FileLock:
     def holder(self) -> dict | None:
         """What the lock file says about its current holder (best effort)."""
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                data = json.loads(fh.read() or "null")
-        except (OSError, ValueError):
+            data = json.loads(read_state_file(self.path, 64 * 1024, "lock file") or b"null")
+        except (OSError, ValueError, RecursionError, VenomError):
             return None
         return data if isinstance(data, dict) else None
 
@@ -63,9 +63,12 @@ class FileLock:
                 raise VenomError(f"This process already holds the lock {self.path}; locks are not re-entrant.",
                                  fix="This is a bug in venom.models; please report it.")
         deadline = time.monotonic() + max(0.0, self.timeout)
-        os.makedirs(os.path.dirname(self.path), mode=0o750, exist_ok=True)
+        directory = os.path.dirname(self.path)
+        for d in (os.path.dirname(directory), directory):
+            check_dir(d, "state directory")  # .venom and locks/: never through a symlink
+        os.makedirs(directory, mode=0o750, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            fd = open_state_file(self.path, os.O_RDWR | os.O_CREAT, 0o640, what="lock file")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -86,13 +89,22 @@ class FileLock:
                 continue
             self._fd = fd
             break
-        info = dict(process_identity(), host=socket.gethostname(), purpose=self.purpose,
-                    operation_id=self.operation_id, since=iso())
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info, sort_keys=True).encode(), 0)
         with _held_guard:
             _held.add(self.path)
+        self._write_holder(fd)
         return self
+
+    def _write_holder(self, fd: int) -> None:
+        """Record who holds the lock, best effort: a full disk must not stop a removal (no space needed)."""
+        info = dict(process_identity(), host=socket.gethostname(), purpose=self.purpose,
+                    operation_id=self.operation_id, since=iso())
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info, sort_keys=True).encode(), 0)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                self.release()
+                raise
 
     def _timeout_error(self) -> LockTimeout:
         who = self.holder() or {}

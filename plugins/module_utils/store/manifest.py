@@ -34,20 +34,27 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
+import re
 
-from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError
+from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json, dump_json, fsync_dir
 from ansible_collections.venom.models.plugins.module_utils.store.locks import DEFAULT_LOCK_TIMEOUT, manifest_lock
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths, keyed_file_name
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, utcnow
-from ansible_collections.venom.models.plugins.module_utils.store.validation import PROVIDERS, RUNTIMES
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import read_state_file
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
+    MAX_SIZE_BYTES, PROVIDERS, RUNTIMES, ensure_inside, validate_relative_file_path)
 
 KIND = "venom.models/manifest"
 SCHEMA_VERSION = 1
 STATUSES = ("installed", "damaged")
 GB = 10 ** 9
 MAX_MANIFEST_BYTES = 256 * 1024 * 1024
+_COMMIT_DIR = re.compile(r"^[0-9a-f]{40}$")
+_LOCAL_VERSION_DIR = re.compile(r"^[0-9a-f]{12}$")
+MAX_JSON_DEPTH = 32  # the manifest nests 4 levels; anything much deeper is refused before it is copied
 
 RECOVERY_HINT = ("Move the file aside and rebuild the manifest from the models on disk with "
                  "'venom.models.venom_manifest' (state: rebuilt), which keeps the old file as "
@@ -100,10 +107,18 @@ def new_entry(name: str, provider: str, **fields) -> dict:
     return entry
 
 
-def validate_document(doc, path: str = "manifest") -> dict:
-    """Check a manifest document; raise ManifestError naming the first problem found."""
-    def bad(problem: str, fix: str = RECOVERY_HINT):
-        raise ManifestError(f"The manifest {path} is invalid: {problem}.", fix=fix, path=path)
+def validate_document(doc, path: str = "manifest", models_dir: str | None = None) -> dict:
+    """Check a manifest document; raise ManifestError naming the first problem found.
+
+    With ``models_dir``, every path the document holds (``local_path``, ``retained_versions``,
+    ``files[].path``) must also lie inside ``<models_dir>/<provider>/`` and no model's directory
+    may contain another's; the error names the offending entry (``details['entry']``).
+    """
+    def bad(problem: str, fix: str = RECOVERY_HINT, entry=None):
+        details = {"path": path}
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            details["entry"] = entry["name"]
+        raise ManifestError(f"The manifest {path} is invalid: {problem}.", fix=fix, **details)
 
     if not isinstance(doc, dict):
         bad(f"the top level is a JSON {type(doc).__name__}, not an object")
@@ -113,10 +128,10 @@ def validate_document(doc, path: str = "manifest") -> dict:
                 "(perhaps by the Venom application or by hand)",
                 fix="Keep that file elsewhere and point models_dir at a directory venom.models owns, or "
                     + RECOVERY_HINT[0].lower() + RECOVERY_HINT[1:])
-        bad(f"'kind' is {doc.get('kind')!r}, expected {KIND!r}; this is not a venom.models manifest")
+        bad(f"'kind' is {_short_repr(doc.get('kind'))}, expected {KIND!r}; this is not a venom.models manifest")
     version = doc.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        bad(f"'schema_version' is {version!r}, not an integer")
+        bad(f"'schema_version' is {_short_repr(version)}, not an integer")
     if version > SCHEMA_VERSION:
         bad(f"it has schema version {version}, newer than this collection understands ({SCHEMA_VERSION})",
             fix="Upgrade the venom.models collection on the controller; do not edit the file.")
@@ -134,33 +149,140 @@ def validate_document(doc, path: str = "manifest") -> dict:
         if key not in STORAGE_SETTINGS or isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             bad(f"settings.{key} = {value!r} is not one of {', '.join(STORAGE_SETTINGS)} with a number >= 0")
     seen = set()
+    dirs = []  # (real directory, entry name) of every model version, to refuse nesting
     for idx, entry in enumerate(models):
         where = f"models[{idx}]"
         if not isinstance(entry, dict):
             bad(f"{where} is not an object")
+        label = f"{where} ({_short_repr(entry.get('name', '?'))})"
         for key in REQUIRED_ENTRY_KEYS:
             if key not in entry:
-                bad(f"{where} ({entry.get('name', '?')}) has no '{key}'")
+                bad(f"{label} has no '{key}'", entry=entry)
         for key, types in _ENTRY_TYPES.items():
             if key in entry and (not isinstance(entry[key], types)
                                  or (isinstance(entry[key], bool) and bool not in types)):
-                bad(f"{where} ({entry.get('name', '?')}) field '{key}' has type {type(entry[key]).__name__}")
+                bad(f"{label} field '{key}' has type {type(entry[key]).__name__}", entry=entry)
+        label = f"{where} ({entry['name']!r})"
         if entry["provider"] not in PROVIDERS:
-            bad(f"{where} ({entry['name']}) has unknown provider {entry['provider']!r}")
+            bad(f"{label} has unknown provider {_short_repr(entry['provider'])}", entry=entry)
         if entry["status"] not in STATUSES:
-            bad(f"{where} ({entry['name']}) has unknown status {entry['status']!r}")
+            bad(f"{label} has unknown status {_short_repr(entry['status'])}", entry=entry)
         if entry.get("runtime") is not None and entry["runtime"] not in RUNTIMES:
-            bad(f"{where} ({entry['name']}) has unknown runtime {entry['runtime']!r}")
-        if entry["size_bytes"] < 0:
-            bad(f"{where} ({entry['name']}) has a negative size")
+            bad(f"{label} has unknown runtime {_short_repr(entry['runtime'])}", entry=entry)
+        if not 0 <= entry["size_bytes"] <= MAX_SIZE_BYTES:
+            bad(f"{label} has a size of {entry['size_bytes']} bytes, outside 0..{MAX_SIZE_BYTES}", entry=entry)
+        if "size_gb" in entry and not math.isfinite(entry["size_gb"]):
+            bad(f"{label} has a size_gb that is not a finite number", entry=entry)
         for fidx, item in enumerate(entry["files"]):
-            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(item.get("size"), int):
-                bad(f"{where} ({entry['name']}) files[{fidx}] needs a string 'path' and an integer 'size'")
+            if not isinstance(item, dict) or not isinstance(item.get("path"), str) or not isinstance(item.get("size"), int) \
+                    or isinstance(item.get("size"), bool):
+                bad(f"{label} files[{fidx}] needs a string 'path' and an integer 'size'", entry=entry)
+            if not 0 <= item["size"] <= MAX_SIZE_BYTES:
+                bad(f"{label} files[{fidx}] has a size of {item['size']} bytes, outside 0..{MAX_SIZE_BYTES}", entry=entry)
+            try:
+                validate_relative_file_path(item["path"])
+            except ValidationError as exc:
+                bad(f"{label} files[{fidx}]: {exc.msg}", entry=entry)
+            for key in ("sha256", "git_oid"):
+                if item.get(key) is not None and not isinstance(item[key], str):
+                    bad(f"{label} files[{fidx}] field '{key}' is not a string", entry=entry)
+        retained = entry.get("retained_versions")
+        if retained is not None and (not isinstance(retained, list)
+                                     or not all(isinstance(v, dict) for v in retained)):
+            bad(f"{label} field 'retained_versions' is not a list of objects", entry=entry)
+        for key in ("source", "capability_overrides", "detected_capabilities"):
+            if entry.get(key) is not None and not isinstance(entry[key], dict):
+                bad(f"{label} field '{key}' is not an object", entry=entry)
+        if isinstance(entry.get("source"), dict) and not isinstance(entry["source"].get("path", ""), str):
+            bad(f"{label} field 'source.path' is not a string", entry=entry)
+        if models_dir is not None:
+            versions = [("local_path", entry.get("local_path"))] + \
+                [(f"retained_versions[{i}].local_path", v.get("local_path")) for i, v in enumerate(retained or [])]
+            for field, value in versions:
+                if value is None:
+                    continue
+                try:
+                    dirs.append((model_path_inside(models_dir, entry["provider"], value), entry["name"]))
+                except ValidationError as exc:
+                    bad(f"{label} field '{field}': {exc.msg}",
+                        fix="Every model directory lies inside models_dir; remove this entry (or correct its path) "
+                            "and " + RECOVERY_HINT[0].lower() + RECOVERY_HINT[1:], entry=entry)
         key = (entry["provider"], entry["name"])
         if key in seen:
-            bad(f"the model {entry['name']!r} ({entry['provider']}) appears twice")
+            bad(f"the model {entry['name']!r} ({entry['provider']}) appears twice", entry=entry)
         seen.add(key)
+    nested = nested_dirs(dirs)
+    if nested:
+        inner, outer = nested
+        bad(f"the directory of {inner[1]!r} ({inner[0]}) lies inside the directory of {outer[1]!r} ({outer[0]})",
+            fix="No model's directory may contain another's; remove one of the two entries and "
+                + RECOVERY_HINT[0].lower() + RECOVERY_HINT[1:], entry={"name": inner[1]})
     return doc
+
+
+def parse_json(raw: bytes, path: str):
+    """Decode a state file; every way it can be malformed is a ManifestError naming the file."""
+    try:
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        if _depth(doc) > MAX_JSON_DEPTH:
+            raise RecursionError
+        return doc
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"The file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).",
+                            fix=RECOVERY_HINT, path=path) from None
+    except RecursionError:
+        raise ManifestError(f"The file {path} nests JSON too deeply to be a venom.models file.",
+                            fix=RECOVERY_HINT, path=path) from None
+    except ValueError as exc:
+        raise ManifestError(f"The file {path} is not valid JSON: {exc}.", fix=RECOVERY_HINT, path=path) from None
+
+
+def _depth(value) -> int:
+    """How deeply ``value`` nests lists and objects (iterative: no recursion limit of its own)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth <= MAX_JSON_DEPTH:
+                stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short_repr(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def model_path_inside(models_dir: str, provider: str, path) -> str:
+    """``path`` if it is an absolute, normalised path strictly inside ``<models_dir>/<provider>/``.
+
+    Checked on the text (every read of the manifest) and, when the path exists, again after
+    resolving symlinks (``ensure_inside``), so a planted link cannot take a root run elsewhere.
+    """
+    base = os.path.join(os.path.normpath(os.path.abspath(models_dir)), provider)
+    if not isinstance(path, str) or not path or "\x00" in path or len(path) > 4096:
+        raise ValidationError(f"the model path {_short_repr(path)} is not a path",
+                              fix="Rebuild the manifest with venom_manifest (state: rebuilt).")
+    if not os.path.isabs(path) or os.path.normpath(path) != path or not path.startswith(base + os.sep):
+        raise ValidationError(f"the model path {_short_repr(path)} is not inside {base}",
+                              fix="Rebuild the manifest with venom_manifest (state: rebuilt).")
+    if os.path.lexists(path):
+        ensure_inside(base, path)
+    return path
+
+
+def nested_dirs(dirs: list) -> tuple | None:
+    """The first pair ((inner, name), (outer, name)) of different models where one directory holds (or is) the other."""
+    for path, name in dirs:
+        for other, other_name in dirs:
+            if other_name != name and (other == path or other.startswith(path + os.sep)):
+                return (other, other_name), (path, name)
+    return None
 
 
 class Manifest:
@@ -173,10 +295,14 @@ class Manifest:
 
     # -- reading -------------------------------------------------------------------------------
     def load(self) -> dict:
-        """The validated document; an empty one if the file does not exist yet."""
+        """The validated document; an empty one if the file does not exist yet.
+
+        The file is opened without following a symlink; as root it must belong to root and not be
+        writable by group or others (``safeio``). Every path it holds must lie inside models_dir.
+        """
         try:
-            with open(self.path, "rb") as fh:
-                raw = fh.read(MAX_MANIFEST_BYTES + 1)
+            self.paths.check()
+            raw = read_state_file(self.path, MAX_MANIFEST_BYTES, "manifest")
         except FileNotFoundError:
             return empty_document()
         except IsADirectoryError:
@@ -186,20 +312,14 @@ class Manifest:
             raise ManifestError(f"The manifest {self.path} cannot be read: {exc.strerror}.",
                                 fix="Run the task with become: true, or fix the file's permissions.",
                                 path=self.path) from None
+        except ValidationError as exc:
+            raise ManifestError(exc.msg, fix=exc.fix, **exc.details) from None
         if len(raw) > MAX_MANIFEST_BYTES:
             raise ManifestError(f"The manifest {self.path} is larger than {MAX_MANIFEST_BYTES} bytes.",
                                 fix=RECOVERY_HINT, path=self.path)
         if not raw.strip():
             raise ManifestError(f"The manifest {self.path} is empty (0 bytes of JSON).", fix=RECOVERY_HINT, path=self.path)
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"The manifest {self.path} is not UTF-8 text ({exc.reason} at byte {exc.start}).",
-                                fix=RECOVERY_HINT, path=self.path) from None
-        except ValueError as exc:
-            raise ManifestError(f"The manifest {self.path} is not valid JSON: {exc}.",
-                                fix=RECOVERY_HINT, path=self.path) from None
-        return validate_document(doc, self.path)
+        return validate_document(parse_json(raw, self.path), self.path, self.paths.models_dir)
 
     def models(self) -> list:
         return self.load()["models"]
@@ -235,7 +355,7 @@ class Manifest:
             yield work
             if dump_json(work) != before:
                 work["updated_at"] = iso()
-                validate_document(work, self.path)
+                validate_document(work, self.path, self.paths.models_dir)
                 self._sync_records(doc, work)
                 atomic_write_json(self.path, work, mode=0o644)
 
@@ -258,12 +378,15 @@ class Manifest:
         fsync_dir(self.paths.records_dir)
 
     def check(self) -> dict:
-        """``{"valid": bool, "error": str|None, "models": int|None}`` without raising."""
+        """``{"valid": bool, "error": str|None, "models": int|None, "entry": str|None}`` without raising.
+
+        ``entry`` names the model whose entry makes the manifest invalid, when one does.
+        """
         try:
             doc = self.load()
         except ManifestError as exc:
-            return {"valid": False, "error": str(exc), "models": None}
-        return {"valid": True, "error": None, "models": len(doc["models"])}
+            return {"valid": False, "error": str(exc), "models": None, "entry": exc.details.get("entry")}
+        return {"valid": True, "error": None, "models": len(doc["models"]), "entry": None}
 
     def plan_rebuild(self) -> dict:
         """What ``rebuild`` would restore, from the records and the files on disk (reads only)."""
@@ -278,12 +401,11 @@ class Manifest:
                 continue
             path = os.path.join(self.paths.records_dir, name)
             try:
-                with open(path, encoding="utf-8") as fh:
-                    entry = json.load(fh)
+                entry = parse_json(read_state_file(path, MAX_MANIFEST_BYTES, "record"), path)
                 probe = empty_document()
                 probe["models"] = [entry]
-                validate_document(probe, path)
-            except (OSError, ValueError, ManifestError) as exc:
+                validate_document(probe, path, self.paths.models_dir)
+            except (OSError, VenomError) as exc:
                 skipped.append({"record": path, "reason": str(exc)})
                 continue
             key = (entry["provider"], entry["name"])
@@ -297,7 +419,46 @@ class Manifest:
                 damaged.append(entry)
             else:
                 restored.append(entry)
-        return {"restored": restored, "damaged": damaged, "skipped": skipped}
+        kept = restored + damaged
+        return {"restored": restored, "damaged": damaged, "skipped": skipped,
+                "lost": self._lost_entries(seen), "unclaimed": self._unclaimed_dirs(kept)}
+
+    def _lost_entries(self, restored_keys: set) -> list:
+        """Entries of the current manifest (read leniently, even if invalid) that no valid record restores."""
+        try:
+            doc = parse_json(read_state_file(self.path, MAX_MANIFEST_BYTES, "manifest"), self.path)
+        except (OSError, VenomError):
+            return []
+        models = doc.get("models") if isinstance(doc, dict) else None
+        lost = []
+        for item in models if isinstance(models, list) else []:
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str) \
+                    or not isinstance(item.get("provider"), str):
+                continue
+            if (item["provider"], item["name"]) not in restored_keys:
+                lost.append({"name": item["name"], "provider": item["provider"],
+                             "reason": "no valid record in .venom/records (missing or refused, see skipped); "
+                                       "its files, if any, are listed in unclaimed"})
+        return lost
+
+    def _unclaimed_dirs(self, entries: list) -> list:
+        """Version directories under models_dir (huggingface/<org>/<name>/<commit>, local/.../<id12>) no entry claims."""
+        claimed = {os.path.realpath(p) for e in entries for p in [e.get("local_path")] +
+                   [v.get("local_path") for v in e.get("retained_versions") or []] if p}
+        out = []
+        for provider, depth, pattern in (("huggingface", 3, _COMMIT_DIR), ("local", 4, _LOCAL_VERSION_DIR)):
+            base = self.paths.provider_dir(provider)
+            for root, dirs, _files in os.walk(base):
+                level = os.path.relpath(root, base).count(os.sep) + (root != base)
+                if os.path.realpath(root) in claimed or (level and pattern.match(os.path.basename(root))):
+                    if os.path.realpath(root) not in claimed and level >= 2:
+                        rel = os.path.relpath(os.path.dirname(root), base).replace(os.sep, "/")
+                        out.append({"path": root, "provider": provider, "name": rel,
+                                    "revision": os.path.basename(root) if provider == "huggingface" else None})
+                    dirs[:] = []
+                    continue
+                dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(root, d))) if level < depth else []
+        return out
 
     def rebuild(self) -> dict:
         """Rebuild the manifest from the records and the files on disk.
@@ -323,7 +484,7 @@ class Manifest:
             if settings:
                 doc["settings"] = settings
             doc["updated_at"] = iso()
-            validate_document(doc, self.path)
+            validate_document(doc, self.path, self.paths.models_dir)
             atomic_write_json(self.path, doc, mode=0o644)
         report["moved_aside"] = moved
         return report

@@ -18,6 +18,8 @@ import hashlib
 import os
 import re
 
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import check_dir, strict_modes
+
 DEFAULT_MODELS_DIR = "/var/lib/venom/models"
 MANIFEST_NAME = "manifest.json"
 STATE_DIR_NAME = ".venom"
@@ -39,10 +41,27 @@ class StatePaths:
         self.records_dir = os.path.join(self.state_dir, "records")
 
     def ensure(self) -> "StatePaths":
-        """Create the directory skeleton (mode 0755, state dirs 0750). Safe to call often."""
+        """Create the directory skeleton (mode 0755, state dirs 0750). Safe to call often.
+
+        Refuses (ValidationError) a state directory that is a symlink and, as root, a models_dir
+        or ``.venom`` that another user could change (see ``safeio``).
+        """
         os.makedirs(self.models_dir, mode=0o755, exist_ok=True)
+        self.check()
         for d in (self.state_dir, self.locks_dir, self.operations_dir, self.staging_dir, self.records_dir):
-            os.makedirs(d, mode=0o750, exist_ok=True)
+            if not os.path.isdir(d) or os.path.islink(d):
+                check_dir(d, "state directory")
+                os.makedirs(d, mode=0o750, exist_ok=True)
+        self.check()
+        return self
+
+    def check(self) -> "StatePaths":
+        """Refuse what could redirect a root run (symlinked state dirs, foreign-owned dirs); creates nothing."""
+        if os.path.isdir(self.models_dir):
+            strict_modes(self.models_dir, os.stat(self.models_dir), "models_dir")
+        check_dir(self.state_dir, "state directory", strict=True)
+        for d in (self.locks_dir, self.operations_dir, self.staging_dir, self.records_dir):
+            check_dir(d, "state directory")
         return self
 
     def provider_dir(self, provider: str) -> str:

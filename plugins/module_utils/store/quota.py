@@ -15,7 +15,7 @@ import os
 
 from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import GB
-from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_non_negative
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_non_negative, validate_size
 
 DEFAULT_QUOTA_GB = 50.0
 DEFAULT_RESERVE_GB = 2.0
@@ -59,7 +59,10 @@ def plan(models: list, planned_bytes: int, quota_gb: float, reserve_gb: float, p
     """
     quota_bytes = int(validate_non_negative(quota_gb, "quota_gb") * GB)
     reserve_bytes = int(validate_non_negative(reserve_gb, "reserve_gb") * GB)
-    used = sum(int(m.get("size_bytes") or 0) for m in models)
+    # every size entering a plan is a bounded, non-negative integer, whatever a server reported
+    planned_bytes = validate_size(planned_bytes, "the planned download")
+    replaced_bytes = validate_size(replaced_bytes, "the size of the replaced version")
+    used = sum(validate_size(m.get("size_bytes") or 0, f"the size of {m.get('name')}") for m in models)
     disk_free = free_bytes(path) if disk_free is None else disk_free
     peak_used = used + planned_bytes
     report = {

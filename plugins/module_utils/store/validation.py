@@ -30,6 +30,7 @@ PROVIDERS = ("huggingface", "ollama", "local")
 RUNTIMES = ("vllm", "ollama")
 MAX_NAME_LENGTH = 256
 MAX_PATH_LENGTH = 4096
+MAX_SIZE_BYTES = 2 ** 50  # 1 PiB: no model file or model is larger; bigger sizes are refused as corrupt
 
 SOURCE_NAME_RULE = re.compile(r"^[\w\-.:/]+$", re.ASCII)
 _HF_PART = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
@@ -258,4 +259,19 @@ def validate_choice(value, choices, what: str) -> str:
 def validate_non_negative(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
         raise ValidationError(f"{what} must be a number >= 0, got {_describe(value)}.", fix=f"Set {what} to 0 or more.")
+    if math.isinf(value) or value > 2 ** 53:
+        raise ValidationError(f"{what} must be a finite number, got {_describe(value)}.",
+                              fix=f"Set {what} to a finite number (a size in GB or a time in seconds).")
     return float(value)
+
+
+def validate_size(value, what: str) -> int:
+    """A size in bytes reported by a server or read from a file: an integer in 0..MAX_SIZE_BYTES."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{what} is {_describe(value)}, not a whole number of bytes.",
+                              fix="The server or file reports a malformed size; check the source (mirror, registry).")
+    if not 0 <= value <= MAX_SIZE_BYTES:
+        raise ValidationError(f"{what} is {value} bytes, outside 0..{MAX_SIZE_BYTES}.",
+                              fix="The server reports an impossible size; check the source (mirror, registry) "
+                                  "before trusting anything it serves.")
+    return value

@@ -4,6 +4,8 @@ environment file, model checks, mode selection, plans, log excerpts. Starting, s
 activation and rollback on a real vLLM are in tests/integration/test_venom_runtime_vllm.py."""
 from __future__ import annotations
 
+import hashlib
+
 import os
 import stat
 
@@ -25,9 +27,12 @@ def models_dir(tmp_path):
         (p / "config.json").write_text("{}")
         Manifest(str(d)).upsert(new_entry(name, "local", local_path=str(p), runtime="vllm"))
     Manifest(str(d)).upsert(new_entry("llama3.2:latest", "ollama", runtime="ollama"))
-    Manifest(str(d)).upsert(new_entry("damaged", "local", local_path=str(d / "local" / "a"), status="damaged"))
-    Manifest(str(d)).upsert(new_entry("gone", "local", local_path=str(d / "nowhere")))
-    Manifest(str(d)).upsert(new_entry("for-ollama", "huggingface", local_path=str(d / "local" / "a"), runtime="ollama"))
+    # every model has its own directory inside models_dir/<provider>/ (the manifest refuses anything else)
+    Manifest(str(d)).upsert(new_entry("damaged", "local", local_path=str(d / "local" / "damaged"), status="damaged"))
+    Manifest(str(d)).upsert(new_entry("gone", "local", local_path=str(d / "local" / "nowhere")))
+    hf = d / "huggingface" / "org" / "for-ollama" / ("0" * 40)
+    hf.mkdir(parents=True)
+    Manifest(str(d)).upsert(new_entry("for-ollama", "huggingface", local_path=str(hf), runtime="ollama"))
     return str(d)
 
 
@@ -101,7 +106,8 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
                                  "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
     got = c._env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
-    assert got.api_key_sha256 == R._sha("s3cret-key")
+    assert got.api_key_sha256 == R._sha("s3cret-key", models_dir)
+    assert got.api_key_sha256 != hashlib.sha256(b"s3cret-key").hexdigest(), "a keyed digest, not a plain sha256"
     with pytest.raises(ValidationError, match="cannot go into a systemd environment file"):
         c._write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
     with pytest.raises(ValidationError, match="contains whitespace"):
