@@ -121,7 +121,7 @@ _entries = st.builds(
     st.dictionaries(st.sampled_from(["supports_system_role", "max_context_length", "quantization"]),
                     st.one_of(st.none(), st.booleans(), st.integers(0, 10 ** 6), st.text(max_size=20))),
     # file paths as a provider publishes them (relative, no '..'; non-ASCII allowed, as on the Hub)
-    st.lists(st.from_regex(r"[\w][\w.-]{0,12}(/[\w][\w-]{0,12}){0,2}", fullmatch=True), max_size=5))
+    st.lists(st.from_regex(r"[\w][\w.-]{0,12}(/[\w][\w-]{0,12}){0,2}", fullmatch=True).filter(lambda p: ".." not in p), max_size=5))
 
 
 @given(st.lists(_entries, max_size=8, unique_by=lambda e: (e["provider"], e["name"])))
