@@ -64,8 +64,24 @@ def load_hub() -> None:
         else:
             HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars = (
                 _api, _errors, _url, _get, _headers, _quiet)
+            _smaller_download_chunks()
     if HF_IMPORT_ERROR is not None:
         raise MissingDependencyError("huggingface_hub", "for provider huggingface", HF_IMPORT_ERROR)
+
+
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+def _smaller_download_chunks() -> None:
+    """``http_get`` hands the file its data in chunks of ``constants.DOWNLOAD_CHUNK_SIZE`` (10 MB in
+    huggingface_hub 2.4), so on a slow link the journal's byte count (the progress an operator sees)
+    would stand still for 10 MB at a time; 1 MiB keeps it moving (read at each call, this process only)."""
+    try:
+        from huggingface_hub import constants  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    if getattr(constants, "DOWNLOAD_CHUNK_SIZE", 0) > DOWNLOAD_CHUNK_BYTES:
+        constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_CHUNK_BYTES
 
 
 def redact(text: str, token: str | None) -> str:
