@@ -145,4 +145,3 @@ class ActionModule(ActionBase):
             self._connection.reset()
         except Exception:  # pylint: disable=broad-except  # not every connection can reset
             pass
-

@@ -159,6 +159,11 @@ options:
         kept and the next run resumes. Default no limit.
     type: float
 notes:
+  - An action plugin runs the module in the background on the host and prints its progress from the
+    operations journal (percent, bytes done and total, rate, ETA) at least every
+    C(venom_models_progress_interval) seconds (a variable, default 5; V(0) turns it off); the task's
+    result is the module's own. It runs in the foreground in check mode, with O(state=absent), with
+    C(no_log) and when the task sets C(async) itself.
   - Check mode resolves the revision and lists the files (network, read-only) and reports the plan
     (files and bytes to download, quota and free disk after) and exactly whether a real run changes
     anything; with O(state=verified) it hashes the files (read-only).

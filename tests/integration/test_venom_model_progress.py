@@ -58,12 +58,12 @@ def test_progress_lines_while_a_throttled_download_runs(mirror, tmp_path):
     assert proxy.bytes_sent >= SLOW_BYTES and seconds >= SLOW_BYTES / RATE
     lines = LINE.findall(out)
     assert len(lines) >= 3, f"{len(lines)} progress lines:\n{out[-4000:]}"
-    percents = [float(p) for p, *_ in lines]
+    percents = [float(line[0]) for line in lines]
     assert percents == sorted(percents) and percents[0] < 100.0 and percents[-2] < 100.0, percents
     assert len(set(percents)) >= 3, percents  # the download moved between the lines: printed while it ran
-    assert all(total.endswith("MB") and total.startswith("6.") for _p, _d, total, *_ in lines), lines
-    rates = [r for _p, _d, _t, r, _e in lines if r.endswith("B/s")]
-    assert rates and all(e.startswith(", ETA ") for _p, _d, _t, r, e in lines if r.endswith("B/s")), lines
+    assert all(line[2].endswith("MB") and line[2].startswith("6.") for line in lines), lines
+    rates = [line[3] for line in lines if line[3].endswith("B/s")]
+    assert rates and all(line[4].startswith(", ETA ") for line in lines if line[3].endswith("B/s")), lines
     # the throttle is 512 KiB/s (0.52 MB/s): the measured rate is near it
     assert any(300 <= _kb(r) <= 800 for r in rates), rates
     # progress lines come before the task's result line

