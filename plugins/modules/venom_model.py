@@ -345,7 +345,7 @@ def main():
     params = module.params
     request = ModelRequest(**{key: params[key] for key in REQUEST_FIELDS})
     try:
-        result = ModelOperations(request, check_mode=module.check_mode).run()
+        result = ModelOperations(request, check_mode=module.check_mode, diff_detail=module._verbosity >= 3).run()
     except VenomError as exc:
         exc.msg = redact(exc.msg, params["token"])
         fail_from(module, exc, name=params["name"], provider=params["provider"], state=params["state"])
