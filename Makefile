@@ -46,7 +46,8 @@ test-fleet: venv system
 	@scripts/test.sh fleet
 
 ## The README's first command: the main job on an embedded default (this machine as the host).
-demo: venv
+## scripts/demo.sh sets up everything itself, the Debian packages it needs (as root) and .venv first.
+demo:
 	@scripts/demo.sh
 
 ## Stop what the demo left running (vLLM, the olah mirror); its state stays in ./demo-state.

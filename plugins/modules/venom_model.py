@@ -148,7 +148,27 @@ options:
       - Seconds the download may take in total. When it passes the task fails; what was downloaded is
         kept and the next run resumes. Default no limit.
     type: float
+attributes:
+  action:
+    support: full
+    description: Has an action plugin, which prints the progress of a download from the operations journal.
+  async:
+    support: full
+    description: Supports the C(async) keyword (then the action plugin prints no progress).
+  check_mode:
+    support: partial
+    details:
+      - Check mode resolves the revision, lists the files, checks the quota and predicts the capabilities
+        from the small files (C(config.json), C(tokenizer_config.json), chat templates; for V(local) the
+        source's files, GGUF header included) without downloading weights.
+      - For O(provider=ollama) the capabilities of a model the server does not have yet cannot be
+        predicted (the server's C(/api/show) knows only pulled models); they are null and a warning says so.
 notes:
+  - An action plugin runs the module in the background on the host and prints its progress from the
+    operations journal (percent, bytes done and total, rate, ETA) at least every
+    C(venom_models_progress_interval) seconds (a variable, default 5; V(0) turns it off); the task's
+    result is the module's own. It runs in the foreground in check mode, with O(state=absent), with
+    C(no_log) and when the task sets C(async) itself.
   - Check mode resolves the revision and lists the files (network, read-only) and reports the plan
     (files and bytes to download, quota and free disk after) and exactly whether a real run changes
     anything; with O(state=verified) it hashes the files (read-only).
@@ -255,7 +275,8 @@ size_bytes:
   type: int
   sample: 91621751
 capabilities:
-  description: Detected capabilities with the overrides applied.
+  description:
+    - Detected capabilities with the overrides applied. In check mode, predicted from the small files.
   returned: always
   type: dict
   sample: {"supports_system_role": false, "max_context_length": 8192, "quantization": null}
@@ -267,6 +288,7 @@ model:
 plan:
   description:
     - The plan - C(action), C(reason), C(files_to_fetch) (up to 200 paths), C(fetch_files), C(fetch_bytes),
+      C(capabilities_predicted) (check mode of an install or update - whether RV(capabilities) were predicted),
       C(staged_bytes) (already downloaded by an interrupted run), C(problems) (files that differ),
       C(quota) (C(quota_bytes), C(used_bytes), C(planned_bytes), C(used_after_bytes), C(quota_free_after_bytes),
       C(disk_free_bytes), C(disk_free_after_bytes), C(reserve_bytes), C(fits)).
@@ -334,7 +356,7 @@ def main():
     params = module.params
     request = ModelRequest(**{key: params[key] for key in REQUEST_FIELDS})
     try:
-        result = ModelOperations(request, check_mode=module.check_mode).run()
+        result = ModelOperations(request, check_mode=module.check_mode, diff_detail=module._verbosity >= 3).run()
     except VenomError as exc:
         exc.msg = redact(exc.msg, params["token"])
         fail_from(module, exc, name=params["name"], provider=params["provider"], state=params["state"])

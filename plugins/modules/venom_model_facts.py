@@ -91,14 +91,34 @@ EXAMPLES = r"""
 - name: Gather everything that needs no network
   venom.models.venom_model_facts:
 
-- name: Watch an install running under async in another task
+# venom_model prints its own progress while it runs (no async needed). For an install started in
+# the background (async, poll 0), wait for the job itself: the install records its operation in the
+# journal only once it has started, so "no operation in progress" is no sign that it has finished.
+- name: Start a long install in the background
+  venom.models.venom_model:
+    name: Qwen/Qwen2.5-7B-Instruct
+  async: 14400
+  poll: 0
+  register: venom_install_job
+
+- name: Wait for the background install
+  ansible.builtin.async_status:
+    jid: "{{ venom_install_job.ansible_job_id }}"
+  register: venom_install_result
+  until: venom_install_result is finished
+  retries: 1440
+  delay: 10
+
+- name: Progress of the installs running now on the host (percent, bytes)
   venom.models.venom_model_facts:
     gather_subset: [operations]
-    name: sentence-transformers/all-MiniLM-L6-v2
-  register: progress
-  until: progress.ansible_facts.venom_operations | selectattr('status', 'eq', 'in_progress') | list | length == 0
-  retries: 120
-  delay: 5
+  register: venom_progress
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: >-
+      {{ item.model }}: {{ item.progress }}% of {{ item.bytes_total | default(0, true) | human_readable }}
+  loop: "{{ venom_progress.ansible_facts.venom_operations | selectattr('status', 'eq', 'in_progress') }}"
 
 - name: Which runtimes run here, and what do they serve?
   venom.models.venom_model_facts:

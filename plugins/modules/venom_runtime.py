@@ -152,6 +152,15 @@ options:
   log_file:
     description: Process mode, the runtime's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
     type: path
+attributes:
+  check_mode:
+    support: partial
+    details:
+      - Check mode checks what a start needs - the model is installed, the systemd unit exists (systemd
+        mode), the command's executable and, for C(python -m ...), its Python module exist (process
+        mode) - and fails as the real run would when one is missing.
+      - Whether the runtime becomes healthy (the model loads, the GPU has room) cannot be predicted
+        without starting it; the diff's C(after.healthy) is null for a run that would start it.
 notes:
   - Process mode records its process in C(<models_dir>/.venom/runtimes/<name>.pid) with the
     process's start time, so a recycled PID is never signalled.
@@ -261,12 +270,37 @@ status:
   sample: {running: true, healthy: true, pid: 4242, model: local-minilm, served_model_name: minilm}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
+from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import DEFAULTS as RUNTIME_DEFAULTS
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import (
     RuntimeController, RuntimeSpec, public_result)
+from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import command_problem
+
+
+STARTS = ("start", "restart", "restart-unhealthy", "recover")
+
+
+def check_mode_preflight(spec, result: dict) -> None:
+    """Check mode: a run that would start the runtime in process mode fails here, as the real run
+    would, when the command cannot start (missing executable or Python module). Health after the
+    start cannot be predicted without starting it: the diff says null, not true."""
+    if not any(a in result["actions"] for a in STARTS):
+        return
+    if result["mode"] == "process":
+        argv = list(spec.command or RUNTIME_DEFAULTS[spec.name]["command"])
+        env = dict(os.environ, **(spec.env or {}))
+        problem = command_problem(argv, env)
+        if problem:
+            raise RuntimeControlError(f"{spec.name} cannot start on this host: {problem}. The real run would fail.",
+                                      fix=f"Install {spec.name} (the venom.models.{spec.name} role), or set 'command' "
+                                          "to its executable.")
+    if result.get("diff"):
+        result["diff"]["after"]["healthy"] = None
 
 
 def main():
@@ -325,6 +359,8 @@ def main():
         ctl = RuntimeController(spec, runner=runner if systemctl else None, check_mode=module.check_mode,
                                 warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)
         result = ctl.ensure(p["state"], p["model"])
+        if module.check_mode:
+            check_mode_preflight(spec, result)
         diff = result.pop("diff", None)
         out = public_result(result)
         out["status"] = ctl.status() if not module.check_mode else result["_before"]

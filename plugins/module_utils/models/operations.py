@@ -120,9 +120,12 @@ def validate_request(req: ModelRequest) -> ModelRequest:
 class ModelOperations:
     """Plan and apply one ``venom_model`` request (see the module docstring)."""
 
-    def __init__(self, request: ModelRequest, check_mode: bool = False):
+    def __init__(self, request: ModelRequest, check_mode: bool = False, diff_detail: bool = False):
+        """``diff_detail``: the diff shows every file with its digests (else a summary)."""
         self.request = validate_request(request)
         self.check_mode = check_mode
+        self.diff_detail = diff_detail
+        self.capabilities_predicted: bool | None = None  # check mode: were they predicted (None: not needed)
         self.paths = StatePaths(request.models_dir)
         self.provider = PROVIDERS[request.provider](request, self.paths)
         self.name = self.provider.canonical_name()
@@ -465,10 +468,15 @@ class ModelOperations:
         if plan.action == "metadata":
             return dict(copy.deepcopy(plan.before), **copy.deepcopy(plan.metadata))
         target = plan.target
+        predicted = self.provider.predict_capabilities(target)
+        self.capabilities_predicted = predicted is not None
+        if predicted is None:
+            self.warnings.append(
+                f"Check mode cannot predict the capabilities of {self.name} with provider {self.request.provider} "
+                "before it is installed; they are shown as unknown (null) and detected by the real run.")
         fields = {"files": [f.record() for f in target.files], "local_path": target.local_path,
                   "revision": target.revision, "requested_revision": target.requested_revision,
-                  "capabilities_detected": (plan.before or {}).get("detected_capabilities")
-                  if plan.action == "sync" else {}}
+                  "capabilities_detected": predicted or {}}
         fields.update({k: v for k, v in target.extra.items() if not k.startswith("_")})
         return self._build_entry(plan, fields, installed_now=plan.action in ("install", "record", "update"))
 
@@ -485,8 +493,10 @@ class ModelOperations:
             "operation": operation,
             "bytes_downloaded": self.progress.transferred if self.progress else 0,
             "warnings": list(self.warnings),
-            "diff": {"before": _diff_view(before), "after": _diff_view(after)},
+            "diff": {"before": _diff_view(before, self.diff_detail), "after": _diff_view(after, self.diff_detail)},
         }
+        if self.capabilities_predicted is not None:
+            out["plan"]["capabilities_predicted"] = self.capabilities_predicted
         for key in ("revision", "requested_revision", "local_path", "size_bytes", "capabilities"):
             out[key] = (after or {}).get(key) if after else None
         return out
@@ -496,8 +506,27 @@ def _short(revision) -> str:
     return str(revision)[:12] if revision else "nothing"
 
 
-def _diff_view(entry: dict | None) -> dict:
-    """The manifest entry as the diff shows it (timestamps left out: they always differ)."""
+DIFF_SUMMARY_KEYS = ("name", "provider", "status", "revision", "requested_revision", "local_path", "runtime",
+                     "display_name", "active", "allow_patterns", "ignore_patterns", "source", "retained_versions")
+
+
+def _diff_view(entry: dict | None, detail: bool = False) -> dict:
+    """The manifest entry as the diff shows it (timestamps left out: they always differ).
+
+    A summary by default - files (count), size, revision, capabilities (the chat template as its
+    length) - so that a model of hundreds of files is a few lines; ``detail``: the whole entry,
+    every file with its digests."""
     if not entry:
         return {}
-    return {k: v for k, v in entry.items() if k not in ("updated_at", "installed_at")}
+    if detail:
+        return {k: v for k, v in entry.items() if k not in ("updated_at", "installed_at")}
+    out = {k: entry[k] for k in DIFF_SUMMARY_KEYS if entry.get(k) not in (None, [], {})}
+    files = entry.get("files") or []
+    out["files"] = len(files)
+    out["size_bytes"] = entry.get("size_bytes", sum(f.get("size", 0) for f in files))
+    out["size"] = fmt_bytes(out["size_bytes"])
+    caps = dict(entry.get("capabilities") or {})
+    if isinstance(caps.get("prompt_template"), str):
+        caps["prompt_template"] = f"({len(caps['prompt_template'])} characters)"
+    out["capabilities"] = {k: v for k, v in caps.items() if k not in ("notes", "detected_from")}
+    return out

@@ -286,6 +286,11 @@ class Provider(abc.ABC):
         """Capabilities detected from the installed files (before overrides)."""
         return {}
 
+    def predict_capabilities(self, target: Target) -> dict | None:
+        """Check mode: what ``detect_capabilities`` will find once ``target`` is installed, read from its
+        small files only (never the weights); None when this provider cannot tell before installing."""
+        return None
+
     def entry_extra(self) -> dict:
         """Provider fields recorded in the manifest entry beside the common ones."""
         return {}

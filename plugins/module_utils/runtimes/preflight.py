@@ -1,0 +1,48 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Check mode of ``venom_runtime``: can the runtime's command start at all on this host?
+
+``command_problem(argv, env)`` answers without starting anything: the executable is found (on the
+PATH the process would get, or as a path) and executable, and for ``python -m package.module`` the
+top-level package is importable by that Python (``importlib.util.find_spec`` of the top-level name
+only: nothing is imported, so it takes milliseconds even for vLLM). It returns the problem as the
+real run would meet it (``No module named 'vllm'``), or None. Whether the runtime then becomes
+healthy (the model loads, the GPU has room) cannot be known without starting it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+FIND_SPEC = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)"
+
+
+def resolve_executable(exe: str, env: dict | None = None) -> str | None:
+    """The path ``exe`` runs as (a name is looked up on the PATH of ``env``), if it is executable."""
+    if os.sep in exe:
+        return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
+    path = (env or os.environ).get("PATH", os.defpath)
+    return shutil.which(exe, path=path)
+
+
+def command_problem(argv: list, env: dict | None = None, timeout: float = 30.0) -> str | None:
+    """Why ``argv`` cannot start on this host, or None (see the module docstring)."""
+    if not argv:
+        return "the command is empty"
+    exe = resolve_executable(str(argv[0]), env)
+    if exe is None:
+        where = "" if os.sep in str(argv[0]) else " on the PATH"
+        return f"{argv[0]} is not found{where} or is not executable"
+    if len(argv) >= 3 and argv[1] == "-m":
+        package = str(argv[2]).split(".", 1)[0]
+        try:
+            proc = subprocess.run([exe, "-c", FIND_SPEC, package], capture_output=True, text=True, timeout=timeout,
+                                  env=env, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{exe} could not be run to look for the module {package}: {exc}"
+        if proc.returncode == 3:
+            return f"{exe}: No module named '{package}'"
+        if proc.returncode != 0:
+            return f"{exe} failed to look for the module {package}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+    return None

@@ -1,0 +1,102 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A rate-limiting HTTP reverse proxy on loopback, in front of a real server (olah in the tests).
+
+``ThrottleProxy(upstream, rate)`` forwards every request to ``upstream`` (method, path, headers,
+body) and sends the answer back at no more than ``rate`` bytes per second (per response), so a
+small model downloads for as long as a test needs to watch it. Redirects that name the upstream
+are rewritten to the proxy, so nothing bypasses the throttle. Responses are HTTP/1.0 (the
+connection closes after each), the simplest framing for bodies of unknown length.
+"""
+from __future__ import annotations
+
+import http.client
+import http.server
+import threading
+import time
+import urllib.parse
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
+
+
+class ThrottleProxy:
+    """Start with ``start()`` (or as a context manager); ``endpoint`` is its base URL."""
+
+    def __init__(self, upstream: str, rate: int, chunk: int = 16 * 1024):
+        self.upstream = urllib.parse.urlsplit(upstream)
+        self.rate = rate
+        self.chunk = chunk
+        self.bytes_sent = 0
+        self._lock = threading.Lock()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> "ThrottleProxy":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.bytes_sent += n
+
+    def _handler(self):
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP and k.lower() != "host"}
+                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    self.send_response(resp.status, resp.reason)
+                    for key, value in resp.getheaders():
+                        if key.lower() in _HOP:
+                            continue
+                        if key.lower() == "location":
+                            value = value.replace(proxy.upstream.netloc, f"127.0.0.1:{proxy.server.server_address[1]}")
+                        self.send_header(key, value)
+                    self.end_headers()
+                    if self.command == "HEAD":
+                        return
+                    t0, sent = time.monotonic(), 0
+                    while True:
+                        data = resp.read(proxy.chunk)
+                        if not data:
+                            break
+                        self.wfile.write(data)
+                        sent += len(data)
+                        proxy._count(len(data))
+                        ahead = sent / proxy.rate - (time.monotonic() - t0)
+                        if ahead > 0:
+                            time.sleep(ahead)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_POST = _forward
+
+        return Handler

@@ -1,0 +1,28 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""venom_runtime's check-mode preflight: can the runtime's command start on this host?"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import command_problem
+
+
+def test_missing_executable_on_the_path(tmp_path):
+    problem = command_problem(["venom-no-such-runtime", "serve"], {"PATH": str(tmp_path)})
+    assert problem == "venom-no-such-runtime is not found on the PATH or is not executable"
+
+
+def test_missing_executable_path(tmp_path):
+    assert "is not found or is not executable" in command_problem([str(tmp_path / "python9"), "-m", "vllm"])
+
+
+def test_missing_python_module_is_named():
+    problem = command_problem([sys.executable, "-m", "venom_no_such_pkg.entrypoints.api"], dict(os.environ))
+    assert problem == f"{sys.executable}: No module named 'venom_no_such_pkg'"
+
+
+def test_present_command_and_module():
+    assert command_problem([sys.executable, "-m", "json.tool"], dict(os.environ)) is None
+    assert command_problem(["sh", "-c", "true"], dict(os.environ)) is None
