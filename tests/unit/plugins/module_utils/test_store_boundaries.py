@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import os
 import json
 import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, ManifestError, QuotaError
+from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, ManifestError, QuotaError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
-from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock
+from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, model_lock, runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
-from ansible_collections.venom.models.plugins.module_utils.store.quota import plan, require_fit
+from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes, plan, require_fit
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, utcnow
 
 GB = 10 ** 9
@@ -143,3 +144,102 @@ def test_the_reader_refuses_an_entry_it_does_not_know(tmp_path, field, value):
 def test_the_reader_accepts_known_values_at_the_edge(tmp_path, field, value):
     m = _write_manifest(tmp_path, **{field: value})
     assert m.load()["models"][0][field] == value
+
+
+# --- what a lock says about itself and its holder ----------------------------------------------
+
+def test_model_and_runtime_locks_carry_their_name_purpose_timeout_and_operation(tmp_path):
+    m = model_lock(str(tmp_path), "huggingface", "org/a", timeout=7, operation_id="op-9")
+    assert os.path.basename(m.path).startswith("model-huggingface_org_a-") and m.path.endswith(".lock")
+    assert (m.timeout, m.purpose, m.operation_id) == (7, "huggingface model org/a", "op-9")
+    assert model_lock(str(tmp_path), "ollama", "x", purpose="repair").purpose == "repair"
+    r = runtime_lock(str(tmp_path), "vllm", timeout=0, operation_id="op-8")
+    assert os.path.basename(r.path).startswith("runtime-vllm-") and r.path.endswith(".lock")
+    assert (r.timeout, r.purpose, r.operation_id) == (0, "runtime vllm", "op-8")
+    assert runtime_lock(str(tmp_path), "vllm", purpose="restart").purpose == "restart"
+
+
+def test_a_lock_file_that_says_nothing_useful_has_no_holder(tmp_path):
+    lock = FileLock(str(tmp_path / "x.lock"))
+    assert lock.holder() is None, "no file"
+    for text in ("", "null", "[1, 2]", "{not json"):
+        (tmp_path / "x.lock").write_text(text)
+        assert lock.holder() is None, text
+
+
+def test_a_timeout_without_a_readable_holder_still_explains_itself(tmp_path):
+    path = tmp_path / "x.lock"
+    with open(path, "w", encoding="utf-8") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)   # holder wrote nothing (yet)
+        with pytest.raises(LockTimeout) as err:
+            FileLock(str(path), timeout=0).acquire()
+    assert err.value.msg.endswith(f"waiting for the lock {path}.") and err.value.details["holder"] == {}
+
+
+def test_a_timeout_names_every_known_fact_of_the_holder(tmp_path):
+    path = tmp_path / "x.lock"
+    who = {"pid": 11, "host": "gpu-7", "operation_id": "op-5", "purpose": "install", "since": "2026-01-01T00:00:00Z"}
+    with open(path, "w", encoding="utf-8") as held:
+        held.write(json.dumps(who))
+        held.flush()
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(LockTimeout) as err:
+            FileLock(str(path), timeout=0).acquire()
+    assert err.value.msg.endswith("held by pid 11, host gpu-7, operation_id op-5, purpose install, "
+                                  "since 2026-01-01T00:00:00Z.")
+    assert err.value.details["holder"] == who
+
+
+# --- quota: what the numbers and the refusal say -----------------------------------------------
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (999, "999 B"), (1000, "1.00 kB"), (999_999, "1000.00 kB"),
+                                     (10 ** 6, "1.00 MB"), (10 ** 9 - 1, "1000.00 MB"), (10 ** 9, "1.00 GB"),
+                                     (10 ** 12, "1.00 TB"), (-2500, "-2.50 kB")])
+def test_sizes_are_shown_in_decimal_units_switching_at_each_power_of_1000(n, text):
+    assert fmt_bytes(n) == text
+
+
+@pytest.mark.parametrize("field", ["quota_gb", "reserve_gb"])
+def test_a_negative_limit_is_refused_naming_the_option(tmp_path, field):
+    limits = {"quota_gb": 1, "reserve_gb": 1, field: -0.5}
+    with pytest.raises(ValidationError) as err:
+        plan([], 0, path=str(tmp_path), disk_free=0, **limits)
+    assert field in str(err.value)
+
+
+def test_without_a_measured_free_space_the_filesystem_is_asked(tmp_path):
+    rep = plan([], 0, quota_gb=1, reserve_gb=0, path=str(tmp_path / "not" / "yet"))
+    assert abs(rep["disk_free_bytes"] - free_bytes(str(tmp_path))) < 64 * 1024 * 1024
+
+
+def test_the_quota_refusal_lists_the_three_largest_models_largest_first(tmp_path):
+    models = [{"name": f"m{i}", "size_bytes": s and s * GB} for i, s in enumerate((1, 9, 3, 7, None))]
+    rep = plan(models, 40 * GB, quota_gb=50, reserve_gb=0, path=str(tmp_path), disk_free=10 ** 15)
+    with pytest.raises(QuotaError) as err:
+        require_fit(rep, "new", models)
+    assert "(largest: m1 (9.00 GB), m3 (7.00 GB), m2 (3.00 GB)) or raise quota_gb to at least 60.00" in err.value.fix
+    assert "has 30.00 GB left (20.00 GB used by 5 model(s))" in err.value.msg
+    assert err.value.details["fits_quota"] is False and err.value.details["planned_bytes"] == 40 * GB
+
+
+def test_an_overfull_quota_shows_nothing_left_not_a_negative_amount(tmp_path):
+    models = [{"name": "m", "size_bytes": 60 * GB}]
+    rep = plan(models, GB, quota_gb=50, reserve_gb=0, path=str(tmp_path), disk_free=10 ** 15)
+    with pytest.raises(QuotaError) as err:
+        require_fit(rep, "new", models)
+    assert "has 0 B left" in err.value.msg
+
+
+def test_with_no_models_the_only_fix_is_a_larger_quota(tmp_path):
+    rep = plan([], 2 * GB, quota_gb=1, reserve_gb=0, path=str(tmp_path), disk_free=10 ** 15)
+    with pytest.raises(QuotaError) as err:
+        require_fit(rep, "new", [])
+    assert err.value.fix == "raise quota_gb to at least 2.00."
+
+
+def test_the_disk_refusal_carries_the_plan(tmp_path):
+    rep = plan([], 5 * GB, quota_gb=50, reserve_gb=1, path=str(tmp_path), disk_free=5 * GB)
+    with pytest.raises(QuotaError) as err:
+        require_fit(rep, "m", [])
+    assert err.value.details["fits_disk"] is False and err.value.details["disk_free_bytes"] == 5 * GB
+    assert "plus the 1.00 GB reserve (6.00 GB)" in err.value.msg
