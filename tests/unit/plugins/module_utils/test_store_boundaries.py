@@ -243,3 +243,45 @@ def test_the_disk_refusal_carries_the_plan(tmp_path):
         require_fit(rep, "m", [])
     assert err.value.details["fits_disk"] is False and err.value.details["disk_free_bytes"] == 5 * GB
     assert "plus the 1.00 GB reserve (6.00 GB)" in err.value.msg
+
+
+# --- manifest: check and rebuild report what they found ----------------------------------------
+
+def _with_files(tmp_path, name):
+    d = tmp_path / "local" / name
+    d.mkdir(parents=True)
+    (d / "w.bin").write_bytes(b"weights")
+    return new_entry(name, "local", size_bytes=7, local_path=str(d), files=[{"path": "w.bin", "size": 7}])
+
+
+def test_check_reports_validity_error_and_model_count(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_with_files(tmp_path, "a"))
+    m.upsert(_with_files(tmp_path, "b"))
+    assert m.check() == {"valid": True, "error": None, "models": 2}
+    (tmp_path / "manifest.json").write_text("[]")
+    res = m.check()
+    assert res["valid"] is False and res["models"] is None and "not an object" in res["error"]
+
+
+def test_rebuild_skips_every_bad_or_duplicate_record_and_reads_on(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_with_files(tmp_path, "a"))
+    m.upsert(_with_files(tmp_path, "z"))
+    records = tmp_path / ".venom" / "records"
+    first = sorted(records.iterdir())[0]
+    (records / "aaa-broken.json").write_text("{bad")
+    (records / "aab-unknown.json").write_text(json.dumps(dict(json.loads(first.read_text()), status="weird")))
+    (records / "zzz-copy.json").write_text(first.read_text())
+    (records / ".hidden.json").write_text("{bad")
+    (records / "notes.txt").write_text("not a record")
+    plan_ = m.plan_rebuild()
+    assert sorted(e["name"] for e in plan_["restored"]) == ["a", "z"], "a bad record does not stop the scan"
+    reasons = {os.path.basename(s["record"]): s["reason"] for s in plan_["skipped"]}
+    assert set(reasons) == {"aaa-broken.json", "aab-unknown.json", "zzz-copy.json"}
+    assert reasons["zzz-copy.json"] == "duplicate record"
+    assert "unknown status 'weird'" in reasons["aab-unknown.json"] and "aab-unknown.json" in reasons["aab-unknown.json"]
+
+
+def test_rebuild_of_an_empty_directory_restores_nothing(tmp_path):
+    assert Manifest(str(tmp_path)).plan_rebuild() == {"restored": [], "damaged": [], "skipped": []}
