@@ -118,7 +118,7 @@ def mutant_diff(work: Path, name: str) -> tuple[str, str]:
     return " ".join(minus), " ".join(plus)
 
 
-def build_tree(work: Path, subsystems: list[str]) -> None:
+def build_tree(work: Path, subsystems: list[str], only_modules: list[str] | None = None) -> None:
     if work.exists():
         shutil.rmtree(work)
     pkg = work / PKG
@@ -127,7 +127,7 @@ def build_tree(work: Path, subsystems: list[str]) -> None:
     shutil.copy2(REPO / "tests/conftest.py", pkg / "tests/conftest.py")
     shutil.copytree(REPO / "tests/lib", pkg / "tests/lib", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "tests/unit", pkg / "tests/unit", ignore=shutil.ignore_patterns("__pycache__", "roles"))
-    only = sorted({f"{LIB}/{m}" for s in subsystems for m in SUBSYSTEMS[s][0]})
+    only = sorted({f"{LIB}/{m}" for s in subsystems for m in (only_modules or SUBSYSTEMS[s][0])})
     tests = sorted({str(PKG / (UNIT + t)) for s in subsystems for t in SUBSYSTEMS[s][1]})
     if any(t.endswith("/module_utils/") for t in tests):   # "top" needs the whole unit tier
         tests = [str(PKG / "tests/unit/plugins")]
@@ -201,13 +201,15 @@ def main() -> int:
     ap.add_argument("--max-children", type=int, default=2)
     ap.add_argument("--show-survivors", action="store_true", help="print each surviving mutant's diff")
     ap.add_argument("--workdir", default=os.environ.get("VENOM_MUTATION_DIR"))
+    ap.add_argument("--only", default=None,
+                    help="comma-separated modules of the subsystem to mutate (e.g. store/quota.py,store/locks.py)")
     args = ap.parse_args()
     subsystems = ALL if "all" in args.subsystems else list(dict.fromkeys(args.subsystems))
-    tag = hashlib.sha256(f"{REPO}:{','.join(subsystems)}".encode()).hexdigest()[:10]
+    tag = hashlib.sha256(f"{REPO}:{','.join(subsystems)}:{args.only}".encode()).hexdigest()[:10]
     work = Path(args.workdir or Path(tempfile.gettempdir()) / f"venom-mutation-{os.getuid()}-{tag}")
 
     start = time.monotonic()
-    build_tree(work, subsystems)
+    build_tree(work, subsystems, args.only.split(",") if args.only else None)
     rc = run(work, args.max_children)
     codes = results(work)
     if rc != 0 or not codes:

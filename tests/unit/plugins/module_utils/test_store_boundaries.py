@@ -17,6 +17,8 @@ from ansible_collections.venom.models.plugins.module_utils.store.journal import 
 from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, model_lock, runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes, plan, require_fit
+from ansible_collections.venom.models.plugins.module_utils.store.validation import (
+    MAX_PATH_LENGTH, safe_join, validate_non_negative, validate_relative_file_path, validate_revision)
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, utcnow
 
 GB = 10 ** 9
@@ -285,3 +287,86 @@ def test_rebuild_skips_every_bad_or_duplicate_record_and_reads_on(tmp_path):
 
 def test_rebuild_of_an_empty_directory_restores_nothing(tmp_path):
     assert Manifest(str(tmp_path)).plan_rebuild() == {"restored": [], "damaged": [], "skipped": []}
+
+
+# --- validation: every limit at the limit and one past it ----------------------------------------
+
+def test_a_revision_at_the_length_limit_is_accepted_one_past_is_refused():
+    assert validate_revision("r" * 256) == "r" * 256
+    with pytest.raises(ValidationError) as err:
+        validate_revision("r" * 257)
+    assert "revision" in err.value.msg and "257 characters, at most 256" in err.value.msg
+
+
+@pytest.mark.parametrize("rev, why", [("a//b", "not a valid git reference"), ("main/", "not a valid git reference"),
+                                      ("a..b", "not a valid git reference"), ("/main", "not a valid git reference"),
+                                      ("-x", "characters that git references do not allow"),
+                                      ("x.lock", "characters that git references do not allow")])
+def test_a_bad_revision_is_refused_naming_it_and_the_fix(rev, why):
+    with pytest.raises(ValidationError) as err:
+        validate_revision(rev)
+    assert err.value.msg.startswith(f"revision {rev!r} ") and why in err.value.msg
+    assert err.value.fix == "Give a branch, a tag or a 40-character commit id."
+
+
+def test_a_file_path_at_the_length_limits_is_accepted_one_past_is_refused():
+    longest = ("d" * 200 + "/") * 20 + "d" * (MAX_PATH_LENGTH - 201 * 20)
+    assert len(longest) == MAX_PATH_LENGTH and validate_relative_file_path(longest) == longest
+    for bad, why in ((longest + "x", f"longer than {MAX_PATH_LENGTH} characters"),
+                     ("d" * 256, "component longer than 255 bytes"),
+                     ("é" * 128, "component longer than 255 bytes")):   # 256 bytes in UTF-8
+        with pytest.raises(ValidationError) as err:
+            validate_relative_file_path(bad)
+        assert why in err.value.msg and err.value.msg.startswith("file path ")
+        assert err.value.fix == "Exclude it with ignore_patterns."
+    assert validate_relative_file_path("é" * 127 + "e") == "é" * 127 + "e"   # 255 bytes
+
+
+@pytest.mark.parametrize("path, ok", [("a b.bin", True), ("a\x1f.bin", False), ("a\x7f.bin", False),
+                                      ("a\x80.bin", True), ("a~.bin", True), ("a\\b.bin", False)])
+def test_file_paths_refuse_control_characters_and_backslashes_only(path, ok):
+    if ok:
+        assert validate_relative_file_path(path) == path
+    else:
+        with pytest.raises(ValidationError) as err:
+            validate_relative_file_path(path)
+        assert "control character or a backslash" in err.value.msg
+
+
+@pytest.mark.parametrize("path", ["", None, 3])
+def test_an_empty_or_missing_file_path_is_refused_as_such(path):
+    with pytest.raises(ValidationError) as err:
+        validate_relative_file_path(path)
+    assert err.value.msg == f"file path {path!r} is empty or not a string."
+    assert err.value.fix == "Report the repository to its owner."
+
+
+@pytest.mark.parametrize("part", ["", "/etc", "a\x00b", None])
+def test_safe_join_refuses_parts_that_are_not_relative_names(tmp_path, part):
+    with pytest.raises(ValidationError) as err:
+        safe_join(str(tmp_path), "ok", part)
+    assert err.value.msg == f"Refusing to build a path from {part!r} under {str(tmp_path)!r}."
+    assert err.value.fix == "Path parts must be non-empty relative strings."
+
+
+def test_safe_join_names_where_a_symlink_leads(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "out").symlink_to(tmp_path)
+    with pytest.raises(ValidationError) as err:
+        safe_join(str(tmp_path / "base"), "out", "x")
+    assert f"resolves to {str(tmp_path / 'x')!r}, outside {str(tmp_path / 'base')!r}" in err.value.msg
+    assert "symbolic link" in err.value.fix
+    assert safe_join(str(tmp_path / "base"), "in", "x") == str(tmp_path / "base" / "in" / "x")
+
+
+@pytest.mark.parametrize("value", [True, "1", None, float("nan"), -1e-9])
+def test_a_limit_that_is_not_a_number_of_zero_or_more_is_refused(value):
+    with pytest.raises(ValidationError) as err:
+        validate_non_negative(value, "reserve_gb")
+    assert err.value.msg == f"reserve_gb must be a number >= 0, got {value!r}."
+    assert err.value.fix == "Set reserve_gb to 0 or more."
+
+
+@pytest.mark.parametrize("value", [0, 0.0, 1, 10 ** 6])
+def test_zero_and_large_limits_are_accepted(value):
+    assert validate_non_negative(value, "quota_gb") == float(value)
