@@ -370,3 +370,70 @@ def test_a_limit_that_is_not_a_number_of_zero_or_more_is_refused(value):
 @pytest.mark.parametrize("value", [0, 0.0, 1, 10 ** 6])
 def test_zero_and_large_limits_are_accepted(value):
     assert validate_non_negative(value, "quota_gb") == float(value)
+
+
+# --- journal: what a reader sees of an operation ----------------------------------------------
+
+def test_messages_results_and_totals_are_recorded_at_each_step(tmp_path):
+    j = Journal(str(tmp_path))
+    op = j.start("install", "org/m", message="resolving")
+    op.start("starting again")
+    assert j.get(op.id)["message"] == "starting again"
+    op.update(bytes_total=3000, bytes_done=1000, message="downloading", force=True)
+    rec = j.get(op.id)
+    assert (rec["bytes_total"], rec["bytes_done"], rec["progress"], rec["message"]) == (3000, 1000, 33.33, "downloading")
+    op.update(force=True)
+    assert j.get(op.id)["message"] == "downloading", "no message given: the last one stays"
+    assert oct(os.stat(j.path_of(op.id)).st_mode & 0o777) == "0o644", "readable by the facts module"
+    op.complete("installed", result={"size": 3000})
+    rec = j.get(op.id)
+    assert rec["message"] == "installed" and rec["result"] == {"size": 3000} and rec["bytes_done"] == 3000
+    assert j.in_progress() == []
+
+
+def test_a_completion_without_message_keeps_the_last_one(tmp_path):
+    j = Journal(str(tmp_path))
+    op = j.start("verify", "org/m", message="hashing")
+    op.complete()
+    rec = j.get(op.id)
+    assert rec["message"] == "hashing" and "result" not in rec
+    op2 = j.start("verify", "org/m", message="hashing")
+    op2.fail("bad disk", message="verify failed")
+    assert j.get(op2.id)["message"] == "verify failed"
+
+
+@pytest.mark.parametrize("done, total, progress", [(0, 7, 0.0), (1, 3, 33.33), (7, 7, 100.0), (9, 7, 100.0)])
+def test_progress_is_a_percentage_clamped_and_rounded(tmp_path, done, total, progress):
+    j = Journal(str(tmp_path))
+    op = j.start("install", "m", bytes_total=total)
+    op.update(bytes_done=done, force=True)
+    assert j.get(op.id)["progress"] == progress
+
+
+def test_explicit_progress_is_clamped_too(tmp_path):
+    j = Journal(str(tmp_path))
+    op = j.start("install", "m")
+    for given_, stored in ((-5, 0.0), (0.5, 0.5), (12.345, 12.35), (250, 100.0)):
+        op.update(progress=given_, force=True)
+        assert j.get(op.id)["progress"] == stored
+
+
+def test_durations_keep_milliseconds(tmp_path):
+    j = Journal(str(tmp_path))
+    op = j.start("install", "m")
+    op.record["started_at"] = iso(utcnow() - datetime.timedelta(seconds=2, milliseconds=345))
+    op.complete()
+    got = j.get(op.id)["duration_seconds"]
+    assert 2.345 <= got < 7 and round(got, 3) == got, "seconds with the milliseconds of the timestamps"
+
+
+def test_in_progress_lists_running_operations_and_list_limits(tmp_path):
+    j = Journal(str(tmp_path))
+    running = j.start("install", "a")
+    done = j.start("remove", "b")
+    done.complete()
+    assert [r["id"] for r in j.in_progress()] == [running.id]
+    assert j.list(limit=0) == []
+    assert len(j.list(limit=1)) == 1 and len(j.list()) == 2
+    assert [r["id"] for r in j.list(status="completed")] == [done.id]
+    assert [r["id"] for r in j.list(model="a")] == [running.id]
