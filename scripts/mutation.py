@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Mutation testing of plugins/module_utils against the unit tier, with mutmut.
@@ -98,7 +97,7 @@ def load_equivalents() -> dict:
                 out[(block["fn"], block.get("-", ""), block.get("+", ""))] = block.get("why", "")
             block = {}
             continue
-        key, _, val = line.partition(":" if line[:1] not in "-+" else " ")
+        key, _sep, val = line.partition(":" if line[:1] not in "-+" else " ")
         block[key.strip() if line[:1] not in "-+" else line[:1]] = val.strip()
     return out
 

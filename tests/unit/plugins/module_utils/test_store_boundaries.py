@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, ManifestError, QuotaError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    LockTimeout, ManifestError, QuotaError, ValidationError, VenomError)
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
-from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, model_lock, runtime_lock
+from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, manifest_lock, model_lock, runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes, free_bytes, plan, require_fit
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
@@ -437,3 +438,26 @@ def test_in_progress_lists_running_operations_and_list_limits(tmp_path):
     assert len(j.list(limit=1)) == 1 and len(j.list()) == 2
     assert [r["id"] for r in j.list(status="completed")] == [done.id]
     assert [r["id"] for r in j.list(model="a")] == [running.id]
+
+
+def test_a_new_lock_is_not_held_and_a_taken_one_says_who_and_since_when(tmp_path):
+    lock = manifest_lock(str(tmp_path), timeout=3)
+    assert not lock.locked
+    assert lock.path == str(tmp_path / ".venom" / "locks" / "manifest.lock")
+    assert (lock.timeout, lock.purpose) == (3, "manifest update")
+    os.umask(old := os.umask(0))
+    with lock:
+        info = lock.holder()
+        assert info["purpose"] == "manifest update" and info["since"].endswith("Z")
+        assert os.stat(lock.path).st_mode & 0o777 == 0o640 & ~old
+    with pytest.raises(VenomError) as err, FileLock(lock.path) as again:
+        again.acquire()
+    assert err.value.fix == "This is a bug in venom.models; please report it."
+
+
+def test_a_model_without_a_size_is_listed_as_zero_bytes(tmp_path):
+    models = [{"name": "nosize", "size_bytes": None}]
+    rep = plan(models, 2 * GB, quota_gb=1, reserve_gb=0, path=str(tmp_path), disk_free=10 ** 15)
+    with pytest.raises(QuotaError) as err:
+        require_fit(rep, "new", models)
+    assert "(largest: nosize (0 B))" in err.value.fix
