@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 PYTEST := $(PY) -m pytest -ra -p no:cacheprovider
 
-.PHONY: venv venv-newest system test test-unit test-sanity test-units test-sanity-newest test-units-newest test-lint test-build test-integration test-integration-newest test-fleet demo demo-stop bench clean
+.PHONY: venv venv-newest system test test-unit test-sanity test-units test-sanity-newest test-units-newest test-lint test-build test-integration test-integration-newest test-fleet mutation demo demo-stop bench clean
 
 venv:
 	@scripts/venv.sh
@@ -44,6 +44,13 @@ test-integration-newest: venv venv-newest system
 	@scripts/test.sh integration-newest
 test-fleet: venv system
 	@scripts/test.sh fleet
+
+## Mutation testing of plugins/module_utils against the unit tier (mutmut), score per subsystem.
+## CPU heavy and long: not part of `make test` (its CI-sized store run is the `mutation` tier).
+## MUTATION_ARGS picks subsystems and options, e.g. MUTATION_ARGS="store --show-survivors".
+MUTATION_ARGS ?= all
+mutation: venv
+	@nice -n 15 $(PY) scripts/mutation.py $(MUTATION_ARGS)
 
 ## The README's first command: the main job on an embedded default (this machine as the host).
 ## scripts/demo.sh sets up everything itself, the Debian packages it needs (as root) and .venv first.

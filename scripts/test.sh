@@ -10,12 +10,18 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0
 PYTEST=(python -m pytest -ra -p no:cacheprovider)
-TIERS=(unit sanity units sanity-newest units-newest lint build integration integration-newest fleet)
+TIERS=(unit mutation sanity units sanity-newest units-newest lint build integration integration-newest fleet)
 
 banner() { printf '\n==================== tier: %s ====================\n' "$1"; }
 
 tier_unit() {
   "${PYTEST[@]}" tests/unit
+}
+
+# mutation testing of the store (manifest, locks, journal, quota, validation) against its unit
+# tests: fails when the score (killed / non-equivalent mutants) is below the floor (docs/testing.md)
+tier_mutation() {
+  nice -n 15 python scripts/mutation.py store --floor "${VENOM_MUTATION_FLOOR:-80}"
 }
 
 # ansible-test bootstraps pip in its venvs with a script it downloads from a host that may be

@@ -187,3 +187,22 @@ def test_partial_longer_than_file_starts_over(tmp_path, monkeypatch):
 
     _download(tmp_path, monkeypatch, fake_get, _spec(), partial=DATA + b"junk")
     assert calls == [0]
+
+
+@pytest.mark.parametrize("lfs", [True, False])
+def test_a_staged_file_of_the_right_size_but_wrong_content_is_not_adopted(tmp_path, lfs):
+    """A file found in the staging tree without a record (run killed between move and record) is
+    taken only if its digest matches; same size is not enough."""
+    good = b"the real weights"
+    bad = b"the fake weights"
+    assert len(good) == len(bad)
+    spec = FileSpec("w.bin", len(good), sha256=hashlib.sha256(good).hexdigest() if lfs else None, lfs=lfs,
+                    git_oid=None if lfs else hashlib.sha1(b"blob %d\0" % len(good) + good).hexdigest())
+    for data, adopted in ((bad, False), (good, True)):
+        stage = _hf.StagingArea(str(tmp_path / ("good" if adopted else "bad"))).ensure()
+        with open(stage.tree_path("w.bin"), "wb") as fh:
+            fh.write(data)
+        _hf.HuggingFaceProvider._adopt_unrecorded(stage, [spec])   # pylint: disable=protected-access
+        assert stage.verified(spec) is adopted
+        assert ("w.bin" in _hf.StagingArea(stage.root).state()) is adopted, "recorded on disk only if it matched"
+        assert _hf.StagingArea(stage.root).verified(spec) is adopted

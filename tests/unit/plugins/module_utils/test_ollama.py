@@ -3,13 +3,16 @@
 """Pure logic of the Ollama provider: error mapping, layer files, partial download records."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import IntegrityError, NotFoundError, ProviderError
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import (
-    blob_file_name, layer_files, partial_bytes, pull_error)
+    OllamaProvider, blob_file_name, layer_files, partial_bytes, pull_error)
+from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 
 D1, D2 = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
@@ -45,3 +48,38 @@ def test_partial_bytes_sums_the_part_records(tmp_path):
     assert partial_bytes(str(tmp_path), "a" * 64) == 150
     assert partial_bytes(str(tmp_path), "b" * 64) == 0
     assert partial_bytes(str(tmp_path), "c" * 64) == 0
+
+
+class _Server:
+    """What verify asks the Ollama server: only whether it lists the model."""
+
+    def __init__(self, listed=True):
+        self.listed = listed
+
+    def find(self, name):
+        return {"model": name, "digest": "d"} if self.listed else None
+
+
+def _verify_store(tmp_path, blobs, listed=True):
+    """A store holding ``blobs`` ({recorded digest hex: bytes on disk}); verify's problems."""
+    (tmp_path / "store" / "blobs").mkdir(parents=True)
+    files = []
+    for digest, data in blobs.items():
+        (tmp_path / "store" / "blobs" / f"sha256-{digest}").write_bytes(data)
+        files.append({"path": f"blobs/sha256-{digest}", "size": len(data), "sha256": digest})
+    prov = OllamaProvider(ModelRequest(name="llama3:8b", models_dir=str(tmp_path)), StatePaths(str(tmp_path)),
+                          models_path=str(tmp_path / "store"), client=_Server(listed))
+    return prov.verify({"files": files}, None)
+
+
+def test_verify_compares_each_blob_with_its_digest(tmp_path):
+    good, bad = b"weights", b"WEIGHTS"   # same size, different content
+    digest = hashlib.sha256(good).hexdigest()
+    assert _verify_store(tmp_path / "ok", {digest: good}) == []
+    problems = _verify_store(tmp_path / "bad", {digest: bad})
+    assert [(p.kind, p.expected, p.actual) for p in problems] == [("digest", digest, hashlib.sha256(bad).hexdigest())]
+
+
+def test_verify_reports_a_model_the_server_no_longer_lists(tmp_path):
+    problems = _verify_store(tmp_path, {}, listed=False)
+    assert [(p.path, p.kind) for p in problems] == [("llama3:8b", "missing")]

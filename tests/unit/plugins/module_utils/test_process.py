@@ -123,6 +123,19 @@ def test_sigterm_deaf_processes_are_killed_after_the_timeout(tree):
     assert _alive(pids) == []
 
 
+@pytest.mark.parametrize("stop_timeout", [0, 1.5])
+def test_stop_timeout_is_honoured_in_both_directions(tree, stop_timeout):
+    """SIGKILL comes after stop_timeout, not before it and not much after it (0: at once)."""
+    rec, pid_file, _log, _port = tree("deaf")
+    pids = sorted(P.find_tree(rec))
+    t0 = time.monotonic()
+    res = P.stop_pid_file(pid_file, stop_timeout=stop_timeout)
+    took = time.monotonic() - t0
+    assert stop_timeout <= took < stop_timeout + 4, f"took {took:.2f}s for stop_timeout {stop_timeout}"
+    assert res.killed == pids and res.terminated == []
+    assert _alive(pids) == []
+
+
 def test_orphans_of_a_killed_server_are_found_and_stopped(tree):
     rec, pid_file, _log, port = tree()
     children = sorted(set(P.find_tree(rec)) - {rec["pid"]})

@@ -1,0 +1,279 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Mutation testing of plugins/module_utils against the unit tier, with mutmut.
+
+    scripts/mutation.py [SUBSYSTEM ...] [--floor PCT] [--max-children N] [--keep]
+
+SUBSYSTEM is one of store, models, runtimes, capabilities, host, top (errors.py, timeutil.py,
+module_support.py) or all (the default). ``store`` is the CI-sized run: the five store modules of
+issue 20 (manifest, locks, journal, quota, validation) against the store's unit tests.
+
+mutmut derives a mutant's module name from its file path, while the tests import the library as
+``ansible_collections.venom.models.plugins.module_utils...``. So the run happens in a scratch tree
+(``$VENOM_MUTATION_DIR``, default in the temp dir) laid out as ``ansible_collections/venom/models``
+with a copy of plugins/ and the unit tests: the path and the import name then agree.
+
+Equivalent mutants (a change no test can observe, because the behaviour is the same) are listed in
+scripts/mutation-equivalent.txt with the reason; they are counted apart, not hidden. The score is
+killed / (mutants - equivalent). With --floor, the run fails when any subsystem scores below it.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PKG = Path("ansible_collections/venom/models")
+LIB = PKG / "plugins/module_utils"
+UNIT = "tests/unit/plugins/module_utils/"
+
+# subsystem -> (modules to mutate, relative to plugins/module_utils; unit test files that exercise them)
+SUBSYSTEMS = {
+    "store": (["store/manifest.py", "store/locks.py", "store/journal.py", "store/quota.py", "store/validation.py"],
+              ["test_manifest.py", "test_locks.py", "test_journal.py", "test_quota.py", "test_validation.py",
+               "test_files.py", "test_model_ops.py", "test_store_boundaries.py"]),
+    "store-rest": (["store/atomic.py", "store/paths.py", "store/procinfo.py"],
+                   ["test_manifest.py", "test_locks.py", "test_journal.py", "test_files.py", "test_model_ops.py",
+                    "test_facts_usage.py", "test_runtime.py"]),
+    "models": (["models/*"],
+               ["test_available.py", "test_discovery.py", "test_hf_provider.py", "test_model_ops.py", "test_ollama.py",
+                "test_files.py", "test_manifest.py"]),
+    "runtimes": (["runtimes/*"], ["test_process.py", "test_runtime.py", "test_systemd.py", "test_health.py"]),
+    "capabilities": (["capabilities/*"],
+                     ["test_capabilities.py", "test_chat.py", "test_chat_turns.py", "test_gguf.py", "../filter/"]),
+    "host": (["host/*"], ["test_facts_usage.py"]),
+    "top": (["errors.py", "timeutil.py", "module_support.py"], [""]),
+}
+# multi-process stress tests: timing-bound under a loaded machine and slow (each re-runs for every
+# mutant of the functions it touches); what they check (atomicity, exclusion) has logic tests too
+# Property tests (hypothesis) are left out too: each runs for seconds per mutant it reaches, and
+# the behaviour they sample is pinned by example tests.
+DESELECT = ["test_parallel_writers_lose_nothing", "test_sigkill_at_random_points_never_leaves_unreadable_manifest",
+            "test_mutual_exclusion_across_processes_with_removal", "test_round_trip_property",
+            "test_select_paths_properties"]
+ALL = ["store", "store-rest", "models", "runtimes", "capabilities", "host", "top"]
+KILLED = {1, 3, 36, -24, 24, 152, 255, -11, -9}   # failed test, pytest error, timeout, crash
+SURVIVED = 0
+EQUIVALENT_FILE = REPO / "scripts/mutation-equivalent.txt"
+
+
+def subsystem_of(module: str) -> str:
+    rel = module.split("plugins.module_utils.", 1)[1]
+    head = rel.split(".", 1)[0]
+    if head == "store":
+        return "store" if rel.split(".")[1] in {"manifest", "locks", "journal", "quota", "validation"} else "store-rest"
+    return head if head in SUBSYSTEMS else "top"
+
+
+def load_equivalents() -> dict:
+    """{(function, removed line, added line): reason} from scripts/mutation-equivalent.txt.
+
+    Format, one mutant per block, blank-line separated:
+        fn: <module>.<function>           (as mutmut names it, without __mutmut_N)
+        -   <original line, stripped>
+        +   <mutated line, stripped>
+        why: <reason>
+    Keyed by text, not by mutmut's number, so the list survives edits elsewhere in the function.
+    """
+    out = {}
+    if not EQUIVALENT_FILE.exists():
+        return out
+    block: dict = {}
+    for line in EQUIVALENT_FILE.read_text().splitlines() + [""]:
+        if line.startswith("#"):
+            continue
+        if not line.strip():
+            if block:
+                out[(block["fn"], block.get("-", ""), block.get("+", ""))] = block.get("why", "")
+            block = {}
+            continue
+        key, _sep, val = line.partition(":" if line[:1] not in "-+" else " ")
+        block[key.strip() if line[:1] not in "-+" else line[:1]] = val.strip()
+    return out
+
+
+def mutant_diff(work: Path, name: str) -> tuple[str, str]:
+    """The (removed, added) source lines of one mutant, joined and stripped."""
+    res = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True, text=True,
+                         check=False)
+    minus, plus = [], []
+    for line in res.stdout.splitlines():
+        if line.startswith("---") or line.startswith("+++"):
+            continue
+        if line.startswith("-"):
+            minus.append(line[1:].strip())
+        elif line.startswith("+"):
+            plus.append(line[1:].strip())
+    return " ".join(minus), " ".join(plus)
+
+
+def build_tree(work: Path, subsystems: list[str], only_modules: list[str] | None = None) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    pkg = work / PKG
+    shutil.copytree(REPO / "plugins", pkg / "plugins", ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "tests").mkdir(parents=True)
+    shutil.copy2(REPO / "tests/conftest.py", pkg / "tests/conftest.py")
+    shutil.copytree(REPO / "tests/lib", pkg / "tests/lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tests/unit", pkg / "tests/unit", ignore=shutil.ignore_patterns("__pycache__", "roles"))
+    only = sorted({f"{LIB}/{m}" for s in subsystems for m in (only_modules or SUBSYSTEMS[s][0])})
+    tests = sorted({str(PKG / (UNIT + t)) for s in subsystems for t in SUBSYSTEMS[s][1]})
+    if any(t.endswith("/module_utils/") for t in tests):   # "top" needs the whole unit tier
+        tests = [str(PKG / "tests/unit/plugins")]
+
+    def lst(items):
+        return "\n".join("    " + i for i in items)
+    (work / "setup.cfg").write_text(
+        "[mutmut]\n"
+        f"source_paths =\n{lst([str(PKG / 'plugins')])}\n"
+        f"only_mutate =\n{lst(only)}\n"
+        f"also_copy =\n{lst([str(PKG / 'tests')])}\n"
+        f"pytest_add_cli_args =\n{lst(['-p', 'no:cacheprovider', '--no-header', '-k', ' and '.join(f'not {t}' for t in DESELECT)])}\n"
+        f"pytest_add_cli_args_test_selection =\n{lst(tests)}\n"
+        "use_git_change_detection = false\n"
+        "timeout_multiplier = 10\n"
+        "timeout_constant = 5\n")
+
+
+def mutmut_cli(argv: list[str]) -> int:
+    """mutmut's command line, with prose strings left alone.
+
+    mutmut mutates every string literal ('XX' + s + 'XX', upper, lower). A string with whitespace
+    in it is prose here (an error message, its fix, a log line): what matters about it is tested
+    as behaviour (the error names the problem and the fix), not letter by letter, and mutating
+    each costs three mutants and a test run apiece. Keys, statuses, units, formats and paths (no
+    whitespace) are still mutated.
+    """
+    from mutmut.__main__ import cli   # pylint: disable=import-outside-toplevel
+    from mutmut.mutation import mutators   # pylint: disable=import-outside-toplevel
+    plain = mutators.operator_string
+
+    def operator_string(node):
+        if re.search(r"\s", getattr(node, "value", "").strip("\"'")):
+            return
+        yield from plain(node)
+    ops = mutators.mutation_operators
+    ops[:] = [(t, operator_string if op is plain else op) for t, op in ops]
+    sys.argv = ["mutmut"] + argv
+    try:
+        cli()   # pylint: disable=no-value-for-parameter
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def run(work: Path, max_children: int) -> int:
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", VENOM_NO_SKIP="1")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--mutmut", "run", "--max-children", str(max_children)]
+    log = work / "mutmut-run.log"
+    with open(log, "w") as fh:
+        rc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    if rc != 0:
+        print(log.read_text()[-4000:], file=sys.stderr)
+    return rc
+
+
+def results(work: Path) -> dict:
+    """{mutant name: exit code} from mutmut's .meta files."""
+    out = {}
+    for meta in (work / "mutants").rglob("*.py.meta"):
+        out.update(json.loads(meta.read_text()).get("exit_code_by_key", {}))
+    return out
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["--mutmut"]:
+        return mutmut_cli(sys.argv[2:])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("subsystems", nargs="*", default=["all"], choices=["all"] + list(SUBSYSTEMS))
+    ap.add_argument("--floor", type=float, default=None, help="fail if a subsystem's score is below this percent")
+    ap.add_argument("--max-children", type=int, default=2)
+    ap.add_argument("--show-survivors", action="store_true", help="print each surviving mutant's diff")
+    ap.add_argument("--workdir", default=os.environ.get("VENOM_MUTATION_DIR"))
+    ap.add_argument("--only", default=None,
+                    help="comma-separated modules of the subsystem to mutate (e.g. store/quota.py,store/locks.py)")
+    args = ap.parse_args()
+    subsystems = ALL if "all" in args.subsystems else list(dict.fromkeys(args.subsystems))
+    tag = hashlib.sha256(f"{REPO}:{','.join(subsystems)}:{args.only}".encode()).hexdigest()[:10]
+    work = Path(args.workdir or Path(tempfile.gettempdir()) / f"venom-mutation-{os.getuid()}-{tag}")
+
+    start = time.monotonic()
+    build_tree(work, subsystems, args.only.split(",") if args.only else None)
+    rc = run(work, args.max_children)
+    codes = results(work)
+    if rc != 0 or not codes:
+        print(f"mutation: mutmut failed (exit {rc}); log: {work / 'mutmut-run.log'}", file=sys.stderr)
+        return 1
+
+    equivalents = load_equivalents()
+    stats = defaultdict(lambda: defaultdict(int))
+    survivors, other, matched_equiv = [], [], set()
+    for name, code in sorted(codes.items()):
+        fn = name.rsplit("__mutmut_", 1)[0]
+        module = fn.rsplit(".", 1)[0]
+        sub = subsystem_of(module)
+        s = stats[sub]
+        s["total"] += 1
+        if code in KILLED:
+            s["killed"] += 1
+            continue
+        removed, added = mutant_diff(work, name)
+        key = (re.sub(r"^ansible_collections\.venom\.models\.plugins\.module_utils\.", "", fn), removed, added)
+        if code == SURVIVED and key in equivalents:
+            s["equivalent"] += 1
+            matched_equiv.add(key)
+        elif code == SURVIVED:
+            s["survived"] += 1
+            survivors.append((name, removed, added))
+        else:   # no tests (5/33), skipped, suspicious, not checked: not killed
+            s["not_covered"] += 1
+            other.append((name, code, removed, added))
+
+    print(f"\nmutation score (mutmut, unit tier) in {work}")
+    print(f"{'subsystem':<14}{'mutants':>8}{'killed':>8}{'survived':>9}{'no test':>8}{'equiv.':>7}{'score':>8}")
+    below = []
+    tot = defaultdict(int)
+    for sub in [s for s in ALL if s in stats]:
+        s = stats[sub]
+        for k, v in s.items():
+            tot[k] += v
+        denom = s["total"] - s["equivalent"]
+        score = 100.0 * s["killed"] / denom if denom else 100.0
+        print(f"{sub:<14}{s['total']:>8}{s['killed']:>8}{s['survived']:>9}{s['not_covered']:>8}{s['equivalent']:>7}{score:>7.1f}%")
+        if args.floor is not None and score < args.floor:
+            below.append(f"{sub} {score:.1f}% < {args.floor}%")
+    denom = tot["total"] - tot["equivalent"]
+    print(f"{'total':<14}{tot['total']:>8}{tot['killed']:>8}{tot['survived']:>9}{tot['not_covered']:>8}"
+          f"{tot['equivalent']:>7}{(100.0 * tot['killed'] / denom if denom else 100.0):>7.1f}%")
+    if survivors and (args.show_survivors or below):
+        print("\nsurvivors (no unit test fails when this change is made):")
+        for name, removed, added in survivors:
+            print(f"  {name}\n    - {removed}\n    + {added}")
+    if other and (args.show_survivors or below):
+        print("\nnot killed for another reason (no test reaches it, timeout not reached, ...):")
+        for name, code, removed, added in other:
+            print(f"  {name} (mutmut exit {code})\n    - {removed}\n    + {added}")
+    stale = [k for k in equivalents if k not in matched_equiv and subsystem_of("plugins.module_utils." + k[0].rsplit(".", 1)[0]) in subsystems]
+    if stale:
+        print(f"\nnote: {len(stale)} listed equivalent mutant(s) not produced by this run (code changed?):")
+        for fn, removed, added in stale:
+            print(f"  {fn}: - {removed} / + {added}")
+    print(f"\nmutation: {len(codes)} mutants in {time.monotonic() - start:.0f}s")
+    if below:
+        print("mutation: below the floor: " + "; ".join(below), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
