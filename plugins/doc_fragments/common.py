@@ -48,7 +48,8 @@ attributes:
 attributes:
   check_mode:
     support: full
-    description: Can run in check_mode and return the same facts; it never changes anything.
+    description: Can run in check_mode and return the same facts; it changes nothing but its metrics file, which
+      check mode does not write.
   diff_mode:
     support: none
     description: Returns no diff.
@@ -57,5 +58,5 @@ attributes:
     description: Action returns an C(ansible_facts) dictionary that will update existing host facts.
   idempotent:
     support: full
-    description: Never changes anything.
+    description: Changes nothing but its metrics file, and that only when its content changed.
 """

@@ -7,9 +7,10 @@ part of venom.models uses (the runtime module, the tests, the benchmarks). Linux
 
 Start (``start_process``): the runtime runs in its own session and process group
 (``posix_spawn`` with ``setsid``), stdin from /dev/null, stdout and stderr appended to a log
-file, with an explicit environment plus a marker variable ``VENOM_RUNTIME_ID`` that every
-descendant inherits. A PID file (JSON, mode 0640) records pid, start time (clock ticks since
-boot), boot id, session, marker, port and log path.
+file (through a pipe to a size rotator, ``logsize``), with an explicit environment plus a
+marker variable ``VENOM_RUNTIME_ID`` that every descendant inherits. A PID file (JSON, mode
+0640) records pid, start time (clock ticks since boot), boot id, session, marker, port and
+log path.
 
 Identity: a PID is never trusted alone. A recorded process is "ours" only while its start time
 and the boot id match the PID file, so a recycled PID is never signalled. Signals go through a
@@ -34,6 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import Proc, boot_id, is_alive, read_proc
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
@@ -247,13 +249,16 @@ def _resolve_executable(argv0: str, env: dict) -> str:
 
 def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | None = None,
                   cwd: str = "/", name: str = "runtime", port: int | None = None, host: str | None = None,
-                  argv_for_record: list[str] | None = None, startup_check: float = 0.3) -> dict:
+                  argv_for_record: list[str] | None = None, startup_check: float = 0.3,
+                  log_max_bytes: int | None = logsize.DEFAULT_MAX_BYTES, log_keep: int = logsize.DEFAULT_KEEP) -> dict:
     """Start ``argv`` detached (own session), log to ``log_file``; write and return the PID record.
 
     ``env`` is the complete environment of the process (the caller decides what to inherit);
     the marker variable is added. ``argv_for_record`` is what the PID file shows (pass a copy
     with secrets masked). Refuses to start when the port is taken, and raises with the log's
-    tail when the process exits within ``startup_check`` seconds.
+    tail when the process exits within ``startup_check`` seconds. The log is rotated by size
+    (``log_max_bytes``, ``log_keep`` old files; see ``logsize``); ``log_max_bytes=None`` appends
+    to it without limit.
     """
     if not argv:
         raise RuntimeControlError("No command to start.", fix="Set 'command'.")
@@ -270,9 +275,14 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     for path in (pid_file, log_file):
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     log_fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    rotator = None
     try:
         shown = " ".join(argv_for_record or argv)
         os.write(log_fd, f"\n{LOG_START_MARK}{name} at {iso()}: {shown}\n".encode())
+        if log_max_bytes:  # the runtime writes into the size rotator's pipe
+            sink, rotator = logsize.start_rotator(log_file, log_max_bytes, log_keep)
+            os.close(log_fd)
+            log_fd = sink
         actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
                    (os.POSIX_SPAWN_DUP2, log_fd, 2)]
@@ -293,19 +303,21 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
            "log_file": os.path.abspath(log_file), "argv": list(argv_for_record or argv), "started_at": iso()}
     if rec["pid_start"] is None:  # exited before we could read it: reap and report
         _reap(pid)
-        raise _died_error(name, log_file)
+        raise _died_error(name, log_file, rotator)
     atomic_write_json(pid_file, rec, mode=0o640)
     deadline = time.monotonic() + startup_check
     while time.monotonic() < deadline:
         if not record_alive(rec):
             _reap(pid)
             remove_pid_file(pid_file)
-            raise _died_error(name, log_file)
+            raise _died_error(name, log_file, rotator)
         time.sleep(_POLL)
     return rec
 
 
-def _died_error(name: str, log_file: str) -> RuntimeControlError:
+def _died_error(name: str, log_file: str, rotator: int | None = None) -> RuntimeControlError:
+    if rotator is not None:
+        logsize.wait_rotator(rotator)  # its last lines reach the file
     tail = tail_file(log_file, 20)
     return RuntimeControlError(
         f"{name} exited right after it was started. Last lines of {log_file}:\n" + "\n".join(tail),
