@@ -75,7 +75,8 @@ _EXPORTER_PLAY = [{
     "name": "node_exporter serving the textfile directory", "hosts": "fleet", "gather_facts": False, "tasks": [
         {"name": "Copy the Debian package's node_exporter", "ansible.builtin.copy": {
             "src": NODE_EXPORTER, "dest": "/usr/local/bin/prometheus-node-exporter", "mode": "0755"}},
-        {"name": "Its unit", "ansible.builtin.copy": {"dest": "/etc/systemd/system/node-exporter.service", "mode": "0644",
+        {"name": "Its unit", "ansible.builtin.copy": {
+            "dest": "/etc/systemd/system/node-exporter.service", "mode": "0644",
             "content": "[Service]\nExecStart=/usr/local/bin/prometheus-node-exporter "
                        f"--web.listen-address=127.0.0.1:{EXPORTER_PORT} --collector.disable-defaults "
                        f"--collector.textfile --collector.textfile.directory={TEXTFILE_DIR}\n"}},

@@ -218,8 +218,8 @@ def _operation_families(operations: list) -> list[Family]:
     status = Family("operation_last_status", "Status of the newest operation of a type (1 for its status, "
                                              "0 for the others).")
     duration = Family("operation_last_duration_seconds", "Duration of the newest finished operation of a type.")
-    finished = Family("operation_last_finished_timestamp_seconds", "When the newest finished operation of a type "
-                                                                    "ended (Unix time).")
+    finished = Family("operation_last_finished_timestamp_seconds",
+                      "When the newest finished operation of a type ended (Unix time).")
     failed = Family("operations_failed", "Failed operations of a type in the journal's retained history.")
     running = Family("operations_in_progress", "Operations of a type running now.")
     by_type: dict = {}
