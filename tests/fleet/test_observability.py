@@ -20,6 +20,7 @@ import requests
 
 from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
+from tests.lib.tools import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOUBLE = os.environ.get("VENOM_OLLAMA_DOUBLE") or os.path.join(REPO, "tests", "doubles", "ollama", "ollama_test_double.py")
@@ -52,9 +53,7 @@ def _scrape(want: str, timeout: float = 60) -> str:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory):
-    if not os.path.isfile(NODE_EXPORTER):
-        pytest.fail(f"{NODE_EXPORTER} is missing: install the Debian package prometheus-node-exporter "
-                    "(scripts/setup-system.sh)", pytrace=False)
+    require("prometheus-node-exporter", "prometheus-node-exporter")
     work = tmp_path_factory.mktemp("obs")
     exe = work / "ollama"
     with open(DOUBLE, encoding="utf-8") as fh:

@@ -12,27 +12,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 
-import pytest
 import yaml
 
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
+from tests.lib.tools import promtool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OBS = os.path.join(REPO, "extensions", "observability")
 REV = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
-
-
-def promtool() -> str:
-    exe = shutil.which("promtool")
-    if not exe:
-        pytest.fail("promtool is missing: install the Debian package 'prometheus' (scripts/setup-system.sh)",
-                    pytrace=False)
-    return exe
 
 
 def _models_dir(tmp_path) -> str:

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-
-import pytest
 
 from ansible_collections.venom.models.plugins.plugin_utils.report import build_report, render_html
 from tests.lib.report_data import EVIL, fleet_facts
+from tests.lib.tools import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(REPO, "tests", "output", "report-html")
 
 
 def _chromium() -> list:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not exe:
-        pytest.fail("chromium is missing: install the Debian package chromium (scripts/setup-system.sh)", pytrace=False)
-    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+    return [require("chromium", "chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
             "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>", "--hide-scrollbars"]
 
 

@@ -10,14 +10,12 @@ truncated file without a restart.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.lib.ansible_run import run_playbook
+from tests.lib.tools import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WRITER = ("import os, sys, time\n"
@@ -28,10 +26,7 @@ WRITER = ("import os, sys, time\n"
 
 
 def _logrotate() -> str:
-    exe = shutil.which("logrotate") or ("/usr/sbin/logrotate" if os.path.exists("/usr/sbin/logrotate") else None)
-    if not exe:
-        pytest.fail("logrotate is missing: install the Debian package logrotate (scripts/setup-system.sh)", pytrace=False)
-    return exe
+    return require("logrotate", "logrotate")
 
 
 def test_role_rule_rotates_a_log_past_its_size_and_the_writer_keeps_logging(tmp_path):
