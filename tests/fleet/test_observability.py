@@ -81,7 +81,8 @@ _EXPORTER_PLAY = [{
                        f"--collector.textfile --collector.textfile.directory={TEXTFILE_DIR}\n"}},
         {"name": "Start it", "ansible.builtin.systemd_service": {
             "name": "node-exporter.service", "state": "started", "daemon_reload": True}},
-        {"name": "A model directory", "ansible.builtin.copy": {
+        {"name": "A model directory", "ansible.builtin.file": {"path": "/srv/tiny", "state": "directory", "mode": "0755"}},
+        {"name": "A model file", "ansible.builtin.copy": {
             "dest": "/srv/tiny/config.json", "content": '{"model_type": "bert"}\n', "mode": "0644"}},
         {"name": "Adopt it", "venom.models.venom_model": {
             "name": "org/tiny", "provider": "local", "source": "/srv/tiny", "models_dir": MODELS_DIR}},

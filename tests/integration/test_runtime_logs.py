@@ -59,7 +59,7 @@ def test_role_rule_rotates_a_log_past_its_size_and_the_writer_keeps_logging(tmp_
         assert text.startswith("line "), "no hole of NUL bytes: the writer appends at the new end"
         assert numbers[-1] > last_rotated + 50, "the writer keeps logging into the truncated file"
         assert writer.poll() is None
-        for _ in range(3):  # more rotations: at most "keep" old files, the older ones compressed
+        for _round in range(3):  # more rotations: at most "keep" old files, the older ones compressed
             time.sleep(0.6)
             subprocess.run([_logrotate(), "-s", str(state), str(rule)], check=True, capture_output=True)
         assert sorted(p.name for p in tmp_path.glob("vllm.log*")) == ["vllm.log", "vllm.log.1", "vllm.log.2.gz"]

@@ -1,6 +1,6 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The vllm role's metrics exporter (roles/vllm/files/vllm-metrics-exporter) as a real process.
+"""The vllm role's metrics exporter (roles/vllm/files/vllm_metrics_exporter.py) as a real process.
 
 An upstream on loopback plays vLLM's API port (``/metrics`` and the API); the exporter must pass
 ``/metrics`` through (promtool accepts what it serves) and nothing else. The molecule scenario
@@ -22,7 +22,7 @@ import requests
 from tests.lib.tools import promtool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-EXPORTER = os.path.join(REPO, "roles", "vllm", "files", "vllm-metrics-exporter")
+EXPORTER = os.path.join(REPO, "roles", "vllm", "files", "vllm_metrics_exporter.py")
 VLLM_METRICS = (b"# HELP vllm:num_requests_running Number of requests in model execution batches.\n"
                 b"# TYPE vllm:num_requests_running gauge\n"
                 b'vllm:num_requests_running{engine="0",model_name="minilm"} 0.0\n')

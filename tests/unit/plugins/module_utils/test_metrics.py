@@ -170,7 +170,7 @@ def test_collect_reads_manifest_and_whole_journal(tmp_path):
     d = str(tmp_path / "models")
     Manifest(d).upsert(new_entry("org/m", "huggingface", size_bytes=42, revision=REV))
     journal = Journal(d)
-    for _ in range(25):  # more than the facts' default operations_limit
+    for _op in range(25):  # more than the facts' default operations_limit
         journal.start("verify", "org/m").fail("digest mismatch")
     out = collect(d, str(tmp_path / "m.prom"), quota_gb=1.0)
     s = samples((tmp_path / "m.prom").read_text())
