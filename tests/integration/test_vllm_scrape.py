@@ -3,8 +3,7 @@
 """The vllm role's metrics exporter (roles/vllm/files/vllm_metrics_exporter.py) as a real process.
 
 An upstream on loopback plays vLLM's API port (``/metrics`` and the API); the exporter must pass
-``/metrics`` through (promtool accepts what it serves) and nothing else. The molecule scenario
-runs the same exporter under its unit in front of a real vLLM (extensions/molecule/default).
+``/metrics`` through (promtool accepts what it serves) and nothing else.
 """
 from __future__ import annotations
 
