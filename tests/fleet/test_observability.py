@@ -8,6 +8,10 @@ installs ``venom-models-metrics.timer``; node_exporter (the Debian package's bin
 the host) serves the textfile directory; this test scrapes it over HTTP and checks what the
 host's state says, then stops Ollama and sees the runtime go down in the next scrape. A second
 role run changes nothing.
+
+The vllm role's scrape exporter (tasks_from scrape.yml, its hardened unit) is put in front of
+node_exporter's /metrics (a real Prometheus endpoint standing in for vLLM's, which needs a vLLM
+install): it serves /metrics and refuses every other path and method; emptied, it is removed.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DOUBLE = os.environ.get("VENOM_OLLAMA_DOUBLE") or os.path.join(REPO, "tests", "doubles", "ollama", "ollama_test_double.py")
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
 EXPORTER_PORT = 9171
+SCRAPE_PORT = 9172
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 MODELS_DIR = "/var/lib/venom/models"
 
@@ -120,3 +125,37 @@ def test_node_exporter_serves_the_roles_metrics(host):  # pylint: disable=redefi
     _scrape(r'^venom_runtime_up\{runtime="ollama",runtime_instance="ollama"\} 0$', timeout=30)
     leftovers = env.ssh(h, f"ls -A {TEXTFILE_DIR}").stdout.split()
     assert leftovers == ["venom_models.prom"], f"no temp files left in the collector directory: {leftovers}"
+
+
+def _scrape_play(address: str) -> list:
+    return [{"name": "vllm scrape exporter", "hosts": "fleet", "gather_facts": False, "tasks": [
+        {"name": "scrape", "ansible.builtin.include_role": {"name": "venom.models.vllm", "tasks_from": "scrape.yml"},
+         "vars": {"vllm_scrape_address": address, "vllm_scrape_port": SCRAPE_PORT, "vllm_port": EXPORTER_PORT}}]}]
+
+
+def test_vllm_scrape_exporter_serves_only_metrics(host):  # pylint: disable=redefined-outer-name
+    env = host["env"]
+    res = run_playbook(_scrape_play("127.0.0.1"), inventory=env.inventory)
+    assert res.rc == 0, res.stdout[-4000:]
+    url = f"http://127.0.0.1:{SCRAPE_PORT}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            got = requests.get(f"{url}/metrics", timeout=5)
+            if got.status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    assert got.status_code == 200 and "node_textfile_scrape_error" in got.text, got.text[:500]
+    assert requests.get(f"{url}/api/version", timeout=5).status_code == 404
+    assert requests.post(f"{url}/metrics", timeout=5).status_code == 405
+    show = env.ssh(env.host(1), "systemctl show vllm-metrics.service -p DynamicUser -p ActiveState").stdout
+    assert "DynamicUser=yes" in show and "ActiveState=active" in show
+    res = run_playbook(_scrape_play("127.0.0.1"), inventory=env.inventory)
+    assert res.rc == 0 and _changed(res) == [], _changed(res)
+    res = run_playbook(_scrape_play(""), inventory=env.inventory)
+    assert res.rc == 0, res.stdout[-4000:]
+    assert env.ssh(env.host(1), "test -e /etc/systemd/system/vllm-metrics.service", check=False).returncode == 1
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{url}/metrics", timeout=5)
