@@ -24,7 +24,7 @@ _USAGE_KEYS = ("disk_usage_gb", "disk_limit_gb", "disk_usage_percent", "disk_fre
                "memory_usage_percent", "cpu_usage_percent", "gpu_count", "vram_usage_mb", "vram_total_mb",
                "vram_usage_percent", "models_count")
 _RUNTIME_KEYS = ("configured", "mode", "running", "healthy", "health", "model", "served_model_name", "pid", "port",
-                 "restarts", "url")
+                 "restarts", "url", "runtime", "gpus", "rss_bytes", "vram_bytes")
 _OP_KEYS = ("id", "type", "model", "provider", "error", "message", "started_at", "finished_at", "interrupted")
 
 
@@ -232,6 +232,10 @@ def _bar(label: str, used, total, unit: str) -> str:
             f'<text x="8" y="15" font-size="12" fill="#1d2433">{_e(text)}</text></svg></div>')
 
 
+def _mib(value) -> str | None:
+    return None if value is None else f"{value / 2 ** 20:.0f}"
+
+
 def _badge(state: dict) -> str:
     if not state.get("configured"):
         return '<span class="badge off">not configured</span>'
@@ -268,10 +272,12 @@ def _host_html(h: dict) -> str:
     if h["runtimes"]:
         out.append("<h3>Runtimes</h3>")
         out.append(_html_table(
-            ["instance", "state", "model", "mode", "port", "restarts", "health"],
+            ["instance", "state", "model", "mode", "port", "restarts", "GPUs", "RSS (MB)", "VRAM (MB)", "health"],
             [[f"<td>{_e(name)}</td>", f"<td>{_badge(st)}</td>", f"<td>{_e(st.get('model'))}</td>",
               f"<td>{_e(st.get('mode'))}</td>", f"<td>{_e(st.get('port'))}</td>", f"<td>{_e(st.get('restarts'))}</td>",
-              f"<td>{_e(st.get('health'))}</td>"] for name, st in sorted(h["runtimes"].items())]))
+              f"<td>{_e(', '.join(str(g) for g in st.get('gpus') or []))}</td>", f"<td>{_e(_mib(st.get('rss_bytes')))}</td>",
+              f"<td>{_e(_mib(st.get('vram_bytes')))}</td>", f"<td>{_e(st.get('health'))}</td>"]
+             for name, st in sorted(h["runtimes"].items())]))
     if h["models"]:
         out.append("<h3>Models</h3>")
         out.append(_html_table(

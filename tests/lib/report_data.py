@@ -30,7 +30,8 @@ def fleet_facts() -> dict:
             "venom_models": [_model("org/chat", "a" * 40, active=True, active_runtime="vllm"), _model("org/embed", "c" * 40)],
             "venom_usage": _usage(42.0, 50, [_gpu(0, 36000.0, 40960.0), _gpu(1, 12000.0, 40960.0)]),
             "venom_runtimes": {"vllm": {"configured": True, "running": True, "healthy": True, "health": "ok",
-                                        "model": "org/chat", "mode": "systemd", "port": 8000, "restarts": 0},
+                                        "model": "org/chat", "mode": "systemd", "port": 8000, "restarts": 0,
+                                        "gpus": [0, 1], "rss_bytes": 3 * 2 ** 30, "vram_bytes": 48000 * 2 ** 20},
                                "ollama": {"configured": False, "running": False, "healthy": False}},
             "venom_operations": []},
         "gpu-b": {

@@ -100,6 +100,10 @@ def test_vram_shapes():
     assert vram_by_gpu({"vram_bytes": 9, "gpus": [3]}) == {"3": 9.0}
     assert vram_by_gpu({"vram_mb": 2, "gpus": [0, 1]}) == {"all": 2.0 * MIB}
     assert vram_by_gpu({"vram": None}) == {}
+    # the instance facts of venom_runtime instances: the tree's VRAM summed, with the instance's GPUs
+    assert vram_by_gpu({"runtime": "vllm", "vram_bytes": 5, "gpus": [2]}) == {"2": 5.0}
+    assert vram_by_gpu({"runtime": "vllm", "vram_bytes": 5, "gpus": [0, 1]}) == {"all": 5.0}
+    assert vram_by_gpu({"runtime": "vllm", "vram_bytes": None, "gpus": None}) == {}
 
 
 def test_host_gpus_from_usage():

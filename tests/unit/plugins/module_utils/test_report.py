@@ -78,6 +78,7 @@ def test_html_bars_drift_runtimes_and_failures():
     assert '<span class="badge ok">healthy</span>' in page and '<span class="badge warn">unhealthy</span>' in page
     assert '<span class="badge down">down</span>' in page and "not configured" in page
     assert "org/broken" in page and "unreachable" in page
+    assert "<td>0, 1</td><td>3072</td><td>48000</td>" in page, "the instance's GPUs, tree RSS and VRAM"
 
 
 def test_same_content_ignores_time_and_momentary_figures_only():
