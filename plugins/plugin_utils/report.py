@@ -205,9 +205,10 @@ header p{margin:4px 0 0;color:#b9c0cf}main{padding:20px 28px;max-width:1200px}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 2px #0002;padding:14px 18px;margin-bottom:16px}
 h2{font-size:17px;margin:0 0 10px}h3{font-size:15px;margin:14px 0 6px}
 table{border-collapse:collapse;width:100%;margin:4px 0}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6ec;
-vertical-align:top;overflow-wrap:anywhere}th{background:#f0f2f5;font-weight:600}
+vertical-align:top;overflow-wrap:break-word}th{background:#f0f2f5;font-weight:600;white-space:nowrap}
 tr.drift td{background:#fff4d6}tr.drift td.rev{font-weight:600;color:#9a6200}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;
+white-space:nowrap}
 .ok{background:#2e8b57}.down{background:#c0392b}.warn{background:#d68910}.off{background:#8a93a6}
 .problems li{color:#c0392b}.muted{color:#6b7385}code{font-size:12px}
 .bar{margin:4px 0 8px}.bar svg{display:block}.host{border-left:4px solid #2e8b57}.host.bad{border-left-color:#c0392b}
@@ -226,9 +227,9 @@ def _bar(label: str, used, total, unit: str) -> str:
     frac = max(0.0, min(1.0, float(used) / float(total)))
     color = "#c0392b" if frac >= 0.9 else "#d68910" if frac >= 0.75 else "#2e8b57"
     text = f"{label}: {used:g} / {total:g} {unit} ({100 * float(used) / float(total):.1f} %)"
-    return (f'<div class="bar"><svg width="420" height="22" role="img" aria-label="{_e(text)}">'
-            f'<rect x="0" y="0" width="420" height="22" rx="4" fill="#e3e6ec"/>'
-            f'<rect x="0" y="0" width="{420 * frac:.1f}" height="22" rx="4" fill="{color}"/>'
+    return (f'<div class="bar"><svg width="520" height="22" role="img" aria-label="{_e(text)}">'
+            f'<rect x="0" y="0" width="520" height="22" rx="4" fill="#e3e6ec"/>'
+            f'<rect x="0" y="0" width="{520 * frac:.1f}" height="22" rx="4" fill="{color}"/>'
             f'<text x="8" y="15" font-size="12" fill="#1d2433">{_e(text)}</text></svg></div>')
 
 
