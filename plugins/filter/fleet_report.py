@@ -11,7 +11,7 @@ author:
 description:
   - Takes a mapping of host name to the C(ansible_facts) that M(venom.models.venom_model_facts)
     returned on that host (an empty mapping or null for a host that gave none, because it was
-    unreachable or failed) and returns the fleet report, as data or as Markdown.
+    unreachable or failed) and returns the fleet report, as data, as Markdown or as an HTML page.
   - Per host - its models (name, provider, revision, size, status, active), model disk against the
     quota, free disk, memory, GPUs and VRAM, the runtimes with their active model and health, failed
     and running operations, and the problems worth a look (unhealthy runtime, disk over 90% of the
@@ -30,15 +30,26 @@ options:
   format:
     description:
       - V(data) returns the report as a mapping (write it with C(to_nice_json)); V(markdown) returns
-        the Markdown text. V(markdown) also takes a report that V(data) built.
+        the Markdown text; V(html) one self-contained HTML page (inline CSS and SVG bars for disk
+        against quota and VRAM per GPU, the models and revisions with drift highlighted, runtimes
+        with their health, failed operations; no JavaScript, no external resource, every string
+        from a host escaped). V(markdown) and V(html) also take a report that V(data) built.
     type: str
-    choices: [data, markdown]
+    choices: [data, markdown, html]
     default: data
   title:
     description:
-      - The title of the Markdown report.
+      - The title of the Markdown or HTML report.
     type: str
     default: venom.models fleet report
+  previous:
+    description:
+      - The previous report (for example the JSON file written last time). When the new report says
+        the same apart from the time it was generated and the figures of the moment (CPU, memory,
+        free disk, GPU utilisation and VRAM use), the previous report is returned unchanged, so
+        files written from it do not change.
+      - A mapping, or its JSON text; text that is not a report (damaged, or of another version) is ignored.
+    type: raw
 seealso:
   - module: venom.models.venom_model_facts
 """
@@ -68,26 +79,36 @@ _value:
       models_installed, distinct_models, bytes_installed, failed_operations, hosts_with_problems,
       drift), C(models) (name, provider, revisions mapping revision to hosts, hosts, drift) and
       C(hosts) (host, reachable, models, usage, gpus, runtimes, active_models, failed_operations,
-      running_operations, problems); or its Markdown text.
+      running_operations, problems); or its Markdown text, or its HTML page.
   type: raw
 """
+
+import json
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import plain_data
-from ansible_collections.venom.models.plugins.plugin_utils.report import SCHEMA, build_report, render_markdown
+from ansible_collections.venom.models.plugins.plugin_utils.report import SCHEMA, build_report, render_html, render_markdown
+
+_RENDER = {"markdown": render_markdown, "html": render_html}
 
 
-def fleet_report(hosts, format="data", title="venom.models fleet report"):  # pylint: disable=redefined-builtin
-    """The fleet report of ``{host: facts}`` as data or Markdown."""
-    if format not in ("data", "markdown"):
-        raise AnsibleFilterError(f"venom.models.fleet_report: format must be 'data' or 'markdown', not {format!r}.")
+def fleet_report(hosts, format="data", title="venom.models fleet report", previous=None):  # pylint: disable=redefined-builtin
+    """The fleet report of ``{host: facts}`` as data, Markdown or HTML."""
+    if format not in ("data", "markdown", "html"):
+        raise AnsibleFilterError(f"venom.models.fleet_report: format must be 'data', 'markdown' or 'html', not {format!r}.")
     data = plain_data(hosts)
     if not isinstance(data, dict):
         raise AnsibleFilterError("venom.models.fleet_report: the input must map host names to the facts of "
                                  f"venom.models.venom_model_facts, not a {type(data).__name__}.")
-    report = data if data.get("schema") == SCHEMA else build_report(data)
-    return render_markdown(report, title=title) if format == "markdown" else report
+    previous = plain_data(previous) if previous else None
+    if isinstance(previous, str):
+        try:
+            previous = json.loads(previous)
+        except ValueError:
+            previous = None
+    report = data if data.get("schema") == SCHEMA else build_report(data, previous=previous)
+    return _RENDER[format](report, title=title) if format in _RENDER else report
 
 
 class FilterModule:

@@ -9,7 +9,7 @@ short_description: Facts about the models, usage and operations of an LLM host
 version_added: 0.1.0
 description:
   - Reads the venom.models manifest, the operations journal and the host's resources and returns
-    them as facts. It never changes anything.
+    them as facts. It changes nothing on the host, except the metrics file O(metrics_file) when given.
   - C(models) lists the installed models (name, provider, revision, exact size, status, local
     path, active flag); C(capabilities) adds each model's detected capabilities (system role
     support, allowed roles, function calling, context length, quantization, prompt template).
@@ -78,6 +78,18 @@ options:
       - The vLLM API key, so that the C(runtimes) health check can read C(/v1/models) from a vLLM
         started with O(venom.models.venom_runtime#module:api_key).
     type: str
+  metrics_file:
+    description:
+      - Also write this host's model state as Prometheus metrics to this file, in node_exporter's
+        textfile collector format (for example
+        C(/var/lib/prometheus/node-exporter/venom_models.prom)). The file is replaced atomically
+        (temp file and rename in the same directory) and only when its content changed; the
+        directory must exist. The metrics need the C(models), C(usage) and C(runtimes) subsets
+        (gathered for the file when O(gather_subset) leaves them out) and read the whole
+        operations journal. See C(docs/observability.md) for every metric.
+      - The roles install a systemd timer that refreshes the file (C(venom-models-metrics.timer)).
+      - In check mode the file is not written; RV(metrics.changed) says whether it would be.
+    type: path
 requirements:
   - psutil (CPU and memory figures; without it they are null)
   - nvidia-ml-py (GPU figures; without it or without a GPU they are null)
@@ -141,6 +153,23 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+metrics:
+  description: What O(metrics_file) got.
+  returned: when O(metrics_file) is set
+  type: dict
+  contains:
+    path:
+      description: The file.
+      type: str
+      sample: /var/lib/prometheus/node-exporter/venom_models.prom
+    changed:
+      description: Whether the file was (in check mode, would be) rewritten.
+      type: bool
+      sample: true
+    series:
+      description: How many samples it holds.
+      type: int
+      sample: 42
 ansible_facts:
   description: The gathered facts.
   returned: always
@@ -289,6 +318,7 @@ from ansible_collections.venom.models.plugins.module_utils.host.facts import (
     DEFAULT_SUBSETS, DEPRECATED_SUBSETS, gather, resolve_subsets)
 from ansible_collections.venom.models.plugins.module_utils.module_support import (
     common_argument_spec, fail_from, lookup_argument_spec, lookup_query)
+from ansible_collections.venom.models.plugins.module_utils.host.metrics import collect
 
 
 def main():
@@ -301,6 +331,7 @@ def main():
             discovery_paths=dict(type="list", elements="path", default=[]),
             **lookup_argument_spec(),
             api_key=dict(type="str", no_log=True),
+            metrics_file=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -310,6 +341,8 @@ def main():
     def runner(argv):
         return module.run_command(argv)
 
+    systemctl_runner = runner if module.get_bin_path("systemctl") else None
+    result = {"changed": False}
     try:
         for subset in set(resolve_subsets(p["gather_subset"])) & set(DEPRECATED_SUBSETS):
             module.deprecate(f"gather_subset {subset} is deprecated: {DEPRECATED_SUBSETS[subset]}.",
@@ -317,12 +350,21 @@ def main():
         facts = gather(p["models_dir"], p["gather_subset"], quota_gb=p["quota_gb"],
                        operations_limit=p["operations_limit"], name=p["name"],
                        discovery_paths=p["discovery_paths"],
-                       runner=runner if module.get_bin_path("systemctl") else None,
+                       runner=systemctl_runner,
                        available_query=query, api_key=p["api_key"], warn=module.warn,
                        operation_id=p["operation_id"])
+        if p["metrics_file"]:
+            own = facts if p["name"] is None else {}  # a name filter would hide the other models
+            result["metrics"] = collect(p["models_dir"], p["metrics_file"], quota_gb=p["quota_gb"],
+                                        runner=systemctl_runner, api_key=p["api_key"], facts=own,
+                                        write=not module.check_mode)
+            result["changed"] = result["metrics"]["changed"]
     except VenomError as exc:
         fail_from(module, exc)
-    module.exit_json(changed=False, ansible_facts=facts)
+    except OSError as exc:
+        module.fail_json(msg=f"Cannot write the metrics file {p['metrics_file']}: {exc}",
+                         fix="Create its directory (node_exporter's textfile collector directory) or fix its permissions.")
+    module.exit_json(ansible_facts=facts, **result)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,13 @@ gave none (unreachable or failed)}`` and returns a JSON-able document: per host 
 (name, provider, revision, size, status, active), disk against quota, free disk, memory, GPUs
 and VRAM, runtimes with their active model and health, and failed operations; for the fleet,
 totals, every model with the revisions it has on which hosts (``drift`` when hosts disagree),
-the active models, and the problems worth a look. ``render_markdown(report)`` writes it for
-people. Plain Python: the ``venom.models.fleet_report`` filter and the ``report`` playbook use it.
+the active models, and the problems worth a look. ``render_markdown(report)`` and
+``render_html(report)`` (one self-contained page with bars) write it for people; ``same_content``
+tells whether a new report says anything the previous one did not. Plain Python: the ``venom.models.fleet_report`` filter and the ``report`` playbook use it.
 """
 from __future__ import annotations
+
+import html
 
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
@@ -21,7 +24,7 @@ _USAGE_KEYS = ("disk_usage_gb", "disk_limit_gb", "disk_usage_percent", "disk_fre
                "memory_usage_percent", "cpu_usage_percent", "gpu_count", "vram_usage_mb", "vram_total_mb",
                "vram_usage_percent", "models_count")
 _RUNTIME_KEYS = ("configured", "mode", "running", "healthy", "health", "model", "served_model_name", "pid", "port",
-                 "restarts", "url")
+                 "restarts", "url", "runtime", "gpus", "rss_bytes", "vram_bytes")
 _OP_KEYS = ("id", "type", "model", "provider", "error", "message", "started_at", "finished_at", "interrupted")
 
 
@@ -63,8 +66,11 @@ def _host(name: str, facts: dict | None) -> dict:
             "failed_operations": failed, "running_operations": running, "problems": problems}
 
 
-def build_report(hosts: dict, generated_at: str | None = None) -> dict:
-    """The fleet report document for ``{host: facts or None}`` (see the module docstring)."""
+def build_report(hosts: dict, generated_at: str | None = None, previous: dict | None = None) -> dict:
+    """The fleet report document for ``{host: facts or None}`` (see the module docstring).
+
+    With ``previous`` (the last report), that report is returned as it is when the new one says
+    the same (``same_content``): its files then stay byte for byte the same."""
     rows = [_host(str(name), hosts[name]) for name in sorted(hosts, key=str)]
     catalogue: dict = {}
     for row in rows:
@@ -90,8 +96,9 @@ def build_report(hosts: dict, generated_at: str | None = None) -> dict:
         "hosts_with_problems": [r["host"] for r in rows if r["problems"]],
         "drift": [m["name"] for m in models if m["drift"]],
     }
-    return {"schema": SCHEMA, "generated_at": generated_at or iso(), "summary": summary, "models": models,
-            "hosts": rows}
+    report = {"schema": SCHEMA, "generated_at": generated_at or iso(), "summary": summary, "models": models,
+              "hosts": rows}
+    return previous if same_content(report, previous) else report
 
 
 def _gb(value) -> str:
@@ -149,3 +156,175 @@ def render_markdown(report: dict, title: str = "venom.models fleet report") -> s
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Unchanged reports: the same document, so the files stay the same
+
+
+# Figures of the moment: a report that differs from the previous one only in these (and the time)
+# is the previous report, so re-running the report playbook rewrites nothing.
+_MOMENTARY_USAGE = ("cpu_usage_percent", "memory_usage_percent", "disk_free_gb", "vram_usage_mb",
+                    "vram_usage_percent")
+_MOMENTARY_GPU = ("utilization_percent", "vram_used_mb", "vram_usage_percent")
+
+
+def _stable_view(report: dict) -> dict:
+    view = {k: v for k, v in report.items() if k != "generated_at"}
+    hosts = []
+    for h in report.get("hosts") or []:
+        h = dict(h)
+        if isinstance(h.get("usage"), dict):
+            h["usage"] = {k: v for k, v in h["usage"].items() if k not in _MOMENTARY_USAGE}
+        h["gpus"] = [{k: v for k, v in g.items() if k not in _MOMENTARY_GPU} for g in h.get("gpus") or []
+                     if isinstance(g, dict)]
+        hosts.append(h)
+    view["hosts"] = hosts
+    return view
+
+
+def same_content(report: dict, previous) -> bool:
+    """True if ``previous`` (a report, e.g. the JSON file written last time) says what ``report``
+    says, apart from the time it was generated and the figures of the moment (CPU, memory, free
+    disk, GPU utilisation and VRAM use)."""
+    return (isinstance(previous, dict) and previous.get("schema") == SCHEMA
+            and _stable_view(previous) == _stable_view(report))
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f4f5f7;color:#1d2433}
+header{background:#1d2433;color:#fff;padding:18px 28px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;color:#b9c0cf}main{padding:20px 28px;max-width:1200px}
+.cards{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:18px}
+.card{background:#fff;border-radius:8px;padding:10px 16px;box-shadow:0 1px 2px #0002;min-width:130px}
+.card b{display:block;font-size:22px}.card.bad b{color:#c0392b}
+section{background:#fff;border-radius:8px;box-shadow:0 1px 2px #0002;padding:14px 18px;margin-bottom:16px}
+h2{font-size:17px;margin:0 0 10px}h3{font-size:15px;margin:14px 0 6px}
+table{border-collapse:collapse;width:100%;margin:4px 0}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6ec;
+vertical-align:top;overflow-wrap:break-word}th{background:#f0f2f5;font-weight:600;white-space:nowrap}
+tr.drift td{background:#fff4d6}tr.drift td.rev{font-weight:600;color:#9a6200}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;
+white-space:nowrap}
+.ok{background:#2e8b57}.down{background:#c0392b}.warn{background:#d68910}.off{background:#8a93a6}
+.problems li{color:#c0392b}.muted{color:#6b7385}code{font-size:12px}
+.bar{margin:4px 0 8px}.bar svg{display:block}.host{border-left:4px solid #2e8b57}.host.bad{border-left-color:#c0392b}
+"""
+
+
+def _e(value) -> str:
+    """Any value as escaped HTML text ('-' for nothing)."""
+    return html.escape("-" if value in (None, "", []) else str(value), quote=True)
+
+
+def _bar(label: str, used, total, unit: str) -> str:
+    """A labelled SVG bar of ``used`` against ``total`` (green, orange from 75 %, red from 90 %)."""
+    if used is None or not total:
+        return f'<div class="bar muted">{_e(label)}: not measured</div>'
+    frac = max(0.0, min(1.0, float(used) / float(total)))
+    color = "#c0392b" if frac >= 0.9 else "#d68910" if frac >= 0.75 else "#2e8b57"
+    text = f"{label}: {used:g} / {total:g} {unit} ({100 * float(used) / float(total):.1f} %)"
+    return (f'<div class="bar"><svg width="520" height="22" role="img" aria-label="{_e(text)}">'
+            f'<rect x="0" y="0" width="520" height="22" rx="4" fill="#e3e6ec"/>'
+            f'<rect x="0" y="0" width="{520 * frac:.1f}" height="22" rx="4" fill="{color}"/>'
+            f'<text x="8" y="15" font-size="12" fill="#1d2433">{_e(text)}</text></svg></div>')
+
+
+def _mib(value) -> str | None:
+    return None if value is None else f"{value / 2 ** 20:.0f}"
+
+
+def _badge(state: dict) -> str:
+    if not state.get("configured"):
+        return '<span class="badge off">not configured</span>'
+    if state.get("healthy"):
+        return '<span class="badge ok">healthy</span>'
+    if state.get("running"):
+        return '<span class="badge warn">unhealthy</span>'
+    return '<span class="badge down">down</span>'
+
+
+def _html_table(header: list, rows: list, row_classes: list | None = None) -> str:
+    """``rows`` hold cells that are already HTML (escape with ``_e``)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = (row_classes or [""] * len(rows))[i]
+        attr = f' class="{cls}"' if cls else ""
+        body.append(f"<tr{attr}>" + "".join(row) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _host_html(h: dict) -> str:
+    out = [f'<section class="host{" bad" if h["problems"] else ""}"><h2>{_e(h["host"])}'
+           + ("" if h["reachable"] else ' <span class="badge down">unreachable</span>') + "</h2>"]
+    u = h.get("usage") or {}
+    if u:
+        out.append(_bar("model disk", u.get("disk_usage_gb"), u.get("disk_limit_gb"), "GB"))
+        out.append(f'<div class="muted">free disk {_e(u.get("disk_free_gb"))} GB, {_e(u.get("models_count"))} models</div>')
+    for g in h.get("gpus") or []:
+        out.append(_bar(f"GPU {g.get('index')} {g.get('name') or ''} VRAM".replace("  ", " "),
+                        g.get("vram_used_mb"), g.get("vram_total_mb"), "MB"))
+    if h["reachable"] and not h.get("gpus"):
+        out.append('<div class="muted">no GPU figures (no GPU or no NVML on this host)</div>')
+    if h["runtimes"]:
+        out.append("<h3>Runtimes</h3>")
+        out.append(_html_table(
+            ["instance", "state", "model", "mode", "port", "restarts", "GPUs", "RSS (MB)", "VRAM (MB)", "health"],
+            [[f"<td>{_e(name)}</td>", f"<td>{_badge(st)}</td>", f"<td>{_e(st.get('model'))}</td>",
+              f"<td>{_e(st.get('mode'))}</td>", f"<td>{_e(st.get('port'))}</td>", f"<td>{_e(st.get('restarts'))}</td>",
+              f"<td>{_e(', '.join(str(g) for g in st.get('gpus') or []))}</td>", f"<td>{_e(_mib(st.get('rss_bytes')))}</td>",
+              f"<td>{_e(_mib(st.get('vram_bytes')))}</td>", f"<td>{_e(st.get('health'))}</td>"]
+             for name, st in sorted(h["runtimes"].items())]))
+    if h["models"]:
+        out.append("<h3>Models</h3>")
+        out.append(_html_table(
+            ["model", "provider", "revision", "size (GB)", "status", "active"],
+            [[f"<td>{_e(m.get('name'))}</td>", f"<td>{_e(m.get('provider'))}</td>",
+              f"<td><code>{_e((m.get('revision') or '')[:12])}</code></td>", f"<td>{_e(m.get('size_gb'))}</td>",
+              f"<td>{_e(m.get('status'))}</td>", f"<td>{'yes' if m.get('active') else ''}</td>"] for m in h["models"]]))
+    if h["problems"]:
+        out.append('<h3>Problems</h3><ul class="problems">' + "".join(f"<li>{_e(p)}</li>" for p in h["problems"]) + "</ul>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def render_html(report: dict, title: str = "venom.models fleet report") -> str:
+    """The report as one self-contained HTML page: inline CSS and SVG, no script, no external
+    resource (works offline); every string that came from a host is escaped."""
+    s = report["summary"]
+    cards = [("hosts reachable", f"{s['reachable']} / {s['hosts']}", bool(s["unreachable"])),
+             ("models installed", f"{s['models_installed']} ({s['distinct_models']} distinct)", False),
+             ("installed", f"{s['bytes_installed'] / 1e9:.3f} GB", False),
+             ("models with drift", len(s["drift"]), bool(s["drift"])),
+             ("failed operations", s["failed_operations"], bool(s["failed_operations"])),
+             ("hosts with problems", len(s["hosts_with_problems"]), bool(s["hosts_with_problems"]))]
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">",
+             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
+             f"<header><h1>{_e(title)}</h1><p>Generated {_e(report.get('generated_at'))}</p></header><main>",
+             '<div class="cards">' + "".join(f'<div class="card{" bad" if bad else ""}">{_e(k)}<b>{_e(v)}</b></div>'
+                                             for k, v, bad in cards) + "</div>"]
+    rows, classes = [], []
+    for m in report["models"]:
+        for rev, hosts in sorted(m["revisions"].items()):
+            rows.append([f"<td>{_e(m['name'])}</td>", f"<td>{_e(m['provider'])}</td>",
+                         f'<td class="rev"><code>{_e(rev[:12] if rev != "None" else None)}</code></td>',
+                         f"<td>{_e(', '.join(hosts))}</td>", f"<td>{'drift' if m['drift'] else 'same everywhere'}</td>"])
+            classes.append("drift" if m["drift"] else "")
+    parts.append("<section><h2>Models and revisions</h2>"
+                 + (_html_table(["model", "provider", "revision", "hosts", "fleet"], rows, classes) if rows
+                    else '<p class="muted">No models installed.</p>') + "</section>")
+    failed = [(h["host"], o) for h in report["hosts"] for o in h["failed_operations"]]
+    parts.append("<section><h2>Failed operations</h2>"
+                 + (_html_table(["host", "type", "model", "finished", "error"],
+                                [[f"<td>{_e(host)}</td>", f"<td>{_e(o.get('type'))}</td>", f"<td>{_e(o.get('model'))}</td>",
+                                  f"<td>{_e(o.get('finished_at'))}</td>", f"<td>{_e(o.get('error'))}</td>"]
+                                 for host, o in failed]) if failed else '<p class="muted">None.</p>') + "</section>")
+    parts += [_host_html(h) for h in report["hosts"]]
+    parts.append("</main></body></html>")
+    return "\n".join(parts) + "\n"

@@ -79,4 +79,30 @@ def test_report_lists_models_versions_disk_active_models_failures_and_unreachabl
     assert "**gpu-gone**: no facts" in md
 
     summary = res.task("Summary", host="gpu-a")["msg"]
-    assert "hosts: 2 of 3 reachable" in summary and f"report: {out_dir}/fleet-report.md and fleet-report.json" in summary
+    assert "hosts: 2 of 3 reachable" in summary and f"report: {out_dir}/fleet-report.html, fleet-report.md and fleet-report.json" in summary
+
+
+def test_a_second_run_changes_nothing_and_a_real_change_rewrites_the_files(tmp_path):
+    a = _host_dir(tmp_path, "gpu-a", REV_A, active=True)
+    b = _host_dir(tmp_path, "gpu-b", REV_B, failed_op=True)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(f"gpu-a ansible_connection=local venom_models_dir={a}\n"
+                         f"gpu-b ansible_connection=local venom_models_dir={b}\n")
+    out_dir = tmp_path / "reports"
+    files = ("fleet-report.json", "fleet-report.md", "fleet-report.html")
+    writes = [f"Write {name}" for name in files]
+
+    def run():
+        res = run_playbook([{"import_playbook": "venom.models.report"}], inventory=str(inventory),
+                           extra_args=["-e", f"venom_report_dir={out_dir}"])
+        assert res.rc == 0, res.stdout[-4000:]
+        return [t for t in writes if res.task(t).get("changed")]
+
+    assert run() == writes
+    first = {name: (out_dir / name).read_text() for name in files}
+    assert "<svg " in first["fleet-report.html"] and 'class="drift"' in first["fleet-report.html"]
+    assert run() == [], "nothing but the time and the momentary figures changed: no file is rewritten"
+    assert {name: (out_dir / name).read_text() for name in files} == first
+    Manifest(b).upsert(new_entry("org/new", "huggingface", size_bytes=5, revision="d" * 40, status="installed"))
+    assert run() == writes, "a new model is news: every file is rewritten"
+    assert "org/new" in (out_dir / "fleet-report.html").read_text()

@@ -76,13 +76,16 @@ def gpu_usage(nvml=None) -> tuple[list, list]:
 def usage(models: list, quota_gb: float, models_dir: str, cpu_interval: float = 0.1, nvml=None) -> dict:
     """The usage figures of one host, in the source documents' shape plus per-GPU detail."""
     used = sum(int(m.get("size_bytes") or 0) for m in models)
+    free = free_bytes(models_dir)
     notes = []
     out = {
         "disk_usage_bytes": used,
         "disk_usage_gb": round(used / GB, 3),
         "disk_limit_gb": quota_gb,
+        "disk_limit_bytes": int(quota_gb * GB),
         "disk_usage_percent": _pct(used, quota_gb * GB),
-        "disk_free_gb": round(free_bytes(models_dir) / GB, 3),
+        "disk_free_bytes": free,
+        "disk_free_gb": round(free / GB, 3),
         "models_count": len(models),
         "cpu_usage_percent": None, "cpu_count": None,
         "memory_total_gb": None, "memory_used_gb": None, "memory_usage_percent": None,

@@ -6,8 +6,8 @@ part of venom.models uses (the runtime module, the tests, the benchmarks). Linux
 ``/proc`` directly and needs no third-party package.
 
 Start (``start_process``): the runtime runs in its own session and process group (``fork``,
-``setsid``, ``execve``: ``_spawn_detached``), stdin from /dev/null, stdout and stderr appended to
-a log file, with an explicit environment plus a marker variable ``VENOM_RUNTIME_ID`` that every
+``setsid``, ``execve``: ``spawn.spawn_detached``), stdin from /dev/null, stdout and stderr appended to
+a log file (through a pipe to a size rotator, ``logsize``), with an explicit environment plus a marker variable ``VENOM_RUNTIME_ID`` that every
 descendant inherits. A PID file (JSON, mode 0640) records pid, start time (clock ticks since
 boot), boot id, session, marker, port and log path.
 
@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import Proc, boot_id, is_alive, read_proc
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
@@ -246,57 +248,18 @@ def _resolve_executable(argv0: str, env: dict) -> str:
     return path
 
 
-def _spawn_detached(exe: str, argv: list[str], env: dict, log_fd: int, cwd: str) -> int:
-    """Start ``exe`` in a new session in ``cwd``, stdin from /dev/null, stdout and stderr to
-    ``log_fd``; return its pid once it runs ``exe``.
-
-    A fork whose child makes only system calls (setsid, chdir, dup2) until ``execve``: how
-    ansible-core's own modules detach a daemon (``ansible.module_utils.service.fork_process``).
-    ansible-test sanity (2.21) refuses ``os.posix_spawn``, ``os.spawn*``, ``os.system`` and
-    ``subprocess`` in module code: those are for commands that end, which a module runs with
-    ``AnsibleModule.run_command``. A child that cannot exec reports the error through a
-    close-on-exec pipe and the parent raises it as an ``OSError``, as ``posix_spawn`` did.
-    """
-    read_end, write_end = os.pipe()  # both close-on-exec: EOF in the parent means execve succeeded
-    try:
-        pid = os.fork()
-        if pid == 0:  # the child
-            try:
-                os.setsid()
-                os.chdir(cwd)
-                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-                os.dup2(log_fd, 1)
-                os.dup2(log_fd, 2)
-                os.execve(exe, argv, env)
-            except OSError as exc:
-                os.write(write_end, f"{exc.errno}:{exc.filename or ''}".encode("utf-8", "replace"))
-            finally:
-                os._exit(127)  # never return into the caller's code
-        os.close(write_end)
-        write_end = -1
-        report = b""
-        while chunk := os.read(read_end, 4096):
-            report += chunk
-    finally:
-        os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
-    if report:
-        os.waitpid(pid, 0)
-        code, _sep, filename = report.decode("utf-8", "replace").partition(":")
-        raise OSError(int(code), os.strerror(int(code)), filename or None)
-    return pid
-
-
 def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | None = None,
                   cwd: str = "/", name: str = "runtime", port: int | None = None, host: str | None = None,
-                  argv_for_record: list[str] | None = None, startup_check: float = 0.3) -> dict:
+                  argv_for_record: list[str] | None = None, startup_check: float = 0.3,
+                  log_max_bytes: int | None = logsize.DEFAULT_MAX_BYTES, log_keep: int = logsize.DEFAULT_KEEP) -> dict:
     """Start ``argv`` detached (own session), log to ``log_file``; write and return the PID record.
 
     ``env`` is the complete environment of the process (the caller decides what to inherit);
     the marker variable is added. ``argv_for_record`` is what the PID file shows (pass a copy
     with secrets masked). Refuses to start when the port is taken, and raises with the log's
-    tail when the process exits within ``startup_check`` seconds.
+    tail when the process exits within ``startup_check`` seconds. The log is rotated by size
+    (``log_max_bytes``, ``log_keep`` old files; see ``logsize``); ``log_max_bytes=None`` appends
+    to it without limit.
     """
     if not argv:
         raise RuntimeControlError("No command to start.", fix="Set 'command'.")
@@ -313,10 +276,15 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     for path in (pid_file, log_file):
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     log_fd = open_state_file(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640, what="runtime log")
+    rotator = None
     try:
         shown = " ".join(argv_for_record or argv)
         os.write(log_fd, f"\n{LOG_START_MARK}{name} at {iso()}: {shown}\n".encode())
-        pid = _spawn_detached(exe, list(argv), env, log_fd, cwd)
+        if log_max_bytes:  # the runtime writes into the size rotator's pipe
+            sink, rotator = logsize.start_rotator(log_file, log_max_bytes, log_keep)
+            os.close(log_fd)
+            log_fd = sink
+        pid = spawn_detached(exe, list(argv), env, cwd=cwd, stdout=log_fd, stderr=log_fd)
     finally:
         os.close(log_fd)
     proc = read_proc(pid)
@@ -325,19 +293,21 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
            "log_file": os.path.abspath(log_file), "argv": list(argv_for_record or argv), "started_at": iso()}
     if rec["pid_start"] is None:  # exited before we could read it: reap and report
         _reap(pid)
-        raise _died_error(name, log_file)
+        raise _died_error(name, log_file, rotator)
     atomic_write_json(pid_file, rec, mode=0o640)
     deadline = time.monotonic() + startup_check
     while time.monotonic() < deadline:
         if not record_alive(rec):
             _reap(pid)
             remove_pid_file(pid_file)
-            raise _died_error(name, log_file)
+            raise _died_error(name, log_file, rotator)
         time.sleep(_POLL)
     return rec
 
 
-def _died_error(name: str, log_file: str) -> RuntimeControlError:
+def _died_error(name: str, log_file: str, rotator: int | None = None) -> RuntimeControlError:
+    if rotator is not None:
+        logsize.wait_rotator(rotator)  # its last lines reach the file
     tail = tail_file(log_file, 20)
     return RuntimeControlError(
         f"{name} exited right after it was started. Last lines of {log_file}:\n" + "\n".join(tail),

@@ -13,7 +13,7 @@ import yaml
 ROLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))), "roles")
 INTERNAL_ROLES = {"common"}  # shared tasks of the other roles (ansible-lint's role-name rule forbids "_common")
 PUBLIC_ROLES = sorted(r for r in os.listdir(ROLES_DIR) if r not in INTERNAL_ROLES)
-TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict, "path": str, "raw": object}
+TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict, "path": str, "raw": object}
 
 
 def _load(role: str, *parts: str):

@@ -1,0 +1,184 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Prometheus exposition of a host's model state (pure functions; promtool checks the real output
+in tests/integration/test_metrics.py)."""
+from __future__ import annotations
+
+import os
+import re
+
+from ansible_collections.venom.models.plugins.module_utils.host.metrics import (
+    collect, escape_label, render, vram_by_gpu, write_textfile)
+from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
+
+GB = 10 ** 9
+MIB = 2 ** 20
+REV = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+
+FACTS = {
+    "venom_models": [
+        {"name": "org/chat", "provider": "huggingface", "revision": REV, "status": "installed", "size_bytes": 90868376},
+        {"name": "tiny:latest", "provider": "ollama", "revision": "sha256:abc", "status": "installed", "size_bytes": 1000},
+    ],
+    "venom_usage": {"disk_usage_bytes": 90869376, "disk_usage_gb": 0.091, "disk_limit_gb": 50,
+                    "disk_limit_bytes": 50 * GB, "disk_free_bytes": 123456789, "disk_free_gb": 0.123, "gpus": []},
+    "venom_runtimes": {
+        # instance-keyed, with the fields of per-instance facts
+        "chat": {"name": "chat", "runtime": "vllm", "configured": True, "running": True, "healthy": True,
+                 "model": "org/chat", "restarts": 2, "rss_bytes": 3 * GB, "gpus": [0, 1],
+                 "vram": {"0": 10 * GB, "1": 9 * GB}},
+        # the older form keyed by runtime name, fields missing
+        "ollama": {"name": "ollama", "configured": False, "running": False, "healthy": False, "model": None,
+                   "restarts": None},
+    },
+}
+OPS = [
+    {"id": "1", "type": "install", "status": "completed", "started_at": "2026-11-22T10:00:00.000Z",
+     "finished_at": "2026-11-22T10:00:30.000Z", "duration_seconds": 30.0},
+    {"id": "2", "type": "install", "status": "failed", "started_at": "2026-11-22T11:00:00.000Z",
+     "finished_at": "2026-11-22T11:00:05.500Z", "duration_seconds": 5.5, "error": "quota"},
+    {"id": "3", "type": "activate", "status": "in_progress", "started_at": "2026-11-22T12:00:00.000Z"},
+    {"id": "4", "type": "weird-type", "status": "completed", "started_at": "2026-11-22T09:00:00.000Z",
+     "finished_at": "2026-11-22T09:00:01.000Z", "duration_seconds": 1.0},
+]
+
+
+def samples(text: str) -> dict:
+    """``{'name{labels}': value}`` of an exposition, checking each line's syntax on the way."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) venom_[a-z_]+ .+$", line), line
+            continue
+        m = re.match(r'^(venom_[a-z_]+)(\{.*\})? (-?[0-9.e+]+)$', line)
+        assert m, line
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def test_models_disk_and_quota():
+    s = samples(render(FACTS, OPS))
+    assert s[f'venom_model_info{{model="org/chat",provider="huggingface",revision="{REV}",status="installed"}}'] == 1
+    assert s['venom_model_size_bytes{model="org/chat",provider="huggingface"}'] == 90868376
+    assert s['venom_model_size_bytes{model="tiny:latest",provider="ollama"}'] == 1000
+    assert s["venom_models"] == 2
+    assert s["venom_models_disk_used_bytes"] == 90869376
+    assert s["venom_models_disk_quota_bytes"] == 50 * GB
+    assert s["venom_models_disk_free_bytes"] == 123456789
+
+
+def test_runtime_instances():
+    s = samples(render(FACTS, OPS))
+    chat = 'runtime="vllm",runtime_instance="chat"'
+    assert s[f"venom_runtime_up{{{chat}}}"] == 1 and s[f"venom_runtime_healthy{{{chat}}}"] == 1
+    assert s[f'venom_runtime_served_model_info{{model="org/chat",{chat}}}'] == 1
+    assert s[f"venom_runtime_restarts_total{{{chat}}}"] == 2
+    assert s[f"venom_runtime_memory_rss_bytes{{{chat}}}"] == 3 * GB
+    assert s[f'venom_runtime_gpu_memory_used_bytes{{gpu="0",{chat}}}'] == 10 * GB
+    assert s[f'venom_runtime_gpu_memory_used_bytes{{gpu="1",{chat}}}'] == 9 * GB
+    oll = 'runtime="ollama",runtime_instance="ollama"'
+    assert s[f"venom_runtime_configured{{{oll}}}"] == 0 and s[f"venom_runtime_up{{{oll}}}"] == 0
+    # not measured: absent, never a fake 0
+    assert f"venom_runtime_restarts_total{{{oll}}}" not in s
+    assert f"venom_runtime_memory_rss_bytes{{{oll}}}" not in s
+    assert not any(k.startswith("venom_runtime_gpu_memory_used_bytes") and oll in k for k in s)
+    assert not any(k.startswith("venom_runtime_served_model_info") and oll in k for k in s)
+
+
+def test_no_vram_metric_without_nvml():
+    facts = {"venom_runtimes": {"vllm": {"name": "vllm", "running": True, "healthy": True, "vram": None,
+                                         "gpus": None, "rss_bytes": 5}}}
+    text = render(facts)
+    assert "gpu_memory" not in text and "venom_gpu_info" not in text
+    assert "venom_runtime_memory_rss_bytes" in text
+
+
+def test_vram_shapes():
+    assert vram_by_gpu({"vram": [{"index": 2, "used_mb": 1}]}) == {"2": MIB}
+    assert vram_by_gpu({"vram": [{"gpu": 0, "used_bytes": 7}, {"gpu": 1}]}) == {"0": 7.0}
+    assert vram_by_gpu({"vram_bytes": 9, "gpus": [3]}) == {"3": 9.0}
+    assert vram_by_gpu({"vram_mb": 2, "gpus": [0, 1]}) == {"all": 2.0 * MIB}
+    assert vram_by_gpu({"vram": None}) == {}
+    # the instance facts of venom_runtime instances: the tree's VRAM summed, with the instance's GPUs
+    assert vram_by_gpu({"runtime": "vllm", "vram_bytes": 5, "gpus": [2]}) == {"2": 5.0}
+    assert vram_by_gpu({"runtime": "vllm", "vram_bytes": 5, "gpus": [0, 1]}) == {"all": 5.0}
+    assert vram_by_gpu({"runtime": "vllm", "vram_bytes": None, "gpus": None}) == {}
+
+
+def test_host_gpus_from_usage():
+    facts = {"venom_usage": {"gpus": [{"index": 0, "name": "A100", "uuid": "GPU-1", "vram_used_mb": 1024.0,
+                                       "vram_total_mb": 40960.0},
+                                      {"index": 1, "name": "A100", "uuid": "GPU-2", "vram_used_mb": None,
+                                       "vram_total_mb": None}]}}
+    s = samples(render(facts))
+    assert s['venom_gpu_memory_used_bytes{gpu="0"}'] == 1024 * MIB
+    assert s['venom_gpu_memory_total_bytes{gpu="0"}'] == 40960 * MIB
+    assert 'venom_gpu_memory_used_bytes{gpu="1"}' not in s
+    assert s['venom_gpu_info{gpu="1",name="A100",uuid="GPU-2"}'] == 1
+
+
+def test_operations_per_type_with_bounded_labels():
+    s = samples(render(FACTS, OPS))
+    assert s['venom_operation_last_status{status="failed",type="install"}'] == 1
+    assert s['venom_operation_last_status{status="completed",type="install"}'] == 0
+    assert s['venom_operation_last_status{status="in_progress",type="activate"}'] == 1
+    assert s['venom_operation_last_duration_seconds{type="install"}'] == 5.5
+    assert s['venom_operation_last_finished_timestamp_seconds{type="install"}'] == 1795345205.5
+    assert 'venom_operation_last_duration_seconds{type="activate"}' not in s
+    assert s['venom_operations_failed{type="install"}'] == 1
+    assert s['venom_operations_in_progress{type="activate"}'] == 1
+    assert s['venom_operations_failed{type="other"}'] == 0, "an unknown type folds into 'other'"
+    text = render(FACTS, OPS)
+    assert 'id="' not in text and "weird-type" not in text, "never a label per operation"
+
+
+def test_naming_conventions():
+    text = render(FACTS, OPS)
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    for name, kind in types.items():
+        assert name.startswith("venom_")
+        assert name.endswith("_total") == (kind == "counter"), name
+    assert types["venom_runtime_restarts_total"] == "counter"
+
+
+def test_escaping_of_host_strings():
+    facts = {"venom_models": [{"name": 'evil"} 1\nvenom_x 2', "provider": "local", "revision": "a\\b",
+                               "status": "installed", "size_bytes": 1}]}
+    text = render(facts)
+    assert 'model="evil\\"} 1\\nvenom_x 2"' in text and 'revision="a\\\\b"' in text
+    assert "\nvenom_x 2" not in text
+    assert escape_label('a"b\nc\\') == 'a\\"b\\nc\\\\'
+
+
+def test_missing_subsets_give_no_metrics():
+    assert render({}) == ""
+    assert "venom_runtime" not in render({"venom_models": []})
+    assert render({"venom_models": []}) .count("\n") == 3  # only venom_models 0
+
+
+def test_write_textfile_atomic_and_only_on_change(tmp_path):
+    path = str(tmp_path / "venom.prom")
+    assert write_textfile(path, "venom_models 1\n") is True
+    inode = os.stat(path).st_ino
+    assert write_textfile(path, "venom_models 1\n") is False and os.stat(path).st_ino == inode
+    assert write_textfile(path, "venom_models 2\n", write=False) is True
+    assert open(path, encoding="utf-8").read() == "venom_models 1\n"
+    assert write_textfile(path, "venom_models 2\n") is True
+    assert os.stat(path).st_ino != inode, "replaced by rename, not rewritten in place"
+    assert os.listdir(tmp_path) == ["venom.prom"], "no temp file left behind"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+
+
+def test_collect_reads_manifest_and_whole_journal(tmp_path):
+    d = str(tmp_path / "models")
+    Manifest(d).upsert(new_entry("org/m", "huggingface", size_bytes=42, revision=REV))
+    journal = Journal(d)
+    for _op in range(25):  # more than the facts' default operations_limit
+        journal.start("verify", "org/m").fail("digest mismatch")
+    out = collect(d, str(tmp_path / "m.prom"), quota_gb=1.0)
+    s = samples((tmp_path / "m.prom").read_text())
+    assert out["changed"] and out["series"] == len(s)
+    assert s["venom_models_disk_used_bytes"] == 42 and s["venom_models_disk_quota_bytes"] == GB
+    assert s['venom_operations_failed{type="verify"}'] == 25
+    assert sorted(os.listdir(tmp_path)) == ["m.prom", "models"], "no temp file left behind"

@@ -1,0 +1,83 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Process-mode logs are rotated by size while the runtime keeps logging (real processes)."""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+
+CHATTY = ("import sys, time\n"
+          "for i in range(10 ** 9):\n"
+          "    print(f'line {i:08d} ' + 'x' * 80, flush=True)\n"
+          "    (sys.stderr.write(f'err {i:08d}\\n'), sys.stderr.flush()) if i % 10 == 0 else None\n"
+          "    time.sleep(0.002)\n")
+
+
+def _wait(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def _numbers(path) -> list:
+    with open(path, encoding="utf-8") as fh:
+        return [int(n) for n in re.findall(r"^line (\d{8}) ", fh.read(), re.M)]
+
+
+def _rotators(log_file: str) -> list:
+    return [p.pid for p in P.all_procs() if log_file in P.proc_cmdline(p.pid)]
+
+
+def test_a_log_past_its_limit_is_rotated_and_the_runtime_keeps_logging(tmp_path):
+    log = str(tmp_path / "rt.log")
+    pid_file = str(tmp_path / "rt.pid")
+    rec = P.start_process([sys.executable, "-c", CHATTY], pid_file=pid_file, log_file=log, name="chatty",
+                          log_max_bytes=8192, log_keep=2)
+    try:
+        assert len(_rotators(log)) == 1
+        assert _wait(lambda: os.path.exists(log + ".2")), "the log was never rotated twice"
+        before = _numbers(log)
+        assert _wait(lambda: _numbers(log) and _numbers(log)[-1] > (before or [0])[-1] + 20), \
+            "the runtime stopped logging after the rotation"
+        assert P.record_alive(rec)
+        time.sleep(0.5)
+        assert not os.path.exists(log + ".3"), "more old files than log_keep"
+        for path in (log, log + ".1", log + ".2"):
+            assert os.path.getsize(path) <= 8192, (path, os.path.getsize(path))
+        older, old, current = _numbers(log + ".2"), _numbers(log + ".1"), _numbers(log)
+        joined = older + old + current
+        assert joined == list(range(joined[0], joined[0] + len(joined))), "no line lost across the rotations"
+        assert "err " in open(log + ".1", encoding="utf-8").read() + open(log, encoding="utf-8").read()
+        assert oct(os.stat(log).st_mode & 0o777) == "0o640"
+    finally:
+        P.stop_pid_file(pid_file, stop_timeout=5)
+    assert _wait(lambda: not _rotators(log), 5), "the rotator ends with the runtime"
+
+
+def test_rotation_off_appends_without_limit(tmp_path):
+    log = str(tmp_path / "rt.log")
+    pid_file = str(tmp_path / "rt.pid")
+    P.start_process([sys.executable, "-c", CHATTY], pid_file=pid_file, log_file=log, name="chatty",
+                    log_max_bytes=None)
+    try:
+        assert _wait(lambda: os.path.getsize(log) > 20000)
+        assert not os.path.exists(log + ".1") and not _rotators(log)
+    finally:
+        P.stop_pid_file(pid_file, stop_timeout=5)
+
+
+def test_bad_limits_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="max_bytes >= 1024 and keep >= 1"):
+        logsize.start_rotator(str(tmp_path / "x.log"), max_bytes=10, keep=1)
+    with pytest.raises(ValueError, match="keep >= 1"):
+        logsize.validate(4096, 0)
