@@ -261,7 +261,7 @@ def test_check_reports_validity_error_and_model_count(tmp_path):
     m = Manifest(str(tmp_path))
     m.upsert(_with_files(tmp_path, "a"))
     m.upsert(_with_files(tmp_path, "b"))
-    assert m.check() == {"valid": True, "error": None, "models": 2}
+    assert m.check() == {"valid": True, "error": None, "models": 2, "entry": None}
     (tmp_path / "manifest.json").write_text("[]")
     res = m.check()
     assert res["valid"] is False and res["models"] is None and "not an object" in res["error"]
