@@ -287,7 +287,7 @@ def test_rebuild_skips_every_bad_or_duplicate_record_and_reads_on(tmp_path):
 
 
 def test_rebuild_of_an_empty_directory_restores_nothing(tmp_path):
-    assert Manifest(str(tmp_path)).plan_rebuild() == {"restored": [], "damaged": [], "skipped": []}
+    assert Manifest(str(tmp_path)).plan_rebuild() == {"restored": [], "damaged": [], "skipped": [], "lost": [], "unclaimed": []}
 
 
 # --- validation: every limit at the limit and one past it ----------------------------------------
