@@ -36,11 +36,6 @@ author:
 extends_documentation_fragment:
   - venom.models.common
   - venom.models.common.actions
-attributes:
-  idempotent:
-    support: partial
-    description: When run twice in a row with the same arguments, the second run reports no change.
-    details: O(state=restarted) stops and starts the runtime on every run, so it always reports a change.
 options:
   name:
     description: The runtime.
@@ -153,6 +148,10 @@ options:
     description: Process mode, the runtime's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
     type: path
 attributes:
+  idempotent:
+    support: partial
+    description: When run twice in a row with the same arguments, the second run reports no change.
+    details: O(state=restarted) stops and starts the runtime on every run, so it always reports a change.
   check_mode:
     support: partial
     details:
