@@ -48,7 +48,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from ansible_collections.venom.models.plugins.module_utils.runtimes import health as health
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError, VenomError)
