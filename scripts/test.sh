@@ -89,7 +89,12 @@ tier_integration() {
 # with ansible-core
 tier_integration_newest() {
   use_newest
-  "${PYTEST[@]}" -m ansible tests/integration
+  # version-independent and slow, run once by the integration tier: the same module driving vLLM
+  # instead of the Ollama double, SIGKILLs of the library mid-download, ansible-builder's view
+  "${PYTEST[@]}" -m ansible tests/integration \
+    --ignore=tests/integration/test_venom_runtime_vllm.py \
+    --ignore=tests/integration/test_kill_install.py \
+    --ignore=tests/integration/test_execution_environment.py
 }
 
 tier_fleet() {
