@@ -128,5 +128,5 @@ attributes:
     description: Returns no diff.
   idempotent:
     support: full
-    description: Never changes anything (venom_model_facts' O(metrics_file) aside, written only when its content changed).
+    description: Never changes anything (venom_model_facts' C(metrics_file) aside, written only when its content changed).
 """
