@@ -311,7 +311,7 @@ def main():
         result = ctl.ensure(p["state"], p["model"])
         diff = result.pop("diff", None)
         out = public_result(result)
-        out["status"] = ctl.status() if not module.check_mode else result["_before"]
+        out["status"] = ctl.status() if not module.check_mode else ctl.plan.before
         if module._diff and diff:
             out["diff"] = diff
         module.exit_json(**out)

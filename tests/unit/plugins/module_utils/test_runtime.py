@@ -54,36 +54,36 @@ def test_spec_defaults_and_validation():
 
 def test_flags_keep_what_is_not_given(models_dir):
     base = R.Activation(flags=["--max-model-len", "256", "--gpu-memory-utilization", "0.5", "--enforce-eager"])
-    assert ctl(models_dir)._flags(base) == base.flags
-    assert ctl(models_dir, max_model_len=512)._flags(base) == [
+    assert ctl(models_dir).engine.flags(base) == base.flags
+    assert ctl(models_dir, max_model_len=512).engine.flags(base) == [
         "--max-model-len", "512", "--gpu-memory-utilization", "0.5", "--enforce-eager"]
-    assert ctl(models_dir, args=[])._flags(base) == ["--max-model-len", "256", "--gpu-memory-utilization", "0.5"]
-    assert ctl(models_dir, tensor_parallel_size=2, gpu_memory_utilization=0.9, args=["--dtype=float32"])._flags(None) == [
+    assert ctl(models_dir, args=[]).engine.flags(base) == ["--max-model-len", "256", "--gpu-memory-utilization", "0.5"]
+    assert ctl(models_dir, tensor_parallel_size=2, gpu_memory_utilization=0.9, args=["--dtype=float32"]).engine.flags(None) == [
         "--gpu-memory-utilization", "0.9", "--tensor-parallel-size", "2", "--dtype=float32"]
 
 
 def test_model_checks_name_problem_and_fix(models_dir):
     c = ctl(models_dir)
-    assert c._model_entry("a")["name"] == "a"
+    assert c.engine.model_entry("a")["name"] == "a"
     with pytest.raises(NotFoundError, match="'nope' is not installed") as err:
-        c._model_entry("nope")
+        c.engine.model_entry("nope")
     assert "venom_model" in err.value.fix
     with pytest.raises(ValidationError, match="provider ollama, which vllm cannot serve"):
-        c._model_entry("llama3.2:latest")
+        c.engine.model_entry("llama3.2:latest")
     with pytest.raises(ValidationError, match="is damaged, not installed"):
-        c._model_entry("damaged")
+        c.engine.model_entry("damaged")
     with pytest.raises(NotFoundError, match="files of 'gone' are missing"):
-        c._model_entry("gone")
+        c.engine.model_entry("gone")
     with pytest.raises(ValidationError, match="meant for runtime ollama"):
-        c._model_entry("for-ollama")
-    assert ctl(models_dir, name="ollama")._model_entry("llama3.2")["name"] == "llama3.2:latest"
+        c.engine.model_entry("for-ollama")
+    assert ctl(models_dir, name="ollama").engine.model_entry("llama3.2")["name"] == "llama3.2:latest"
 
 
 def test_served_name_follows_the_model_unless_given(models_dir):
     c = ctl(models_dir)
     act, _entry = c.desired_activation("a")
     assert act.served_model_name == "a" and act.model_path.endswith("/local/a")
-    c._write_state(R.Activation(model="a", provider="local", model_path=act.model_path, served_model_name="alias"))
+    c.write_state(R.Activation(model="a", provider="local", model_path=act.model_path, served_model_name="alias"))
     assert ctl(models_dir).desired_activation("a")[0].served_model_name == "alias", "same model keeps its alias"
     assert ctl(models_dir).desired_activation("b")[0].served_model_name == "b", "a new model gets its own name"
     assert ctl(models_dir, served_model_name="x").desired_activation("b")[0].served_model_name == "x"
@@ -94,20 +94,20 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
     env_file = str(tmp_path / "etc" / "vllm.env")
     c = ctl(models_dir, env_file=env_file, api_key="s3cret-key")
     act = R.Activation(model="a", model_path="/m/a", served_model_name="org/a", flags=["--max-model-len", "256"])
-    assert c._write_env_file(act) is True
+    assert c.engine.write_env_file(act) is True
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
-    assert c._write_env_file(act) is False, "same content: no write"
-    assert c.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
+    assert c.engine.write_env_file(act) is False, "same content: no write"
+    assert c.engine.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
                                  "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
-    got = c._env_file_activation()
+    got = c.engine.env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
-    assert got.api_key_sha256 == R._sha("s3cret-key")
+    assert got.api_key_sha256 == R.sha("s3cret-key")
     with pytest.raises(ValidationError, match="cannot go into a systemd environment file"):
-        c._write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
+        c.engine.write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
     with pytest.raises(ValidationError, match="contains whitespace"):
-        c._write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--chat-template", "a b"]))
+        c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--chat-template", "a b"]))
     with pytest.raises(ValidationError, match=r"VLLM_API_KEY \(hidden\)") as err:
-        ctl(models_dir, env_file=env_file, api_key="bad$key")._write_env_file(act)
+        ctl(models_dir, env_file=env_file, api_key="bad$key").engine.write_env_file(act)
     assert "bad$key" not in str(err.value)
 
 
@@ -115,8 +115,8 @@ def test_env_file_reader_accepts_what_an_operator_writes(models_dir, tmp_path):
     env_file = tmp_path / "vllm.env"
     env_file.write_text("# comment\n\nVLLM_MODEL='/srv/m'\n; other comment\nVLLM_SERVED_MODEL_NAME=m\nnonsense\n")
     c = ctl(models_dir, env_file=str(env_file))
-    assert c.read_env_file() == {"VLLM_MODEL": "/srv/m", "VLLM_SERVED_MODEL_NAME": "m"}
-    assert ctl(models_dir, env_file=str(tmp_path / "absent")).read_env_file() == {}
+    assert c.engine.read_env_file() == {"VLLM_MODEL": "/srv/m", "VLLM_SERVED_MODEL_NAME": "m"}
+    assert ctl(models_dir, env_file=str(tmp_path / "absent")).engine.read_env_file() == {}
 
 
 def test_auto_mode_without_systemd_is_process(models_dir, monkeypatch):
@@ -142,12 +142,12 @@ def test_auto_mode_uses_systemd_when_booted_and_the_unit_exists(models_dir, monk
 
 
 def test_plans_on_a_stopped_runtime(models_dir):
-    plan = ctl(models_dir)._plan("started", "a")
-    assert plan["changed"] and plan["actions"] == ["activate", "start", "mark-active"]
-    assert plan["diff"]["before"]["state"] == "stopped" and plan["diff"]["after"]["model"] == "a"
-    assert ctl(models_dir)._plan("stopped", None)["changed"] is False
+    plan = ctl(models_dir).make_plan("started", "a")
+    assert plan.changed and plan.actions == ["activate", "start", "mark-active"]
+    assert plan.diff()["before"]["state"] == "stopped" and plan.diff()["after"]["model"] == "a"
+    assert ctl(models_dir).make_plan("stopped", None).changed is False
     with pytest.raises(RuntimeControlError, match="no model to serve"):
-        ctl(models_dir)._plan("started", None)
+        ctl(models_dir).make_plan("started", None)
     with pytest.raises(ValidationError, match="cannot be combined with state: stopped"):
         ctl(models_dir).ensure("stopped", "a")
 
@@ -164,13 +164,13 @@ def test_check_mode_changes_nothing(models_dir):
 def test_a_stale_pid_file_is_a_crash_to_recover(models_dir):
     c = ctl(models_dir)
     os.makedirs(c.state_dir, exist_ok=True)
-    c._write_state(R.Activation(model="a", provider="local", model_path=c._model_entry("a")["local_path"],
-                                served_model_name="a", process=c._process_desc()))
+    c.write_state(R.Activation(model="a", provider="local", model_path=c.engine.model_entry("a")["local_path"],
+                                served_model_name="a", process=c.engine.process_desc()))
     P.atomic_write_json(c.pid_file, {"kind": P.PID_FILE_KIND, "pid": os.getpid(), "pid_start": 1, "sid": 1})
     st = c.status()
     assert st["running"] is False and st["crashed"] is True
-    plan = c._plan("started", None)
-    assert plan["recovered"] is True and plan["actions"][:1] == ["recover"] and "start" in plan["actions"]
+    plan = c.make_plan("started", None)
+    assert plan.recovered is True and plan.actions[:1] == ["recover"] and "start" in plan.actions
 
 
 def test_log_excerpt_is_the_last_start_only(models_dir):
@@ -179,7 +179,7 @@ def test_log_excerpt_is_the_last_start_only(models_dir):
     with open(c.log_file, "w", encoding="utf-8") as fh:
         fh.write(f"{P.LOG_START_MARK}vllm at t1: old\nold line\n{P.LOG_START_MARK}vllm at t2: new\nValueError: bad\n")
     c.mode = "process"
-    assert c._log_tail() == [f"{P.LOG_START_MARK}vllm at t2: new", "ValueError: bad"]
+    assert c.backend.log_tail() == [f"{P.LOG_START_MARK}vllm at t2: new", "ValueError: bad"]
 
 
 class FakeSystemctl:
@@ -216,7 +216,7 @@ class SystemdRig:
         self.models_dir, self.env_file, self.broken, self.spec = models_dir, env_file, broken, spec
         self.serving = {}
         self.reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
-        self.sysctl = FakeSystemctl(on_start=lambda: self.serving.update(path=self.reader.read_env_file()["VLLM_MODEL"]))
+        self.sysctl = FakeSystemctl(on_start=lambda: self.serving.update(path=self.reader.engine.read_env_file()["VLLM_MODEL"]))
 
     def _health(self, act, timeout=5.0):  # pylint: disable=unused-argument
         ok = (self.sysctl.active == "active" and act is not None and self.serving.get("path") == act.model_path
@@ -226,7 +226,7 @@ class SystemdRig:
     def make(self):
         c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=self.models_dir, env_file=self.env_file,
                                               port=8039, **self.spec), runner=self.sysctl)
-        c._health = self._health
+        c.engine.health = self._health
         return c
 
 
@@ -237,7 +237,7 @@ def test_systemd_activation_writes_the_env_file_and_restarts_the_unit(models_dir
 
     res = make().ensure("started", "a")
     assert res["mode"] == "systemd" and res["changed"] and "activate" in res["actions"]
-    env = reader.read_env_file()
+    env = reader.engine.read_env_file()
     assert env["VLLM_MODEL"].endswith("/local/a") and env["VLLM_EXTRA_ARGS"] == "--max-model-len 256"
     assert ["start", "--", "vllm.service"] in sysctl.calls
     assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
@@ -281,7 +281,7 @@ def test_systemd_rollback_restores_the_previous_env_file(models_dir, tmp_path, m
 def test_from_state_finds_the_runtime_as_last_configured(models_dir):
     c = ctl(models_dir, port=8031, host="127.0.0.1")
     c.resolve_mode()
-    c._write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
     again = R.RuntimeController.from_state(models_dir, "vllm")
     assert again.spec.port == 8031 and again.spec.mode == "process" and again.url == "http://127.0.0.1:8031"
     st = again.status()

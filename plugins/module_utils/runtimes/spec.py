@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The data of runtime control: what the caller asks for (``RuntimeSpec``), what a runtime serves
+(``Activation``) and what a run will do (``Plan``). Plain data, no I/O."""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from dataclasses import dataclass, field
+
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
+
+RUNTIMES = ("vllm", "ollama")
+STATES = ("started", "stopped", "restarted")
+MODES = ("auto", "systemd", "process")
+DEFAULTS = {
+    "vllm": {"unit": "vllm.service", "port": 8000,
+             "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"],
+             "env_file": "/etc/venom-models/vllm.env", "providers": ("huggingface", "local")},
+    "ollama": {"unit": "ollama.service", "port": 11434, "command": ["ollama", "serve"],
+               "env_file": None, "providers": ("ollama",)},
+}
+DEFAULT_HEALTH_TIMEOUT = 600.0
+DEFAULT_STOP_TIMEOUT = proc.DEFAULT_STOP_TIMEOUT
+
+
+def sha(text: str | None) -> str | None:
+    return hashlib.sha256(text.encode()).hexdigest() if text else None
+
+
+@dataclass
+class RuntimeSpec:
+    """What the caller asks for (the module's options). None means: keep what is configured."""
+
+    name: str
+    models_dir: str | None = None
+    mode: str = "auto"
+    unit: str | None = None
+    command: list | None = None
+    args: list | None = None
+    env: dict | None = None
+    host: str = "127.0.0.1"
+    port: int | None = None
+    served_model_name: str | None = None
+    max_model_len: int | None = None
+    gpu_memory_utilization: float | None = None
+    tensor_parallel_size: int | None = None
+    api_key: str | None = None
+    keep_alive: object = -1
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT
+    stop_timeout: float = DEFAULT_STOP_TIMEOUT
+    rollback: bool = True
+    env_file: str | None = None
+    lock_timeout: float = 600.0
+    log_file: str | None = None
+
+    def __post_init__(self):
+        if self.name not in RUNTIMES:
+            raise ValidationError(f"Unknown runtime {self.name!r}.", fix=f"Use one of {', '.join(RUNTIMES)}.")
+        if self.mode not in MODES:
+            raise ValidationError(f"Unknown mode {self.mode!r}.", fix=f"Use one of {', '.join(MODES)}.")
+        d = DEFAULTS[self.name]
+        self.unit = self.unit or d["unit"]
+        self.port = int(self.port or d["port"])
+        if self.env_file is None:
+            self.env_file = d["env_file"]
+        if isinstance(self.command, str):
+            self.command = shlex.split(self.command)
+        if self.command is not None and not self.command:
+            raise ValidationError("'command' is empty.", fix="Give the runtime's executable and its first arguments.")
+        for key, value in (("health_timeout", self.health_timeout), ("stop_timeout", self.stop_timeout)):
+            if value is None or value < 0:
+                raise ValidationError(f"'{key}' must be zero or more seconds, not {value!r}.")
+        if self.args is not None:
+            self.args = [str(a) for a in self.args]
+        if self.env is not None:
+            self.env = {str(k): str(v) for k, v in self.env.items()}
+
+    @property
+    def runtime(self) -> str:
+        """The runtime (engine) of this instance."""
+        return self.name
+
+
+@dataclass
+class Activation:
+    """What a runtime serves and how: compared to decide whether anything must change."""
+
+    model: str | None = None
+    provider: str | None = None
+    model_path: str | None = None
+    served_model_name: str | None = None
+    flags: list = field(default_factory=list)
+    api_key_sha256: str | None = None
+    process: dict | None = None  # process mode only: command, env (values hashed), host, port
+
+    def as_dict(self) -> dict:
+        return {"model": self.model, "provider": self.provider, "model_path": self.model_path,
+                "served_model_name": self.served_model_name, "flags": list(self.flags),
+                "api_key_sha256": self.api_key_sha256, "process": self.process}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "Activation | None":
+        if not isinstance(data, dict):
+            return None
+        keys = ("model", "provider", "model_path", "served_model_name", "api_key_sha256", "process")
+        return cls(**{k: data.get(k) for k in keys}, flags=list(data.get("flags") or []))
+
+
+@dataclass
+class Plan:
+    """What one run of ``RuntimeController.ensure`` will do, decided before anything changes."""
+
+    name: str
+    state: str
+    mode: str
+    url: str
+    before: dict
+    current: Activation | None
+    desired: Activation | None
+    entry: dict | None = None
+    current_model: str | None = None
+    actions: list = field(default_factory=list)
+    recovered: bool = False
+
+    @property
+    def model(self) -> str | None:
+        if self.state == "stopped":
+            return self.current_model
+        return self.desired.model if self.desired else None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    def diff(self) -> dict:
+        after_state = "stopped" if self.state == "stopped" else "started"
+        return {
+            "before": {"state": "started" if self.before["running"] else "stopped", "model": self.current_model,
+                       "healthy": self.before["healthy"], "mode": self.mode},
+            "after": {"state": after_state, "model": self.model, "healthy": after_state == "started",
+                      "mode": self.mode},
+        }
+
+    def result(self) -> dict:
+        """The module's result as planned (the check-mode answer); the run adds to it."""
+        return {"changed": self.changed, "mode": self.mode, "name": self.name, "url": self.url,
+                "state": self.state, "model": self.model, "previous_model": self.current_model,
+                "recovered": self.recovered, "rolled_back": False, "actions": self.actions,
+                "diff": self.diff()}
