@@ -41,7 +41,7 @@ class SystemdBackend:
     def state_fields(self, engine) -> dict:
         return {"unit": self.spec.unit, "env_file": engine.env_file, "pid_file": None, "log_file": None}
 
-    def start(self, engine, act) -> dict:
+    def start(self, engine, act, launch: tuple | None = None) -> dict:  # pylint: disable=unused-argument
         engine.configure_unit(act)
         self.systemd.reset_failed(self.spec.unit)
         self.systemd.start(self.spec.unit)

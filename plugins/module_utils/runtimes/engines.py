@@ -232,7 +232,8 @@ class VllmEngine(Engine):
         s = self.spec
         if act is None or not act.model_path:
             raise RuntimeControlError("vLLM has no model to serve.", fix="Set 'model' to an installed model.")
-        argv = self.command() + ["--model", act.model_path, "--served-model-name", act.served_model_name,
+        command = (act.process or {}).get("command") or self.command()  # a rollback: the previous command
+        argv = list(command) + ["--model", act.model_path, "--served-model-name", act.served_model_name,
                                  "--host", s.host, "--port", str(s.port), *act.flags]
         env = dict(os.environ)
         env.update(s.env or {})
@@ -294,6 +295,7 @@ class VllmEngine(Engine):
                 pass  # not loading but stuck: restart it
         restart = ctl.restart_planned(plan)
         if before["running"] and restart or before.get("crashed"):
+            plan.previous_launch = ctl.backend.launch() if before["running"] else None
             result["stop"] = ctl.backend.stop()
         if restart or not before["running"]:
             try:
@@ -326,15 +328,21 @@ class VllmEngine(Engine):
                 + " the runtime is left stopped.",
                 fix=exc.fix, rolled_back=False, log_tail=exc.details.get("log_tail")) from None
         try:
-            ctl.backend.start(self, current)
+            # the previous server exactly as it ran (command and env included), else its activation
+            ctl.backend.start(self, current, launch=plan.previous_launch)
             self.wait_healthy(current, f"vLLM serving '{current.served_model_name}' (rollback)")
         except VenomError as rb_exc:
+            stopped = "venom_runtime stopped what the rollback started, so the runtime is left stopped."
+            try:
+                ctl.backend.stop()
+            except VenomError as stop_exc:
+                stopped = f"Stopping what the rollback started failed as well: {stop_exc.msg}"
             ctl.write_state(current)
             raise RuntimeControlError(
                 f"vLLM did not become healthy with '{desired.model}': {reason} Rolling back to "
-                f"'{current.model or current.model_path}' failed too: {rb_exc.msg}",
+                f"'{current.model or current.model_path}' failed too: {rb_exc.msg} {stopped}",
                 fix="Read both log excerpts; fix the previous model or activate a working one.",
-                rolled_back=False) from None
+                rolled_back=False, log_tail=rb_exc.details.get("log_tail")) from None
         ctl.write_state(current)
         result["rolled_back"] = True
         raise RuntimeControlError(

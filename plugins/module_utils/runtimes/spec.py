@@ -122,6 +122,9 @@ class Plan:
     current_model: str | None = None
     actions: list = field(default_factory=list)
     recovered: bool = False
+    # (argv, env) of the server that ran before this run stopped it, read from /proc: kept only in
+    # memory (the env may hold secrets) to start exactly that again on a rollback.
+    previous_launch: tuple | None = field(default=None, repr=False)
 
     @property
     def model(self) -> str | None:

@@ -4,11 +4,13 @@ environment file, model checks, mode selection, plans, log excerpts. Starting, s
 activation and rollback on a real vLLM are in tests/integration/test_venom_runtime_vllm.py."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 
 import pytest
 
+from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
 from ansible_collections.venom.models.plugins.module_utils.errors import (
@@ -288,3 +290,100 @@ def test_from_state_finds_the_runtime_as_last_configured(models_dir):
     assert st["mode"] == "process" and st["running"] is False and st["model"] == "a" and st["healthy"] is False
     fresh = R.RuntimeController.from_state(models_dir, "ollama")
     assert fresh.spec.port == 11434 and fresh.spec.mode == "auto"
+
+
+class FakeProcesses(backends.ProcessBackend):
+    """The process backend with the process table faked: ``start`` runs the real code up to
+    ``proc.start_process`` (recorded in ``started``); the server is healthy only when started
+    with the command ``good``. ``running`` is the (argv, env) of the server that runs now."""
+
+    def __init__(self, spec, pid_file, log_file, running=None):
+        super().__init__(spec, pid_file, log_file)
+        self.running, self.started, self.stops = running, [], 0
+
+    def status(self):
+        return {"running": self.running is not None, "crashed": False, "pid": 4242 if self.running else None}
+
+    def launch(self):
+        return self.running
+
+    def stop(self):
+        self.stops += 1
+        self.running = None
+        return {"found": [4242]}
+
+    def healthy(self, act, timeout=5.0):  # pylint: disable=unused-argument
+        ok = self.running is not None and self.running[0][0] == "good"
+        return ok, "answers" if ok else "engine failed"
+
+
+def fake_processes(models_dir, monkeypatch, running, **spec):
+    c = ctl(models_dir, health_timeout=0.3, **spec)
+    c.resolve_mode()
+    fake = FakeProcesses(c.spec, c.pid_file, c.log_file, running)
+
+    def start_process(argv, env=None, **_kw):
+        fake.started.append((list(argv), dict(env)))
+        fake.running = (list(argv), dict(env))
+        return {"pid": 4242}
+
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    c._backend, c.engine.health = fake, fake.healthy
+    return c, fake
+
+
+def serve_a_with_good(models_dir, monkeypatch):
+    """'a' served by the command 'good' with the secret env TOKEN=old (as a previous run left it)."""
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"], env={"TOKEN": "old"})
+    c.ensure("started", "a")
+    assert fake.started[-1][0][0] == "good" and fake.started[-1][1]["TOKEN"] == "old"
+    return fake.running
+
+
+def test_rollback_restores_the_previous_command_and_env(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"], env={"TOKEN": "new"})
+    with pytest.raises(RuntimeControlError, match="rolled back: 'a' is serving again") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is True
+    assert [argv[0] for argv, _env in fake.started] == ["bad", "good"]
+    argv, env = fake.started[-1]
+    assert env["TOKEN"] == "old", "the previous env, not the new one"
+    assert argv[argv.index("--model") + 1].endswith("/local/a")
+    state = c.read_state()["activation"]
+    assert state["model"] == "a" and state["process"]["command"] == ["good"]
+    assert "old" not in json.dumps(c.read_state()) and "new" not in json.dumps(c.read_state()["activation"]), \
+        "env values only as a hash in the state file"
+
+
+def test_rollback_without_the_previous_process_uses_the_recorded_command(models_dir, monkeypatch):
+    serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])  # the server had gone
+    with pytest.raises(RuntimeControlError, match="rolled back"):
+        c.ensure("started", "b")
+    assert [argv[0] for argv, _env in fake.started] == ["bad", "good"]
+
+
+def test_a_failed_rollback_stops_what_it_started_and_says_so(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    fake.healthy = lambda act, timeout=5.0: (False, "engine failed")
+    c.engine.health = fake.healthy
+    with pytest.raises(RuntimeControlError, match="stopped what the rollback started") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is False
+    assert len(fake.started) == 2 and fake.stops == 3 and fake.running is None, "old, new, rollback: all stopped"
+    assert c.read_state()["activation"]["model"] == "a"
+
+
+def test_the_launch_of_a_running_process_is_read_from_proc(models_dir, tmp_path):
+    c = ctl(models_dir)
+    b = backends.ProcessBackend(c.spec, str(tmp_path / "x.pid"), str(tmp_path / "x.log"))
+    P.start_process(["sleep", "30"], pid_file=b.pid_file, log_file=b.log_file,
+                    env=dict(os.environ, VENOM_SECRET="s3"), startup_check=0)
+    try:
+        argv, env = b.launch()
+        assert argv == ["sleep", "30"] and env["VENOM_SECRET"] == "s3" and P.MARKER_ENV not in env
+    finally:
+        b.stop()
+    assert b.launch() is None
