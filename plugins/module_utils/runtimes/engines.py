@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError, VenomError)
-from ansible_collections.venom.models.plugins.module_utils.runtimes import health
+from ansible_collections.venom.models.plugins.module_utils.runtimes import envfile, health
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import DEFAULTS, Activation, sha
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_bytes
 from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
 
 HEALTH_INTERVAL = 0.2
 ENV_KEYS = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "VLLM_EXTRA_ARGS", "VLLM_API_KEY")
-# systemd EnvironmentFile values are written double-quoted; refuse what would need escaping there.
-_UNSAFE_ENV_VALUE = re.compile(r'["\\$`\n\r\0]')
 
 
 def _fmt(value) -> str:
@@ -109,29 +106,16 @@ class VllmEngine(Engine):
     def read_env_file(self) -> dict:
         """The keys of the vLLM environment file (empty if there is none)."""
         path = self.env_file
-        values = {}
         if not path:
-            return values
+            return {}
         try:
             with open(path, encoding="utf-8") as fh:
-                lines = fh.read().splitlines()
+                return envfile.parse(fh.read())
         except FileNotFoundError:
-            return values
+            return {}
         except OSError as exc:
             raise RuntimeControlError(f"Cannot read the runtime environment file {path}: {exc.strerror}.",
                                       fix="Run the task with become: true.") from None
-        for line in lines:
-            line = line.strip()
-            if not line or line.startswith(("#", ";")):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                continue
-            value = value.strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-                value = value[1:-1]
-            values[key.strip()] = value
-        return values
 
     def write_env_file(self, act: Activation) -> bool:
         """Write the vLLM environment file; True if its content changed."""
@@ -142,17 +126,15 @@ class VllmEngine(Engine):
         if api_key:
             values["VLLM_API_KEY"] = api_key
         for key, value in values.items():
-            if value is None or _UNSAFE_ENV_VALUE.search(value):
-                shown = "(hidden)" if key == "VLLM_API_KEY" else repr(value)
-                raise ValidationError(f"The value of {key} {shown} cannot go into a systemd environment file "
-                                      '(it contains ", \\, $, ` or a line break).',
-                                      fix="Use a model path, served name, flags and api_key without those characters.")
+            if value is None:
+                raise ValidationError(f"{key} has no value for the vLLM environment file.",
+                                      fix="Activate an installed model (set 'model').")
         for flag in act.flags:
             if not flag or any(c.isspace() for c in flag):
                 raise ValidationError(f"The vLLM flag {flag!r} contains whitespace; systemd splits "
                                       "$VLLM_EXTRA_ARGS at whitespace.", fix="Pass flags without spaces (--flag=value).")
-        text = ("# Managed by venom.models.venom_runtime: the vLLM unit's active model and flags.\n"
-                + "".join(f'{k}="{v}"\n' for k, v in values.items()))
+        text = envfile.render(values, ["Managed by venom.models.venom_runtime: the vLLM unit's active model and flags."],
+                              secret_keys=("VLLM_API_KEY",))
         try:
             with open(path, encoding="utf-8") as fh:
                 if fh.read() == text:

@@ -104,13 +104,16 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
     got = c.engine.env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
     assert got.api_key_sha256 == R.sha("s3cret-key")
-    with pytest.raises(ValidationError, match="cannot go into a systemd environment file"):
-        c.engine.write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
+    odd = R.Activation(model_path='/m/"x\\$HOME`', served_model_name="a'b", flags=["--x=$y"])
+    c2 = ctl(models_dir, env_file=env_file, api_key='k$"`\\ey')
+    assert c2.engine.write_env_file(odd) is True
+    assert c2.engine.read_env_file() == {"VLLM_MODEL": '/m/"x\\$HOME`', "VLLM_SERVED_MODEL_NAME": "a'b",
+                                         "VLLM_EXTRA_ARGS": "--x=$y", "VLLM_API_KEY": 'k$"`\\ey'}
     with pytest.raises(ValidationError, match="contains whitespace"):
         c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--chat-template", "a b"]))
     with pytest.raises(ValidationError, match=r"VLLM_API_KEY \(hidden\)") as err:
-        ctl(models_dir, env_file=env_file, api_key="bad$key").engine.write_env_file(act)
-    assert "bad$key" not in str(err.value)
+        ctl(models_dir, env_file=env_file, api_key="bad\nkey").engine.write_env_file(act)
+    assert "bad" not in str(err.value)
 
 
 def test_env_file_reader_accepts_what_an_operator_writes(models_dir, tmp_path):
