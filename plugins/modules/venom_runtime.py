@@ -5,10 +5,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: venom_runtime
-short_description: Start, stop and restart vLLM or Ollama and activate a model on it, gated on health
+short_description: Start, stop and restart vLLM or Ollama instances and activate a model on them, gated on health
 version_added: 0.1.0
 description:
-  - Controls one inference runtime (vLLM or Ollama) on one host and which model it serves.
+  - Controls one inference runtime instance (vLLM or Ollama) on one host and which model it serves.
+  - "A host runs several instances side by side, each with its own model, port, unit, environment
+    file, log, lock, PID and state files: O(name) is the instance, O(runtime) its engine. The
+    instances named V(vllm) and V(ollama) are the single runtimes of earlier versions (C(vllm.service),
+    C(/etc/venom-models/vllm.env), ports 8000 and 11434); another vLLM instance runs as
+    C(vllm@<name>.service), the template unit of the C(venom.models.vllm) role, reading
+    C(/etc/venom-models/vllm-<name>.env). Starting, switching, failing or rolling back one instance
+    never touches another."
   - Under systemd (the units of the C(venom.models.vllm) and C(venom.models.ollama) roles) it
     uses C(systemctl); on hosts without systemd, or with O(mode=process), it runs the runtime as a
     local process tree with a PID file and a log file.
@@ -39,9 +46,17 @@ extends_documentation_fragment:
   - venom.models.common.actions
 options:
   name:
-    description: The runtime.
+    description:
+      - The runtime instance. V(vllm) and V(ollama) are the instances named after their runtime
+        (no O(runtime) needed).
+      - Any other name (letters, digits, C(_) and C(-), at most 64 characters) is an instance of
+        O(runtime), with its own O(port).
     type: str
     required: true
+  runtime:
+    description:
+      - The engine of the instance. Required unless O(name) is V(vllm) or V(ollama).
+    type: str
     choices: [vllm, ollama]
   state:
     description:
@@ -66,7 +81,9 @@ options:
     choices: [auto, systemd, process]
     default: auto
   unit:
-    description: The systemd unit. Defaults to C(vllm.service) or C(ollama.service).
+    description:
+      - The systemd unit. Defaults to C(vllm.service) or C(ollama.service) for the instances named
+        after their runtime, else C(<runtime>@<name>.service).
     type: str
   command:
     description:
@@ -93,7 +110,11 @@ options:
     type: str
     default: 127.0.0.1
   port:
-    description: Port of the runtime. Defaults to 8000 for vLLM and 11434 for Ollama.
+    description:
+      - Port of the runtime. Defaults to 8000 for the instance V(vllm) and 11434 for V(ollama).
+      - Another instance needs its own port the first time; later runs keep the recorded one. A port
+        that another instance of the host is configured with (and not stopped) is refused before
+        anything is stopped.
     type: int
   served_model_name:
     description:
@@ -135,14 +156,17 @@ options:
     description:
       - vLLM under systemd, the environment file the unit reads (C(VLLM_MODEL),
         C(VLLM_SERVED_MODEL_NAME), C(VLLM_EXTRA_ARGS), C(VLLM_API_KEY)); written with mode 0600.
+      - Default C(/etc/venom-models/vllm.env) for the instance V(vllm), else
+        C(/etc/venom-models/vllm-<name>.env).
     type: path
-    default: /etc/venom-models/vllm.env
   log_file:
-    description: Process mode, the runtime's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
+    description: Process mode, the instance's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
     type: path
 notes:
   - Process mode records its process in C(<models_dir>/.venom/runtimes/<name>.pid) with the
     process's start time, so a recycled PID is never signalled.
+  - The manifest records in C(active_instances) which instances serve a model; removing a model
+    that an instance serves is refused unless C(force).
 seealso:
   - module: venom.models.venom_model
   - module: venom.models.venom_model_facts
@@ -171,6 +195,22 @@ EXAMPLES = r"""
     name: ollama
     model: llama3.2:1b
     keep_alive: -1
+
+- name: Serve two models side by side, each its own vLLM instance (vllm@chat, vllm@embed)
+  venom.models.venom_runtime:
+    name: "{{ item.name }}"
+    runtime: vllm
+    model: "{{ item.model }}"
+    port: "{{ item.port }}"
+  loop:
+    - {name: chat, model: Qwen/Qwen2.5-7B-Instruct, port: 8001}
+    - {name: embed, model: sentence-transformers/all-MiniLM-L6-v2, port: 8002}
+
+- name: Switch only the chat instance (embed keeps serving)
+  venom.models.venom_runtime:
+    name: chat
+    runtime: vllm
+    model: Qwen/Qwen2.5-14B-Instruct
 
 - name: Stop vLLM completely (no EngineCore or worker left behind)
   venom.models.venom_runtime:
@@ -260,7 +300,8 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes.controller i
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            name=dict(type="str", required=True, choices=["vllm", "ollama"]),
+            name=dict(type="str", required=True),
+            runtime=dict(type="str", choices=["vllm", "ollama"]),
             state=dict(type="str", choices=["started", "stopped", "restarted"], default="started"),
             model=dict(type="str"),
             mode=dict(type="str", choices=["auto", "systemd", "process"], default="auto"),
@@ -279,7 +320,7 @@ def main():
             health_timeout=dict(type="float", default=600.0),
             stop_timeout=dict(type="float", default=30.0),
             rollback=dict(type="bool", default=True),
-            env_file=dict(type="path", default="/etc/venom-models/vllm.env"),
+            env_file=dict(type="path"),
             log_file=dict(type="path"),
             models_dir=dict(type="path", default="/var/lib/venom/models"),
             lock_timeout=dict(type="float", default=600.0),
@@ -299,12 +340,12 @@ def main():
     ctl = None
     try:
         spec = RuntimeSpec(
-            name=p["name"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
+            name=p["name"], runtime=p["runtime"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
             args=p["args"], env=p["env"], host=p["host"], port=p["port"], served_model_name=p["served_model_name"],
             max_model_len=p["max_model_len"], gpu_memory_utilization=p["gpu_memory_utilization"],
             tensor_parallel_size=p["tensor_parallel_size"], api_key=p["api_key"], keep_alive=p["keep_alive"],
             health_timeout=p["health_timeout"], stop_timeout=p["stop_timeout"], rollback=p["rollback"],
-            env_file=p["env_file"] if p["name"] == "vllm" else None, lock_timeout=p["lock_timeout"],
+            env_file=p["env_file"], lock_timeout=p["lock_timeout"],
             log_file=p["log_file"])
         ctl = RuntimeController(spec, runner=runner if systemctl else None, check_mode=module.check_mode,
                                 warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)

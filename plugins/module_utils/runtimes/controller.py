@@ -62,6 +62,7 @@ from ansible_collections.venom.models.plugins.module_utils.store.journal import 
 from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_instance_name
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 
@@ -80,6 +81,11 @@ class RuntimeController:
         self.pid_file = os.path.join(self.state_dir, f"{spec.name}.pid")
         self.log_file = spec.log_file or os.path.join(self.state_dir, f"{spec.name}.log")
         self.state_file = os.path.join(self.state_dir, f"{spec.name}.json")
+        if spec.port is None:  # an instance keeps the port it was configured with
+            spec.port = self.read_state().get("port")
+            if not isinstance(spec.port, int):
+                raise ValidationError(f"The runtime instance '{spec.name}' has no port yet.",
+                                      fix="Set 'port': each instance needs its own.")
         self.url = health.base_url(spec.host, spec.port)
         self.manifest = Manifest(spec.models_dir, lock_timeout=spec.lock_timeout)
         self._systemd = Systemd(runner, systemctl, journalctl) if runner is not None else None
@@ -134,7 +140,8 @@ class RuntimeController:
 
     def write_state(self, activation: Activation | None, extra: dict | None = None) -> None:
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
-        doc = {"kind": "venom.models/runtime", "name": self.spec.name, "mode": self.mode,
+        doc = {"kind": "venom.models/runtime", "name": self.spec.name, "runtime": self.spec.runtime,
+               "mode": self.mode,
                "activation": activation.as_dict() if activation else None, "url": self.url,
                "host": self.spec.host, "port": self.spec.port}
         doc.update(self.backend.state_fields(self.engine))
@@ -158,7 +165,7 @@ class RuntimeController:
         st = self.backend.status()
         act = self.current_activation()
         healthy, reason = self.engine.health(act) if st["running"] else (False, "not running")
-        out = {"name": self.spec.name, "mode": mode, "url": self.url, "healthy": healthy, "health": reason,
+        out = {"name": self.spec.name, "runtime": self.spec.runtime, "mode": mode, "url": self.url, "healthy": healthy, "health": reason,
                "model": act.model if act else None, "model_path": act.model_path if act else None,
                "served_model_name": act.served_model_name if act else None}
         out.update(st)
@@ -179,7 +186,7 @@ class RuntimeController:
                 doc = json.load(fh)
         except (OSError, ValueError):
             doc = {}
-        spec = RuntimeSpec(name=name, models_dir=models_dir, mode=doc.get("mode") or "auto",
+        spec = RuntimeSpec(name=name, runtime=doc.get("runtime"), models_dir=models_dir, mode=doc.get("mode") or "auto",
                            unit=doc.get("unit"), host=doc.get("host") or "127.0.0.1", port=doc.get("port"),
                            env_file=doc.get("env_file") or None, log_file=doc.get("log_file"), api_key=api_key)
         return cls(spec, runner=runner, **kwargs)
@@ -190,24 +197,33 @@ class RuntimeController:
 
     # -- the manifest ----------------------------------------------------------------------------
     def mark_active(self, model: str | None, provider: str | None) -> bool:
-        """Mark ``model`` as this runtime's active model in the manifest; True if that changed it."""
+        """Mark ``model`` as served by this instance in the manifest (``active_instances``; ``active``
+        while any instance serves it, ``active_runtime`` the first of them); True if that changed it."""
         changed = False
+        me = self.spec.name
         with self.manifest.transaction() as doc:
             for entry in doc["models"]:
                 is_it = model is not None and entry["name"] == model and entry["provider"] == provider
-                if is_it and not (entry.get("active") and entry.get("active_runtime") == self.spec.name):
-                    entry["active"], entry["active_runtime"] = True, self.spec.name
-                    changed = True
-                elif not is_it and entry.get("active_runtime") == self.spec.name:
-                    entry["active"], entry["active_runtime"] = False, None
+                had = active_instances(entry)
+                now = (had if me in had else had + [me]) if is_it else [n for n in had if n != me]
+                if now != had or ("active_instances" not in entry and now):
+                    entry["active_instances"] = now
+                    entry["active"], entry["active_runtime"] = bool(now), (now[0] if now else None)
                     changed = True
         return changed
 
     def marked_active(self) -> dict | None:
         for entry in self.manifest.load()["models"]:
-            if entry.get("active") and entry.get("active_runtime") == self.spec.name:
+            if self.spec.name in active_instances(entry):
                 return entry
         return None
+
+    def check_port_free_of_instances(self) -> None:
+        """Refuse a port another instance of this host is configured with (and not stopped)."""
+        for name, doc in instance_states(self.spec.models_dir).items():
+            if name != self.spec.name and doc.get("port") == self.spec.port and "stopped_at" not in doc:
+                raise ValidationError(f"Port {self.spec.port} is the port of the runtime instance '{name}' on this host.",
+                                      fix=f"Give '{self.spec.name}' another port, or stop '{name}' first.")
 
     # -- the one entry point ---------------------------------------------------------------------
     def ensure(self, state: str, model: str | None = None) -> dict:
@@ -233,6 +249,8 @@ class RuntimeController:
     def make_plan(self, state: str, model: str | None) -> Plan:
         """What would change (also the check-mode answer)."""
         mode = self.resolve_mode()
+        if state != "stopped":
+            self.check_port_free_of_instances()
         before = self.status()
         current = self.current_activation()
         desired, entry = (current, None) if state == "stopped" else self.desired_activation(model)
@@ -289,21 +307,52 @@ class RuntimeController:
         return result
 
 
-def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = None) -> dict:
-    """Every runtime's status on this host (read-only), keyed by name: the facts' ``venom_runtimes``.
+def active_instances(entry: dict) -> list:
+    """The instances that serve a manifest entry (entries written before instances: ``active_runtime``)."""
+    if isinstance(entry.get("active_instances"), list):
+        return list(entry["active_instances"])
+    return [entry["active_runtime"]] if entry.get("active") and entry.get("active_runtime") else []
 
-    A runtime that venom_runtime never managed and whose unit is not installed is reported with
+
+def instance_states(models_dir: str | None) -> dict:
+    """The state documents of the runtime instances venom_runtime manages on this host, by name."""
+    state_dir = os.path.join(StatePaths(models_dir).state_dir, "runtimes")
+    out = {}
+    try:
+        names = sorted(os.listdir(state_dir))
+    except OSError:
+        return out
+    for file_name in names:
+        name, ext = os.path.splitext(file_name)
+        if ext != ".json":
+            continue
+        try:
+            validate_instance_name(name)
+            with open(os.path.join(state_dir, file_name), encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError, VenomError):
+            continue
+        if isinstance(doc, dict) and doc.get("kind") == "venom.models/runtime":
+            out[name] = doc
+    return out
+
+
+def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = None) -> dict:
+    """Every runtime instance's status on this host (read-only), keyed by instance name: the facts'
+    ``venom_runtimes``. The instances ``vllm`` and ``ollama`` are always listed; one that
+    venom_runtime never managed and whose unit is not installed is reported with
     ``configured: false`` and no health request is made for it.
     """
     out = {}
-    for name in RUNTIMES:
-        ctrl = RuntimeController.from_state(models_dir, name, runner=runner,
-                                            api_key=api_key if name == "vllm" else None)
+    for name in sorted(set(RUNTIMES) | set(instance_states(models_dir))):
+        ctrl = RuntimeController.from_state(models_dir, name, runner=runner)
+        if ctrl.spec.runtime == "vllm":
+            ctrl.spec.api_key = api_key
         configured = ctrl.configured()
         if configured:
             st = ctrl.status()
         else:
-            st = {"name": name, "mode": ctrl.resolve_mode(), "url": ctrl.url, "running": False, "healthy": False,
+            st = {"name": name, "runtime": ctrl.spec.runtime, "mode": ctrl.resolve_mode(), "url": ctrl.url, "running": False, "healthy": False,
                   "health": "not configured on this host", "pid": None, "port": ctrl.spec.port, "model": None,
                   "model_path": None, "served_model_name": None, "crashed": False, "restarts": None}
         st["configured"] = configured

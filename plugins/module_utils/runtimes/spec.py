@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
 from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_instance_name
 
 RUNTIMES = ("vllm", "ollama")
 STATES = ("started", "stopped", "restarted")
@@ -30,9 +32,17 @@ def sha(text: str | None) -> str | None:
 
 @dataclass
 class RuntimeSpec:
-    """What the caller asks for (the module's options). None means: keep what is configured."""
+    """What the caller asks for (the module's options). None means: keep what is configured.
+
+    ``name`` is the instance; ``runtime`` its engine (vllm, ollama). The instances named ``vllm``
+    and ``ollama`` imply their runtime and keep the single-runtime names (``vllm.service``,
+    ``/etc/venom-models/vllm.env``, default ports); any other instance of vLLM is a unit of the
+    vllm role's template unit, ``vllm@<name>.service``, with ``/etc/venom-models/vllm-<name>.env``,
+    and needs its own port.
+    """
 
     name: str
+    runtime: str | None = None
     models_dir: str | None = None
     mode: str = "auto"
     unit: str | None = None
@@ -55,15 +65,31 @@ class RuntimeSpec:
     log_file: str | None = None
 
     def __post_init__(self):
-        if self.name not in RUNTIMES:
-            raise ValidationError(f"Unknown runtime {self.name!r}.", fix=f"Use one of {', '.join(RUNTIMES)}.")
+        validate_instance_name(self.name)
+        if self.runtime is None:
+            if self.name not in RUNTIMES:
+                raise ValidationError(f"The runtime instance {self.name!r} needs 'runtime': only the instances named "
+                                      f"{' and '.join(RUNTIMES)} imply theirs.",
+                                      fix=f"Set runtime to one of {', '.join(RUNTIMES)}.")
+            self.runtime = self.name
+        if self.runtime not in RUNTIMES:
+            raise ValidationError(f"Unknown runtime {self.runtime!r}.", fix=f"Use one of {', '.join(RUNTIMES)}.")
+        if self.name in RUNTIMES and self.name != self.runtime:
+            raise ValidationError(f"The instance name {self.name!r} is the name of the other runtime.",
+                                  fix=f"Name the {self.runtime} instance differently, or use name: {self.runtime}.")
         if self.mode not in MODES:
             raise ValidationError(f"Unknown mode {self.mode!r}.", fix=f"Use one of {', '.join(MODES)}.")
-        d = DEFAULTS[self.name]
-        self.unit = self.unit or d["unit"]
-        self.port = int(self.port or d["port"])
-        if self.env_file is None:
-            self.env_file = d["env_file"]
+        d = DEFAULTS[self.runtime]
+        if self.default_instance:
+            self.unit = self.unit or d["unit"]
+            self.port = int(self.port or d["port"])
+            if self.env_file is None:
+                self.env_file = d["env_file"]
+        else:
+            self.unit = self.unit or f"{self.runtime}@{self.name}.service"
+            self.port = int(self.port) if self.port else None  # else: the instance's recorded port
+            if self.env_file is None and d["env_file"]:
+                self.env_file = os.path.join(os.path.dirname(d["env_file"]), f"{self.runtime}-{self.name}.env")
         if isinstance(self.command, str):
             self.command = shlex.split(self.command)
         if self.command is not None and not self.command:
@@ -77,9 +103,9 @@ class RuntimeSpec:
             self.env = {str(k): str(v) for k, v in self.env.items()}
 
     @property
-    def runtime(self) -> str:
-        """The runtime (engine) of this instance."""
-        return self.name
+    def default_instance(self) -> bool:
+        """The instance named after its runtime (the single-runtime names and defaults)."""
+        return self.name == self.runtime
 
 
 @dataclass

@@ -44,8 +44,10 @@ def test_spec_defaults_and_validation():
     assert spec.unit == "ollama.service" and spec.port == 11434 and spec.command == ["/usr/bin/ollama", "serve"]
     assert spec.env_file is None
     assert R.RuntimeSpec(name="vllm").env_file == "/etc/venom-models/vllm.env"
-    with pytest.raises(ValidationError, match="Unknown runtime"):
+    with pytest.raises(ValidationError, match="needs 'runtime'"):
         R.RuntimeSpec(name="tgi")
+    with pytest.raises(ValidationError, match="Unknown runtime"):
+        R.RuntimeSpec(name="tgi", runtime="tgi")
     with pytest.raises(ValidationError, match="Unknown mode"):
         R.RuntimeSpec(name="vllm", mode="docker")
     with pytest.raises(ValidationError, match="stop_timeout"):
@@ -390,3 +392,69 @@ def test_the_launch_of_a_running_process_is_read_from_proc(models_dir, tmp_path)
     finally:
         b.stop()
     assert b.launch() is None
+
+
+def test_instances_get_their_own_unit_env_file_and_files(models_dir):
+    spec = R.RuntimeSpec(name="chat", runtime="vllm", port=8001)
+    assert spec.unit == "vllm@chat.service" and spec.env_file == "/etc/venom-models/vllm-chat.env"
+    assert R.RuntimeSpec(name="vllm", runtime="vllm").unit == "vllm.service", "the runtime-named instance as before"
+    assert R.RuntimeSpec(name="small", runtime="ollama", port=11500).env_file is None
+    c = ctl(models_dir, name="chat", runtime="vllm", port=8001)
+    assert [os.path.basename(p) for p in (c.pid_file, c.log_file, c.state_file)] == ["chat.pid", "chat.log", "chat.json"]
+    with pytest.raises(ValidationError, match="'chat2' has no port yet"):
+        R.RuntimeController(R.RuntimeSpec(name="chat2", runtime="vllm", models_dir=models_dir))
+    c.resolve_mode()
+    c.write_state(None)
+    assert R.RuntimeController(R.RuntimeSpec(name="chat", runtime="vllm", models_dir=models_dir)).spec.port == 8001, \
+        "a later run keeps the recorded port"
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a.b", "vllm@x", "-x", "x" * 65, "chat\n", "ch\u0430t", ""])
+def test_instance_names_are_validated(name):
+    with pytest.raises(ValidationError, match="instance name"):
+        R.RuntimeSpec(name=name, runtime="vllm", port=8001)
+
+
+def test_the_other_runtimes_name_is_refused():
+    with pytest.raises(ValidationError, match="name of the other runtime"):
+        R.RuntimeSpec(name="ollama", runtime="vllm", port=8001)
+
+
+def test_two_instances_serve_side_by_side_and_are_marked_in_the_manifest(models_dir, monkeypatch):
+    a, fa = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"])
+    a.ensure("started", "a")
+    b, fb = fake_processes(models_dir, monkeypatch, None, name="two", runtime="vllm", port=8002, command=["good"])
+    b.ensure("started", "a")
+    entry = Manifest(models_dir).get("a", "local")
+    assert entry["active"] is True and entry["active_instances"] == ["one", "two"]
+    b2, _ = fake_processes(models_dir, monkeypatch, fb.running, name="two", runtime="vllm", port=None,
+                           command=["good"])
+    b2.ensure("started", "b")
+    entries = {e["name"]: e for e in Manifest(models_dir).models()}
+    assert entries["a"]["active_instances"] == ["one"] and entries["a"]["active"] is True
+    assert entries["b"]["active_instances"] == ["two"] and entries["b"]["active_runtime"] == "two"
+    assert fa.running is not None and fa.stops == 0, "switching 'two' did not touch 'one'"
+    assert {n: d["port"] for n, d in R.instance_states(models_dir).items()} == {"one": 8001, "two": 8002}
+
+
+def test_a_port_of_another_instance_is_refused_before_anything_stops(models_dir, monkeypatch):
+    a, _fa = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"])
+    a.ensure("started", "a")
+    b, fb = fake_processes(models_dir, monkeypatch, (["good"], {}), name="two", runtime="vllm", port=8001,
+                           command=["good"])
+    with pytest.raises(ValidationError, match="Port 8001 is the port of the runtime instance 'one'"):
+        b.ensure("started", "b")
+    assert fb.stops == 0 and fb.started == []
+    a.ensure("stopped")
+    b.ensure("started", "b")  # a stopped instance's port may be taken
+    assert fb.started
+
+
+def test_runtimes_status_is_keyed_by_instance(models_dir, monkeypatch):
+    c, _f = fake_processes(models_dir, monkeypatch, None, name="embed", runtime="vllm", port=8005, command=["good"])
+    c.ensure("started", "a")
+    st = R.runtimes_status(models_dir)
+    assert sorted(st) == ["embed", "ollama", "vllm"]
+    assert st["embed"]["runtime"] == "vllm" and st["embed"]["port"] == 8005 and st["embed"]["model"] == "a"
+    assert st["embed"]["configured"] is True and st["vllm"]["configured"] is False
+    assert st["embed"]["log_file"].endswith("/embed.log")
