@@ -127,8 +127,29 @@ options:
     description: vLLM C(--gpu-memory-utilization) (vLLM's default 0.92). Left out, the current value is kept.
     type: float
   tensor_parallel_size:
-    description: vLLM C(--tensor-parallel-size). Left out, the current value is kept.
+    description:
+      - vLLM C(--tensor-parallel-size). Left out, the current value is kept; with O(gpus) the
+        default is the number of GPUs.
     type: int
+  gpus:
+    description:
+      - vLLM, the GPUs of this instance only, as NVML and C(nvidia-smi) number them; set as
+        C(CUDA_VISIBLE_DEVICES) with C(CUDA_DEVICE_ORDER=PCI_BUS_ID) (in the environment file under
+        systemd, in the process's environment in process mode). Left out, the current placement is
+        kept; V([]) removes it. CPU instances leave it out.
+      - "Checked against NVML before anything is stopped, refused with the figures: a GPU the host
+        does not have, a GPU another instance holds (unless O(gpu_share)), free memory below what vLLM
+        will take (C(total x gpu_memory_utilization)) or a budget that cannot hold the model's weight
+        share (size / tensor_parallel_size, plus 10%), C(gpus) on a host without NVML. The checks
+        passed are returned in RV(preflight)."
+    type: list
+    elements: int
+  gpu_share:
+    description:
+      - vLLM, allow this instance on GPUs that other instances with O(gpu_share) hold, as long as the
+        instances' O(gpu_memory_utilization) on each GPU add up to at most 1.0.
+    type: bool
+    default: false
   api_key:
     description:
       - vLLM API key (guards C(/v1/*)); given to vLLM through C(VLLM_API_KEY), never on the command
@@ -206,6 +227,20 @@ EXAMPLES = r"""
     - {name: chat, model: Qwen/Qwen2.5-7B-Instruct, port: 8001}
     - {name: embed, model: sentence-transformers/all-MiniLM-L6-v2, port: 8002}
 
+- name: A chat model on GPUs 0-1 (tensor parallel 2), an embedding model sharing GPU 2
+  venom.models.venom_runtime:
+    name: "{{ item.name }}"
+    runtime: vllm
+    model: "{{ item.model }}"
+    port: "{{ item.port }}"
+    gpus: "{{ item.gpus }}"
+    gpu_memory_utilization: "{{ item.util }}"
+    gpu_share: "{{ item.share }}"
+  loop:
+    - {name: chat, model: meta-llama/Llama-3.1-70B-Instruct, port: 8001, gpus: [0, 1], util: 0.9, share: false}
+    - {name: embed, model: BAAI/bge-m3, port: 8002, gpus: [2], util: 0.3, share: true}
+    - {name: rerank, model: BAAI/bge-reranker-v2-m3, port: 8003, gpus: [2], util: 0.3, share: true}
+
 - name: Switch only the chat instance (embed keeps serving)
   venom.models.venom_runtime:
     name: chat
@@ -262,6 +297,12 @@ pid:
   returned: success, when the run changed a started or restarted runtime
   type: int
   sample: 4242
+preflight:
+  description: The GPU pre-flight checks that passed (with O(gpus)), with their figures.
+  returned: when O(gpus) is set
+  type: list
+  elements: str
+  sample: ["NVML answers (driver 550.54.15, 4 GPUs)", "GPU 2: 78.1 GiB free, needs 72.0 GiB (weights 15.2 GiB)"]
 health_seconds:
   description: Seconds from start until the runtime was healthy.
   returned: when the runtime was started
@@ -315,6 +356,8 @@ def main():
             max_model_len=dict(type="int"),
             gpu_memory_utilization=dict(type="float"),
             tensor_parallel_size=dict(type="int"),
+            gpus=dict(type="list", elements="int"),
+            gpu_share=dict(type="bool", default=False),
             api_key=dict(type="str", no_log=True),
             keep_alive=dict(type="raw", default=-1),
             health_timeout=dict(type="float", default=600.0),
@@ -346,7 +389,7 @@ def main():
             tensor_parallel_size=p["tensor_parallel_size"], api_key=p["api_key"], keep_alive=p["keep_alive"],
             health_timeout=p["health_timeout"], stop_timeout=p["stop_timeout"], rollback=p["rollback"],
             env_file=p["env_file"], lock_timeout=p["lock_timeout"],
-            log_file=p["log_file"])
+            log_file=p["log_file"], gpus=p["gpus"], gpu_share=p["gpu_share"])
         ctl = RuntimeController(spec, runner=runner if systemctl else None, check_mode=module.check_mode,
                                 warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)
         result = ctl.ensure(p["state"], p["model"])

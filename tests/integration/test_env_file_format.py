@@ -18,8 +18,8 @@ def test_the_role_template_is_read_back_by_venom_runtime(tmp_path):
     os.makedirs(os.path.dirname(path))
     play = {"name": "env file", "hosts": "localhost", "gather_facts": False,
             "handlers": [{"name": "env written", "ansible.builtin.debug": {"msg": "written"}}],
-            "tasks": [{"name": "task", "ansible.builtin.include_role": {"name": "venom.models.common",
-                                                                       "tasks_from": "env_file.yml"},
+            "tasks": [{"name": "task",
+                       "ansible.builtin.include_role": {"name": "venom.models.common", "tasks_from": "env_file.yml"},
                        "vars": {"_common_env_path": path, "_common_env": VALUES, "_common_notify": "env written",
                                 "_common_env_header": ["the activation"]}}]}
     res = run_playbook([play])

@@ -8,6 +8,7 @@ import time
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
+from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import cgroup_pids
 
 
 class SystemdBackend:
@@ -74,6 +75,10 @@ class SystemdBackend:
     def alive(self) -> bool:
         return self.status()["running"]
 
+    def tree_pids(self) -> list:
+        """The pids of the running server's whole tree (the unit's control group)."""
+        return cgroup_pids(self.systemd.control_group(self.spec.unit))
+
     def log_tail(self) -> list:
         return self.systemd.journal_tail(self.spec.unit, 40)
 
@@ -132,6 +137,13 @@ class ProcessBackend:
 
     def alive(self) -> bool:
         return self.status()["running"]
+
+    def tree_pids(self) -> list:
+        """The pids of the running server's whole tree (session, descendants, marker)."""
+        rec = proc.read_pid_file(self.pid_file)
+        if rec is None or not proc.record_alive(rec):
+            return []
+        return sorted(proc.find_tree(rec))
 
     def log_tail(self) -> list:
         lines = proc.tail_file(self.log_file, 400)

@@ -51,7 +51,8 @@ import os
 import time
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, ValidationError, VenomError
-from ansible_collections.venom.models.plugins.module_utils.runtimes import health
+from ansible_collections.venom.models.plugins.module_utils.host import gpu
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health, placement
 from ansible_collections.venom.models.plugins.module_utils.runtimes.backends import ProcessBackend, SystemdBackend
 from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import ENGINES, HEALTH_INTERVAL  # noqa: F401
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import (  # noqa: F401  (the public API)
@@ -70,8 +71,9 @@ class RuntimeController:
     """Controls one runtime on this host. ``runner(argv) -> (rc, out, err)`` runs systemctl."""
 
     def __init__(self, spec: RuntimeSpec, runner=None, check_mode: bool = False, warn=None,
-                 systemctl: str = "systemctl", journalctl: str = "journalctl"):
+                 systemctl: str = "systemctl", journalctl: str = "journalctl", nvml=None):
         self.spec = spec
+        self.nvml = nvml  # the NVML module (None: pynvml); unit tests pass a fake
         self.touched = False  # set once the run began changing things (a failure then still changed them)
         self.runner = runner
         self.check_mode = check_mode
@@ -143,7 +145,8 @@ class RuntimeController:
         doc = {"kind": "venom.models/runtime", "name": self.spec.name, "runtime": self.spec.runtime,
                "mode": self.mode,
                "activation": activation.as_dict() if activation else None, "url": self.url,
-               "host": self.spec.host, "port": self.spec.port}
+               "host": self.spec.host, "port": self.spec.port,
+               "gpus": activation.gpus if activation else None, "gpu_share": bool(self.spec.gpu_share)}
         doc.update(self.backend.state_fields(self.engine))
         doc["updated_at"] = iso()
         previous = self.read_state()
@@ -256,7 +259,8 @@ class RuntimeController:
         desired, entry = (current, None) if state == "stopped" else self.desired_activation(model)
         marked = self.marked_active()
         marked_name = marked["name"] if marked else None
-        plan = Plan(name=self.spec.name, state=state, mode=mode, url=self.url, before=before, current=current,
+        preflight = self.preflight(desired, entry) if state != "stopped" else []
+        plan = Plan(preflight=preflight, name=self.spec.name, state=state, mode=mode, url=self.url, before=before, current=current,
                     desired=desired, entry=entry, current_model=self.engine.current_model(current, marked))
         actions = plan.actions
         if state == "stopped":
@@ -275,6 +279,28 @@ class RuntimeController:
             actions.append("restart-unhealthy")
         self.engine.plan_marks(plan, marked_name)
         return plan
+
+    def preflight(self, desired: Activation | None, entry: dict | None) -> list:
+        """GPU placement and memory checks (``placement``), before anything is stopped."""
+        gpus = desired.gpus if desired else None
+        if not gpus:
+            return []
+        gpu_host, reason = gpu.probe(self.nvml)
+        if entry is None and desired.model:
+            entry = next((e for e in self.manifest.load()["models"]
+                          if e["name"] == desired.model and e["provider"] == desired.provider), None)
+        others = []
+        for name, doc in instance_states(self.spec.models_dir).items():
+            act = Activation.from_dict(doc.get("activation"))
+            if name != self.spec.name and act and act.gpus and "stopped_at" not in doc:
+                others.append({"name": name, "gpus": act.gpus, "gpu_share": bool(doc.get("gpu_share")),
+                               "utilization": act.gpu_memory_utilization})
+        tp = desired.flag("--tensor-parallel-size")
+        return placement.check_placement(
+            self.spec.name, gpus, gpu_host, reason, gpu_share=self.spec.gpu_share,
+            utilization=desired.gpu_memory_utilization, tensor_parallel_size=int(tp) if tp and tp.isdigit() else None,
+            weights_bytes=int((entry or {}).get("size_bytes") or 0),
+            own_pids=self.backend.tree_pids() if gpu_host else (), others=others)
 
     def restart_planned(self, plan: Plan) -> bool:
         """The plan stops a running server and starts it again."""

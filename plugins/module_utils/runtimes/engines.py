@@ -18,6 +18,13 @@ HEALTH_INTERVAL = 0.2
 ENV_KEYS = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "VLLM_EXTRA_ARGS", "VLLM_API_KEY")
 
 
+def gpu_env(gpus) -> dict:
+    """The environment that puts an instance on ``gpus`` (NVML's order, as nvidia-smi numbers them)."""
+    if not gpus:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+
+
 def _fmt(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return repr(value)
@@ -125,6 +132,7 @@ class VllmEngine(Engine):
         api_key = self.spec.api_key if self.spec.api_key is not None else self.read_env_file().get("VLLM_API_KEY")
         if api_key:
             values["VLLM_API_KEY"] = api_key
+        values.update(gpu_env(act.gpus))
         for key, value in values.items():
             if value is None:
                 raise ValidationError(f"{key} has no value for the vLLM environment file.",
@@ -160,7 +168,9 @@ class VllmEngine(Engine):
         return Activation(model=model, provider=provider, model_path=env["VLLM_MODEL"],
                           served_model_name=env.get("VLLM_SERVED_MODEL_NAME") or None,
                           flags=(env.get("VLLM_EXTRA_ARGS") or "").split(),
-                          api_key_sha256=sha(env.get("VLLM_API_KEY")))
+                          api_key_sha256=sha(env.get("VLLM_API_KEY")),
+                          gpus=[int(g) for g in (env.get("CUDA_VISIBLE_DEVICES") or "").split(",") if g.strip().isdigit()]
+                          or None)
 
     # -- activations ----------------------------------------------------------------------------
     def current_activation(self) -> Activation | None:
@@ -204,6 +214,7 @@ class VllmEngine(Engine):
             act = Activation(model=current.model, provider=current.provider, model_path=current.model_path,
                              served_model_name=s.served_model_name or current.served_model_name)
         act.flags = self.flags(current)
+        act.gpus = (s.gpus if s.gpus is not None else (current.gpus if current else None)) or None
         act.api_key_sha256 = sha(s.api_key) if s.api_key is not None else (current.api_key_sha256 if current else None)
         if self.ctl.resolve_mode() == "process":
             act.process = self.process_desc()
@@ -215,10 +226,11 @@ class VllmEngine(Engine):
         if act is None or not act.model_path:
             raise RuntimeControlError("vLLM has no model to serve.", fix="Set 'model' to an installed model.")
         command = (act.process or {}).get("command") or self.command()  # a rollback: the previous command
-        argv = list(command) + ["--model", act.model_path, "--served-model-name", act.served_model_name,
-                                 "--host", s.host, "--port", str(s.port), *act.flags]
+        argv = [*command, "--model", act.model_path, "--served-model-name", act.served_model_name,
+                "--host", s.host, "--port", str(s.port), *act.flags]
         env = dict(os.environ)
         env.update(s.env or {})
+        env.update(gpu_env(act.gpus))
         if s.api_key:
             env["VLLM_API_KEY"] = s.api_key  # never on the command line: ps shows it to every user
         return argv, env

@@ -63,6 +63,8 @@ class RuntimeSpec:
     env_file: str | None = None
     lock_timeout: float = 600.0
     log_file: str | None = None
+    gpus: list | None = None  # GPU indexes (NVML order) for this instance only; [] = none (CPU)
+    gpu_share: bool = False
 
     def __post_init__(self):
         validate_instance_name(self.name)
@@ -99,6 +101,17 @@ class RuntimeSpec:
                 raise ValidationError(f"'{key}' must be zero or more seconds, not {value!r}.")
         if self.args is not None:
             self.args = [str(a) for a in self.args]
+        if self.gpus is not None:
+            try:
+                self.gpus = [int(g) for g in self.gpus]
+            except (TypeError, ValueError):
+                raise ValidationError(f"'gpus' must be a list of GPU indexes, not {self.gpus!r}.",
+                                      fix="Give indexes as nvidia-smi lists them, e.g. gpus: [0, 1].") from None
+            if self.gpus and self.runtime != "vllm":
+                raise ValidationError("'gpus' places vLLM instances; Ollama spreads its models over the GPUs itself.",
+                                      fix="Leave 'gpus' out for Ollama (its unit's CUDA_VISIBLE_DEVICES limits it).")
+            if self.gpus and self.tensor_parallel_size is None:
+                self.tensor_parallel_size = len(self.gpus)
         if self.env is not None:
             self.env = {str(k): str(v) for k, v in self.env.items()}
 
@@ -119,18 +132,36 @@ class Activation:
     flags: list = field(default_factory=list)
     api_key_sha256: str | None = None
     process: dict | None = None  # process mode only: command, env (values hashed), host, port
+    gpus: list | None = None  # CUDA_VISIBLE_DEVICES of the instance (None: all the host shows it)
 
     def as_dict(self) -> dict:
         return {"model": self.model, "provider": self.provider, "model_path": self.model_path,
                 "served_model_name": self.served_model_name, "flags": list(self.flags),
-                "api_key_sha256": self.api_key_sha256, "process": self.process}
+                "api_key_sha256": self.api_key_sha256, "process": self.process, "gpus": self.gpus}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "Activation | None":
         if not isinstance(data, dict):
             return None
-        keys = ("model", "provider", "model_path", "served_model_name", "api_key_sha256", "process")
+        keys = ("model", "provider", "model_path", "served_model_name", "api_key_sha256", "process", "gpus")
         return cls(**{k: data.get(k) for k in keys}, flags=list(data.get("flags") or []))
+
+    def flag(self, name: str) -> str | None:
+        """The value of a ``--flag value`` or ``--flag=value`` vLLM flag (None if absent)."""
+        for i, item in enumerate(self.flags):
+            if item == name and i + 1 < len(self.flags):
+                return self.flags[i + 1]
+            if item.startswith(name + "="):
+                return item.split("=", 1)[1]
+        return None
+
+    @property
+    def gpu_memory_utilization(self) -> float | None:
+        value = self.flag("--gpu-memory-utilization")
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
 
 
 @dataclass
@@ -148,6 +179,7 @@ class Plan:
     current_model: str | None = None
     actions: list = field(default_factory=list)
     recovered: bool = False
+    preflight: list = field(default_factory=list)  # the GPU checks passed (text)
     # (argv, env) of the server that ran before this run stopped it, read from /proc: kept only in
     # memory (the env may hold secrets) to start exactly that again on a rollback.
     previous_launch: tuple | None = field(default=None, repr=False)
@@ -176,4 +208,4 @@ class Plan:
         return {"changed": self.changed, "mode": self.mode, "name": self.name, "url": self.url,
                 "state": self.state, "model": self.model, "previous_model": self.current_model,
                 "recovered": self.recovered, "rolled_back": False, "actions": self.actions,
-                "diff": self.diff()}
+                "diff": self.diff(), **({"preflight": self.preflight} if self.preflight else {})}

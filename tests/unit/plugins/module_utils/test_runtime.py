@@ -102,7 +102,7 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
     assert c.engine.write_env_file(act) is False, "same content: no write"
     assert c.engine.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
-                                 "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
+                                        "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
     got = c.engine.env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
     assert got.api_key_sha256 == R.sha("s3cret-key")
@@ -172,7 +172,7 @@ def test_a_stale_pid_file_is_a_crash_to_recover(models_dir):
     c = ctl(models_dir)
     os.makedirs(c.state_dir, exist_ok=True)
     c.write_state(R.Activation(model="a", provider="local", model_path=c.engine.model_entry("a")["local_path"],
-                                served_model_name="a", process=c.engine.process_desc()))
+                               served_model_name="a", process=c.engine.process_desc()))
     P.atomic_write_json(c.pid_file, {"kind": P.PID_FILE_KIND, "pid": os.getpid(), "pid_start": 1, "sid": 1})
     st = c.status()
     assert st["running"] is False and st["crashed"] is True
