@@ -4,11 +4,36 @@
 engine (vLLM, Ollama) it runs: the engine gives it the command line and environment."""
 from __future__ import annotations
 
+import os
 import time
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
 from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import cgroup_pids
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of one process (0 if it is gone or unreadable)."""
+    try:
+        with open(f"/proc/{int(pid)}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def uptime_seconds(pid: int | None) -> float | None:
+    """Seconds since ``pid`` started (None if it is gone)."""
+    if not pid:
+        return None
+    start = proc.read_proc(pid)
+    try:
+        with open("/proc/uptime", encoding="ascii") as fh:
+            since_boot = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    if start is None:
+        return None
+    return round(max(0.0, since_boot - start.start / os.sysconf("SC_CLK_TCK")), 1)
 
 
 class SystemdBackend:

@@ -53,7 +53,8 @@ import time
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.host import gpu
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health, placement
-from ansible_collections.venom.models.plugins.module_utils.runtimes.backends import ProcessBackend, SystemdBackend
+from ansible_collections.venom.models.plugins.module_utils.runtimes.backends import (
+    ProcessBackend, SystemdBackend, rss_bytes, uptime_seconds)
 from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import ENGINES, HEALTH_INTERVAL  # noqa: F401
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import (  # noqa: F401  (the public API)
     DEFAULT_HEALTH_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULTS, MODES, RUNTIMES, STATES, Activation, Plan, RuntimeSpec, sha)
@@ -177,6 +178,16 @@ class RuntimeController:
             out["restarts"] = int(self.read_state().get("restarts") or 0)
         out.update(self.backend.describe(self.engine))
         return out
+
+    def resources(self, status: dict, gpu_host=None) -> dict:
+        """What the running instance uses: uptime of its main process, RSS of its whole process
+        tree, VRAM of that tree on all GPUs (NVML per-process figures; None without NVML)."""
+        pids = self.backend.tree_pids() if status.get("running") else []
+        act = self.current_activation()
+        return {"uptime": uptime_seconds(status.get("pid")), "pids": pids,
+                "rss_bytes": sum(rss_bytes(p) for p in pids) if pids else None,
+                "vram_bytes": gpu_host.vram_of(pids) if gpu_host is not None and pids else None,
+                "gpus": act.gpus if act else None}
 
     @classmethod
     def from_state(cls, models_dir: str | None, name: str, runner=None, api_key: str | None = None,
@@ -363,12 +374,17 @@ def instance_states(models_dir: str | None) -> dict:
     return out
 
 
-def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = None) -> dict:
+def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = None, nvml=None) -> dict:
     """Every runtime instance's status on this host (read-only), keyed by instance name: the facts'
     ``venom_runtimes``. The instances ``vllm`` and ``ollama`` are always listed; one that
     venom_runtime never managed and whose unit is not installed is reported with
     ``configured: false`` and no health request is made for it.
+
+    Each: name, runtime, mode, unit (systemd), port, url, model, healthy, health, pid, running,
+    crashed, restarts, configured, and uptime (s), gpus, pids (the whole tree), rss_bytes (of the
+    tree), vram_bytes (NVML's per-process figures summed over the tree; None without NVML).
     """
+    gpu_host, _reason = gpu.probe(nvml)
     out = {}
     for name in sorted(set(RUNTIMES) | set(instance_states(models_dir))):
         ctrl = RuntimeController.from_state(models_dir, name, runner=runner)
@@ -377,10 +393,13 @@ def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = N
         configured = ctrl.configured()
         if configured:
             st = ctrl.status()
+            st.update(ctrl.resources(st, gpu_host))
         else:
             st = {"name": name, "runtime": ctrl.spec.runtime, "mode": ctrl.resolve_mode(), "url": ctrl.url, "running": False, "healthy": False,
                   "health": "not configured on this host", "pid": None, "port": ctrl.spec.port, "model": None,
-                  "model_path": None, "served_model_name": None, "crashed": False, "restarts": None}
+                  "model_path": None, "served_model_name": None, "crashed": False, "restarts": None,
+                  "uptime": None, "pids": [], "rss_bytes": None, "vram_bytes": None, "gpus": None}
+        st.setdefault("unit", None)
         st["configured"] = configured
         out[name] = st
     return out

@@ -165,3 +165,29 @@ def test_gpus_reach_the_env_file_and_come_back(models_dir, tmp_path):  # noqa: F
 def test_gpus_for_ollama_are_refused():
     with pytest.raises(ValidationError, match="'gpus' places vLLM instances"):
         R.RuntimeSpec(name="ollama", gpus=[0])
+
+
+def test_facts_per_instance_with_tree_rss_uptime_and_vram(models_dir, tmp_path):  # noqa: F811
+    """A real process tree (sh with a sleeping child) as the instance; its VRAM from the fake NVML."""
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+    c = R.RuntimeController(R.RuntimeSpec(name="embed", runtime="vllm", models_dir=models_dir, port=8007,
+                                          mode="process"))
+    c.resolve_mode()
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a", gpus=[1]))
+    rec = P.start_process(["sh", "-c", "sleep 30 & sleep 30; wait"], pid_file=c.pid_file, log_file=c.log_file,
+                          startup_check=0.2)
+    try:
+        pids = c.backend.tree_pids()
+        assert rec["pid"] in pids and len(pids) >= 3, pids
+        nv = four_gpus(procs={1: {pids[-1]: 3 * GIB, 999999: GIB}})
+        st = R.runtimes_status(models_dir, nvml=nv)["embed"]
+        assert st["runtime"] == "vllm" and st["mode"] == "process" and st["port"] == 8007 and st["unit"] is None
+        assert st["pid"] == rec["pid"] and st["uptime"] is not None and 0 <= st["uptime"] < 60
+        assert st["rss_bytes"] > 0 and st["vram_bytes"] == 3 * GIB and st["gpus"] == [1]
+        assert st["healthy"] is False and st["model"] == "a" and "restarts" in st
+        no_nvml = R.runtimes_status(models_dir, nvml=FakeNVML([], fail_init=RuntimeError("no driver")))
+        assert no_nvml["embed"]["vram_bytes"] is None and no_nvml["vllm"]["vram_bytes"] is None
+    finally:
+        c.backend.stop()
+    st = R.runtimes_status(models_dir, nvml=four_gpus())["embed"]
+    assert st["running"] is False and st["rss_bytes"] is None and st["pids"] == []
