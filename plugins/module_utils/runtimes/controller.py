@@ -55,9 +55,9 @@ from ansible_collections.venom.models.plugins.module_utils.host import gpu
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health, placement
 from ansible_collections.venom.models.plugins.module_utils.runtimes.backends import (
     ProcessBackend, SystemdBackend, rss_bytes, uptime_seconds)
-from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import ENGINES, HEALTH_INTERVAL  # noqa: F401
-from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import (  # noqa: F401  (the public API)
-    DEFAULT_HEALTH_TIMEOUT, DEFAULT_STOP_TIMEOUT, DEFAULTS, MODES, RUNTIMES, STATES, Activation, Plan, RuntimeSpec, sha)
+from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import ENGINES
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import (
+    RUNTIMES, STATES, Activation, Plan, RuntimeSpec)
 from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import Systemd, systemd_booted
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal

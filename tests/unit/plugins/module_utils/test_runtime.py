@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
+from ansible_collections.venom.models.plugins.module_utils.runtimes import spec as S
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
@@ -105,7 +106,7 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
                                         "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
     got = c.engine.env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
-    assert got.api_key_sha256 == R.sha("s3cret-key")
+    assert got.api_key_sha256 == S.sha("s3cret-key")
     odd = R.Activation(model_path='/m/"x\\$HOME`', served_model_name="a'b", flags=["--x=$y"])
     c2 = ctl(models_dir, env_file=env_file, api_key='k$"`\\ey')
     assert c2.engine.write_env_file(odd) is True
@@ -427,7 +428,7 @@ def test_two_instances_serve_side_by_side_and_are_marked_in_the_manifest(models_
     b.ensure("started", "a")
     entry = Manifest(models_dir).get("a", "local")
     assert entry["active"] is True and entry["active_instances"] == ["one", "two"]
-    b2, _ = fake_processes(models_dir, monkeypatch, fb.running, name="two", runtime="vllm", port=None,
+    b2, _fb2 = fake_processes(models_dir, monkeypatch, fb.running, name="two", runtime="vllm", port=None,
                            command=["good"])
     b2.ensure("started", "b")
     entries = {e["name"]: e for e in Manifest(models_dir).models()}
