@@ -429,7 +429,7 @@ def test_two_instances_serve_side_by_side_and_are_marked_in_the_manifest(models_
     entry = Manifest(models_dir).get("a", "local")
     assert entry["active"] is True and entry["active_instances"] == ["one", "two"]
     b2, _fb2 = fake_processes(models_dir, monkeypatch, fb.running, name="two", runtime="vllm", port=None,
-                           command=["good"])
+                              command=["good"])
     b2.ensure("started", "b")
     entries = {e["name"]: e for e in Manifest(models_dir).models()}
     assert entries["a"]["active_instances"] == ["one"] and entries["a"]["active"] is True
