@@ -130,8 +130,8 @@ def test_an_instance_on_gpus_gets_its_devices_and_tensor_parallel(models_dir, mo
 
 
 def test_placement_is_refused_before_the_running_instance_stops(models_dir, monkeypatch):  # noqa: F811
-    chat, _ = fake_processes(models_dir, monkeypatch, None, name="chat", runtime="vllm", port=8001,
-                             command=["good"], gpus=[2, 3], gpu_memory_utilization=0.5)
+    chat, _chat_fake = fake_processes(models_dir, monkeypatch, None, name="chat", runtime="vllm", port=8001,
+                                      command=["good"], gpus=[2, 3], gpu_memory_utilization=0.5)
     chat.nvml = four_gpus()
     chat.ensure("started", "a")
     coder, fake = fake_processes(models_dir, monkeypatch, None, name="coder", runtime="vllm", port=8002,
