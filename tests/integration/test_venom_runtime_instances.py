@@ -22,7 +22,7 @@ from tests.lib import vllm_env
 from tests.lib.ansible_run import run_task
 from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port
 
-vllm_venv, model_dirs = vllm_env.vllm_venv, vllm_env.model_dirs  # the fixtures used here
+vllm_venv, minilm_model, model_dirs = vllm_env.vllm_venv, vllm_env.minilm_model, vllm_env.model_dirs  # the fixtures used here
 
 
 @pytest.fixture(scope="module")
