@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""venom_runtime against a real vLLM (CPU build, all-MiniLM-L6-v2): what the control costs.
+"""venom_runtime against a real vLLM (CPU build, all-MiniLM-L6-v2): what the control costs,
+per runtime instance (the runtime is the instance ``bench`` of vLLM, as on a multi-instance host).
 
 * Activation overhead: the library's activation (lock, manifest checks, state, start, health gate,
   manifest marking) from a stopped runtime, against the runtime's own time to healthy measured in
@@ -82,7 +83,7 @@ def main() -> int:
     model_path = V.copy_model(src, os.path.join(models_dir, "local", "bench", "files"))
     Manifest(models_dir).upsert(new_entry("bench", "local", local_path=model_path, runtime="vllm"))
     port = V.free_port(8030)
-    spec = dict(name="vllm", models_dir=models_dir, mode="process", port=port, served_model_name="bench",
+    spec = dict(name="bench", runtime="vllm", models_dir=models_dir, mode="process", port=port, served_model_name="bench",
                 command=[os.path.join(venv, "bin", "python"), "-m", "vllm.entrypoints.openai.api_server"],
                 args=FLAGS, max_model_len=V.MAX_MODEL_LEN, env=dict(V.VLLM_ENV),
                 health_timeout=V.VLLM_HEALTH_TIMEOUT, stop_timeout=60)

@@ -5,10 +5,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: venom_runtime
-short_description: Start, stop and restart vLLM or Ollama and activate a model on it, gated on health
+short_description: Start, stop and restart vLLM or Ollama instances and activate a model on them, gated on health
 version_added: 0.1.0
 description:
-  - Controls one inference runtime (vLLM or Ollama) on one host and which model it serves.
+  - Controls one inference runtime instance (vLLM or Ollama) on one host and which model it serves.
+  - "A host runs several instances side by side, each with its own model, port, unit, environment
+    file, log, lock, PID and state files: O(name) is the instance, O(runtime) its engine. The
+    instances named V(vllm) and V(ollama) are the single runtimes of earlier versions (C(vllm.service),
+    C(/etc/venom-models/vllm.env), ports 8000 and 11434); another vLLM instance runs as
+    C(vllm@<name>.service), the template unit of the C(venom.models.vllm) role, reading
+    C(/etc/venom-models/vllm-<name>.env). Starting, switching, failing or rolling back one instance
+    never touches another."
   - Under systemd (the units of the C(venom.models.vllm) and C(venom.models.ollama) roles) it
     uses C(systemctl); on hosts without systemd, or with O(mode=process), it runs the runtime as a
     local process tree with a PID file and a log file.
@@ -38,9 +45,17 @@ extends_documentation_fragment:
   - venom.models.common.actions
 options:
   name:
-    description: The runtime.
+    description:
+      - The runtime instance. V(vllm) and V(ollama) are the instances named after their runtime
+        (no O(runtime) needed).
+      - Any other name (letters, digits, C(_) and C(-), at most 64 characters) is an instance of
+        O(runtime), with its own O(port).
     type: str
     required: true
+  runtime:
+    description:
+      - The engine of the instance. Required unless O(name) is V(vllm) or V(ollama).
+    type: str
     choices: [vllm, ollama]
   state:
     description:
@@ -65,7 +80,9 @@ options:
     choices: [auto, systemd, process]
     default: auto
   unit:
-    description: The systemd unit. Defaults to C(vllm.service) or C(ollama.service).
+    description:
+      - The systemd unit. Defaults to C(vllm.service) or C(ollama.service) for the instances named
+        after their runtime, else C(<runtime>@<name>.service).
     type: str
   command:
     description:
@@ -100,7 +117,11 @@ options:
     type: str
     default: 127.0.0.1
   port:
-    description: Port of the runtime. Defaults to 8000 for vLLM and 11434 for Ollama.
+    description:
+      - Port of the runtime. Defaults to 8000 for the instance V(vllm) and 11434 for V(ollama).
+      - Another instance needs its own port the first time; later runs keep the recorded one. A port
+        that another instance of the host is configured with (and not stopped) is refused before
+        anything is stopped.
     type: int
   served_model_name:
     description:
@@ -113,8 +134,29 @@ options:
     description: vLLM C(--gpu-memory-utilization) (vLLM's default 0.92). Left out, the current value is kept.
     type: float
   tensor_parallel_size:
-    description: vLLM C(--tensor-parallel-size). Left out, the current value is kept.
+    description:
+      - vLLM C(--tensor-parallel-size). Left out, the current value is kept; with O(gpus) the
+        default is the number of GPUs.
     type: int
+  gpus:
+    description:
+      - vLLM, the GPUs of this instance only, as NVML and C(nvidia-smi) number them; set as
+        C(CUDA_VISIBLE_DEVICES) with C(CUDA_DEVICE_ORDER=PCI_BUS_ID) (in the environment file under
+        systemd, in the process's environment in process mode). Left out, the current placement is
+        kept; V([]) removes it. CPU instances leave it out.
+      - "Checked against NVML before anything is stopped, refused with the figures: a GPU the host
+        does not have, a GPU another instance holds (unless O(gpu_share)), free memory below what vLLM
+        will take (C(total x gpu_memory_utilization)) or a budget that cannot hold the model's weight
+        share (size / tensor_parallel_size, plus 10%), C(gpus) on a host without NVML. The checks
+        passed are returned in RV(preflight)."
+    type: list
+    elements: int
+  gpu_share:
+    description:
+      - vLLM, allow this instance on GPUs that other instances with O(gpu_share) hold, as long as the
+        instances' O(gpu_memory_utilization) on each GPU add up to at most 1.0.
+    type: bool
+    default: false
   api_key:
     description:
       - vLLM API key (guards C(/v1/*)); given to vLLM through C(VLLM_API_KEY), never on the command
@@ -142,10 +184,11 @@ options:
     description:
       - vLLM under systemd, the environment file the unit reads (C(VLLM_MODEL),
         C(VLLM_SERVED_MODEL_NAME), C(VLLM_EXTRA_ARGS), C(VLLM_API_KEY)); written with mode 0600.
+      - Default C(/etc/venom-models/vllm.env) for the instance V(vllm), else
+        C(/etc/venom-models/vllm-<name>.env).
     type: path
-    default: /etc/venom-models/vllm.env
   log_file:
-    description: Process mode, the runtime's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
+    description: Process mode, the instance's log file. Default C(<models_dir>/.venom/runtimes/<name>.log).
     type: path
 attributes:
   idempotent:
@@ -163,6 +206,8 @@ attributes:
 notes:
   - Process mode records its process in C(<models_dir>/.venom/runtimes/<name>.pid) with the
     process's start time, so a recycled PID is never signalled.
+  - The manifest records in C(active_instances) which instances serve a model; removing a model
+    that an instance serves is refused unless C(force).
 seealso:
   - module: venom.models.venom_model
   - module: venom.models.venom_model_facts
@@ -191,6 +236,36 @@ EXAMPLES = r"""
     name: ollama
     model: llama3.2:1b
     keep_alive: -1
+
+- name: Serve two models side by side, each its own vLLM instance (vllm@chat, vllm@embed)
+  venom.models.venom_runtime:
+    name: "{{ item.name }}"
+    runtime: vllm
+    model: "{{ item.model }}"
+    port: "{{ item.port }}"
+  loop:
+    - {name: chat, model: Qwen/Qwen2.5-7B-Instruct, port: 8001}
+    - {name: embed, model: sentence-transformers/all-MiniLM-L6-v2, port: 8002}
+
+- name: A chat model on GPUs 0-1 (tensor parallel 2), an embedding model sharing GPU 2
+  venom.models.venom_runtime:
+    name: "{{ item.name }}"
+    runtime: vllm
+    model: "{{ item.model }}"
+    port: "{{ item.port }}"
+    gpus: "{{ item.gpus }}"
+    gpu_memory_utilization: "{{ item.util }}"
+    gpu_share: "{{ item.share }}"
+  loop:
+    - {name: chat, model: meta-llama/Llama-3.1-70B-Instruct, port: 8001, gpus: [0, 1], util: 0.9, share: false}
+    - {name: embed, model: BAAI/bge-m3, port: 8002, gpus: [2], util: 0.3, share: true}
+    - {name: rerank, model: BAAI/bge-reranker-v2-m3, port: 8003, gpus: [2], util: 0.3, share: true}
+
+- name: Switch only the chat instance (embed keeps serving)
+  venom.models.venom_runtime:
+    name: chat
+    runtime: vllm
+    model: Qwen/Qwen2.5-14B-Instruct
 
 - name: Stop vLLM completely (no EngineCore or worker left behind)
   venom.models.venom_runtime:
@@ -242,6 +317,12 @@ pid:
   returned: success, when the run changed a started or restarted runtime
   type: int
   sample: 4242
+preflight:
+  description: The GPU pre-flight checks that passed (with O(gpus)), with their figures.
+  returned: when O(gpus) is set
+  type: list
+  elements: str
+  sample: ["NVML answers (driver 550.54.15, 4 GPUs)", "GPU 2: 78.1 GiB free, needs 72.0 GiB (weights 15.2 GiB)"]
 health_seconds:
   description: Seconds from start until the runtime was healthy.
   returned: when the runtime was started
@@ -275,7 +356,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
-from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import DEFAULTS as RUNTIME_DEFAULTS
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import DEFAULTS as RUNTIME_DEFAULTS
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import (
     RuntimeController, RuntimeSpec, public_result)
 from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import command_problem
@@ -291,12 +372,12 @@ def check_mode_preflight(spec, result: dict) -> None:
     if not any(a in result["actions"] for a in STARTS):
         return
     if result["mode"] == "process":
-        argv = list(spec.command or RUNTIME_DEFAULTS[spec.name]["command"])
+        argv = list(spec.command or RUNTIME_DEFAULTS[spec.runtime]["command"])
         env = dict(os.environ, **(spec.env or {}))
         problem = command_problem(argv, env)
         if problem:
             raise RuntimeControlError(f"{spec.name} cannot start on this host: {problem}. The real run would fail.",
-                                      fix=f"Install {spec.name} (the venom.models.{spec.name} role), or set 'command' "
+                                      fix=f"Install {spec.runtime} (the venom.models.{spec.runtime} role), or set 'command' "
                                           "to its executable.")
     if result.get("diff"):
         result["diff"]["after"]["healthy"] = None
@@ -305,7 +386,8 @@ def check_mode_preflight(spec, result: dict) -> None:
 def main():
     module = AnsibleModule(
         argument_spec=common_argument_spec(
-            name=dict(type="str", required=True, choices=["vllm", "ollama"]),
+            name=dict(type="str", required=True),
+            runtime=dict(type="str", choices=["vllm", "ollama"]),
             state=dict(type="str", choices=["started", "stopped", "restarted"], default="started"),
             model=dict(type="str"),
             mode=dict(type="str", choices=["auto", "systemd", "process"], default="auto"),
@@ -320,12 +402,14 @@ def main():
             max_model_len=dict(type="int"),
             gpu_memory_utilization=dict(type="float"),
             tensor_parallel_size=dict(type="int"),
+            gpus=dict(type="list", elements="int"),
+            gpu_share=dict(type="bool", default=False),
             api_key=dict(type="str", no_log=True),
             keep_alive=dict(type="raw", default=-1),
             health_timeout=dict(type="float", default=600.0),
             stop_timeout=dict(type="float", default=30.0),
             rollback=dict(type="bool", default=True),
-            env_file=dict(type="path", default="/etc/venom-models/vllm.env"),
+            env_file=dict(type="path"),
             log_file=dict(type="path"),
         ),
         supports_check_mode=True,
@@ -348,13 +432,13 @@ def main():
     ctl = None
     try:
         spec = RuntimeSpec(
-            name=p["name"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
+            name=p["name"], runtime=p["runtime"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
             args=p["args"], env=env, host=p["host"], port=p["port"], served_model_name=p["served_model_name"],
             max_model_len=p["max_model_len"], gpu_memory_utilization=p["gpu_memory_utilization"],
             tensor_parallel_size=p["tensor_parallel_size"], api_key=p["api_key"], keep_alive=p["keep_alive"],
             health_timeout=p["health_timeout"], stop_timeout=p["stop_timeout"], rollback=p["rollback"],
-            env_file=p["env_file"] if p["name"] == "vllm" else None, lock_timeout=p["lock_timeout"],
-            log_file=p["log_file"])
+            env_file=p["env_file"], lock_timeout=p["lock_timeout"],
+            log_file=p["log_file"], gpus=p["gpus"], gpu_share=p["gpu_share"])
         ctl = RuntimeController(spec, runner=runner if systemctl else None, check_mode=module.check_mode,
                                 warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)
         result = ctl.ensure(p["state"], p["model"])
@@ -362,7 +446,7 @@ def main():
             check_mode_preflight(spec, result)
         diff = result.pop("diff", None)
         out = public_result(result)
-        out["status"] = ctl.status() if not module.check_mode else result["_before"]
+        out["status"] = ctl.status() if not module.check_mode else ctl.plan.before
         if module._diff and diff:
             out["diff"] = diff
         module.exit_json(**out)

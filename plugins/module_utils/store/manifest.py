@@ -77,6 +77,7 @@ _ENTRY_TYPES = {
     "files": (list,),
     "active": (bool,),
     "active_runtime": (str, type(None)),
+    "active_instances": (list,),  # the runtime instances that serve the model (optional)
 }
 REQUIRED_ENTRY_KEYS = ("name", "provider", "status", "size_bytes", "capabilities", "files")
 

@@ -40,6 +40,8 @@ _OLLAMA_HOST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[0-9]{1,5})?$")
 _LOCAL_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_INSTANCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+MAX_INSTANCE_LENGTH = 64
 
 OLLAMA_DEFAULT_HOST = "registry.ollama.ai"
 OLLAMA_DEFAULT_NAMESPACE = "library"
@@ -190,6 +192,19 @@ def _validate_local_name(name: str) -> str:
             f"local model name {_describe(name)} is not valid.",
             fix="Use one to three '/'-separated parts of letters, digits, '_', '-', '.', each starting with a "
                 "letter, digit or '_', optionally followed by ':tag'.")
+    return name
+
+
+def validate_instance_name(name) -> str:
+    """A runtime instance name: it becomes part of a systemd unit name (``vllm@<name>.service``)
+    and of file names, so letters, digits, ``_`` and ``-`` only, starting with a letter or digit."""
+    what = "the runtime instance name"
+    _common_checks(name, what, MAX_INSTANCE_LENGTH)
+    if not _INSTANCE.match(name):
+        raise ValidationError(
+            f"{what} {_describe(name)} may hold only letters, digits, '_' and '-', starting with a letter or "
+            "digit (it becomes part of a systemd unit name and of file names).",
+            fix="Use a name like 'chat', 'embed-1' or 'coder_b'.")
     return name
 
 

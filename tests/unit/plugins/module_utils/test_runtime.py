@@ -5,14 +5,16 @@ activation and rollback on a real vLLM are in tests/integration/test_venom_runti
 from __future__ import annotations
 
 import hashlib
-
+import json
 import os
 import stat
 
 import pytest
 
+from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
+from ansible_collections.venom.models.plugins.module_utils.runtimes import spec as S
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
@@ -47,8 +49,10 @@ def test_spec_defaults_and_validation():
     assert spec.unit == "ollama.service" and spec.port == 11434 and spec.command == ["/usr/bin/ollama", "serve"]
     assert spec.env_file is None
     assert R.RuntimeSpec(name="vllm").env_file == "/etc/venom-models/vllm.env"
-    with pytest.raises(ValidationError, match="Unknown runtime"):
+    with pytest.raises(ValidationError, match="needs 'runtime'"):
         R.RuntimeSpec(name="tgi")
+    with pytest.raises(ValidationError, match="Unknown runtime"):
+        R.RuntimeSpec(name="tgi", runtime="tgi")
     with pytest.raises(ValidationError, match="Unknown mode"):
         R.RuntimeSpec(name="vllm", mode="docker")
     with pytest.raises(ValidationError, match="stop_timeout"):
@@ -59,36 +63,36 @@ def test_spec_defaults_and_validation():
 
 def test_flags_keep_what_is_not_given(models_dir):
     base = R.Activation(flags=["--max-model-len", "256", "--gpu-memory-utilization", "0.5", "--enforce-eager"])
-    assert ctl(models_dir)._flags(base) == base.flags
-    assert ctl(models_dir, max_model_len=512)._flags(base) == [
+    assert ctl(models_dir).engine.flags(base) == base.flags
+    assert ctl(models_dir, max_model_len=512).engine.flags(base) == [
         "--max-model-len", "512", "--gpu-memory-utilization", "0.5", "--enforce-eager"]
-    assert ctl(models_dir, args=[])._flags(base) == ["--max-model-len", "256", "--gpu-memory-utilization", "0.5"]
-    assert ctl(models_dir, tensor_parallel_size=2, gpu_memory_utilization=0.9, args=["--dtype=float32"])._flags(None) == [
+    assert ctl(models_dir, args=[]).engine.flags(base) == ["--max-model-len", "256", "--gpu-memory-utilization", "0.5"]
+    assert ctl(models_dir, tensor_parallel_size=2, gpu_memory_utilization=0.9, args=["--dtype=float32"]).engine.flags(None) == [
         "--gpu-memory-utilization", "0.9", "--tensor-parallel-size", "2", "--dtype=float32"]
 
 
 def test_model_checks_name_problem_and_fix(models_dir):
     c = ctl(models_dir)
-    assert c._model_entry("a")["name"] == "a"
+    assert c.engine.model_entry("a")["name"] == "a"
     with pytest.raises(NotFoundError, match="'nope' is not installed") as err:
-        c._model_entry("nope")
+        c.engine.model_entry("nope")
     assert "venom_model" in err.value.fix
     with pytest.raises(ValidationError, match="provider ollama, which vllm cannot serve"):
-        c._model_entry("llama3.2:latest")
+        c.engine.model_entry("llama3.2:latest")
     with pytest.raises(ValidationError, match="is damaged, not installed"):
-        c._model_entry("damaged")
+        c.engine.model_entry("damaged")
     with pytest.raises(NotFoundError, match="files of 'gone' are missing"):
-        c._model_entry("gone")
+        c.engine.model_entry("gone")
     with pytest.raises(ValidationError, match="meant for runtime ollama"):
-        c._model_entry("for-ollama")
-    assert ctl(models_dir, name="ollama")._model_entry("llama3.2")["name"] == "llama3.2:latest"
+        c.engine.model_entry("for-ollama")
+    assert ctl(models_dir, name="ollama").engine.model_entry("llama3.2")["name"] == "llama3.2:latest"
 
 
 def test_served_name_follows_the_model_unless_given(models_dir):
     c = ctl(models_dir)
     act, _entry = c.desired_activation("a")
     assert act.served_model_name == "a" and act.model_path.endswith("/local/a")
-    c._write_state(R.Activation(model="a", provider="local", model_path=act.model_path, served_model_name="alias"))
+    c.write_state(R.Activation(model="a", provider="local", model_path=act.model_path, served_model_name="alias"))
     assert ctl(models_dir).desired_activation("a")[0].served_model_name == "alias", "same model keeps its alias"
     assert ctl(models_dir).desired_activation("b")[0].served_model_name == "b", "a new model gets its own name"
     assert ctl(models_dir, served_model_name="x").desired_activation("b")[0].served_model_name == "x"
@@ -99,30 +103,33 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
     env_file = str(tmp_path / "etc" / "vllm.env")
     c = ctl(models_dir, env_file=env_file, api_key="s3cret-key")
     act = R.Activation(model="a", model_path="/m/a", served_model_name="org/a", flags=["--max-model-len", "256"])
-    assert c._write_env_file(act) is True
+    assert c.engine.write_env_file(act) is True
     assert stat.S_IMODE(os.stat(env_file).st_mode) == 0o600
-    assert c._write_env_file(act) is False, "same content: no write"
-    assert c.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
-                                 "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
-    got = c._env_file_activation()
+    assert c.engine.write_env_file(act) is False, "same content: no write"
+    assert c.engine.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
+                                        "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
+    got = c.engine.env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
-    assert got.api_key_sha256 == R._sha("s3cret-key", models_dir)
+    assert got.api_key_sha256 == S.sha("s3cret-key", models_dir)
     assert got.api_key_sha256 != hashlib.sha256(b"s3cret-key").hexdigest(), "a keyed digest, not a plain sha256"
-    with pytest.raises(ValidationError, match="cannot go into a systemd environment file"):
-        c._write_env_file(R.Activation(model_path='/m/"x', served_model_name="a"))
+    odd = R.Activation(model_path='/m/"x\\$HOME`', served_model_name="a'b", flags=["--x=$y"])
+    c2 = ctl(models_dir, env_file=env_file, api_key='k$"`\\ey')
+    assert c2.engine.write_env_file(odd) is True
+    assert c2.engine.read_env_file() == {"VLLM_MODEL": '/m/"x\\$HOME`', "VLLM_SERVED_MODEL_NAME": "a'b",
+                                         "VLLM_EXTRA_ARGS": "--x=$y", "VLLM_API_KEY": 'k$"`\\ey'}
     with pytest.raises(ValidationError, match="contains whitespace"):
-        c._write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--chat-template", "a b"]))
+        c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--chat-template", "a b"]))
     with pytest.raises(ValidationError, match=r"VLLM_API_KEY \(hidden\)") as err:
-        ctl(models_dir, env_file=env_file, api_key="bad$key")._write_env_file(act)
-    assert "bad$key" not in str(err.value)
+        ctl(models_dir, env_file=env_file, api_key="bad\nkey").engine.write_env_file(act)
+    assert "bad" not in str(err.value)
 
 
 def test_env_file_reader_accepts_what_an_operator_writes(models_dir, tmp_path):
     env_file = tmp_path / "vllm.env"
     env_file.write_text("# comment\n\nVLLM_MODEL='/srv/m'\n; other comment\nVLLM_SERVED_MODEL_NAME=m\nnonsense\n")
     c = ctl(models_dir, env_file=str(env_file))
-    assert c.read_env_file() == {"VLLM_MODEL": "/srv/m", "VLLM_SERVED_MODEL_NAME": "m"}
-    assert ctl(models_dir, env_file=str(tmp_path / "absent")).read_env_file() == {}
+    assert c.engine.read_env_file() == {"VLLM_MODEL": "/srv/m", "VLLM_SERVED_MODEL_NAME": "m"}
+    assert ctl(models_dir, env_file=str(tmp_path / "absent")).engine.read_env_file() == {}
 
 
 def test_auto_mode_without_systemd_is_process(models_dir, monkeypatch):
@@ -148,12 +155,12 @@ def test_auto_mode_uses_systemd_when_booted_and_the_unit_exists(models_dir, monk
 
 
 def test_plans_on_a_stopped_runtime(models_dir):
-    plan = ctl(models_dir)._plan("started", "a")
-    assert plan["changed"] and plan["actions"] == ["activate", "start", "mark-active"]
-    assert plan["diff"]["before"]["state"] == "stopped" and plan["diff"]["after"]["model"] == "a"
-    assert ctl(models_dir)._plan("stopped", None)["changed"] is False
+    plan = ctl(models_dir).make_plan("started", "a")
+    assert plan.changed and plan.actions == ["activate", "start", "mark-active"]
+    assert plan.diff()["before"]["state"] == "stopped" and plan.diff()["after"]["model"] == "a"
+    assert ctl(models_dir).make_plan("stopped", None).changed is False
     with pytest.raises(RuntimeControlError, match="no model to serve"):
-        ctl(models_dir)._plan("started", None)
+        ctl(models_dir).make_plan("started", None)
     with pytest.raises(ValidationError, match="cannot be combined with state: stopped"):
         ctl(models_dir).ensure("stopped", "a")
 
@@ -170,13 +177,13 @@ def test_check_mode_changes_nothing(models_dir):
 def test_a_stale_pid_file_is_a_crash_to_recover(models_dir):
     c = ctl(models_dir)
     os.makedirs(c.state_dir, exist_ok=True)
-    c._write_state(R.Activation(model="a", provider="local", model_path=c._model_entry("a")["local_path"],
-                                served_model_name="a", process=c._process_desc()))
+    c.write_state(R.Activation(model="a", provider="local", model_path=c.engine.model_entry("a")["local_path"],
+                               served_model_name="a", process=c.engine.process_desc()))
     P.atomic_write_json(c.pid_file, {"kind": P.PID_FILE_KIND, "pid": os.getpid(), "pid_start": 1, "sid": 1})
     st = c.status()
     assert st["running"] is False and st["crashed"] is True
-    plan = c._plan("started", None)
-    assert plan["recovered"] is True and plan["actions"][:1] == ["recover"] and "start" in plan["actions"]
+    plan = c.make_plan("started", None)
+    assert plan.recovered is True and plan.actions[:1] == ["recover"] and "start" in plan.actions
 
 
 def test_log_excerpt_is_the_last_start_only(models_dir):
@@ -185,7 +192,7 @@ def test_log_excerpt_is_the_last_start_only(models_dir):
     with open(c.log_file, "w", encoding="utf-8") as fh:
         fh.write(f"{P.LOG_START_MARK}vllm at t1: old\nold line\n{P.LOG_START_MARK}vllm at t2: new\nValueError: bad\n")
     c.mode = "process"
-    assert c._log_tail() == [f"{P.LOG_START_MARK}vllm at t2: new", "ValueError: bad"]
+    assert c.backend.log_tail() == [f"{P.LOG_START_MARK}vllm at t2: new", "ValueError: bad"]
 
 
 class FakeSystemctl:
@@ -222,7 +229,7 @@ class SystemdRig:
         self.models_dir, self.env_file, self.broken, self.spec = models_dir, env_file, broken, spec
         self.serving = {}
         self.reader = R.RuntimeController(R.RuntimeSpec(name="vllm", env_file=env_file))
-        self.sysctl = FakeSystemctl(on_start=lambda: self.serving.update(path=self.reader.read_env_file()["VLLM_MODEL"]))
+        self.sysctl = FakeSystemctl(on_start=lambda: self.serving.update(path=self.reader.engine.read_env_file()["VLLM_MODEL"]))
 
     def _health(self, act, timeout=5.0):  # pylint: disable=unused-argument
         ok = (self.sysctl.active == "active" and act is not None and self.serving.get("path") == act.model_path
@@ -232,7 +239,7 @@ class SystemdRig:
     def make(self):
         c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=self.models_dir, env_file=self.env_file,
                                               port=8039, **self.spec), runner=self.sysctl)
-        c._health = self._health
+        c.engine.health = self._health
         return c
 
 
@@ -243,7 +250,7 @@ def test_systemd_activation_writes_the_env_file_and_restarts_the_unit(models_dir
 
     res = make().ensure("started", "a")
     assert res["mode"] == "systemd" and res["changed"] and "activate" in res["actions"]
-    env = reader.read_env_file()
+    env = reader.engine.read_env_file()
     assert env["VLLM_MODEL"].endswith("/local/a") and env["VLLM_EXTRA_ARGS"] == "--max-model-len 256"
     assert ["start", "--", "vllm.service"] in sysctl.calls
     assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
@@ -287,10 +294,173 @@ def test_systemd_rollback_restores_the_previous_env_file(models_dir, tmp_path, m
 def test_from_state_finds_the_runtime_as_last_configured(models_dir):
     c = ctl(models_dir, port=8031, host="127.0.0.1")
     c.resolve_mode()
-    c._write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
     again = R.RuntimeController.from_state(models_dir, "vllm")
     assert again.spec.port == 8031 and again.spec.mode == "process" and again.url == "http://127.0.0.1:8031"
     st = again.status()
     assert st["mode"] == "process" and st["running"] is False and st["model"] == "a" and st["healthy"] is False
     fresh = R.RuntimeController.from_state(models_dir, "ollama")
     assert fresh.spec.port == 11434 and fresh.spec.mode == "auto"
+
+
+class FakeProcesses(backends.ProcessBackend):
+    """The process backend with the process table faked: ``start`` runs the real code up to
+    ``proc.start_process`` (recorded in ``started``); the server is healthy only when started
+    with the command ``good``. ``running`` is the (argv, env) of the server that runs now."""
+
+    def __init__(self, spec, pid_file, log_file, running=None):
+        super().__init__(spec, pid_file, log_file)
+        self.running, self.started, self.stops = running, [], 0
+
+    def status(self):
+        return {"running": self.running is not None, "crashed": False, "pid": 4242 if self.running else None}
+
+    def launch(self):
+        return self.running
+
+    def stop(self):
+        self.stops += 1
+        self.running = None
+        return {"found": [4242]}
+
+    def healthy(self, act, timeout=5.0):  # pylint: disable=unused-argument
+        ok = self.running is not None and self.running[0][0] == "good"
+        return ok, "answers" if ok else "engine failed"
+
+
+def fake_processes(models_dir, monkeypatch, running, **spec):
+    c = ctl(models_dir, health_timeout=0.3, **spec)
+    c.resolve_mode()
+    fake = FakeProcesses(c.spec, c.pid_file, c.log_file, running)
+
+    def start_process(argv, env=None, **_kw):
+        fake.started.append((list(argv), dict(env)))
+        fake.running = (list(argv), dict(env))
+        return {"pid": 4242}
+
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    c._backend, c.engine.health = fake, fake.healthy
+    return c, fake
+
+
+def serve_a_with_good(models_dir, monkeypatch):
+    """'a' served by the command 'good' with the secret env TOKEN=old (as a previous run left it)."""
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"], env={"TOKEN": "old"})
+    c.ensure("started", "a")
+    assert fake.started[-1][0][0] == "good" and fake.started[-1][1]["TOKEN"] == "old"
+    return fake.running
+
+
+def test_rollback_restores_the_previous_command_and_env(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"], env={"TOKEN": "new"})
+    with pytest.raises(RuntimeControlError, match="rolled back: 'a' is serving again") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is True
+    assert [argv[0] for argv, _env in fake.started] == ["bad", "good"]
+    argv, env = fake.started[-1]
+    assert env["TOKEN"] == "old", "the previous env, not the new one"
+    assert argv[argv.index("--model") + 1].endswith("/local/a")
+    state = c.read_state()["activation"]
+    assert state["model"] == "a" and state["process"]["command"] == ["good"]
+    assert "old" not in json.dumps(c.read_state()) and "new" not in json.dumps(c.read_state()["activation"]), \
+        "env values only as a hash in the state file"
+
+
+def test_rollback_without_the_previous_process_uses_the_recorded_command(models_dir, monkeypatch):
+    serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])  # the server had gone
+    with pytest.raises(RuntimeControlError, match="rolled back"):
+        c.ensure("started", "b")
+    assert [argv[0] for argv, _env in fake.started] == ["bad", "good"]
+
+
+def test_a_failed_rollback_stops_what_it_started_and_says_so(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    fake.healthy = lambda act, timeout=5.0: (False, "engine failed")
+    c.engine.health = fake.healthy
+    with pytest.raises(RuntimeControlError, match="stopped what the rollback started") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is False
+    assert len(fake.started) == 2 and fake.stops == 3 and fake.running is None, "old, new, rollback: all stopped"
+    assert c.read_state()["activation"]["model"] == "a"
+
+
+def test_the_launch_of_a_running_process_is_read_from_proc(models_dir, tmp_path):
+    c = ctl(models_dir)
+    b = backends.ProcessBackend(c.spec, str(tmp_path / "x.pid"), str(tmp_path / "x.log"))
+    P.start_process(["sleep", "30"], pid_file=b.pid_file, log_file=b.log_file,
+                    env=dict(os.environ, VENOM_SECRET="s3"), startup_check=0)
+    try:
+        argv, env = b.launch()
+        assert argv == ["sleep", "30"] and env["VENOM_SECRET"] == "s3" and P.MARKER_ENV not in env
+    finally:
+        b.stop()
+    assert b.launch() is None
+
+
+def test_instances_get_their_own_unit_env_file_and_files(models_dir):
+    spec = R.RuntimeSpec(name="chat", runtime="vllm", port=8001)
+    assert spec.unit == "vllm@chat.service" and spec.env_file == "/etc/venom-models/vllm-chat.env"
+    assert R.RuntimeSpec(name="vllm", runtime="vllm").unit == "vllm.service", "the runtime-named instance as before"
+    assert R.RuntimeSpec(name="small", runtime="ollama", port=11500).env_file is None
+    c = ctl(models_dir, name="chat", runtime="vllm", port=8001)
+    assert [os.path.basename(p) for p in (c.pid_file, c.log_file, c.state_file)] == ["chat.pid", "chat.log", "chat.json"]
+    with pytest.raises(ValidationError, match="'chat2' has no port yet"):
+        R.RuntimeController(R.RuntimeSpec(name="chat2", runtime="vllm", models_dir=models_dir))
+    c.resolve_mode()
+    c.write_state(None)
+    assert R.RuntimeController(R.RuntimeSpec(name="chat", runtime="vllm", models_dir=models_dir)).spec.port == 8001, \
+        "a later run keeps the recorded port"
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "a.b", "vllm@x", "-x", "x" * 65, "chat\n", "ch\u0430t", ""])
+def test_instance_names_are_validated(name):
+    with pytest.raises(ValidationError, match="instance name"):
+        R.RuntimeSpec(name=name, runtime="vllm", port=8001)
+
+
+def test_the_other_runtimes_name_is_refused():
+    with pytest.raises(ValidationError, match="name of the other runtime"):
+        R.RuntimeSpec(name="ollama", runtime="vllm", port=8001)
+
+
+def test_two_instances_serve_side_by_side_and_are_marked_in_the_manifest(models_dir, monkeypatch):
+    a, fa = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"])
+    a.ensure("started", "a")
+    b, fb = fake_processes(models_dir, monkeypatch, None, name="two", runtime="vllm", port=8002, command=["good"])
+    b.ensure("started", "a")
+    entry = Manifest(models_dir).get("a", "local")
+    assert entry["active"] is True and entry["active_instances"] == ["one", "two"]
+    b2, _fb2 = fake_processes(models_dir, monkeypatch, fb.running, name="two", runtime="vllm", port=None,
+                              command=["good"])
+    b2.ensure("started", "b")
+    entries = {e["name"]: e for e in Manifest(models_dir).models()}
+    assert entries["a"]["active_instances"] == ["one"] and entries["a"]["active"] is True
+    assert entries["b"]["active_instances"] == ["two"] and entries["b"]["active_runtime"] == "two"
+    assert fa.running is not None and fa.stops == 0, "switching 'two' did not touch 'one'"
+    assert {n: d["port"] for n, d in R.instance_states(models_dir).items()} == {"one": 8001, "two": 8002}
+
+
+def test_a_port_of_another_instance_is_refused_before_anything_stops(models_dir, monkeypatch):
+    a, _fa = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"])
+    a.ensure("started", "a")
+    b, fb = fake_processes(models_dir, monkeypatch, (["good"], {}), name="two", runtime="vllm", port=8001,
+                           command=["good"])
+    with pytest.raises(ValidationError, match="Port 8001 is the port of the runtime instance 'one'"):
+        b.ensure("started", "b")
+    assert fb.stops == 0 and fb.started == []
+    a.ensure("stopped")
+    b.ensure("started", "b")  # a stopped instance's port may be taken
+    assert fb.started
+
+
+def test_runtimes_status_is_keyed_by_instance(models_dir, monkeypatch):
+    c, _f = fake_processes(models_dir, monkeypatch, None, name="embed", runtime="vllm", port=8005, command=["good"])
+    c.ensure("started", "a")
+    st = R.runtimes_status(models_dir)
+    assert sorted(st) == ["embed", "ollama", "vllm"]
+    assert st["embed"]["runtime"] == "vllm" and st["embed"]["port"] == 8005 and st["embed"]["model"] == "a"
+    assert st["embed"]["configured"] is True and st["vllm"]["configured"] is False
+    assert st["embed"]["log_file"].endswith("/embed.log")

@@ -1,0 +1,193 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""GPU placement and pre-flight of runtime instances against a fake NVML (no GPU on the CI
+machines): device count, free memory, per-process memory. What the real NVML returns on a GPU
+host was not seen here (see docs/runtime.md)."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
+from ansible_collections.venom.models.plugins.module_utils.host import gpu as G
+from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
+from ansible_collections.venom.models.plugins.module_utils.runtimes.placement import check_placement
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+
+from tests.unit.plugins.module_utils.test_runtime import fake_processes, models_dir  # noqa: F401  pylint: disable=unused-import
+
+GIB = G.GIB
+
+
+class FakeNVML:
+    """pynvml with ``devices``: a list of (total bytes, free bytes, {pid: used bytes or None})."""
+
+    def __init__(self, devices, fail_init=None):
+        self.devices, self.fail_init, self.shutdowns = devices, fail_init, 0
+
+    def nvmlInit(self):
+        if self.fail_init:
+            raise self.fail_init
+
+    def nvmlShutdown(self):
+        self.shutdowns += 1
+
+    def nvmlSystemGetDriverVersion(self):
+        return b"550.54.15"
+
+    def nvmlDeviceGetCount(self):
+        return len(self.devices)
+
+    def nvmlDeviceGetHandleByIndex(self, i):
+        return i
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        total, free, _procs = self.devices[h]
+        return SimpleNamespace(total=total, free=free, used=total - free)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in self.devices[h][2].items()]
+
+
+def four_gpus(free=70, procs=None):
+    return FakeNVML([(80 * GIB, free * GIB, dict((procs or {}).get(i, {}))) for i in range(4)])
+
+
+def host(nvml):
+    found, reason = G.probe(nvml)
+    assert found is not None, reason
+    return found
+
+
+def test_probe_reads_devices_and_per_process_memory():
+    nv = four_gpus(procs={1: {100: 2 * GIB, 101: None}, 2: {100: GIB}})
+    h = host(nv)
+    assert h.count == 4 and h.driver_version == "550.54.15" and h.devices[0].total == 80 * GIB
+    assert h.vram_of([100, 101]) == 3 * GIB and h.vram_of([101]) is None and h.vram_of([7]) is None
+    assert nv.shutdowns == 1
+
+
+def test_no_driver_is_a_reason_not_an_error():
+    found, reason = G.probe(FakeNVML([], fail_init=RuntimeError("Driver Not Loaded")))
+    assert found is None and "Driver Not Loaded" in reason
+
+
+def test_refusals_name_the_problem():
+    h = host(four_gpus())
+    with pytest.raises(ValidationError, match=r"asks for GPUs \[0\], but this host has no usable NVML: no driver"):
+        check_placement("chat", [0], None, "no driver")
+    with pytest.raises(ValidationError, match=r"asks for GPU 4, 7, but this host has GPUs 0-3"):
+        check_placement("chat", [3, 4, 7], h)
+    with pytest.raises(ValidationError, match="lists a GPU twice"):
+        check_placement("chat", [1, 1], h)
+    with pytest.raises(ValidationError, match="tensor_parallel_size 4 needs 4 GPUs"):
+        check_placement("chat", [0, 1], h, tensor_parallel_size=4)
+    other = {"name": "embed", "gpus": [2], "gpu_share": False, "utilization": 0.3}
+    with pytest.raises(ValidationError, match="GPU 2 is held by the instance 'embed'"):
+        check_placement("chat", [2], h, others=[other], utilization=0.5)
+    with pytest.raises(ValidationError, match="GPU 2 is held"):
+        check_placement("chat", [2], h, others=[other], utilization=0.5, gpu_share=True)  # embed does not share
+    assert check_placement("chat", [0, 1], h, others=[other], utilization=0.5) == [
+        "NVML answers (driver 550.54.15, 4 GPUs)", "GPU 0: 70.0 GiB free, needs 40.0 GiB (weights 0.0 GiB)",
+        "GPU 1: 70.0 GiB free, needs 40.0 GiB (weights 0.0 GiB)"]
+    with pytest.raises(ValidationError, match=r"GPU 0 has 70.0 GiB free \(of 80.0 GiB\); the instance 'chat' needs 72.0 GiB"):
+        check_placement("chat", [0], h)  # vLLM's default 0.9 of 80 GiB
+
+
+def test_memory_checks_give_the_figures():
+    h = host(four_gpus(free=30))
+    with pytest.raises(ValidationError, match=r"GPU 0 has 30.0 GiB free \(of 80.0 GiB\); the instance 'chat' needs "
+                                              r"40.0 GiB \(0.5 x total\)"):
+        check_placement("chat", [0], h, utilization=0.5)
+    with pytest.raises(ValidationError, match=r"weight share 40.0 GiB \(\+10% margin: 44.0 GiB\) does not fit the "
+                                              r"instance's budget 24.0 GiB"):
+        check_placement("chat", [0], h, utilization=0.3, weights_bytes=40 * GIB)
+    checks = check_placement("chat", [0, 1], h, utilization=0.3, weights_bytes=40 * GIB)
+    assert checks[1] == "GPU 0: 30.0 GiB free, needs 24.0 GiB (weights 22.0 GiB)", "split over TP 2"
+
+
+def test_own_processes_count_as_free_and_sharing_adds_up():
+    h = host(four_gpus(free=10, procs={0: {500: 50 * GIB}}))
+    with pytest.raises(ValidationError, match="GPU 0 has 10.0 GiB free"):
+        check_placement("chat", [0], h, utilization=0.5)
+    assert len(check_placement("chat", [0], h, utilization=0.5, own_pids=[500])) == 2
+    sharer = {"name": "embed", "gpus": [0], "gpu_share": True, "utilization": 0.3}
+    assert len(check_placement("chat", [0], h, utilization=0.5, own_pids=[500], gpu_share=True, others=[sharer])) == 2
+    with pytest.raises(ValidationError, match="would add up to 1.20, more than 1.0"):
+        check_placement("chat", [0], h, utilization=0.9, own_pids=[500], gpu_share=True, others=[sharer])
+
+
+def test_an_instance_on_gpus_gets_its_devices_and_tensor_parallel(models_dir, monkeypatch):  # noqa: F811
+    c, fake = fake_processes(models_dir, monkeypatch, None, name="chat", runtime="vllm", port=8001,
+                             command=["good"], gpus=[2, 3], gpu_memory_utilization=0.5)
+    c.nvml = four_gpus()
+    res = c.ensure("started", "a")
+    argv, env = fake.started[-1]
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "2"
+    assert res["preflight"][0].startswith("NVML answers") and len(res["preflight"]) == 3
+    assert R.instance_states(models_dir)["chat"]["gpus"] == [2, 3]
+
+
+def test_placement_is_refused_before_the_running_instance_stops(models_dir, monkeypatch):  # noqa: F811
+    chat, _chat_fake = fake_processes(models_dir, monkeypatch, None, name="chat", runtime="vllm", port=8001,
+                                      command=["good"], gpus=[2, 3], gpu_memory_utilization=0.5)
+    chat.nvml = four_gpus()
+    chat.ensure("started", "a")
+    coder, fake = fake_processes(models_dir, monkeypatch, None, name="coder", runtime="vllm", port=8002,
+                                 command=["good"], gpus=[0], gpu_memory_utilization=0.5)
+    coder.nvml = four_gpus()
+    coder.ensure("started", "a")
+    again, fake = fake_processes(models_dir, monkeypatch, fake.running, name="coder", runtime="vllm", port=None,
+                                 command=["good"], gpus=[3])
+    again.nvml = four_gpus()
+    with pytest.raises(ValidationError, match="GPU 3 is held by the instance 'chat'"):
+        again.ensure("started", "b")
+    assert fake.stops == 0 and fake.started == [], "the running coder was not touched"
+    again.nvml = FakeNVML([], fail_init=RuntimeError("NVML Shared Library Not Found"))
+    again.spec.gpus = [1]
+    with pytest.raises(ValidationError, match="no usable NVML: NVML could not initialise"):
+        again.ensure("started", "b")
+    assert fake.stops == 0
+    assert [e["name"] for e in Manifest(models_dir).models() if "coder" in e.get("active_instances", [])] == ["a"]
+
+
+def test_gpus_reach_the_env_file_and_come_back(models_dir, tmp_path):  # noqa: F811
+    c = R.RuntimeController(R.RuntimeSpec(name="chat", runtime="vllm", models_dir=models_dir, port=8001,
+                                          env_file=str(tmp_path / "vllm-chat.env")))
+    act = R.Activation(model_path="/m/a", served_model_name="a", gpus=[0, 1])
+    c.engine.write_env_file(act)
+    env = c.engine.read_env_file()
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert c.engine.env_file_activation().gpus == [0, 1]
+
+
+def test_gpus_for_ollama_are_refused():
+    with pytest.raises(ValidationError, match="'gpus' places vLLM instances"):
+        R.RuntimeSpec(name="ollama", gpus=[0])
+
+
+def test_facts_per_instance_with_tree_rss_uptime_and_vram(models_dir, tmp_path):  # noqa: F811
+    """A real process tree (sh with a sleeping child) as the instance; its VRAM from the fake NVML."""
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+    c = R.RuntimeController(R.RuntimeSpec(name="embed", runtime="vllm", models_dir=models_dir, port=8007,
+                                          mode="process"))
+    c.resolve_mode()
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a", gpus=[1]))
+    rec = P.start_process(["sh", "-c", "sleep 30 & sleep 30; wait"], pid_file=c.pid_file, log_file=c.log_file,
+                          startup_check=0.2)
+    try:
+        pids = c.backend.tree_pids()
+        assert rec["pid"] in pids and len(pids) >= 3, pids
+        nv = four_gpus(procs={1: {pids[-1]: 3 * GIB, 999999: GIB}})
+        st = R.runtimes_status(models_dir, nvml=nv)["embed"]
+        assert st["runtime"] == "vllm" and st["mode"] == "process" and st["port"] == 8007 and st["unit"] is None
+        assert st["pid"] == rec["pid"] and st["uptime"] is not None and 0 <= st["uptime"] < 60
+        assert st["rss_bytes"] > 0 and st["vram_bytes"] == 3 * GIB and st["gpus"] == [1]
+        assert st["healthy"] is False and st["model"] == "a" and "restarts" in st
+        no_nvml = R.runtimes_status(models_dir, nvml=FakeNVML([], fail_init=RuntimeError("no driver")))
+        assert no_nvml["embed"]["vram_bytes"] is None and no_nvml["vllm"]["vram_bytes"] is None
+    finally:
+        c.backend.stop()
+    st = R.runtimes_status(models_dir, nvml=four_gpus())["embed"]
+    assert st["running"] is False and st["rss_bytes"] is None and st["pids"] == []
