@@ -29,7 +29,9 @@ OLAH_PORTS = range(18101, 18110)
 VLLM_PORTS = range(8021, 8030)
 # a cold cache builds the vLLM venv first (minutes); vLLM then needs a minute or two on 2 cores
 RUN_TIMEOUT = float(os.environ.get("VENOM_DEMO_TIMEOUT", "3600"))
-SECOND_RUN_BUDGET = 60.0
+# no download, no start: far below a first run (the README's timings are measured, not asserted);
+# generous so that a loaded CI machine does not fail a run that changed nothing
+SECOND_RUN_BUDGET = 240.0
 RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 INSTALL_TASK = "Install the model through the mirror"
 SERVE_TASK = "Serve the model with vLLM on the CPU"
