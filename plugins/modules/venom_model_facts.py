@@ -197,7 +197,7 @@ ansible_facts:
             max_context_length: 512
     venom_usage:
       description:
-        - Disk, CPU, memory and GPU figures (the source documents' C(/models/usage)).
+        - Disk, CPU, memory and GPU figures.
         - GPU fields are null and C(notes) says why when there is no GPU, driver or NVML library.
       returned: when the usage subset is gathered
       type: dict
