@@ -285,8 +285,12 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
             os.close(log_fd)
             log_fd = sink
         pid = spawn_detached(exe, list(argv), env, cwd=cwd, stdout=log_fd, stderr=log_fd)
-    finally:
+    except BaseException:
         os.close(log_fd)
+        if rotator is not None:  # its pipe is closed now: it ends; reap it so no zombie is left
+            logsize.wait_rotator(rotator)
+        raise
+    os.close(log_fd)
     proc = read_proc(pid)
     rec = {"kind": PID_FILE_KIND, "name": name, "pid": pid, "pid_start": proc.start if proc else None,
            "boot_id": boot_id(), "sid": pid, "marker": marker, "port": port, "host": host,
