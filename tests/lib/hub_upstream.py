@@ -32,6 +32,7 @@ class Hub:
     def __init__(self, root: str | None = None, venv: str | None = None):
         self._owned = root is None
         self.root = root or tempfile.mkdtemp(prefix="venom-hub-")
+        os.makedirs(self.root, exist_ok=True)
         self.olah = OlahMirror(self.root, venv or olah_venv())
         self.counter: EgressCounter | None = None
 
@@ -55,6 +56,8 @@ class Hub:
         return sum(len(data) for data in repo.files.values())
 
     def start(self) -> "Hub":
+        if not self.olah.repos:  # olah's readiness probe asks for a repository it serves
+            self.create("venom-hub/ready", {"README.md": b"readiness probe\n"})
         self.olah.start()
         self.counter = EgressCounter(("127.0.0.1", self.olah.port))
         return self
