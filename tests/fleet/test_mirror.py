@@ -22,6 +22,8 @@ is what the fleet fetched from outside. In order (each test builds on the one be
    counts the bytes it sends); the three hosts run Ollama (the test double: no Ollama binary can
    be had here) and pull ``{{ venom_mirror_registry }}/library/tiny-chat`` with venom_model: every
    blob leaves the upstream once.
+6. Offline (air-gapped): the mirror serves a git repository seeded into mirror_repos_dir and never
+   contacts the upstream; a host installs it through site.yml.
 """
 from __future__ import annotations
 
@@ -37,6 +39,7 @@ from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
 from tests.lib.hub_upstream import Hub
 from tests.lib.olah_env import safetensors_bytes
+from tests.lib.olah_mirror import commit_repo
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV = "/opt/venom-py"  # the modules' Python on the model hosts (requirements-target.txt)
@@ -257,3 +260,23 @@ def test_ollama_models_come_through_the_registry_cache(mirror_fleet, oci_registr
     registry = facts["cache"]["registry"]
     assert {"name": spec.repo, "tags": [spec.tag]} in registry["repositories"], registry
     assert registry["blob_bytes"] >= published.size, registry
+
+
+def test_an_offline_mirror_serves_seeded_repositories(mirror_fleet, tmp_path):
+    fx, env, hub = mirror_fleet, mirror_fleet["env"], mirror_fleet["hub"]
+    name = "venom-airgap/seeded"
+    files = _files(name, 1)
+    # seeded as an operator does: a git repository (weights as git-lfs files) copied into place
+    rootfs = os.path.join(env.state_dir, "hosts", env.host(1).name, "root")
+    repo_dir = os.path.join(rootfs, "var/lib/venom-mirror/repos/models", name)
+    commit = commit_repo(repo_dir, files, "seeded for an air-gapped fleet")
+    env.ssh(1, "chown -R venom-mirror:venom-mirror /var/lib/venom-mirror/repos")
+    inv = _inventory(fx, [name], "offline.yml", mirror_offline=True, mirror_prewarm_models=[])
+    hub.counter.reset()
+    res = _site(fx, inv, extra=("--limit", f"venom_mirror:{env.host(2).name}"))
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
+    item = res.task("Install, verify or update the other models", host=env.host(2).name)["results"][-1]
+    assert item["changed"] is True and item["revision"] == commit, item
+    assert (name, "installed") in _installed(fx, 2)
+    assert hub.counter.received == 0 and hub.counter.connections == 0, "an offline mirror never calls the upstream"
+    assert "offline = true" in env.ssh(1, "cat /etc/venom-models/venom-mirror.toml").stdout
