@@ -106,7 +106,7 @@ class Mirror:
 
 
 def _fleet(pool, endpoint: str, n: int, work: str) -> tuple:
-    dirs = [tempfile.mkdtemp(dir=work) for _ in range(n)]
+    dirs = [tempfile.mkdtemp(dir=work) for _host in range(n)]
     start = time.perf_counter()
     list(pool.map(_install, [(endpoint, d) for d in dirs]))
     took = time.perf_counter() - start
