@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import time
 
 import pytest
+import requests
 import yaml
 
 from tests.fleet import harness
@@ -122,6 +124,19 @@ def _installed(fx, index: int) -> list:
     return sorted((m["name"], m["status"]) for m in res.task("facts")["ansible_facts"]["venom_models"])
 
 
+def _wait_mirror(timeout: float = 90) -> None:
+    """Until the mirror answers (olah takes some seconds to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{MIRROR_PORT}/venom-mirror-ready", timeout=5).status_code == 404:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    pytest.fail(f"the mirror did not answer on port {MIRROR_PORT} within {timeout:g}s")
+
+
 def _model_hosts(fx) -> list:
     return [fx["env"].host(i).name for i in (2, 3, 4)]
 
@@ -142,7 +157,7 @@ def test_one_download_for_three_hosts_and_a_prewarmed_model(mirror_fleet):
 
     # the pre-warming changed the mirror; its facts list both repositories and their bytes
     mirror = fx["env"].host(1).name
-    prewarm = res.task("Pre-warm {{ item.name | default(item) }}", host=mirror)
+    prewarm = res.task("Pre-warm the cache with the listed models", host=mirror)
     assert prewarm["results"][0]["changed"] is True, prewarm
     facts = res.task("Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
     cached = {r["name"]: r["bytes"] for r in facts["cache"]["repos"]}
@@ -200,6 +215,7 @@ def test_the_mirror_down_mid_rollout_fails_clearly_and_resumes(mirror_fleet):
         assert _installed(fx, i) == [("venom-fleet/model-a", "installed"), ("venom-fleet/model-b", "installed")]
 
     env.ssh(1, "systemctl start venom-mirror.service")
+    _wait_mirror()
     res = _site(fx, inv, extra=("--limit", "models"))
     assert res.rc == 0, res.stdout[-8000:]
     c = fx["sizes"]["venom-fleet/model-c"]
