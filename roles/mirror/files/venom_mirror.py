@@ -134,8 +134,12 @@ def prewarm(url: str, repo: str, revision: str = "main", ca: str = "", repos_pat
         if got != f.size:
             raise SystemExit(f"the mirror {url} sent {got} bytes of {repo}/{f.path}, expected {f.size}")
         fetched += got
+    after = _tree_size(repos_path)[0] if repos_path else None
+    # new in the cache: it grew by the files (a cached model only adds a few KB of refreshed API answers)
+    grown = (after - before) if repos_path else None
     return {"repo": repo, "revision": revision, "commit": commit, "files": len(files), "bytes": fetched,
-            "cache_bytes_before": before, "cache_bytes_after": _tree_size(repos_path)[0] if repos_path else None}
+            "cache_bytes_before": before, "cache_bytes_after": after,
+            "cached_now": grown is not None and grown > 0 and grown >= min(64 * 1024, fetched // 2)}
 
 
 def main(argv: list) -> int:
