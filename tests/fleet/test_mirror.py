@@ -157,9 +157,9 @@ def test_one_download_for_three_hosts_and_a_prewarmed_model(mirror_fleet):
 
     # the pre-warming changed the mirror; its facts list both repositories and their bytes
     mirror = fx["env"].host(1).name
-    prewarm = res.task("Pre-warm the cache with the listed models", host=mirror)
+    prewarm = res.task("venom.models.mirror : Pre-warm the cache with the listed models", host=mirror)
     assert prewarm["results"][0]["changed"] is True, prewarm
-    facts = res.task("Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
+    facts = res.task("venom.models.mirror : Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
     cached = {r["name"]: r["bytes"] for r in facts["cache"]["repos"]}
     assert set(cached) == {"venom-fleet/model-a", "venom-fleet/model-b"}, facts
     assert cached["venom-fleet/model-a"] >= a and cached["venom-fleet/model-b"] >= b, facts
@@ -230,9 +230,9 @@ def test_the_cache_size_limit_evicts(mirror_fleet):
     res = _site(fx, _inventory(fx, [], "limit.yml", mirror_cache_size_limit="1M", mirror_prewarm_models=[]),
                 extra=("--limit", "venom_mirror"))
     assert res.rc == 0, res.stdout[-6000:]
-    restarted = [r for r in res.results if r["task"] == "Restart mirror" and r["host"] == mirror]
+    restarted = [r for r in res.results if r["task"] == "venom.models.mirror : Restart mirror" and r["host"] == mirror]
     assert restarted and restarted[0]["result"]["changed"], "a new setting restarts the mirror once"
-    facts = res.task("Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
+    facts = res.task("venom.models.mirror : Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
     # olah evicted whole entries at start until the cache fits its limit
     assert facts["cache_size_limit"] == "1M"
     assert facts["cache"]["total_bytes"] <= 1024 * 1024, facts["cache"]
@@ -272,7 +272,7 @@ def test_ollama_models_come_through_the_registry_cache(mirror_fleet, oci_registr
     sent = [r for r in oci_registry.storage_requests()[before:] if r["method"] == "GET"]
     # every blob of the model left the upstream once, for three hosts
     assert sum(r["bytes"] for r in sent) == published.size, (sent, published.size)
-    facts = res.task("Set mirror_facts", host=env.host(1).name)["ansible_facts"]["mirror_facts"]
+    facts = res.task("venom.models.mirror : Set mirror_facts", host=env.host(1).name)["ansible_facts"]["mirror_facts"]
     registry = facts["cache"]["registry"]
     assert {"name": spec.repo, "tags": [spec.tag]} in registry["repositories"], registry
     assert registry["blob_bytes"] >= published.size, registry
