@@ -1,0 +1,162 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The venom.models mirror's helper, run with the Python of olah's virtualenv.
+
+    venom_mirror.py serve CONFIG LOG_DIR      run olah (the unit's ExecStart)
+    venom_mirror.py cache-info REPOS_PATH [REGISTRY_DIR]
+                                              what olah's cache (and the registry's) holds, JSON
+    venom_mirror.py prewarm URL REPO [REV [CA [REPOS_PATH]]]
+                                              fetch every file of REPO through the mirror (JSON)
+
+serve: olah forwards the Authorization header of each client to the upstream and has no token of
+its own. When VENOM_MIRROR_UPSTREAM_TOKEN is set (the role's root-only environment file), it is
+taken out of the environment before olah starts and sent upstream as "Bearer <token>" for the
+requests that come without one; it is never printed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+class UpstreamToken:
+    """ASGI middleware: add the mirror's own token to requests that carry none."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self._header = (b"authorization", b"Bearer " + token.encode())
+
+    async def __call__(self, scope, receive, send):
+        if scope.get("type") == "http" and not any(k.lower() == b"authorization" for k, _v in scope.get("headers", [])):
+            scope = dict(scope, headers=list(scope.get("headers", [])) + [self._header])
+        await self.app(scope, receive, send)
+
+
+def serve(config: str, log_dir: str) -> int:
+    token = os.environ.pop("VENOM_MIRROR_UPSTREAM_TOKEN", "")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):  # olah's own huggingface_hub must not pick one up
+        os.environ.pop(name, None)
+    from olah import server  # pylint: disable=import-outside-toplevel
+    if token:
+        server.app.add_middleware(UpstreamToken, token=token)
+    sys.argv = ["olah-cli", "-c", config, "--log-path", log_dir]
+    server.cli()
+    return 0
+
+
+def _tree_size(path: str) -> tuple:
+    total, files, newest = 0, 0, 0.0
+    for root, _dirs, names in os.walk(path):
+        for n in names:
+            try:
+                st = os.stat(os.path.join(root, n))
+            except OSError:
+                continue
+            total += st.st_size
+            files += 1
+            newest = max(newest, st.st_mtime)
+    return total, files, newest
+
+
+def cache_info(repos_path: str) -> dict:
+    """Repositories in olah's cache (files/<type>/<org>/<name>, api/<type>/<org>/<name>) with their
+    bytes and cached revisions, LFS objects stored by hash, and the total."""
+    repos = {}
+    for area in ("files", "api"):
+        base = os.path.join(repos_path, area)
+        if not os.path.isdir(base):
+            continue
+        for rtype in sorted(os.listdir(base)):
+            for org in sorted(os.listdir(os.path.join(base, rtype))) if os.path.isdir(os.path.join(base, rtype)) else []:
+                org_dir = os.path.join(base, rtype, org)
+                for name in sorted(os.listdir(org_dir)) if os.path.isdir(org_dir) else []:
+                    key = (rtype, f"{org}/{name}")
+                    entry = repos.setdefault(key, {"name": f"{org}/{name}", "type": rtype.rstrip("s"),
+                                                   "bytes": 0, "files": 0, "revisions": set(), "last_used": 0.0})
+                    size, count, newest = _tree_size(os.path.join(org_dir, name))
+                    entry["bytes"] += size
+                    entry["last_used"] = max(entry["last_used"], newest)
+                    if area == "files":
+                        entry["files"] += count
+                        resolve = os.path.join(org_dir, name, "resolve")
+                        if os.path.isdir(resolve):
+                            entry["revisions"].update(os.listdir(resolve))
+    lfs_bytes, _count, _newest = _tree_size(os.path.join(repos_path, "lfs"))
+    total, _count, _newest = _tree_size(repos_path)
+    out = []
+    for entry in sorted(repos.values(), key=lambda e: (e["type"], e["name"])):
+        entry["revisions"] = sorted(entry["revisions"])
+        entry["last_used"] = int(entry["last_used"])
+        out.append(entry)
+    return {"repos_path": repos_path, "repos": out, "lfs_bytes": lfs_bytes, "total_bytes": total}
+
+
+def registry_info(root: str) -> dict:
+    """Repositories and tags the pull-through registry holds, and the bytes of its blobs."""
+    base = os.path.join(root, "docker", "registry", "v2")
+    repos = []
+    top = os.path.join(base, "repositories")
+    for path, dirs, _names in os.walk(top):
+        if "_manifests" in dirs:
+            tags_dir = os.path.join(path, "_manifests", "tags")
+            tags = sorted(os.listdir(tags_dir)) if os.path.isdir(tags_dir) else []
+            repos.append({"name": os.path.relpath(path, top), "tags": tags})
+            dirs[:] = [d for d in dirs if not d.startswith("_")]
+    blob_bytes, blobs, _newest = _tree_size(os.path.join(base, "blobs"))
+    return {"root": root, "repositories": sorted(repos, key=lambda r: r["name"]), "blobs": blobs,
+            "blob_bytes": blob_bytes}
+
+
+def prewarm(url: str, repo: str, revision: str = "main", ca: str = "", repos_path: str = "") -> dict:
+    """Download every file of ``repo`` at ``revision`` through the mirror and throw it away: the
+    mirror keeps it in its cache. Sends no token (the mirror adds its own upstream)."""
+    import requests  # pylint: disable=import-outside-toplevel
+    from huggingface_hub import HfApi  # pylint: disable=import-outside-toplevel
+    from huggingface_hub.utils import HfHubHTTPError  # pylint: disable=import-outside-toplevel
+    verify = ca or True
+    session = requests.Session()
+    session.verify = verify
+    try:
+        api = HfApi(endpoint=url, token=False)
+        commit = api.model_info(repo, revision=revision).sha
+        files = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True) if hasattr(f, "size")]
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise SystemExit(f"the mirror {url} could not list {repo}@{revision}: {exc}") from exc
+    before = _tree_size(repos_path)[0] if repos_path else None
+    fetched = 0
+    for f in files:
+        with session.get(f"{url}/{repo}/resolve/{commit}/{f.path}", stream=True, timeout=(10, 300)) as resp:
+            if resp.status_code != 200:
+                raise SystemExit(f"the mirror {url} answered {resp.status_code} for {repo}/{f.path}@{commit}: "
+                                 f"{resp.text[:300]}")
+            got = sum(len(chunk) for chunk in resp.iter_content(1 << 20))
+        if got != f.size:
+            raise SystemExit(f"the mirror {url} sent {got} bytes of {repo}/{f.path}, expected {f.size}")
+        fetched += got
+    after = _tree_size(repos_path)[0] if repos_path else None
+    # new in the cache: it grew by the files (a cached model only adds a few KB of refreshed API answers)
+    grown = (after - before) if repos_path else None
+    return {"repo": repo, "revision": revision, "commit": commit, "files": len(files), "bytes": fetched,
+            "cache_bytes_before": before, "cache_bytes_after": after,
+            "cached_now": grown is not None and grown > 0 and grown >= min(64 * 1024, fetched // 2)}
+
+
+def main(argv: list) -> int:
+    if len(argv) >= 3 and argv[0] == "serve":
+        return serve(argv[1], argv[2])
+    if len(argv) in (2, 3) and argv[0] == "cache-info":
+        out = cache_info(argv[1])
+        if len(argv) == 3 and argv[2]:
+            out["registry"] = registry_info(argv[2])
+        print(json.dumps(out))
+        return 0
+    if 3 <= len(argv) <= 6 and argv[0] == "prewarm":
+        print(json.dumps(prewarm(argv[1], argv[2], *argv[3:6])))
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

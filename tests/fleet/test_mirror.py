@@ -1,0 +1,254 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One download per fleet: venom.models.mirror and site.yml's mirror play on four real hosts.
+
+Host 1 is the mirror (group ``venom_mirror``: the role installs olah from the fleet wheelhouse,
+as on an air-gapped host, and runs it as a hardened unit); hosts 2-4 install models through it
+with ``site.yml``. The mirror's upstream is a second olah on this machine playing the Hub
+(tests/lib/hub_upstream.py); every byte it sends passes a counter, so ``hub.counter.received``
+is what the fleet fetched from outside. In order (each test builds on the one before):
+
+1. ``site`` with a pre-warmed model B and model A on the three hosts: B crosses the counter once
+   while the mirror play pre-warms it, A once while three hosts install it. The mirror's token
+   goes upstream and nowhere else; ``mirror_facts`` lists both repositories and their size.
+2. B installed on the three hosts afterwards comes from the warm cache: (almost) nothing from
+   outside.
+3. The mirror stops in the middle of a rollout: each host fails before installing, naming the
+   mirror, and has nothing half-installed; with the mirror back the same run installs model C,
+   fetched from outside once.
+4. olah's cache size limit (mirror_cache_size_limit) evicts the cache when the mirror restarts.
+5. Offline (air-gapped): the mirror serves a git repository seeded into mirror_repos_dir and never
+   contacts the upstream; a host installs it through site.yml.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.fleet import harness
+from tests.lib.ansible_run import run_playbook
+from tests.lib.fleet_env import start_fleet
+from tests.lib.hub_upstream import Hub
+from tests.lib.olah_env import safetensors_bytes
+from tests.lib.olah_mirror import commit_repo
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV = "/opt/venom-py"  # the modules' Python on the model hosts (requirements-target.txt)
+MIRROR_PORT = 18160
+TOKEN = "hf_venomMirrorTestToken0123456789"
+MODELS = {  # name -> megabytes of weights
+    "venom-fleet/model-a": 3,
+    "venom-fleet/model-b": 2,
+    "venom-fleet/model-c": 2,
+}
+# What a mirror fetches beyond the files themselves (API answers, HEADs, HTTP headers), per
+# repository: measured about 12 KB for a three-file repository; far below one more copy.
+OVERHEAD = 64 * 1024
+
+
+def _files(name: str, mb: int) -> dict:
+    seed = sum(name.encode())
+    return {"config.json": f'{{"model_type": "llama", "name": "{name}"}}\n'.encode(),
+            "model.safetensors": safetensors_bytes(mb * 1024 * 1024 // 4, seed=seed)}
+
+
+def _target_specs() -> list:
+    with open(os.path.join(REPO, "requirements-target.txt"), encoding="utf-8") as fh:
+        return [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def mirror_fleet(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mirror")
+    # wheels once on this machine; hosts install from /srv/venom-wheels/<link> without an index
+    harness.wheelhouse(["olah==0.5.4"], link="olah")
+    harness.wheelhouse(_target_specs(), link="venom-target")
+    with Hub() as hub:
+        sizes = {name: hub.create(name, _files(name, mb)) for name, mb in MODELS.items()}
+        with start_fleet(count=4, name="venom-mirror", ssh_port=2251, ollama_port=11551, vllm_port=8151,
+                         groups={"venom_mirror": [1], "models": [2, 3, 4]}) as env:
+            def prepare(h):
+                env.ssh(h, f"python3 -m venv --system-site-packages {VENV} && {VENV}/bin/pip install -q --no-index "
+                           f"--find-links /srv/venom-wheels/venom-target " + " ".join(f"'{s}'" for s in _target_specs()),
+                        timeout=300)
+            with concurrent.futures.ThreadPoolExecutor(3) as pool:
+                list(pool.map(prepare, env.hosts[1:]))
+            yield {"env": env, "hub": hub, "sizes": sizes, "work": work}
+
+
+def _inventory(fx, models: list, name: str, **mirror_vars) -> str:
+    doc = {"all": {"children": {
+        "venom_mirror": {"vars": {
+            "mirror_port": MIRROR_PORT,
+            "mirror_public_url": f"http://127.0.0.1:{MIRROR_PORT}",
+            "mirror_upstream_url": fx["hub"].url,
+            "mirror_hf_token": TOKEN,
+            "mirror_pip_no_index": True,
+            "mirror_pip_find_links": ["/srv/venom-wheels/olah"],
+            "mirror_prewarm_models": [{"name": "venom-fleet/model-b"}],
+            **mirror_vars}},
+        "models": {"vars": {
+            "ansible_python_interpreter": f"{VENV}/bin/python",
+            "venom_models": [{"name": m, "revision": "main"} for m in models]}},
+    }}}
+    path = fx["work"] / name
+    path.write_text(yaml.safe_dump(doc))
+    return str(path)
+
+
+def _site(fx, inventory: str, extra: tuple = ()):
+    return run_playbook([{"import_playbook": "venom.models.site"}], inventory=fx["env"].inventory,
+                        extra_args=["-i", inventory, *extra], timeout=900)
+
+
+def _installed(fx, index: int) -> list:
+    res = run_playbook([{"hosts": fx["env"].host(index).name, "gather_facts": False,
+                         "tasks": [{"name": "facts", "venom.models.venom_model_facts": {"gather_subset": ["models"]}}]}],
+                       inventory=fx["env"].inventory, extra_args=["-e", f"ansible_python_interpreter={VENV}/bin/python"])
+    assert res.rc == 0, res.stdout[-3000:]
+    return sorted((m["name"], m["status"]) for m in res.task("facts")["ansible_facts"]["venom_models"])
+
+
+def _wait_mirror(timeout: float = 90) -> None:
+    """Until the mirror answers (olah takes some seconds to start)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{MIRROR_PORT}/venom-mirror-ready", timeout=5).status_code == 404:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(1)
+    pytest.fail(f"the mirror did not answer on port {MIRROR_PORT} within {timeout:g}s")
+
+
+def _model_hosts(fx) -> list:
+    return [fx["env"].host(i).name for i in (2, 3, 4)]
+
+
+def test_one_download_for_three_hosts_and_a_prewarmed_model(mirror_fleet):
+    fx, hub = mirror_fleet, mirror_fleet["hub"]
+    a, b = fx["sizes"]["venom-fleet/model-a"], fx["sizes"]["venom-fleet/model-b"]
+    hub.counter.reset()
+    res = _site(fx, _inventory(fx, ["venom-fleet/model-a"], "a.yml"))
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    egress = hub.counter.received
+    # A once for three hosts, B once by the pre-warming: not 3 x A
+    assert a + b <= egress <= a + b + 2 * OVERHEAD, (egress, a, b)
+    for host in _model_hosts(fx):
+        item = res.task("Install, verify or update the other models", host=host)["results"][0]
+        assert item["changed"] is True and item["item"]["name"] == "venom-fleet/model-a", item
+    assert _installed(fx, 2) == [("venom-fleet/model-a", "installed")]
+
+    # the pre-warming changed the mirror; its facts list both repositories and their bytes
+    mirror = fx["env"].host(1).name
+    prewarm = res.task("venom.models.mirror : Pre-warm the cache with the listed models", host=mirror)
+    assert prewarm["results"][0]["changed"] is True, prewarm
+    facts = res.task("venom.models.mirror : Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
+    # (read in the mirror play: after the pre-warming, before the fleet installs)
+    cached = {r["name"]: r["bytes"] for r in facts["cache"]["repos"]}
+    assert set(cached) == {"venom-fleet/model-b"}, facts
+    assert cached["venom-fleet/model-b"] >= b and facts["url"] == f"http://127.0.0.1:{MIRROR_PORT}"
+    summary = res.task("What the mirror holds", host=mirror)["msg"]
+    assert "1 repositories" in summary, summary
+
+    # the token went upstream (for requests without one) and nowhere else
+    assert any(TOKEN.encode() in head for head in hub.counter.request_heads), "the mirror sent its token upstream"
+    assert TOKEN not in res.text
+    out = fx["env"].ssh(1, "stat -c '%a %U' /etc/venom-models/venom-mirror.env; "
+                           f"grep -rl {TOKEN} /etc/systemd/system /etc/venom-models /var/lib/venom-mirror/logs; "
+                           f"journalctl --no-pager | grep -c {TOKEN}", check=False).stdout.split("\n")
+    assert out[0] == "600 root", out
+    assert out[1:] == ["/etc/venom-models/venom-mirror.env", "0", ""], out
+
+    # the unit is the collection's hardened one, verified by systemd-analyze in the role
+    unit = fx["env"].ssh(1, "systemctl cat venom-mirror.service").stdout
+    assert "ProtectSystem=strict" in unit and "User=venom-mirror" in unit and "ReadWritePaths=/var/lib/venom-mirror" in unit
+
+    # a second run changes nothing and fetches nothing from outside
+    hub.counter.reset()
+    again = _site(fx, _inventory(fx, ["venom-fleet/model-a"], "a.yml"))
+    assert again.rc == 0, again.stdout[-6000:]
+    assert [(r["host"], r["task"]) for r in again.results if r["result"].get("changed")] == []
+    assert hub.counter.received <= OVERHEAD, hub.counter.received
+    facts = again.task("venom.models.mirror : Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
+    cached = {r["name"]: r["bytes"] for r in facts["cache"]["repos"]}
+    assert set(cached) == {"venom-fleet/model-a", "venom-fleet/model-b"}, facts
+    assert cached["venom-fleet/model-a"] >= a and facts["cache"]["total_bytes"] >= a + b, facts
+
+
+def test_a_prewarmed_model_comes_from_the_cache(mirror_fleet):
+    fx, hub = mirror_fleet, mirror_fleet["hub"]
+    hub.counter.reset()
+    res = _site(fx, _inventory(fx, ["venom-fleet/model-a", "venom-fleet/model-b"], "ab.yml"))
+    assert res.rc == 0, res.stdout[-8000:]
+    assert hub.counter.received <= 2 * OVERHEAD, ("model B was pre-warmed", hub.counter.received)
+    for i in (2, 3, 4):
+        assert _installed(fx, i) == [("venom-fleet/model-a", "installed"), ("venom-fleet/model-b", "installed")]
+
+
+def test_the_mirror_down_mid_rollout_fails_clearly_and_resumes(mirror_fleet):
+    fx, hub, env = mirror_fleet, mirror_fleet["hub"], mirror_fleet["env"]
+    inv = _inventory(fx, ["venom-fleet/model-a", "venom-fleet/model-b", "venom-fleet/model-c"], "abc.yml")
+    env.ssh(1, "systemctl stop venom-mirror.service")
+    hub.counter.reset()
+    # the rollout of the model hosts (the mirror's own play is not part of it)
+    res = _site(fx, inv, extra=("--limit", "models"))
+    assert res.rc != 0
+    for host in _model_hosts(fx):
+        msg = res.task("Stop here when the mirror does not answer", host=host)["msg"]
+        assert env.host(1).name in msg and f"127.0.0.1:{MIRROR_PORT}" in msg and "Nothing was installed" in msg, msg
+    assert not [r for r in res.results if r["task"] == "Install, verify or update the other models"]
+    assert hub.counter.received == 0
+    for i in (2, 3, 4):
+        assert _installed(fx, i) == [("venom-fleet/model-a", "installed"), ("venom-fleet/model-b", "installed")]
+
+    env.ssh(1, "systemctl start venom-mirror.service")
+    _wait_mirror()
+    res = _site(fx, inv, extra=("--limit", "models"))
+    assert res.rc == 0, res.stdout[-8000:]
+    c = fx["sizes"]["venom-fleet/model-c"]
+    assert c <= hub.counter.received <= c + OVERHEAD, (hub.counter.received, c)
+    for i in (2, 3, 4):
+        assert ("venom-fleet/model-c", "installed") in _installed(fx, i)
+
+
+def test_the_cache_size_limit_evicts(mirror_fleet):
+    fx = mirror_fleet
+    mirror = fx["env"].host(1).name
+    res = _site(fx, _inventory(fx, [], "limit.yml", mirror_cache_size_limit="1M", mirror_prewarm_models=[]),
+                extra=("--limit", "venom_mirror"))
+    assert res.rc == 0, res.stdout[-6000:]
+    restarted = [r for r in res.results if r["task"] == "venom.models.mirror : Restart mirror" and r["host"] == mirror]
+    assert restarted and restarted[0]["result"]["changed"], "a new setting restarts the mirror once"
+    facts = res.task("venom.models.mirror : Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
+    # olah evicted whole entries at start until the cache fits its limit
+    assert facts["cache_size_limit"] == "1M"
+    assert facts["cache"]["total_bytes"] <= 1024 * 1024, facts["cache"]
+    conf = fx["env"].ssh(1, "cat /etc/venom-models/venom-mirror.toml").stdout
+    assert 'cache-size-limit = "1M"' in conf and 'cache-clean-strategy = "LRU"' in conf
+
+
+def test_an_offline_mirror_serves_seeded_repositories(mirror_fleet, tmp_path):
+    fx, env, hub = mirror_fleet, mirror_fleet["env"], mirror_fleet["hub"]
+    name = "venom-airgap/seeded"
+    files = _files(name, 1)
+    # seeded as an operator does: a git repository (weights as git-lfs files) copied into place
+    rootfs = os.path.join(env.state_dir, "hosts", env.host(1).name, "root")
+    repo_dir = os.path.join(rootfs, "var/lib/venom-mirror/repos/models", name)
+    commit = commit_repo(repo_dir, files, "seeded for an air-gapped fleet")
+    env.ssh(1, "chown -R venom-mirror:venom-mirror /var/lib/venom-mirror/repos")
+    inv = _inventory(fx, [name], "offline.yml", mirror_offline=True, mirror_prewarm_models=[])
+    hub.counter.reset()
+    res = _site(fx, inv, extra=("--limit", f"venom_mirror:{env.host(2).name}"))
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-2000:]
+    item = res.task("Install, verify or update the other models", host=env.host(2).name)["results"][-1]
+    assert item["changed"] is True and item["revision"] == commit, item
+    assert (name, "installed") in _installed(fx, 2)
+    assert hub.counter.received == 0 and hub.counter.connections == 0, "an offline mirror never calls the upstream"
+    assert "offline = true" in env.ssh(1, "cat /etc/venom-models/venom-mirror.toml").stdout
