@@ -365,7 +365,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight im
 STARTS = ("start", "restart", "restart-unhealthy", "recover")
 
 
-def check_mode_preflight(spec, result: dict) -> None:
+def check_mode_preflight(spec, result: dict, run) -> None:
     """Check mode: a run that would start the runtime in process mode fails here, as the real run
     would, when the command cannot start (missing executable or Python module). Health after the
     start cannot be predicted without starting it: the diff says null, not true."""
@@ -374,7 +374,7 @@ def check_mode_preflight(spec, result: dict) -> None:
     if result["mode"] == "process":
         argv = list(spec.command or RUNTIME_DEFAULTS[spec.runtime]["command"])
         env = dict(os.environ, **(spec.env or {}))
-        problem = command_problem(argv, env)
+        problem = command_problem(argv, env, run)
         if problem:
             raise RuntimeControlError(f"{spec.name} cannot start on this host: {problem}. The real run would fail.",
                                       fix=f"Install {spec.runtime} (the venom.models.{spec.runtime} role), or set 'command' "
@@ -443,7 +443,7 @@ def main():
                                 warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)
         result = ctl.ensure(p["state"], p["model"])
         if module.check_mode:
-            check_mode_preflight(spec, result)
+            check_mode_preflight(spec, result, lambda args, env: module.run_command(args, environ_update=env))
         diff = result.pop("diff", None)
         out = public_result(result)
         out["status"] = ctl.status() if not module.check_mode else ctl.plan.before

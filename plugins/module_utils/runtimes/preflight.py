@@ -2,18 +2,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Check mode of ``venom_runtime``: can the runtime's command start at all on this host?
 
-``command_problem(argv, env)`` answers without starting anything: the executable is found (on the
+``command_problem(argv, env, run)`` answers without starting anything: the executable is found (on the
 PATH the process would get, or as a path) and executable, and for ``python -m package.module`` the
 top-level package is importable by that Python (``importlib.util.find_spec`` of the top-level name
 only: nothing is imported, so it takes milliseconds even for vLLM). It returns the problem as the
 real run would meet it (``No module named 'vllm'``), or None. Whether the runtime then becomes
 healthy (the model loads, the GPU has room) cannot be known without starting it.
+
+``run(args, env)`` runs a command that ends and returns ``(rc, stdout, stderr)``: in a module,
+``AnsibleModule.run_command`` (the only way module code may run a command).
 """
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 FIND_SPEC = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)"
 
@@ -26,7 +28,7 @@ def resolve_executable(exe: str, env: dict | None = None) -> str | None:
     return shutil.which(exe, path=path)
 
 
-def command_problem(argv: list, env: dict | None = None, timeout: float = 30.0) -> str | None:
+def command_problem(argv: list, env: dict | None, run) -> str | None:
     """Why ``argv`` cannot start on this host, or None (see the module docstring)."""
     if not argv:
         return "the command is empty"
@@ -37,12 +39,11 @@ def command_problem(argv: list, env: dict | None = None, timeout: float = 30.0) 
     if len(argv) >= 3 and argv[1] == "-m":
         package = str(argv[2]).split(".", 1)[0]
         try:
-            proc = subprocess.run([exe, "-c", FIND_SPEC, package], capture_output=True, text=True, timeout=timeout,
-                                  env=env, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            rc, out, err = run([exe, "-c", FIND_SPEC, package], env)
+        except OSError as exc:
             return f"{exe} could not be run to look for the module {package}: {exc}"
-        if proc.returncode == 3:
+        if rc == 3:
             return f"{exe}: No module named '{package}'"
-        if proc.returncode != 0:
-            return f"{exe} failed to look for the module {package}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+        if rc != 0:
+            return f"{exe} failed to look for the module {package}: {(err or out or '').strip()[-500:]}"
     return None

@@ -4,9 +4,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
-from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import command_problem
+from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import command_problem as _command_problem
+
+
+def _run(args, env):
+    """What AnsibleModule.run_command gives the module: (rc, stdout, stderr) of a command that ends."""
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False, timeout=60)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def command_problem(argv, env=None):
+    return _command_problem(argv, env, _run)
 
 
 def test_missing_executable_on_the_path(tmp_path):
