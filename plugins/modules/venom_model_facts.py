@@ -238,10 +238,19 @@ ansible_facts:
           started_at: "2026-11-22T10:00:00.000Z"
     venom_runtimes:
       description:
-        - Per runtime (C(vllm), C(ollama)), its state on this host. C(model) is the active model,
-          C(health) the reason when it is not healthy.
+        - Per runtime instance, keyed by the instance's name, its state on this host. C(vllm) and
+          C(ollama) are always listed; every other instance started by M(venom.models.venom_runtime)
+          with O(venom.models.venom_runtime#module:name) (for example C(chat) and C(embed) on one GPU host) is listed too.
+        - C(runtime) is the engine (C(vllm) or C(ollama)), C(mode) C(systemd) or C(process), C(unit)
+          the systemd unit (null in process mode), C(model) the active model, C(health) the reason
+          when it is not healthy, C(configured) false for a runtime never set up on this host.
         - C(restarts) counts systemd's restarts of the unit (C(NRestarts)), or, in process mode, the
           crashes that venom.models.venom_runtime recovered.
+        - What the running instance uses. C(uptime) is the age of its main process in seconds,
+          C(pids) every process of its tree, C(rss_bytes) the resident memory of that tree. C(vram_bytes) is
+          NVML's per-process GPU memory summed over the tree (null without NVML). These are null, and
+          C(pids) empty, when it is not running. C(gpus) is the GPUs its activation was placed on (null
+          when it has none).
       returned: when the runtimes subset is gathered
       type: dict
       sample:
@@ -259,6 +268,12 @@ ansible_facts:
           model: sentence-transformers/all-MiniLM-L6-v2
           served_model_name: all-MiniLM-L6-v2
           restarts: 0
+          runtime: vllm
+          uptime: 3600.5
+          pids: [4242, 4250, 4251]
+          rss_bytes: 2147483648
+          vram_bytes: 17179869184
+          gpus: [0, 1]
         ollama:
           name: ollama
           configured: false

@@ -2,19 +2,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """docs/examples/inventory.yml against real hosts: the role venom.models.host and site --check.
 
-Three fleet hosts stand in for gpu-1 (vllm_gpu), cpu-1 (ollama_cpu) and mirror-1 (mirrors) of the
-example; a second inventory source (as an operator's own overrides would be) gives them their SSH
-address, points the Hub endpoint at the test olah mirror and the Ollama models at the test
-registry, and installs the Ollama test double from the controller (no Ollama binary can be had
-here). Everything else - groups, runtimes, the virtualenv interpreter, become - is the example's.
+Three fleet hosts stand in for gpu-1 (vllm_gpu), cpu-1 (ollama_cpu) and mirror-1 (venom_mirror) of
+the example; a second inventory source (as an operator's own overrides would be) gives them their
+SSH address, points the hosts at the test olah mirror (venom_mirror_url: the fleet's mirror is
+already running, as on a fleet's second run) and the Ollama models at the test registry, and
+installs the Ollama test double from the controller (no Ollama binary can be had here).
+Everything else - groups, runtimes, the virtualenv interpreter, become - is the example's.
 
 1. ``site --tags venom_host`` bootstraps the hosts: the example names /opt/venom/venv/bin/python
    as the interpreter, which does not exist yet; the role creates it with the host's Python and
    installs requirements-target.txt. A second run changes nothing.
 2. The Ollama hosts get their server (the role venom.models.ollama, for real): check mode asks an
    Ollama host's server what it has, so it cannot plan Ollama models before the server runs.
-3. ``site --check`` then prints each host's plan (the MiniLM download on the GPU host, the Ollama
-   model on the Ollama host, nothing on the mirror) and changes nothing.
+3. ``site --check`` then prints each host's plan (the mirror role's in check mode on the mirror
+   host, the MiniLM download on the GPU host, the Ollama model on the Ollama host, nothing to
+   download on the mirror host) and changes nothing.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def example(tmp_path_factory, olah, oci_registry, ollama_models):  # pylint: dis
             connection = yaml.safe_load(fh)["all"]["vars"]
         connection.pop("ansible_python_interpreter")  # the example's own (the virtualenv) applies
         overrides = {"all": {
-            "vars": {**connection, "venom_hf_endpoint": olah.endpoint},
+            "vars": {**connection, "venom_hf_endpoint": olah.endpoint, "venom_mirror_url": olah.endpoint},
             "hosts": {name: {"ansible_port": env.host(i).ssh_port, "ollama_port": env.host(i).ollama_port,
                              "vllm_port": env.host(i).vllm_port} for name, i in HOSTS.items()},
             "children": {"ollama_cpu": {"vars": {

@@ -44,8 +44,16 @@ def two(vllm_venv, model_dirs, tmp_path_factory):  # pylint: disable=redefined-o
             P.stop_tree(rec, stop_timeout=10)
 
 
+# Each CPU instance gets a core of its own, as docs/runtime.md tells operators to do: vLLM's
+# automatic OpenMP binding pins every instance to the same first core, and B's worker, busy with
+# the requests below, then starves A's start (and A's SIGKILLed processes) for minutes.
+CORES = {"a": "0", "b": "1"}
+
+
 def task(sc, name, **args):
-    res = run_task("venom.models.venom_runtime", dict(sc["base"], name=name, **args), timeout=4 * VLLM_HEALTH_TIMEOUT)
+    env = dict(sc["base"]["env"], VLLM_CPU_OMP_THREADS_BIND=CORES.get(name, "nobind"))
+    res = run_task("venom.models.venom_runtime", dict(sc["base"], name=name, env=env, **args),
+                   timeout=4 * VLLM_HEALTH_TIMEOUT)
     return res.task(), res
 
 

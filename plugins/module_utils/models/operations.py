@@ -241,8 +241,7 @@ class ModelOperations:
             return Plan("none", f"{self.name} is not installed")
         if entry.get("active") and not self.request.force:
             raise ValidationError(
-                f"{self.name} is the active model of the {entry.get('active_runtime') or 'a'} runtime; removing it "
-                "would break that runtime.",
+                f"{self.name} is the active model of {_served_by(entry)}; removing it would break what serves it.",
                 fix="Switch or stop the runtime first (venom.models.venom_runtime), or set force: true to remove it anyway.")
         return Plan("remove", f"{self.name} is installed at {entry.get('local_path')}", before=entry)
 
@@ -376,10 +375,10 @@ class ModelOperations:
         retained = list(old.get("retained_versions") or [])
         if keep and old.get("local_path") != fields["local_path"]:
             retained.append({"revision": old.get("revision"), "local_path": old.get("local_path"),
-                             "reason": f"active on the {old.get('active_runtime') or 'a'} runtime"})
+                             "reason": f"active on {_served_by(old)}"})
             self.warnings.append(
                 f"The previous version {_short(old.get('revision'))} of {self.name} stays at {old.get('local_path')} "
-                f"because the {old.get('active_runtime') or ''} runtime has the model active; activate the new version "
+                f"because {_served_by(old)} has the model active; activate the new version "
                 "(venom.models.venom_runtime) and run this task again to remove it.")
         after = self._record(plan, fields, installed_now=True, retained=retained)
         if not keep and old.get("local_path") and old.get("local_path") != after.get("local_path"):
@@ -500,6 +499,16 @@ class ModelOperations:
         for key in ("revision", "requested_revision", "local_path", "size_bytes", "capabilities"):
             out[key] = (after or {}).get(key) if after else None
         return out
+
+
+def _served_by(entry: dict) -> str:
+    """Who serves an active model, for messages: every runtime instance recorded, else the runtime."""
+    instances = [str(i) for i in entry.get("active_instances") or []]
+    if instances:
+        names = ", ".join(f"'{i}'" for i in instances)
+        return f"the runtime instance{'s' if len(instances) > 1 else ''} {names}"
+    runtime = entry.get("active_runtime")
+    return f"the {runtime} runtime" if runtime else "a runtime"
 
 
 def _short(revision) -> str:

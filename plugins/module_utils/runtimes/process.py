@@ -45,7 +45,7 @@ MARKER_ENV = "VENOM_RUNTIME_ID"
 PID_FILE_KIND = "venom.models/runtime-pid"
 LOG_START_MARK = "=== venom.models: starting "
 DEFAULT_STOP_TIMEOUT = 30.0
-KILL_GRACE = 10.0  # after SIGKILL: time for the kernel to tear the processes down
+KILL_GRACE = 30.0  # after SIGKILL: time for the kernel to tear the processes down (slow on a starved CPU)
 PORT_GRACE = 5.0  # after the processes are gone: time for their sockets to close
 _POLL = 0.05
 
@@ -169,7 +169,8 @@ def describe_pids(pids) -> str:
     for pid in sorted(pids):
         proc = read_proc(pid)
         cmd = " ".join(proc_cmdline(pid))[:120]
-        parts.append(f"{pid} ({proc.comm if proc else '?'}{': ' + cmd if cmd else ''})")
+        state = f", state {proc.state}" if proc else ""
+        parts.append(f"{pid} ({proc.comm if proc else '?'}{state}{': ' + cmd if cmd else ''})")
     return ", ".join(parts)
 
 

@@ -160,6 +160,16 @@ def test_absent_refuses_active_unless_force(tmp_path):
     assert run(tmp_path, state="absent")["changed"] is False
 
 
+def test_absent_refused_names_every_instance_that_serves_the_model(tmp_path):
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(active=True, active_runtime="vllm", active_instances=["a", "b"])
+    with pytest.raises(ValidationError) as info:
+        run(tmp_path, state="absent")
+    assert "runtime instances 'a', 'b'" in info.value.msg, info.value.msg
+    assert Manifest(str(tmp_path)).get("m", "local")["active"], "nothing removed"
+
+
 def test_metadata_only_changes(tmp_path):
     run(tmp_path)
     RecordingProvider.calls = []
