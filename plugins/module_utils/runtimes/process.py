@@ -25,7 +25,6 @@ that leaves anything behind raises ``RuntimeControlError`` naming the pids.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import socket
@@ -33,8 +32,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file
-from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file, read_state_json
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
@@ -43,6 +42,7 @@ from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 MARKER_ENV = "VENOM_RUNTIME_ID"
 PID_FILE_KIND = "venom.models/runtime-pid"
+MAX_PID_FILE_BYTES = 64 * 1024
 LOG_START_MARK = "=== venom.models: starting "
 DEFAULT_STOP_TIMEOUT = 30.0
 KILL_GRACE = 10.0  # after SIGKILL: time for the kernel to tear the processes down
@@ -178,16 +178,12 @@ def describe_pids(pids) -> str:
 
 
 def read_pid_file(path: str) -> dict | None:
-    """The record in the PID file ``path``; None if there is none. A broken file raises."""
+    """The record in the PID file ``path``; None if there is none. A broken file raises; a
+    symlink in its place is refused (ValidationError), never followed."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        rec = read_state_json(path, MAX_PID_FILE_BYTES, "PID file")
     except FileNotFoundError:
         return None
-    try:
-        rec = json.loads(text)
-    except ValueError:
-        rec = None
     if (not isinstance(rec, dict) or rec.get("kind") != PID_FILE_KIND or not isinstance(rec.get("pid"), int)
             or not isinstance(rec.get("pid_start"), int)):
         raise RuntimeControlError(
@@ -213,14 +209,18 @@ def record_alive(rec: dict | None) -> bool:
 
 
 def _tail_bytes(path: str, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of a log; empty if it cannot be read or is a symlink (never followed)."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            return fh.read()
-    except OSError:
+        fd = open_state_file(path, os.O_RDONLY | os.O_NONBLOCK, what="runtime log")  # a FIFO: no hang
+    except (OSError, ValidationError):
         return b""
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            return fh.read()
+        except OSError:
+            return b""
 
 
 def tail_file(path: str | None, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
