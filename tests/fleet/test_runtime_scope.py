@@ -58,10 +58,10 @@ def test_a_stop_leaves_nothing_of_a_scoped_runtime_behind():
         setup = [
             {"name": "directories", "ansible.builtin.file": {"path": "{{ item }}", "state": "directory", "mode": "0755"},
              "loop": ["/opt/scope-test", "/var/lib/scope-test-store"]},
-            {"name": "the Ollama double", "ansible.builtin.copy": {"src": DOUBLE, "dest": "/opt/scope-test/ollama_double.py",
-                                                                    "mode": "0755"}},
-            {"name": "the escaping wrapper", "ansible.builtin.copy": {"content": WRAPPER, "dest": "/opt/scope-test/ollama",
-                                                                       "mode": "0755"}},
+            {"name": "the Ollama double",
+             "ansible.builtin.copy": {"src": DOUBLE, "dest": "/opt/scope-test/ollama_double.py", "mode": "0755"}},
+            {"name": "the escaping wrapper",
+             "ansible.builtin.copy": {"content": WRAPPER, "dest": "/opt/scope-test/ollama", "mode": "0755"}},
         ]
         res = run_playbook(_play(*setup, _runtime_task("started")), inventory=env.inventory)
         started = res.task("ollama started")
