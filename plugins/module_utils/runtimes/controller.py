@@ -46,7 +46,6 @@ Structure (as community.docker splits ``Engine`` and ``EngineDriver``)
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -65,8 +64,12 @@ from ansible_collections.venom.models.plugins.module_utils.store.journal import 
 from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import check_dir, read_state_json
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_instance_name
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
+
+
+MAX_STATE_BYTES = 1 << 20
 
 
 class RuntimeController:
@@ -81,7 +84,7 @@ class RuntimeController:
         self.check_mode = check_mode
         self.warn = warn or (lambda msg: None)
         self.paths = StatePaths(spec.models_dir)
-        self.state_dir = os.path.join(self.paths.state_dir, "runtimes")
+        self.state_dir = runtimes_dir(self.paths)
         self.pid_file = os.path.join(self.state_dir, f"{spec.name}.pid")
         self.log_file = spec.log_file or os.path.join(self.state_dir, f"{spec.name}.log")
         self.state_file = os.path.join(self.state_dir, f"{spec.name}.json")
@@ -135,14 +138,11 @@ class RuntimeController:
 
     # -- state -----------------------------------------------------------------------------------
     def read_state(self) -> dict:
-        try:
-            with open(self.state_file, encoding="utf-8") as fh:
-                data = json.load(fh)
-            return data if isinstance(data, dict) else {}
-        except (OSError, ValueError):
-            return {}
+        """The state file's document ({} if there is none); a symlink in its place is refused."""
+        return read_state_doc(self.paths, self.spec.name)
 
     def write_state(self, activation: Activation | None, extra: dict | None = None) -> None:
+        check_runtimes_dir(self.paths)
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
         doc = {"kind": "venom.models/runtime", "name": self.spec.name, "runtime": self.spec.runtime,
                "mode": self.mode,
@@ -195,12 +195,7 @@ class RuntimeController:
                    **kwargs) -> "RuntimeController":
         """A controller for the runtime as venom_runtime last configured it on this host (mode,
         host, port, unit, env file from its state file), e.g. for facts: ``.status()``."""
-        paths = StatePaths(models_dir)
-        try:
-            with open(os.path.join(paths.state_dir, "runtimes", f"{name}.json"), encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except (OSError, ValueError):
-            doc = {}
+        doc = read_state_doc(StatePaths(models_dir), name)
         spec = RuntimeSpec(name=name, runtime=doc.get("runtime"), models_dir=models_dir, mode=doc.get("mode") or "auto",
                            unit=doc.get("unit"), host=doc.get("host") or "127.0.0.1", port=doc.get("port"),
                            env_file=doc.get("env_file") or None, log_file=doc.get("log_file"), api_key=api_key)
@@ -208,7 +203,7 @@ class RuntimeController:
 
     def configured(self) -> bool:
         """venom_runtime has managed this runtime on this host, or its systemd unit is installed."""
-        return os.path.exists(self.state_file) or self.resolve_mode() == "systemd"
+        return os.path.lexists(self.state_file) or self.resolve_mode() == "systemd"
 
     # -- the manifest ----------------------------------------------------------------------------
     def mark_active(self, model: str | None, provider: str | None) -> bool:
@@ -252,6 +247,7 @@ class RuntimeController:
             self.plan = self.make_plan(state, model)
             return self.plan.result()
         self.paths.ensure()
+        check_runtimes_dir(self.paths)
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
         with runtime_lock(self.paths.models_dir, self.spec.name, timeout=self.spec.lock_timeout,
                           purpose=f"venom_runtime {self.spec.name} {state}"):
@@ -352,9 +348,35 @@ def active_instances(entry: dict) -> list:
     return [entry["active_runtime"]] if entry.get("active") and entry.get("active_runtime") else []
 
 
+def runtimes_dir(paths: StatePaths) -> str:
+    """``<models_dir>/.venom/runtimes``: the runtimes' state, PID and log files."""
+    return os.path.join(paths.state_dir, "runtimes")
+
+
+def check_runtimes_dir(paths: StatePaths) -> str:
+    """Refuse a ``.venom`` or ``.venom/runtimes`` that is a symlink (or, as root, a models_dir or
+    ``.venom`` another user could change: ``StatePaths.check``); returns the runtimes directory."""
+    paths.check()
+    path = runtimes_dir(paths)
+    check_dir(path, "state directory")
+    return path
+
+
+def read_state_doc(paths: StatePaths, name: str) -> dict:
+    """The state file of instance ``name``, opened without following a symlink (refused: ValidationError,
+    also for a symlinked state directory); {} when it is missing, too large or not a JSON object."""
+    path = os.path.join(check_runtimes_dir(paths), f"{name}.json")
+    try:
+        doc = read_state_json(path, MAX_STATE_BYTES, "runtime state file")
+    except FileNotFoundError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def instance_states(models_dir: str | None) -> dict:
-    """The state documents of the runtime instances venom_runtime manages on this host, by name."""
-    state_dir = os.path.join(StatePaths(models_dir).state_dir, "runtimes")
+    """The state documents of the runtime instances venom_runtime manages on this host, by name.
+    A state file that is a symlink is left out (``venom_runtime`` on that instance refuses it)."""
+    state_dir = check_runtimes_dir(StatePaths(models_dir))
     out = {}
     try:
         names = sorted(os.listdir(state_dir))
@@ -366,9 +388,8 @@ def instance_states(models_dir: str | None) -> dict:
             continue
         try:
             validate_instance_name(name)
-            with open(os.path.join(state_dir, file_name), encoding="utf-8") as fh:
-                doc = json.load(fh)
-        except (OSError, ValueError, VenomError):
+            doc = read_state_json(os.path.join(state_dir, file_name), MAX_STATE_BYTES, "runtime state file")
+        except (OSError, VenomError):
             continue
         if isinstance(doc, dict) and doc.get("kind") == "venom.models/runtime":
             out[name] = doc

@@ -52,7 +52,7 @@ class Engine:
         s = self.spec
         env = dict(sorted((s.env or {}).items()))
         return {"command": self.command(), "host": s.host, "port": s.port,
-                "env_keys": list(env), "env_sha256": sha(json.dumps(env), s.models_dir) if env else None}
+                "env_keys": list(env), "env_sha256": sha(json.dumps(env), s.models_dir, create=not self.ctl.check_mode) if env else None}
 
     def model_entry(self, model: str) -> dict:
         providers = self.defaults["providers"]
@@ -215,7 +215,10 @@ class VllmEngine(Engine):
                              served_model_name=s.served_model_name or current.served_model_name)
         act.flags = self.flags(current)
         act.gpus = (s.gpus if s.gpus is not None else (current.gpus if current else None)) or None
-        act.api_key_sha256 = sha(s.api_key, s.models_dir) if s.api_key is not None else (current.api_key_sha256 if current else None)
+        if s.api_key is not None:
+            act.api_key_sha256 = sha(s.api_key, s.models_dir, create=not self.ctl.check_mode)
+        else:
+            act.api_key_sha256 = current.api_key_sha256 if current else None
         if self.ctl.resolve_mode() == "process":
             act.process = self.process_desc()
         return act, entry

@@ -15,17 +15,25 @@ Identity: a PID is never trusted alone. A recorded process is "ours" only while 
 and the boot id match the PID file, so a recycled PID is never signalled. Signals go through a
 pidfd where the kernel has them, which closes the remaining check-then-kill race.
 
+Scope: where systemd is PID 1 and the run is root's, the tree runs in a transient systemd
+scope (``systemd-run --scope --collect --quiet --unit=venom-runtime-<name>-<random>``, which
+registers itself in the new scope and then executes the runtime: the pid stays the same). The
+PID file records the scope unit and its control group. A process cannot leave its control group
+unprivileged, so a child that double-forks, calls ``setsid`` and clears its environment is still
+found there. Elsewhere the tree runs as before, without a scope (see docs/runtime.md).
+
 Stop (``stop_tree``): the tree is every process that descends from the recorded one, every
-process in its session, and every process carrying its marker. The last two find children that
-were re-parented after their parent died (vLLM's EngineCore after a ``kill -9`` of the API
-server). SIGTERM to all of them, wait ``stop_timeout``, SIGKILL what remains, reap our own
-children, then confirm that no process of the tree is left and that the port is free. A stop
-that leaves anything behind raises ``RuntimeControlError`` naming the pids.
+process in its session, every process carrying its marker, and every process in its scope's
+control group. Session and marker find children that were re-parented after their parent died
+(vLLM's EngineCore after a ``kill -9`` of the API server); the scope finds those that also left
+the session and dropped the marker. SIGTERM to all of them, wait ``stop_timeout``, SIGKILL what
+remains (and the scope's ``cgroup.kill`` where the kernel has it), reap our own children, then
+confirm that no process of the tree is left and that the port is free. A stop that leaves
+anything behind raises ``RuntimeControlError`` naming the pids.
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import socket
@@ -33,20 +41,25 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file
-from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file, read_state_json
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached
+from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import (
+    cgroup_dir, cgroup_pids, systemd_booted)
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import Proc, boot_id, is_alive, read_proc
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 MARKER_ENV = "VENOM_RUNTIME_ID"
 PID_FILE_KIND = "venom.models/runtime-pid"
+MAX_PID_FILE_BYTES = 64 * 1024
 LOG_START_MARK = "=== venom.models: starting "
 DEFAULT_STOP_TIMEOUT = 30.0
 KILL_GRACE = 30.0  # after SIGKILL: time for the kernel to tear the processes down (slow on a starved CPU)
 PORT_GRACE = 5.0  # after the processes are gone: time for their sockets to close
+SCOPE_WAIT = 10.0  # after the start: time for systemd-run to move the process into its scope
+SYSTEMD_RUN_DIRS = ("/usr/bin", "/bin", "/usr/local/bin")
 _POLL = 0.05
 
 
@@ -179,16 +192,12 @@ def describe_pids(pids) -> str:
 
 
 def read_pid_file(path: str) -> dict | None:
-    """The record in the PID file ``path``; None if there is none. A broken file raises."""
+    """The record in the PID file ``path``; None if there is none. A broken file raises; a
+    symlink in its place is refused (ValidationError), never followed."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        rec = read_state_json(path, MAX_PID_FILE_BYTES, "PID file")
     except FileNotFoundError:
         return None
-    try:
-        rec = json.loads(text)
-    except ValueError:
-        rec = None
     if (not isinstance(rec, dict) or rec.get("kind") != PID_FILE_KIND or not isinstance(rec.get("pid"), int)
             or not isinstance(rec.get("pid_start"), int)):
         raise RuntimeControlError(
@@ -214,14 +223,18 @@ def record_alive(rec: dict | None) -> bool:
 
 
 def _tail_bytes(path: str, max_bytes: int) -> bytes:
+    """The last ``max_bytes`` of a log; empty if it cannot be read or is a symlink (never followed)."""
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            return fh.read()
-    except OSError:
+        fd = open_state_file(path, os.O_RDONLY | os.O_NONBLOCK, what="runtime log")  # a FIFO: no hang
+    except (OSError, ValidationError):
         return b""
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - max_bytes))
+            return fh.read()
+        except OSError:
+            return b""
 
 
 def tail_file(path: str | None, lines: int = 40, max_bytes: int = 64 * 1024) -> list[str]:
@@ -252,7 +265,8 @@ def _resolve_executable(argv0: str, env: dict) -> str:
 def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | None = None,
                   cwd: str = "/", name: str = "runtime", port: int | None = None, host: str | None = None,
                   argv_for_record: list[str] | None = None, startup_check: float = 0.3,
-                  log_max_bytes: int | None = logsize.DEFAULT_MAX_BYTES, log_keep: int = logsize.DEFAULT_KEEP) -> dict:
+                  log_max_bytes: int | None = logsize.DEFAULT_MAX_BYTES, log_keep: int = logsize.DEFAULT_KEEP,
+                  scope: str | None = "auto") -> dict:
     """Start ``argv`` detached (own session), log to ``log_file``; write and return the PID record.
 
     ``env`` is the complete environment of the process (the caller decides what to inherit);
@@ -260,7 +274,8 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     with secrets masked). Refuses to start when the port is taken, and raises with the log's
     tail when the process exits within ``startup_check`` seconds. The log is rotated by size
     (``log_max_bytes``, ``log_keep`` old files; see ``logsize``); ``log_max_bytes=None`` appends
-    to it without limit.
+    to it without limit. ``scope``: ``"auto"`` runs the tree in a transient systemd scope where
+    ``scope_runner()`` finds one, a path names the ``systemd-run`` to use, None runs it without.
     """
     if not argv:
         raise RuntimeControlError("No command to start.", fix="Set 'command'.")
@@ -274,6 +289,8 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
             fix="Stop what holds the port, or choose another 'port'.")
     marker = f"{name}:{uuid.uuid4().hex}"
     env[MARKER_ENV] = marker
+    systemd_run = scope_runner() if scope == "auto" else scope
+    unit = scope_unit_name(name, marker) if systemd_run else None
     for path in (pid_file, log_file):
         os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o750, exist_ok=True)
     log_fd = open_state_file(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640, what="runtime log")
@@ -285,7 +302,11 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
             sink, rotator = logsize.start_rotator(log_file, log_max_bytes, log_keep)
             os.close(log_fd)
             log_fd = sink
-        pid = spawn_detached(exe, list(argv), env, cwd=cwd, stdout=log_fd, stderr=log_fd)
+        if unit:
+            pid = spawn_detached(systemd_run, scope_argv(systemd_run, unit, exe, argv), env, cwd=cwd,
+                                 stdout=log_fd, stderr=log_fd)
+        else:
+            pid = spawn_detached(exe, list(argv), env, cwd=cwd, stdout=log_fd, stderr=log_fd)
     except BaseException:
         os.close(log_fd)
         if rotator is not None:  # its pipe is closed now: it ends; reap it so no zombie is left
@@ -295,10 +316,22 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     proc = read_proc(pid)
     rec = {"kind": PID_FILE_KIND, "name": name, "pid": pid, "pid_start": proc.start if proc else None,
            "boot_id": boot_id(), "sid": pid, "marker": marker, "port": port, "host": host,
-           "log_file": os.path.abspath(log_file), "argv": list(argv_for_record or argv), "started_at": iso()}
+           "log_file": os.path.abspath(log_file), "argv": list(argv_for_record or argv), "started_at": iso(),
+           "scope": unit, "cgroup": None}
     if rec["pid_start"] is None:  # exited before we could read it: reap and report
         _reap(pid)
         raise _died_error(name, log_file, rotator)
+    if unit:
+        rec["cgroup"] = _wait_for_scope(pid, unit)
+        if rec["cgroup"] is None:  # systemd-run failed (its message is in the log) or never placed it
+            if record_alive(rec):
+                stop_tree(rec, stop_timeout=1.0)
+            _reap(pid)
+            err = _died_error(name, log_file, rotator)
+            raise RuntimeControlError(
+                f"{name} was not placed in its systemd scope {unit} within {SCOPE_WAIT:g}s. " + err.msg,
+                fix="Check that systemd answers (systemctl is-system-running) and read the log; "
+                    "systemd-run's own error is there.", log_tail=err.details.get("log_tail"))
     atomic_write_json(pid_file, rec, mode=0o640)
     deadline = time.monotonic() + startup_check
     while time.monotonic() < deadline:
@@ -308,6 +341,61 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
             raise _died_error(name, log_file, rotator)
         time.sleep(_POLL)
     return rec
+
+
+def scope_runner(euid: int | None = None, booted: bool | None = None, dirs=SYSTEMD_RUN_DIRS) -> str | None:
+    """The ``systemd-run`` that puts a runtime in a transient scope, or None where that is not
+    possible: systemd is not PID 1, the run is not root's (the system manager would ask polkit),
+    or ``systemd-run`` is not installed."""
+    euid = os.geteuid() if euid is None else euid
+    booted = systemd_booted() if booted is None else booted
+    if euid != 0 or not booted:
+        return None
+    for d in dirs:
+        path = os.path.join(d, "systemd-run")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def scope_unit_name(name: str, marker: str) -> str:
+    """``venom-runtime-<name>-<12 hex of the marker>.scope``: unique per start, valid as a unit name."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:64]
+    return f"venom-runtime-{safe}-{marker.rsplit(':', 1)[-1][:12]}.scope"
+
+
+def scope_argv(systemd_run: str, unit: str, exe: str, argv: list[str]) -> list[str]:
+    """The command line that runs ``argv`` (its executable resolved to ``exe``) in the new scope ``unit``."""
+    return [systemd_run, "--scope", "--collect", "--quiet", f"--unit={unit}", "--", exe, *argv[1:]]
+
+
+def proc_cgroup(pid: int) -> str | None:
+    """The control group of ``pid`` (cgroup v2; on v1 the systemd hierarchy's), None if unreadable."""
+    try:
+        with open(f"/proc/{int(pid)}/cgroup", encoding="utf-8") as fh:
+            return parse_proc_cgroup(fh.read())
+    except OSError:
+        return None
+
+
+def parse_proc_cgroup(text: str) -> str | None:
+    """The group of a ``/proc/<pid>/cgroup`` text that systemd manages: ``name=systemd`` (v1,
+    hybrid) or the unified hierarchy's ``0::`` line (v2)."""
+    groups = dict(line.split(":", 2)[1:] for line in text.splitlines() if line.count(":") >= 2)
+    return groups.get("name=systemd") or groups.get("") or None
+
+
+def _wait_for_scope(pid: int, unit: str, timeout: float = SCOPE_WAIT) -> str | None:
+    """The control group of ``pid`` once it is the scope ``unit``'s; None if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        group = proc_cgroup(pid)
+        if group and group.rstrip("/").rsplit("/", 1)[-1] == unit:
+            return group
+        proc = read_proc(pid)
+        if group is None or proc is None or proc.zombie or time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
 
 
 def _died_error(name: str, log_file: str, rotator: int | None = None) -> RuntimeControlError:
@@ -355,10 +443,42 @@ def find_tree(rec: dict, procs: list[Proc] | None = None) -> dict[int, Proc]:
                 env = proc_environ(p.pid)
                 if env and env.get(MARKER_ENV) == marker:
                     members.add(p.pid)
+    members |= set(scope_pids(rec))  # every process of its scope: no escape by setsid or a cleared env
     for pid in list(members):  # descendants of every member (a marker-found orphan's children)
         members |= descendants(pid, procs)
     members.discard(os.getpid())
     return {pid: by_pid[pid] for pid in members if pid in by_pid and not by_pid[pid].zombie}
+
+
+def scope_pids(rec: dict) -> list[int]:
+    """The pids in the control group of the runtime's scope (none without a scope, or once it is gone).
+
+    The group's name holds a random part of this start's marker, so its members are this
+    runtime's processes and never a stranger's; a recycled pid cannot be in it.
+    """
+    group, unit = rec.get("cgroup"), rec.get("scope")
+    if not group or not unit or group.rstrip("/").rsplit("/", 1)[-1] != unit:
+        return []
+    return cgroup_pids(group)
+
+
+def kill_scope(rec: dict) -> bool:
+    """SIGKILL every process of the scope at once through ``cgroup.kill`` (Linux >= 5.14, cgroup v2),
+    which also catches a process forked meanwhile; False where there is none."""
+    if not scope_pids(rec):
+        return False
+    path = os.path.join(cgroup_dir(rec["cgroup"]) or "", "cgroup.kill")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        os.write(fd, b"1")
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _signal(proc: Proc, sig: int) -> bool:
@@ -430,6 +550,7 @@ def stop_tree(rec: dict, stop_timeout: float = DEFAULT_STOP_TIMEOUT, port: int |
         for proc in tree.values():
             if _signal(proc, signal.SIGKILL):
                 res.killed.append(proc.pid)
+        kill_scope(rec)
         kill_deadline = time.monotonic() + kill_grace
         while tree and time.monotonic() < kill_deadline:
             time.sleep(_POLL)

@@ -27,9 +27,12 @@ DEFAULT_HEALTH_TIMEOUT = 600.0
 DEFAULT_STOP_TIMEOUT = proc.DEFAULT_STOP_TIMEOUT
 
 
-def sha(text: str | None, models_dir: str | None) -> str | None:
-    """A keyed digest (per-host 0600 key, see store.safeio.keyed_digest), never a plain sha256 of a secret."""
-    return keyed_digest(StatePaths(models_dir).state_dir, text)
+def sha(text: str | None, models_dir: str | None, create: bool = False) -> str | None:
+    """A keyed digest (per-host 0600 key, see store.safeio.keyed_digest), never a plain sha256 of a secret.
+
+    Only a real run's desired activation passes ``create=True``: check mode and readers (facts)
+    never create the key file."""
+    return keyed_digest(StatePaths(models_dir).state_dir, text, create=create)
 
 
 @dataclass

@@ -21,14 +21,22 @@ def systemd_booted(run_dir: str = "/run/systemd/system") -> bool:
     return os.path.isdir(run_dir)
 
 
-def _cgroup_procs_file(control_group: str) -> str | None:
-    """``cgroup.procs`` of a unit's control group, cgroup v2 (unified) or v1 (systemd hierarchy)."""
+def cgroup_dir(control_group: str) -> str | None:
+    """The directory of a control group, cgroup v2 (unified) or v1 (systemd hierarchy); None if it is gone."""
     rel = control_group.lstrip("/")
+    if not rel or ".." in rel.split("/"):
+        return None
     for base in (CGROUP_ROOT, os.path.join(CGROUP_ROOT, "unified"), os.path.join(CGROUP_ROOT, "systemd")):
-        path = os.path.join(base, rel, "cgroup.procs")
-        if os.path.exists(path):
+        path = os.path.join(base, rel)
+        if os.path.exists(os.path.join(path, "cgroup.procs")):
             return path
     return None
+
+
+def _cgroup_procs_file(control_group: str) -> str | None:
+    """``cgroup.procs`` of a unit's control group (see ``cgroup_dir``)."""
+    path = cgroup_dir(control_group)
+    return os.path.join(path, "cgroup.procs") if path else None
 
 
 def cgroup_pids(control_group: str | None) -> list[int]:

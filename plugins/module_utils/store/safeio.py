@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import hmac
+import json
 import os
 import stat
 
@@ -44,7 +45,7 @@ def open_state_file(path: str, flags: int, mode: int = 0o640, what: str = "state
 
 def read_state_file(path: str, limit: int, what: str = "state file") -> bytes:
     """Up to ``limit`` + 1 bytes of a regular file, opened without following a symlink."""
-    fd = open_state_file(path, os.O_RDONLY, what=what)
+    fd = open_state_file(path, os.O_RDONLY | os.O_NONBLOCK, what=what)  # O_NONBLOCK: a planted FIFO cannot hang the run
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -60,6 +61,20 @@ def read_state_file(path: str, limit: int, what: str = "state file") -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def read_state_json(path: str, limit: int, what: str = "state file"):
+    """The JSON document of a state file read with ``read_state_file`` (no symlink followed, at
+    most ``limit`` bytes). FileNotFoundError when it is missing; ValidationError for a link, a
+    non-regular file, or (as root) a file another user could change; None when it is too large
+    or not JSON (the caller says what that means)."""
+    data = read_state_file(path, limit, what)
+    if len(data) > limit:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
 
 
 def is_root() -> bool:
@@ -103,20 +118,23 @@ def check_dir(path: str, what: str, strict: bool = False) -> None:
 DIGEST_KEY_NAME = "digest.key"
 
 
-def digest_key(state_dir: str) -> bytes:
-    """This host's random key for keyed digests (``<state_dir>/digest.key``, mode 0600, created once)."""
+def digest_key(state_dir: str, create: bool = True) -> bytes | None:
+    """This host's random key for keyed digests (``<state_dir>/digest.key``, mode 0600, created once).
+
+    ``create=False`` (check mode, read-only callers) never creates it: None when there is none yet.
+    """
     path = os.path.join(state_dir, DIGEST_KEY_NAME)
     check_dir(state_dir, "state directory")
+    if not create:
+        try:
+            return _read_digest_key(path)
+        except FileNotFoundError:
+            return None
     os.makedirs(state_dir, mode=0o750, exist_ok=True)
     try:
         fd = open_state_file(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, what="digest key")
     except FileExistsError:
-        key = read_state_file(path, 64, what="digest key")
-        if len(key) != 32:
-            raise ValidationError(f"The digest key {path} is damaged ({len(key)} bytes, expected 32).",
-                                  fix=f"Remove {path}; a new key is made on the next run (runtimes restart once).",
-                                  path=path) from None
-        return key
+        return _read_digest_key(path)
     key = os.urandom(32)
     try:
         os.write(fd, key)
@@ -126,8 +144,24 @@ def digest_key(state_dir: str) -> bytes:
     return key
 
 
-def keyed_digest(state_dir: str, text: str | None) -> str | None:
-    """HMAC-SHA256 of ``text`` under this host's key: detects a changed secret without storing a guessable digest."""
+def _read_digest_key(path: str) -> bytes:
+    key = read_state_file(path, 64, what="digest key")
+    if len(key) != 32:
+        raise ValidationError(f"The digest key {path} is damaged ({len(key)} bytes, expected 32).",
+                              fix=f"Remove {path}; a new key is made on the next run (runtimes restart once).",
+                              path=path)
+    return key
+
+
+def keyed_digest(state_dir: str, text: str | None, create: bool = True) -> str | None:
+    """HMAC-SHA256 of ``text`` under this host's key: detects a changed secret without storing a guessable digest.
+
+    Without a key and ``create=False``: a one-off value that equals no stored digest (a digest
+    made now would use a new key, so it would differ from any stored one too).
+    """
     if not text:
         return None
-    return hmac.new(digest_key(state_dir), text.encode(), hashlib.sha256).hexdigest()
+    key = digest_key(state_dir, create=create)
+    if key is None:
+        return f"unkeyed-{os.urandom(8).hex()}"
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()

@@ -394,3 +394,67 @@ def test_a_symlinked_runtime_log_is_refused(tmp_path):
         proc_mod.start_process([sys.executable, "-c", "pass"], pid_file=str(tmp_path / "vllm.pid"),
                                log_file=str(tmp_path / "vllm.log"), name="vllm")
     assert victim.read_text() == "precious"
+
+
+def _runtime_ctl(models_dir):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import controller  # pylint: disable=import-outside-toplevel
+    return controller, controller.RuntimeController(
+        controller.RuntimeSpec(name="vllm", models_dir=str(models_dir), mode="process", port=8039))
+
+
+def _planted_link(tmp_path, which: str, doc: dict):
+    """A models_dir whose runtime ``which`` file (pid_file, state_file) links to a JSON file outside it."""
+    d = tmp_path / "models"
+    StatePaths(str(d)).ensure()
+    controller, ctl = _runtime_ctl(d)
+    os.makedirs(ctl.state_dir)
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(doc))
+    os.symlink(outside, getattr(ctl, which))
+    return d, controller, ctl, outside
+
+
+def test_a_symlinked_pid_file_is_refused_not_followed(tmp_path):
+    """A PID file planted as a link to a file outside models_dir is never read (nor acted on)."""
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc_mod  # pylint: disable=import-outside-toplevel
+    record = {"kind": proc_mod.PID_FILE_KIND, "name": "vllm", "pid": os.getpid(), "pid_start": 1, "sid": os.getpid()}
+    _d, _controller, ctl, outside = _planted_link(tmp_path, "pid_file", record)
+    for use in (lambda: proc_mod.read_pid_file(ctl.pid_file), ctl.status, lambda: ctl.ensure("stopped")):
+        with pytest.raises(ValidationError, match="PID file .* is a symbolic link"):
+            use()
+    assert os.path.islink(ctl.pid_file) and json.loads(outside.read_text()) == record
+
+
+def test_a_symlinked_runtime_state_file_is_refused_not_followed(tmp_path):
+    doc = {"kind": "venom.models/runtime", "name": "vllm", "port": 9999}
+    d, controller, ctl, outside = _planted_link(tmp_path, "state_file", doc)
+    for use in (ctl.read_state, lambda: controller.RuntimeController.from_state(str(d), "vllm")):
+        with pytest.raises(ValidationError, match="runtime state file .* is a symbolic link"):
+            use()
+    assert "vllm" not in controller.instance_states(str(d)), "a linked state file is not an instance's state"
+    assert json.loads(outside.read_text()) == doc
+
+
+def test_a_symlinked_runtimes_directory_is_refused_and_nothing_is_written_through_it(tmp_path):
+    d = tmp_path / "models"
+    StatePaths(str(d)).ensure()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "vllm.json").write_text(json.dumps({"kind": "venom.models/runtime", "name": "vllm", "port": 9999}))
+    os.symlink(outside, d / ".venom" / "runtimes")
+    controller, ctl = _runtime_ctl(d)
+    for use in (ctl.read_state, lambda: ctl.write_state(None), lambda: ctl.ensure("stopped"),
+                lambda: controller.instance_states(str(d)), lambda: controller.runtimes_status(str(d))):
+        with pytest.raises(ValidationError, match="state directory .* is a symbolic link"):
+            use()
+    assert sorted(os.listdir(outside)) == ["vllm.json"]
+
+
+def test_the_runtime_log_tail_does_not_follow_a_symlink(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc_mod  # pylint: disable=import-outside-toplevel
+    victim = tmp_path / "shadow"
+    victim.write_text("root:$6$secret-hash:19000:0:99999:7:::\n")
+    os.symlink(victim, tmp_path / "vllm.log")
+    assert proc_mod.tail_file(str(tmp_path / "vllm.log")) == []
+    os.mkfifo(tmp_path / "fifo.log")
+    assert proc_mod.tail_file(str(tmp_path / "fifo.log")) == [], "a planted FIFO neither hangs nor is read"

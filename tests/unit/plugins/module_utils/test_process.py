@@ -284,3 +284,124 @@ def test_port_helpers_see_listeners_on_any_address():
         s.listen()
         assert P.port_in_use("127.0.0.1", port)
         assert P.port_holders(port) == [os.getpid()]
+
+
+# -- the transient systemd scope (issue 13, finding 10) ------------------------------------------
+
+# A runtime whose child escapes everything but a control group: it double-forks, calls setsid and
+# clears its environment (no marker), then writes its pid to argv[1].
+ESCAPER = textwrap.dedent("""
+    import os, sys, time
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execve(sys.executable, [sys.executable, "-c",
+                      "import os, sys, time\\nopen(sys.argv[1], 'w').write(str(os.getpid()))\\n"
+                      "while True: time.sleep(0.2)", sys.argv[1]], {})
+        os._exit(0)
+    os.wait()
+    while True:
+        time.sleep(0.2)
+""")
+
+FAKE_SYSTEMD_RUN = "#!/bin/sh\nwhile [ \"$1\" != \"--\" ]; do shift; done\nshift\nexec \"$@\"\n"
+
+
+def test_scope_command_line_and_unit_name():
+    unit = P.scope_unit_name("vllm-a", "vllm-a:0123456789abcdef0123")
+    assert unit == "venom-runtime-vllm-a-0123456789ab.scope"
+    assert P.scope_unit_name("x/y z", "x:ff") == "venom-runtime-x_y_z-ff.scope"
+    assert P.scope_argv("/usr/bin/systemd-run", unit, "/opt/vllm/bin/python", ["python", "-m", "vllm", "--port", "1"]) == [
+        "/usr/bin/systemd-run", "--scope", "--collect", "--quiet", f"--unit={unit}", "--",
+        "/opt/vllm/bin/python", "-m", "vllm", "--port", "1"]
+
+
+def test_a_scope_only_as_root_under_systemd_with_systemd_run(tmp_path):
+    run = tmp_path / "systemd-run"
+    run.write_text(FAKE_SYSTEMD_RUN)
+    run.chmod(0o755)
+    dirs = (str(tmp_path / "none"), str(tmp_path))
+    assert P.scope_runner(euid=0, booted=True, dirs=dirs) == str(run)
+    assert P.scope_runner(euid=1000, booted=True, dirs=dirs) is None, "polkit would ask a non-root run"
+    assert P.scope_runner(euid=0, booted=False, dirs=dirs) is None, "no systemd as PID 1: no scope"
+    assert P.scope_runner(euid=0, booted=True, dirs=(str(tmp_path / "none"),)) is None
+
+
+def test_proc_cgroup_reads_v2_and_the_v1_systemd_hierarchy():
+    scope = "/system.slice/venom-runtime-vllm-0123456789ab.scope"
+    assert P.parse_proc_cgroup(f"0::{scope}\n") == scope
+    assert P.parse_proc_cgroup(f"1:name=systemd:{scope}\n0::/init.scope\n") == scope, "hybrid: systemd's hierarchy"
+    assert P.parse_proc_cgroup(f"12:cpu,cpuacct:/other\n1:name=systemd:{scope}\n") == scope
+    assert P.parse_proc_cgroup("12:cpu,cpuacct:/other\n") is None and P.parse_proc_cgroup("") is None
+    assert P.proc_cgroup(2 ** 22 + 1) is None, "no such process"
+
+
+def _start_in_fake_scope(tmp_path, monkeypatch, script):
+    """start_process through a stand-in systemd-run; /proc's cgroup and /sys/fs/cgroup stand-ins
+    (no systemd here): the runtime's pid is put in the scope's cgroup.procs."""
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
+    run = tmp_path / "systemd-run"
+    run.write_text(FAKE_SYSTEMD_RUN)
+    run.chmod(0o755)
+    monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path / "cgroup"))
+    scoped = {}
+    real_cgroup = P.proc_cgroup
+
+    def fake_cgroup(pid):
+        return scoped.get(pid) or real_cgroup(pid)
+    monkeypatch.setattr(P, "proc_cgroup", fake_cgroup)
+    real_spawn = P.spawn_detached
+
+    def spawn(exe, argv, env, **kw):
+        pid = real_spawn(exe, argv, env, **kw)
+        unit = argv[4].split("=", 1)[1]
+        group = tmp_path / "cgroup" / "system.slice" / unit
+        group.mkdir(parents=True)
+        (group / "cgroup.procs").write_text(f"{pid}\n")
+        scoped[pid] = f"/system.slice/{unit}"
+        return pid
+    monkeypatch.setattr(P, "spawn_detached", spawn)
+    rec = P.start_process([sys.executable, str(script), str(tmp_path / "escaped.pid")], pid_file=str(tmp_path / "r.pid"),
+                          log_file=str(tmp_path / "r.log"), name="scoped", scope=str(run), startup_check=0)
+    return rec, tmp_path / "cgroup" / "system.slice" / rec["scope"] / "cgroup.procs"
+
+
+def test_a_child_that_escapes_session_and_marker_is_stopped_through_the_scope(tmp_path, monkeypatch):
+    script = tmp_path / "escaper.py"
+    script.write_text(ESCAPER)
+    rec, procs_file = _start_in_fake_scope(tmp_path, monkeypatch, script)
+    escaped = None
+    try:
+        assert rec["scope"].startswith("venom-runtime-scoped-") and rec["cgroup"] == f"/system.slice/{rec['scope']}"
+        assert json.loads((tmp_path / "r.pid").read_text())["cgroup"] == rec["cgroup"]
+        assert _wait(lambda: (tmp_path / "escaped.pid").exists() and (tmp_path / "escaped.pid").read_text())
+        escaped = int((tmp_path / "escaped.pid").read_text())
+        assert P.read_proc(escaped).sid != rec["sid"] and P.MARKER_ENV not in (P.proc_environ(escaped) or {})
+        procs_file.write_text(f"{rec['pid']}\n{escaped}\n")  # what the kernel does: a child stays in its group
+        assert escaped in P.find_tree(rec)
+        res = P.stop_tree(rec, stop_timeout=5)
+        assert escaped in res.found and _alive([rec["pid"], escaped]) == []
+    finally:
+        for pid in (rec["pid"], escaped):
+            if pid and _alive([pid]):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_a_scope_that_systemd_run_cannot_make_fails_the_start_with_its_message(tmp_path):
+    run = tmp_path / "systemd-run"
+    run.write_text("#!/bin/sh\necho 'Failed to start transient scope unit: Access denied' >&2\nexit 1\n")
+    run.chmod(0o755)
+    with pytest.raises(RuntimeControlError, match="not placed in its systemd scope") as err:
+        P.start_process([sys.executable, "-c", "import time; time.sleep(30)"], pid_file=str(tmp_path / "p"),
+                        log_file=str(tmp_path / "l"), name="sleeper", scope=str(run), log_max_bytes=None)
+    assert "Access denied" in err.value.msg and not (tmp_path / "p").exists()
+
+
+def test_no_scope_where_systemd_is_not_pid_1(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "systemd_booted", lambda: False)
+    rec = P.start_process([sys.executable, "-c", "import time; time.sleep(30)"], pid_file=str(tmp_path / "p"),
+                          log_file=str(tmp_path / "l"), name="sleeper", startup_check=0)
+    try:
+        assert rec["scope"] is None and rec["cgroup"] is None and P.scope_pids(rec) == []
+    finally:
+        P.stop_tree(rec, stop_timeout=2)

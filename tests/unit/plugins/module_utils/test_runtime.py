@@ -108,9 +108,10 @@ def test_env_file_round_trip_mode_and_refusals(models_dir, tmp_path):
     assert c.engine.write_env_file(act) is False, "same content: no write"
     assert c.engine.read_env_file() == {"VLLM_MODEL": "/m/a", "VLLM_SERVED_MODEL_NAME": "org/a",
                                         "VLLM_EXTRA_ARGS": "--max-model-len 256", "VLLM_API_KEY": "s3cret-key"}
+    expected = S.sha("s3cret-key", models_dir, create=True)  # a real run's desired activation made the key
     got = c.engine.env_file_activation()
     assert got.model_path == "/m/a" and got.flags == ["--max-model-len", "256"]
-    assert got.api_key_sha256 == S.sha("s3cret-key", models_dir)
+    assert got.api_key_sha256 == expected
     assert got.api_key_sha256 != hashlib.sha256(b"s3cret-key").hexdigest(), "a keyed digest, not a plain sha256"
     odd = R.Activation(model_path='/m/"x\\$HOME`', served_model_name="a'b", flags=["--x=$y"])
     c2 = ctl(models_dir, env_file=env_file, api_key='k$"`\\ey')
@@ -172,6 +173,22 @@ def test_check_mode_changes_nothing(models_dir):
     assert plan["changed"] is True
     assert not os.path.exists(c.pid_file) and not os.path.exists(c.state_file)
     assert not any(e.get("active") for e in Manifest(models_dir).models())
+
+
+def test_check_mode_and_status_never_create_the_digest_key(models_dir):
+    """The per-host key of the API key's and env's digests is made by a real run only."""
+    key = os.path.join(models_dir, ".venom", "digest.key")
+    c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, mode="process", port=8039,
+                                          api_key="s3cret-key", env={"HF_TOKEN": "hf_x"}), check_mode=True)
+    plan = c.ensure("started", "a")
+    assert plan["changed"] is True and plan["diff"]["after"]["model"] == "a"
+    c.status()
+    R.runtimes_status(models_dir)
+    assert not os.path.exists(key), "check mode or a status read created the digest key"
+    real = ctl(models_dir, api_key="s3cret-key", env={"HF_TOKEN": "hf_x"})
+    act, _entry = real.desired_activation("a")
+    assert os.path.exists(key) and stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert act.api_key_sha256 == S.sha("s3cret-key", models_dir) and act.process["env_sha256"].isalnum()
 
 
 def test_a_stale_pid_file_is_a_crash_to_recover(models_dir):
