@@ -326,7 +326,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.providers impo
 REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
                   "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",
                   "display_name", "capabilities", "force", "timeout", "lock_timeout", "registry", "insecure",
-                  "models_path")
+                  "models_path", "validate_certs", "ca_path")
 
 
 def main():
