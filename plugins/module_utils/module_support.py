@@ -68,13 +68,9 @@ def lookup_query(module) -> dict:
 
 
 def module_tls(module) -> Tls:
-    """The TLS settings of the module's ``validate_certs`` and ``ca_path`` (the task fails on a bad
-    ``ca_path``); warn with ``tls_warnings`` once the remotes were asked."""
-    try:
-        return Tls(module.params["validate_certs"], module.params["ca_path"])
-    except VenomError as exc:
-        fail_from(module, exc)
-        raise  # not reached: fail_json exits
+    """The TLS settings of the module's ``validate_certs`` and ``ca_path`` (``ca_path`` is read before
+    the first request); warn with ``tls_warnings`` once the remotes were asked."""
+    return Tls(module.params["validate_certs"], module.params["ca_path"])
 
 
 def tls_warnings(module, tls: Tls) -> None:

@@ -103,6 +103,7 @@ def configure_hub_tls(tls) -> None:
     """
     global _HUB_TLS  # pylint: disable=global-statement
     load_hub()
+    tls.check()
     key = None if tls.default else (tls.validate_certs, tls.ca_path)
     if key == _HUB_TLS:
         return

@@ -46,8 +46,7 @@ class Tls:
         self.validate_certs = validate_certs
         self.ca_path = ca_path or None
         self._insecure: list = []
-        if self.ca_path and validate_certs:
-            self._check_bundle()
+        self._checked = False  # the bundle is read before the first request (a task that asks no remote ignores it)
 
     @classmethod
     def of(cls, obj) -> "Tls":
@@ -57,7 +56,10 @@ class Tls:
             return tls
         return cls(getattr(obj, "validate_certs", True), getattr(obj, "ca_path", None))
 
-    def _check_bundle(self) -> None:
+    def check(self) -> None:
+        """Refuse a ``ca_path`` that does not exist or holds no PEM certificate (ValidationError, with the fix)."""
+        if self._checked or not (self.ca_path and self.validate_certs):
+            return
         try:
             _context(True, self.ca_path)
         except FileNotFoundError:
@@ -68,6 +70,7 @@ class Tls:
             raise ValidationError(f"ca_path {self.ca_path} is not a readable PEM CA bundle ({exc}).",
                                   fix="Give a file of PEM certificates ('-----BEGIN CERTIFICATE-----' blocks), "
                                       "readable by the user the task runs as.") from None
+        self._checked = True
 
     @property
     def default(self) -> bool:
@@ -75,10 +78,12 @@ class Tls:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The SSLContext for httpx-style clients (shared per settings: it is read-only once built)."""
+        self.check()
         return _context(self.validate_certs, self.ca_path)
 
     def requests_verify(self):
         """The ``verify`` argument of ``requests``: True, the bundle's path, or False."""
+        self.check()
         if not self.validate_certs:
             return False
         return self.ca_path or True

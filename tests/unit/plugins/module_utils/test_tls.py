@@ -48,18 +48,23 @@ def test_the_verify_settings_of_each_client():
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname and ctx.cert_store_stats()["x509_ca"] > 10
 
 
-def test_a_missing_or_broken_ca_path_is_refused_with_the_fix(tmp_path):
+def test_a_missing_or_broken_ca_path_is_refused_before_any_request_with_the_fix(tmp_path):
+    missing = Tls(ca_path=str(tmp_path / "nope.pem"))  # a task that asks no remote does not read it
     with pytest.raises(ValidationError) as err:
-        Tls(ca_path=str(tmp_path / "nope.pem"))
+        missing.requests_verify()
     assert "does not exist" in err.value.msg and "ansible.builtin.copy" in err.value.fix
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate\n")
-    with pytest.raises(ValidationError) as err:
-        Tls(ca_path=str(bad))
-    assert "not a readable PEM CA bundle" in err.value.msg and "BEGIN CERTIFICATE" in err.value.fix
+    for use in (Tls.ssl_context, Tls.requests_verify, hf.configure_hub_tls):
+        with pytest.raises(ValidationError) as err:
+            use(Tls(ca_path=str(bad)))
+        assert "not a readable PEM CA bundle" in err.value.msg and "BEGIN CERTIFICATE" in err.value.fix
     with pytest.raises(ValidationError):
         Tls(validate_certs="no")
     assert Tls(False, ca_path=str(tmp_path / "nope.pem")).requests_verify() is False  # not read when not validating
+    provider = ollama.OllamaProvider(ModelRequest("m", provider="ollama", ca_path=str(bad)), StatePaths(str(tmp_path)))
+    with pytest.raises(ValidationError):
+        provider.client.tags()
 
 
 def test_warnings_name_each_https_remote_asked_without_validation_once():
