@@ -41,15 +41,33 @@ options:
         (M(venom.models.venom_model)); the other modules ignore it.
       - Recorded with the manifest like O(quota_gb); 2 when nothing is recorded.
     type: float
+  validate_certs:
+    description:
+      - Check the TLS certificate (and host name) of every https remote the module asks - the Hugging
+        Face Hub or mirror, the Ollama server, the Ollama registry.
+      - V(false) turns the check off; the task then warns, naming each remote it did not check. Prefer
+        O(ca_path).
+      - Modules that ask no remote ignore it.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - A PEM file of CA certificates on the managed host that verifies the remotes' certificates, for a
+        private CA or a TLS-intercepting proxy. It replaces the default trust store for these requests
+        (include the public CAs if the same task also reaches public servers).
+      - A certificate that cannot be verified fails the task with an error naming the remote, the reason
+        and this option; nothing is installed or changed.
+      - Modules that ask no remote ignore it.
+    type: path
 attributes:
   platform:
     support: full
     platforms: posix
     description: Runs on POSIX managed hosts (Linux; the runtimes need systemd or a POSIX process model).
 notes:
-  - O(models_dir), O(lock_timeout), O(quota_gb) and O(reserve_gb) are accepted by every module of
-    the collection, so that C(module_defaults) for the action group C(group/venom.models.all) sets
-    them once per play.
+  - O(models_dir), O(lock_timeout), O(quota_gb), O(reserve_gb), O(validate_certs) and O(ca_path) are
+    accepted by every module of the collection, so that C(module_defaults) for the action group
+    C(group/venom.models.all) sets them once per play.
 requirements:
   - python >= 3.11 on the managed host
 """

@@ -7,6 +7,7 @@ import os
 
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils.models.providers import DEFAULT_LOCK_TIMEOUT
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR
 
 
@@ -33,6 +34,8 @@ def common_argument_spec(**options) -> dict:
         "lock_timeout": {"type": "float", "default": DEFAULT_LOCK_TIMEOUT},
         "quota_gb": {"type": "float"},
         "reserve_gb": {"type": "float"},
+        "validate_certs": {"type": "bool", "default": True},
+        "ca_path": {"type": "path"},
     }
     spec.update(options)
     return spec
@@ -60,4 +63,17 @@ def lookup_query(module) -> dict:
         module.no_log_values.add(token)
     query = {k: p[k] for k in ("provider", "endpoint", "search", "names", "revision", "limit")}
     query["token"] = token if p["provider"] == "huggingface" else None
+    query["tls"] = module_tls(module)
     return query
+
+
+def module_tls(module) -> Tls:
+    """The TLS settings of the module's ``validate_certs`` and ``ca_path`` (``ca_path`` is read before
+    the first request); warn with ``tls_warnings`` once the remotes were asked."""
+    return Tls(module.params["validate_certs"], module.params["ca_path"])
+
+
+def tls_warnings(module, tls: Tls) -> None:
+    """One warning per https remote asked with ``validate_certs: false``."""
+    for warning in tls.warnings():
+        module.warn(warning)

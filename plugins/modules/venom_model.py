@@ -172,6 +172,10 @@ notes:
   - Check mode resolves the revision and lists the files (network, read-only) and reports the plan
     (files and bytes to download, quota and free disk after) and exactly whether a real run changes
     anything; with O(state=verified) it hashes the files (read-only).
+  - O(validate_certs) and O(ca_path) apply to the module's own requests - the Hub or mirror, the Ollama
+    server at O(endpoint), the registry manifest read from O(registry). The layers of an Ollama model are
+    downloaded by the Ollama server, which uses its own trust store - the C(venom.models.ollama) role's
+    C(ollama_ca_path) sets it.
 requirements:
   - huggingface_hub >= 1.0 on the managed host (for O(provider=huggingface))
   - requests on the managed host (for O(provider=ollama))
@@ -196,6 +200,12 @@ EXAMPLES = r"""
     quota_gb: 200
   environment:
     HF_TOKEN: "{{ vault_hf_token }}"
+
+- name: Install from a mirror whose certificate a private CA signed
+  venom.models.venom_model:
+    name: google/gemma-2-2b-it
+    endpoint: https://hub-mirror.internal:8443
+    ca_path: /etc/ssl/certs/internal-ca.pem
 
 - name: Follow the main branch
   venom.models.venom_model:
@@ -326,7 +336,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.providers impo
 REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
                   "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",
                   "display_name", "capabilities", "force", "timeout", "lock_timeout", "registry", "insecure",
-                  "models_path")
+                  "models_path", "validate_certs", "ca_path")
 
 
 def main():

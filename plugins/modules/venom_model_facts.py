@@ -332,7 +332,7 @@ from ansible_collections.venom.models.plugins.module_utils.errors import VenomEr
 from ansible_collections.venom.models.plugins.module_utils.host.facts import (
     DEFAULT_SUBSETS, DEPRECATED_SUBSETS, gather, resolve_subsets)
 from ansible_collections.venom.models.plugins.module_utils.module_support import (
-    common_argument_spec, fail_from, lookup_argument_spec, lookup_query)
+    common_argument_spec, fail_from, lookup_argument_spec, lookup_query, tls_warnings)
 from ansible_collections.venom.models.plugins.module_utils.host.metrics import collect
 
 
@@ -379,6 +379,7 @@ def main():
     except OSError as exc:
         module.fail_json(msg=f"Cannot write the metrics file {p['metrics_file']}: {exc}",
                          fix="Create its directory (node_exporter's textfile collector directory) or fix its permissions.")
+    tls_warnings(module, query["tls"])
     module.exit_json(ansible_facts=facts, **result)
 
 

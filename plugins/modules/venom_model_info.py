@@ -108,17 +108,20 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils.models.available import available
 from ansible_collections.venom.models.plugins.module_utils.module_support import (
-    common_argument_spec, fail_from, lookup_argument_spec, lookup_query)
+    common_argument_spec, fail_from, lookup_argument_spec, lookup_query, tls_warnings)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 
 
 def main():
     module = AnsibleModule(argument_spec=common_argument_spec(**lookup_argument_spec()), supports_check_mode=True)
     p = module.params
+    query = lookup_query(module)
     try:
-        result = available(models_dir=p["models_dir"], models=Manifest(p["models_dir"]).models(), **lookup_query(module))
+        result = available(models_dir=p["models_dir"], models=Manifest(p["models_dir"]).models(), **query)
     except VenomError as exc:
+        tls_warnings(module, query["tls"])
         fail_from(module, exc)
+    tls_warnings(module, query["tls"])
     module.exit_json(changed=False, **result)
 
 

@@ -32,7 +32,7 @@ def test_every_module_states_its_platform_and_honest_idempotence():
     for name, doc in docs.items():
         attrs = doc["attributes"]
         assert attrs["platform"]["platforms"] == "posix" and attrs["platform"]["support"] == "full", name
-        for option in ("models_dir", "lock_timeout", "quota_gb", "reserve_gb"):
+        for option in ("models_dir", "lock_timeout", "quota_gb", "reserve_gb", "validate_certs", "ca_path"):
             assert option in doc["options"], (name, option)
         if name in PARTIAL:
             assert attrs["idempotent"]["support"] == "partial" and PARTIAL[name] in attrs["idempotent"]["details"], name

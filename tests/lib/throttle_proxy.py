@@ -4,7 +4,9 @@
 
 ``ThrottleProxy(upstream, rate)`` forwards every request to ``upstream`` (method, path, headers,
 body) and sends the answer back at no more than ``rate`` bytes per second (per response), so a
-small model downloads for as long as a test needs to watch it. Redirects that name the upstream
+small model downloads for as long as a test needs to watch it. With ``tls`` (the certificate and key
+of tests/lib/private_ca.py) it serves HTTPS as ``https://localhost:PORT``: a TLS-terminating
+reverse proxy signed by a private CA (``rate=None``: no limit). Redirects that name the upstream
 are rewritten to the proxy, so nothing bypasses the throttle. Responses are HTTP/1.0 (the
 connection closes after each), the simplest framing for bodies of unknown length.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import http.server
+import ssl
 import threading
 import time
 import urllib.parse
@@ -22,18 +25,26 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te
 class ThrottleProxy:
     """Start with ``start()`` (or as a context manager); ``endpoint`` is its base URL."""
 
-    def __init__(self, upstream: str, rate: int, chunk: int = 16 * 1024):
+    def __init__(self, upstream: str, rate: int | None, chunk: int = 16 * 1024, tls: dict | None = None):
         self.upstream = urllib.parse.urlsplit(upstream)
-        self.rate = rate
+        self.rate = rate  # None: no limit
         self.chunk = chunk
         self.bytes_sent = 0
         self._lock = threading.Lock()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
+        self.tls = tls
+        if tls:  # tests/lib/private_ca.py's paths: serve HTTPS (the handshake runs in the handler's thread)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls["cert"], tls["key"])
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
+            self.server.handle_error = lambda *args: None  # a client that refuses the certificate: not our error
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
+        if self.tls:
+            return f"https://localhost:{self.server.server_address[1]}"
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def start(self) -> "ThrottleProxy":
@@ -76,7 +87,7 @@ class ThrottleProxy:
                         if key.lower() in _HOP:
                             continue
                         if key.lower() == "location":
-                            value = value.replace(proxy.upstream.netloc, f"127.0.0.1:{proxy.server.server_address[1]}")
+                            value = value.replace(f"{proxy.upstream.scheme}://{proxy.upstream.netloc}", proxy.endpoint)
                         self.send_header(key, value)
                     self.end_headers()
                     if self.command == "HEAD":
@@ -89,10 +100,10 @@ class ThrottleProxy:
                         self.wfile.write(data)
                         sent += len(data)
                         proxy._count(len(data))
-                        ahead = sent / proxy.rate - (time.monotonic() - t0)
+                        ahead = sent / proxy.rate - (time.monotonic() - t0) if proxy.rate else 0
                         if ahead > 0:
                             time.sleep(ahead)
-                except (BrokenPipeError, ConnectionResetError):
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                     pass
                 finally:
                     conn.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
 
 PROVIDERS = ("huggingface", "ollama")
@@ -37,11 +38,12 @@ def _mark(row: dict, installed: dict, key: str) -> dict:
 
 
 def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: str | None, models_dir: str,
-                installed: dict) -> dict:
+                installed: dict, tls: Tls) -> dict:
     from ansible_collections.venom.models.plugins.module_utils.models.huggingface import HuggingFaceProvider  # pylint: disable=import-outside-toplevel
     request = ModelRequest(name=name, provider="huggingface", revision=revision, endpoint=endpoint, token=token,
                            models_dir=models_dir)
     provider = HuggingFaceProvider(request, StatePaths(models_dir))
+    provider.tls = tls
     try:
         target = provider.resolve(None)
     except NotFoundError as exc:
@@ -56,15 +58,17 @@ def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: st
     return row
 
 
-def _hf_list(endpoint: str | None, token: str | None, search: str | None, limit: int, installed: dict) -> list:
+def _hf_list(endpoint: str | None, token: str | None, search: str | None, limit: int, installed: dict,
+             tls: Tls) -> list:
     from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
     url = _hf.validate_endpoint(endpoint)
-    _hf.load_hub()
-    _hf.disable_progress_bars()
-    api = _hf.HfApi(endpoint=url, token=token)
+    api = _hf.hub_api(url, token, tls)
     try:
         infos = list(api.list_models(search=search or None, limit=limit))
     except Exception as exc:  # pylint: disable=broad-except
+        cert = tls.certificate_error(exc, url, f"Listing the models of {url}")
+        if cert is not None:
+            raise cert from None
         status = getattr(getattr(exc, "response", None), "status_code", None)
         detail = _hf.redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, token)
         if status in (404, 405, 501) or isinstance(exc, ValueError):  # ValueError: an answer that is not JSON
@@ -93,9 +97,9 @@ def _ollama_key(name: str) -> str:
     return parse_ollama_name(name)["display"]
 
 
-def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, installed: dict) -> list:
+def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, installed: dict, tls: Tls) -> list:
     from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaClient  # pylint: disable=import-outside-toplevel
-    client = OllamaClient(endpoint or "http://127.0.0.1:11434", timeout=15.0)
+    client = OllamaClient(endpoint or "http://127.0.0.1:11434", timeout=15.0, tls=tls)
     tags = client.tags()
     by_name = {}
     for tag in tags:
@@ -130,8 +134,12 @@ def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, i
 
 def available(provider: str, models_dir: str, models: list | None = None, endpoint: str | None = None,
               token: str | None = None, search: str | None = None, names: list | None = None,
-              revision: str | None = None, limit: int = DEFAULT_LIMIT) -> dict:
-    """The models ``provider`` offers at ``endpoint``; see the module docstring."""
+              revision: str | None = None, limit: int = DEFAULT_LIMIT, tls: Tls | None = None) -> dict:
+    """The models ``provider`` offers at ``endpoint``; see the module docstring.
+
+    ``tls``: the TLS settings of the requests (default: validate against the host's trust store);
+    it collects the warnings of ``validate_certs: false``."""
+    tls = tls or Tls()
     if provider not in PROVIDERS:
         raise ValidationError(f"The available subset cannot list provider {provider!r}.",
                               fix=f"Set provider to one of: {', '.join(PROVIDERS)}.")
@@ -142,13 +150,13 @@ def available(provider: str, models_dir: str, models: list | None = None, endpoi
     installed = _installed_index(models, provider)
     if provider == "huggingface":
         if names:
-            rows = [_hf_resolve(n, revision, endpoint, token, models_dir, installed) for n in names]
+            rows = [_hf_resolve(n, revision, endpoint, token, models_dir, installed, tls) for n in names]
         else:
-            rows = _hf_list(endpoint, token, search, limit, installed)
+            rows = _hf_list(endpoint, token, search, limit, installed, tls)
         from ansible_collections.venom.models.plugins.module_utils.models.huggingface import validate_endpoint  # pylint: disable=import-outside-toplevel
         where = validate_endpoint(endpoint)
     else:
-        rows = _ollama(endpoint, search, names, limit, installed)
+        rows = _ollama(endpoint, search, names, limit, installed, tls)
         where = (endpoint or "http://127.0.0.1:11434").rstrip("/")
     return {"provider": provider, "endpoint": where, "search": search, "names": names,
             "count": len(rows), "models": rows}

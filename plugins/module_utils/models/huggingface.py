@@ -89,6 +89,52 @@ def _smaller_download_chunks() -> None:
         constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_CHUNK_BYTES
 
 
+# the TLS settings huggingface_hub's shared HTTP client was built for (None: its own default client)
+_HUB_TLS = None
+
+
+def configure_hub_tls(tls) -> None:
+    """Make huggingface_hub's shared HTTP client use ``tls`` (validate_certs, ca_path: models/tls.py).
+
+    huggingface_hub >= 1.0 sends every request through one httpx client made by the factory of
+    ``set_client_factory``; with non-default settings the factory builds the client as
+    huggingface_hub's default one does (its request hook, redirects, no timeout), with ``verify``
+    set to the SSLContext of ``tls``. Setting the factory closes the client it made before.
+    """
+    global _HUB_TLS  # pylint: disable=global-statement
+    load_hub()
+    tls.check()
+    key = None if tls.default else (tls.validate_certs, tls.ca_path)
+    if key == _HUB_TLS:
+        return
+    from huggingface_hub.utils import _http as hub_http  # pylint: disable=import-outside-toplevel
+    if not hasattr(hub_http, "set_client_factory"):
+        raise MissingDependencyError("huggingface_hub >= 1.0", "for validate_certs and ca_path",
+                                     ImportError("huggingface_hub has no set_client_factory"))
+    if key is None:
+        hub_http.set_client_factory(hub_http.default_client_factory)
+    else:
+        context = tls.ssl_context()
+        hub_http.set_client_factory(lambda: _hub_client(hub_http, context))
+    _HUB_TLS = key
+
+
+def _hub_client(hub_http, context):
+    """huggingface_hub's default client (``default_client_factory``), with ``verify=context``."""
+    httpx = getattr(hub_http, "httpx2", None) or getattr(hub_http, "httpx")
+    hook = getattr(hub_http, "hf_request_event_hook", None)
+    return httpx.Client(event_hooks={"request": [hook]} if hook else None, follow_redirects=True, timeout=None,
+                        verify=context)
+
+
+def hub_api(endpoint: str, token: str | None, tls):
+    """An ``HfApi`` for ``endpoint`` whose requests use the TLS settings ``tls``."""
+    configure_hub_tls(tls)
+    disable_progress_bars()
+    tls.contacting(endpoint)
+    return HfApi(endpoint=endpoint, token=token)
+
+
 def redact(text: str, token: str | None) -> str:
     """``text`` with every occurrence of the token (and its Bearer form) masked."""
     return _redact_secrets(text, [token] if token else [])
@@ -201,14 +247,16 @@ class HuggingFaceProvider(Provider):
     def api(self):
         load_hub()
         if self._api is None:
-            disable_progress_bars()
-            self._api = HfApi(endpoint=self.endpoint, token=self.request.token)
+            self._api = hub_api(self.endpoint, self.request.token, self.tls)
         return self._api
 
     def _translate(self, exc: BaseException, revision: str | None, what: str) -> VenomError:
         """A huggingface_hub / network error as a VenomError with the cause and the fix (token masked)."""
         where = f"{self.endpoint}"
         detail = self._redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        cert = self.tls.certificate_error(exc, where, what)
+        if cert is not None:
+            return cert
         token_hint = ("the token given (token option or HF_TOKEN) has no access to it" if self.request.token
                       else "no token was given (token option or HF_TOKEN)")
         if hf_errors is not None:
@@ -360,7 +408,7 @@ class HuggingFaceProvider(Provider):
     # -- downloads -----------------------------------------------------------------------------------
     def _download_all(self, stage: StagingArea, specs: list, progress) -> dict:
         """Download and verify ``specs`` into ``stage.tree``; return {path: digests}."""
-        load_hub()
+        configure_hub_tls(self.tls)
         stage.ensure()
         headers = build_hf_headers(token=self.request.token)
         stop = threading.Event()
@@ -548,7 +596,7 @@ class HuggingFaceProvider(Provider):
     def predict_capabilities(self, target: Target) -> dict | None:
         """The files capability detection reads (config.json, tokenizer_config.json, chat templates:
         kilobytes), fetched into a temporary directory and read as the install will read them."""
-        load_hub()
+        configure_hub_tls(self.tls)
         headers = build_hf_headers(token=self.request.token)
         tmp = tempfile.mkdtemp(prefix="venom-check-")
         try:

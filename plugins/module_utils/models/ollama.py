@@ -27,6 +27,7 @@ from ansible_collections.venom.models.plugins.module_utils.errors import (
     IntegrityError, MissingDependencyError, NotFoundError, ProviderError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry
 from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Problem, Provider, Target
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
     parse_ollama_name, validate_model_name, validate_size)
 
@@ -94,7 +95,7 @@ class OllamaClient:
     """A small client of the Ollama HTTP API (``requests``)."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
-                 pull_read_timeout: float = DEFAULT_PULL_READ_TIMEOUT):
+                 pull_read_timeout: float = DEFAULT_PULL_READ_TIMEOUT, tls: Tls | None = None):
         _require_requests()
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
         if not re.match(r"^https?://", self.endpoint):
@@ -104,14 +105,23 @@ class OllamaClient:
         self.pull_read_timeout = pull_read_timeout
         self.session = requests.Session()
         self.session.trust_env = False  # the server is local: never through an HTTP proxy from the environment
+        self.tls = tls or Tls()
+        self.tls.quiet_requests()
+        self.tls.contacting(self.endpoint)
+
+    def _unreachable(self, exc: Exception) -> Exception:
+        cert = self.tls.certificate_error(exc, self.endpoint, f"The Ollama server at {self.endpoint}")
+        if cert is not None:
+            return cert
+        return ProviderError(f"The Ollama server at {self.endpoint} cannot be reached ({type(exc).__name__}: {exc}).",
+                             fix=SERVER_FIX)
 
     def _call(self, method: str, path: str, **kw):
         kw.setdefault("timeout", self.timeout)
         try:
-            return self.session.request(method, self.endpoint + path, **kw)
+            return self.session.request(method, self.endpoint + path, verify=self.tls.requests_verify(), **kw)
         except requests.RequestException as exc:
-            raise ProviderError(f"The Ollama server at {self.endpoint} cannot be reached ({type(exc).__name__}: {exc}).",
-                                fix=SERVER_FIX) from None
+            raise self._unreachable(exc) from None
 
     def _json(self, method: str, path: str, **kw):
         resp = self._call(method, path, **kw)
@@ -183,10 +193,9 @@ class OllamaClient:
         body = {"model": name, "insecure": bool(insecure), "stream": True}
         try:
             resp = self.session.post(self.endpoint + "/api/pull", json=body, stream=True,
-                                     timeout=(self.timeout, self.pull_read_timeout))
+                                     timeout=(self.timeout, self.pull_read_timeout), verify=self.tls.requests_verify())
         except requests.RequestException as exc:
-            raise ProviderError(f"The Ollama server at {self.endpoint} cannot be reached ({type(exc).__name__}: {exc}).",
-                                fix=SERVER_FIX) from None
+            raise self._unreachable(exc) from None
         last: dict = {}
         with resp:
             if resp.status_code != 200:
@@ -220,20 +229,27 @@ class OllamaClient:
         return last
 
 
-def registry_manifest(name: str, registry: str | None = None, insecure: bool = False, timeout: float = 30.0) -> tuple:
+def registry_manifest(name: str, registry: str | None = None, insecure: bool = False, timeout: float = 30.0,
+                      tls: Tls | None = None) -> tuple:
     """The model's manifest from its registry (OCI distribution API): (bytes, document, sha256 hex).
 
     ``registry`` (``scheme://host[:port]``) replaces the host of the name, e.g. a mirror; by
     default the host of the name (``registry.ollama.ai`` unless the name has one), https unless
-    ``insecure``.
+    ``insecure``. ``tls``: validate_certs and ca_path for an https registry.
     """
     _require_requests()
+    tls = tls or Tls()
     parts = parse_ollama_name(name)
     base = registry.rstrip("/") if registry else f"{'http' if insecure else 'https'}://{parts['host']}"
     url = f"{base}/v2/{parts['namespace']}/{parts['model']}/manifests/{parts['tag']}"
+    tls.quiet_requests()
+    tls.contacting(url)
     try:
-        resp = requests.get(url, headers={"Accept": MEDIA_MANIFEST}, timeout=timeout)
+        resp = requests.get(url, headers={"Accept": MEDIA_MANIFEST}, timeout=timeout, verify=tls.requests_verify())
     except requests.RequestException as exc:
+        cert = tls.certificate_error(exc, base, f"Reading the registry manifest of {parts['display']}")
+        if cert is not None:
+            raise cert from None
         raise ProviderError(f"The registry manifest of {parts['display']} cannot be read from {url} ({type(exc).__name__}: {exc}); "
                             "without it the layer sizes, and so the quota check, are unknown.",
                             fix="Check that this host reaches the registry, set 'registry' to a reachable mirror, or "
@@ -324,7 +340,7 @@ class OllamaProvider(Provider):
         self.insecure = bool(insecure if insecure is not None else getattr(request, "insecure", False))
         self.models_path = models_path or getattr(request, "models_path", None) or DEFAULT_MODELS_PATH
         read_timeout = getattr(request, "timeout", None) or DEFAULT_PULL_READ_TIMEOUT
-        self.client = client or OllamaClient(self.endpoint, pull_read_timeout=read_timeout)
+        self.client = client or OllamaClient(self.endpoint, pull_read_timeout=read_timeout, tls=self.tls)
         self._files: list | None = None  # the layer files of the last resolved version
         self._present: set = set()  # their digests (hex) the store already had then
         self._staged: dict = {}  # digest (hex) -> bytes an interrupted download already has
@@ -395,7 +411,7 @@ class OllamaProvider(Provider):
             return Target(revision=found["digest"], requested_revision=self.parts["tag"], files=files, local_path=None,
                           fetch_bytes=0, staged_bytes=0, disk_path=self.models_path, pending=[],
                           extra={"already_present": True, "ollama": self.entry_extra()})
-        _data, doc, digest = registry_manifest(self.display, self.registry, self.insecure)
+        _data, doc, digest = registry_manifest(self.display, self.registry, self.insecure, tls=self.tls)
         files = layer_files(doc)
         self._files = files
         fetch = staged = 0

@@ -491,7 +491,7 @@ class ModelOperations:
             "plan": plan.as_dict(),
             "operation": operation,
             "bytes_downloaded": self.progress.transferred if self.progress else 0,
-            "warnings": list(self.warnings),
+            "warnings": list(self.warnings) + self.provider.tls.warnings(),
             "diff": {"before": _diff_view(before, self.diff_detail), "after": _diff_view(after, self.diff_detail)},
         }
         if self.capabilities_predicted is not None:

@@ -32,6 +32,7 @@ import abc
 import dataclasses
 import hashlib
 
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
 
@@ -68,6 +69,8 @@ class ModelRequest:
     registry: str | None = None  # ollama: the registry to read the model's manifest from (quota)
     insecure: bool = False  # ollama: the registry speaks plain HTTP
     models_path: str | None = None  # ollama: the server's store (OLLAMA_MODELS), for verification
+    validate_certs: bool = True  # TLS to the remotes (Hub/mirror, Ollama server and registry): models/tls.py
+    ca_path: str | None = None  # a PEM CA bundle on the host that replaces the default trust store
 
 
 @dataclasses.dataclass
@@ -200,6 +203,7 @@ class Provider(abc.ABC):
     def __init__(self, request: ModelRequest, paths: StatePaths):
         self.request = request
         self.paths = paths
+        self.tls = Tls.of(request)  # validates ca_path; collects the warnings of validate_certs: false
 
     # -- naming -----------------------------------------------------------------------------------
     def canonical_name(self) -> str:
