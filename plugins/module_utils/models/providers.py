@@ -32,6 +32,7 @@ import abc
 import dataclasses
 import hashlib
 
+from ansible_collections.venom.models.plugins.module_utils.store.ownership import Permissions
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
 
@@ -68,6 +69,10 @@ class ModelRequest:
     registry: str | None = None  # ollama: the registry to read the model's manifest from (quota)
     insecure: bool = False  # ollama: the registry speaks plain HTTP
     models_path: str | None = None  # ollama: the server's store (OLLAMA_MODELS), for verification
+    owner: str | None = None  # owner, group, mode, directory_mode of the installed files (store.ownership)
+    group: str | None = None
+    mode: str | int | None = None
+    directory_mode: str | int | None = None
 
 
 @dataclasses.dataclass
@@ -200,6 +205,9 @@ class Provider(abc.ABC):
     def __init__(self, request: ModelRequest, paths: StatePaths):
         self.request = request
         self.paths = paths
+        # what the installed files and directories must have (the operation layer sets it: the task's
+        # owner/group/mode over the ones recorded in the manifest); applied before a version is moved into place
+        self.permissions = Permissions()
 
     # -- naming -----------------------------------------------------------------------------------
     def canonical_name(self) -> str:
