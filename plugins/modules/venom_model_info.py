@@ -14,7 +14,7 @@ description:
     repository exactly as M(venom.models.venom_model) would (its commit and total size, which is
     what an install would download) and predicts its capabilities as the check mode of
     M(venom.models.venom_model) does - from the small files only (C(config.json),
-    C(tokenizer_config.json), C(generation_config.json), chat templates: kilobytes, never the
+    C(tokenizer_config.json), C(generation_config.json), chat templates - kilobytes, never the
     weights); without O(names) the Hub's search lists models (O(search),
     O(limit)); mirrors have no search, so give O(names) there.
   - For V(ollama), the models an Ollama server at O(endpoint) has (C(/api/tags)).
@@ -94,7 +94,7 @@ models:
       (C(max_context_length), C(supports_system_role), C(supports_function_calling),
       C(allowed_roles), C(prompt_template), C(quantization), with C(detected_from) and C(notes)),
       predicted from the small files; null for a model that is not available, in a search
-      listing (one more request per model: give O(names)) and for Ollama. When a small file
+      listing (one more request per model - give O(names)) and for Ollama. When a small file
       cannot be read, C(capabilities) is null and C(capabilities_error) says why; the rest of
       the row stands.
   returned: always

@@ -151,7 +151,9 @@ class ModelOperations:
                                         reserve_gb=request.reserve_gb)
         self.warnings: list = []
         self.progress: Progress | None = None
-        self.given_permissions = ownership.Permissions.parse(*(getattr(request, k) for k in ownership.KEYS))
+        # (state absent removes the files: their owner and mode do not matter then)
+        self.given_permissions = ownership.Permissions() if request.state == "absent" else \
+            ownership.Permissions.parse(*(getattr(request, k) for k in ownership.KEYS), check_mode=check_mode)
 
     def _redact(self, text) -> str:
         return redact(str(text), self.request.token)
@@ -188,7 +190,11 @@ class ModelOperations:
         if req.state == "absent":
             return self._plan_absent(entry)
         self.provider.permissions = self.given_permissions.merged_over(
-            ownership.Permissions.from_record((entry or {}).get("permissions")))
+            ownership.Permissions.from_record((entry or {}).get("permissions"), check_mode=self.check_mode))
+        for what in self.provider.permissions.missing():
+            self.warnings.append(f"The {what} does not exist on this host; check mode assumes that a task before this "
+                                 "one creates it (as the venom.models.vllm role creates its user and group). A real "
+                                 "run fails without it.")
         if entry is not None and req.state in ("present", "verified") and \
                 self.provider.satisfies(dict(entry, status="installed")):
             return self._plan_installed(entry, full=req.state == "verified" or entry.get("status") != "installed")

@@ -47,8 +47,14 @@ def _octal(value, name: str, allowed: int) -> int | None:
     return number
 
 
-def _resolve(value, name: str, by_name, by_id, name_attr: str, id_attr: str) -> tuple:
-    """(numeric id, display name) of a user or group given by name or number."""
+UNKNOWN_ID = -1  # check mode only: a user/group a real run creates first (differs from every file; never applied)
+
+
+def _resolve(value, name: str, by_name, by_id, name_attr: str, id_attr: str, check_mode: bool = False) -> tuple:
+    """(numeric id, display name) of a user or group given by name or number.
+
+    In check mode a name that does not exist yet (a role earlier in the play creates it) resolves
+    to ``UNKNOWN_ID``: it counts as a difference, and the caller warns."""
     if value is None:
         return None, None
     text = str(value).strip()
@@ -63,6 +69,8 @@ def _resolve(value, name: str, by_name, by_id, name_attr: str, id_attr: str) -> 
                 return number, text  # a numeric id need not have a name (chown accepts it too)
         return getattr(by_name(text), id_attr), text
     except KeyError:
+        if check_mode:
+            return UNKNOWN_ID, text
         raise ValidationError(
             f"The {name} {text!r} does not exist on this host.",
             fix=f"Create it first (the venom.models.vllm role creates the user and group 'vllm'), or give a numeric "
@@ -81,9 +89,9 @@ class Permissions:
     group_name: str | None = None
 
     @classmethod
-    def parse(cls, owner=None, group=None, mode=None, directory_mode=None) -> "Permissions":
-        uid, owner_name = _resolve(owner, "owner", pwd.getpwnam, pwd.getpwuid, "pw_name", "pw_uid")
-        gid, group_name = _resolve(group, "group", grp.getgrnam, grp.getgrgid, "gr_name", "gr_gid")
+    def parse(cls, owner=None, group=None, mode=None, directory_mode=None, check_mode: bool = False) -> "Permissions":
+        uid, owner_name = _resolve(owner, "owner", pwd.getpwnam, pwd.getpwuid, "pw_name", "pw_uid", check_mode)
+        gid, group_name = _resolve(group, "group", grp.getgrnam, grp.getgrgid, "gr_name", "gr_gid", check_mode)
         file_mode = _octal(mode, "mode", 0o777)
         dir_mode = _octal(directory_mode, "directory_mode", 0o2777)
         if dir_mode is None and file_mode is not None:
@@ -91,9 +99,15 @@ class Permissions:
         return cls(uid, gid, file_mode, dir_mode, owner_name, group_name)
 
     @classmethod
-    def from_record(cls, record: dict | None) -> "Permissions":
+    def from_record(cls, record: dict | None, check_mode: bool = False) -> "Permissions":
         record = record or {}
-        return cls.parse(*(record.get(k) for k in KEYS))
+        return cls.parse(*(record.get(k) for k in KEYS), check_mode=check_mode)
+
+    def missing(self) -> list:
+        """What check mode assumed a real run finds created: ``["group 'vllm'"]``."""
+        return [f"{what} {name!r}" for what, number, name in (("user", self.uid, self.owner_name),
+                                                              ("group", self.gid, self.group_name))
+                if number == UNKNOWN_ID]
 
     def merged_over(self, recorded: "Permissions") -> "Permissions":
         """These permissions where set, else the ``recorded`` ones (a task that omits one keeps it)."""

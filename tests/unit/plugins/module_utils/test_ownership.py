@@ -246,3 +246,16 @@ def test_ollama_refuses_them():
     with pytest.raises(ValidationError) as err:
         ModelOperations(ModelRequest(name="llama3", provider="ollama", mode="0640", models_dir="/nonexistent"))
     assert "Ollama server's own store" in str(err.value)
+
+
+def test_check_mode_assumes_a_group_a_role_creates_first(tmp_path):
+    with pytest.raises(ValidationError):
+        _run(tmp_path, group="venom-not-yet", mode="0640")
+    res = _run(tmp_path, check=True, group="venom-not-yet", mode="0640")
+    assert res["changed"] is True and res["action"] == "install"
+    assert res["model"]["permissions"]["group"] == "venom-not-yet"
+    assert any("group 'venom-not-yet' does not exist" in w for w in res["warnings"]), res["warnings"]
+    _run(tmp_path, adopt_mode="copy")
+    res = _run(tmp_path, check=True, group="venom-not-yet")
+    assert res["changed"] is True and res["action"] == "permissions"
+    assert all(c["group"][1] == ownership.UNKNOWN_ID for c in res["plan"]["permission_changes"])
