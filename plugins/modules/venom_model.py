@@ -342,7 +342,8 @@ plan:
   description:
     - The plan - C(action), C(reason), C(files_to_fetch) (up to 200 paths), C(fetch_files), C(fetch_bytes),
       C(permission_changes) (files and directories whose owner, group or mode differ, each with
-      C(path) and C([actual, wanted]) per attribute; up to 200), C(capabilities_predicted) (check mode of an install or update - whether RV(capabilities) were predicted),
+      C(path) and C([actual, wanted]) per attribute; up to 200),
+      C(capabilities_predicted) (check mode of an install or update - whether RV(capabilities) were predicted),
       C(staged_bytes) (already downloaded by an interrupted run), C(problems) (files that differ),
       C(quota) (C(quota_bytes), C(used_bytes), C(planned_bytes), C(used_after_bytes), C(quota_free_after_bytes),
       C(disk_free_bytes), C(disk_free_after_bytes), C(reserve_bytes), C(fits)).

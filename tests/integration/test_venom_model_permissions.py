@@ -7,6 +7,7 @@ and a member of the group reads the weights while other users cannot (the system
 from __future__ import annotations
 
 import grp
+import json
 import os
 import shutil
 import stat
@@ -92,3 +93,21 @@ def _cycle(olah, models_dir):  # noqa: F811
     assert out["plan"]["permission_changes"] == [
         {"path": "model.safetensors", "group": [0, gid], "mode": ["0644", "0600"]}], out["plan"]
     assert _stats(path)["model.safetensors"] == (0o600, 0, gid)
+
+
+def test_site_passes_the_group_and_mode_to_hugging_face_models(olah, tmp_path):  # noqa: F811
+    """venom.models.site: venom_models_group (default the vllm role's group on vLLM hosts) and mode 0640."""
+    assert os.geteuid() == 0, "this test changes file ownership: run the integration tier as root"
+    models_dir = str(tmp_path / "models")
+    repo = olah.repos["venom-test/tiny-gemma"]
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(json.dumps({"all": {"hosts": {"node": {
+        "ansible_connection": "local", "venom_become": False, "venom_host_bootstrap": False,
+        "venom_models_dir": models_dir, "venom_hf_endpoint": olah.endpoint, "venom_models_group": GROUP,
+        "venom_models": [{"name": repo.name}]}}}}))
+    res = run_playbook([{"import_playbook": "venom.models.site"}], inventory=str(inventory))
+    assert res.rc == 0, res.stdout[-6000:] + res.stderr[-3000:]
+    installed = res.task("Install, verify or update the other models", host="node")["results"][0]
+    assert installed["model"]["permissions"] == {"group": GROUP, "mode": "0640", "directory_mode": "0750"}
+    st = os.lstat(os.path.join(installed["local_path"], "model.safetensors"))
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, grp.getgrnam(GROUP).gr_gid)
