@@ -378,10 +378,11 @@ from ansible_collections.venom.models.plugins.module_utils.models.operations imp
 from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 
-REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
+REQUEST_FIELDS = ("name", "provider", "state", "revision", "owner", "group", "mode", "directory_mode",
+                  "models_dir", "quota_gb", "reserve_gb", "token",
                   "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",
                   "display_name", "capabilities", "force", "timeout", "lock_timeout", "registry", "insecure",
-                  "models_path", "owner", "group", "mode", "directory_mode")
+                  "models_path")
 
 
 def main():

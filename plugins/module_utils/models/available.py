@@ -32,6 +32,11 @@ def _installed_index(models: list, provider: str) -> dict:
     return {m["name"].lower(): m for m in models or [] if m.get("provider") == provider}
 
 
+def _hf_redact(text: str, token: str | None) -> str:
+    from ansible_collections.venom.models.plugins.module_utils.models.huggingface import redact  # pylint: disable=import-outside-toplevel
+    return redact(text, token)
+
+
 def _mark(row: dict, installed: dict, key: str) -> dict:
     entry = installed.get(key.lower())
     row["installed"] = bool(entry and entry.get("status") == "installed")
@@ -62,11 +67,6 @@ def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: st
     row = _mark(row, installed, provider.repo_id)
     row["update_available"] = bool(row["installed"] and row["installed_revision"] != target.revision)
     return row
-
-
-def _hf_redact(text: str, token: str | None) -> str:
-    from ansible_collections.venom.models.plugins.module_utils.models.huggingface import redact  # pylint: disable=import-outside-toplevel
-    return redact(text, token)
 
 
 def _hf_list(endpoint: str | None, token: str | None, search: str | None, limit: int, installed: dict) -> list:

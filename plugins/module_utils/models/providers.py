@@ -32,9 +32,9 @@ import abc
 import dataclasses
 import hashlib
 
-from ansible_collections.venom.models.plugins.module_utils.store.ownership import Permissions
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
+from ansible_collections.venom.models.plugins.module_utils.store.ownership import Permissions
 
 STATES = ("present", "absent", "verified", "latest")
 DEFAULT_LOCK_TIMEOUT = 600.0
@@ -63,16 +63,16 @@ class ModelRequest:
     runtime: str | None = None
     display_name: str | None = None
     capabilities: dict | None = None
+    owner: str | None = None  # owner, group, mode, directory_mode of the installed files (store.ownership)
+    group: str | None = None
+    mode: str | int | None = None
+    directory_mode: str | int | None = None
     force: bool = False
     timeout: float | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     registry: str | None = None  # ollama: the registry to read the model's manifest from (quota)
     insecure: bool = False  # ollama: the registry speaks plain HTTP
     models_path: str | None = None  # ollama: the server's store (OLLAMA_MODELS), for verification
-    owner: str | None = None  # owner, group, mode, directory_mode of the installed files (store.ownership)
-    group: str | None = None
-    mode: str | int | None = None
-    directory_mode: str | int | None = None
 
 
 @dataclasses.dataclass
@@ -201,13 +201,13 @@ class Provider(abc.ABC):
     """Base class of the providers. One instance serves one request (one model, one run)."""
 
     name = ""
+    # what the installed files and directories must have (the operation layer sets it: the task's
+    # owner/group/mode over the ones recorded in the manifest); applied before a version is moved into place
+    permissions = Permissions()
 
     def __init__(self, request: ModelRequest, paths: StatePaths):
         self.request = request
         self.paths = paths
-        # what the installed files and directories must have (the operation layer sets it: the task's
-        # owner/group/mode over the ones recorded in the manifest); applied before a version is moved into place
-        self.permissions = Permissions()
 
     # -- naming -----------------------------------------------------------------------------------
     def canonical_name(self) -> str:
