@@ -87,7 +87,6 @@ class _FakeHub:
 
 @pytest.fixture
 def fixture_hub(monkeypatch):
-    pytest.importorskip("huggingface_hub")
     from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
     with open(LISTING, encoding="utf-8") as fh:
         doc = json.load(fh)
