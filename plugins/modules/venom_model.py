@@ -143,6 +143,35 @@ options:
       - With O(state=absent), remove the model even if a runtime has it active.
     type: bool
     default: false
+  owner:
+    description:
+      - User (name or uid) that owns the model's files and directories (V(huggingface), V(local)). Changing it
+        needs root.
+      - Given to a new version in the staging area before it is moved into place, so the model never appears
+        with another owner; checked on every run (C(lstat) only, no hashing) and corrected when it differs.
+      - Recorded in the manifest entry (RV(model.permissions)); a later task that omits it keeps the recorded
+        one (a repair or an update never widens access). Not recorded and unchanged when never given.
+    type: str
+  group:
+    description:
+      - Group (name or gid) of the model's files and directories; give the group of the runtime's user (the
+        venom.models.vllm role's C(vllm_group)) with O(mode=0640) so that gated weights are not world-readable.
+      - Applied, checked and recorded like O(owner).
+    type: str
+  mode:
+    description:
+      - Permissions of the model's files, as an octal string (V('0640')); symbolic modes are not accepted.
+        The default (when never given) is V(0644) (for V(local), never more than the source file's).
+      - Applied, checked and recorded like O(owner).
+    type: raw
+  directory_mode:
+    description:
+      - Permissions of the model's directories (the version directory and those below it), as an octal
+        string. Default O(mode) with search (C(x)) wherever it grants read (V('0640') gives V('0750')),
+        else V(0755).
+      - Applied, checked and recorded like O(owner).
+    type: raw
+    aliases: [dir_mode]
   timeout:
     description:
       - Seconds the download may take in total. When it passes the task fails; what was downloaded is
@@ -164,6 +193,13 @@ attributes:
       - For O(provider=ollama) the capabilities of a model the server does not have yet cannot be
         predicted (the server's C(/api/show) knows only pulled models); they are null and a warning says so.
 notes:
+  - O(owner), O(group), O(mode) and O(directory_mode) are this module's own options rather than
+    Ansible's common file attributes (C(add_file_common_args)), because they apply to a whole tree
+    of files and directories inside the staging area, before the version is moved into place, and
+    are recorded in the manifest; Ansible's attributes apply to one path after the fact. SELinux
+    contexts and file attributes are not managed. Links are never followed (a symbolic link in a
+    model's directory is refused), and a file hard-linked to its source (O(adopt_mode=hardlink)) is
+    not changed - with these options, V(auto) copies instead.
   - An action plugin runs the module in the background on the host and prints its progress from the
     operations journal (percent, bytes done and total, rate, ETA) at least every
     C(venom_models_progress_interval) seconds (a variable, default 5; V(0) turns it off); the task's
@@ -231,6 +267,13 @@ EXAMPLES = r"""
   check_mode: true
   register: preview
 
+- name: Gated weights readable by the vLLM service only (root owns them, group vllm reads them)
+  venom.models.venom_model:
+    name: google/gemma-2-2b-it
+    group: vllm
+    mode: "0640"
+    directory_mode: "0750"
+
 - name: Remove a model
   venom.models.venom_model:
     name: Qwen/Qwen2.5-0.5B-Instruct
@@ -242,6 +285,7 @@ action:
   description:
     - What the task did (or would do in check mode) - V(none), V(install), V(update), V(sync) (same version,
       other file selection), V(repair), V(metadata), V(prune) (old versions kept for a runtime removed),
+      V(permissions) (the owner, group or mode of the installed files set or recorded),
       V(remove), V(discard_staging) (an interrupted download removed), V(record) (an Ollama model that the
       server already has is recorded in the manifest without a pull; reported as C(changed=false)).
   returned: always
@@ -294,10 +338,21 @@ model:
   description: The manifest entry after the task (predicted in check mode; null once removed).
   returned: always
   type: dict
-  sample: {"name": "org/model", "provider": "huggingface", "status": "installed", "revision": "c9745ed1..."}
+  sample: {"name": "org/model", "provider": "huggingface", "status": "installed", "revision": "c9745ed1...",
+           "permissions": {"owner": "root", "group": "vllm", "mode": "0640", "directory_mode": "0750"}}
+  contains:
+    permissions:
+      description:
+        - The owner, group and modes the model's files and directories are kept at (O(owner), O(group), O(mode),
+          O(directory_mode) as last given). Absent when none was ever given.
+      returned: when one of them was given
+      type: dict
+      sample: {"group": "vllm", "mode": "0640", "directory_mode": "0750"}
 plan:
   description:
     - The plan - C(action), C(reason), C(files_to_fetch) (up to 200 paths), C(fetch_files), C(fetch_bytes),
+      C(permission_changes) (files and directories whose owner, group or mode differ, each with
+      C(path) and C([actual, wanted]) per attribute; up to 200),
       C(capabilities_predicted) (check mode of an install or update - whether RV(capabilities) were predicted),
       C(staged_bytes) (already downloaded by an interrupted run), C(problems) (files that differ),
       C(quota) (C(quota_bytes), C(used_bytes), C(planned_bytes), C(used_after_bytes), C(quota_free_after_bytes),
@@ -333,7 +388,8 @@ from ansible_collections.venom.models.plugins.module_utils.models.operations imp
 from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 
-REQUEST_FIELDS = ("name", "provider", "state", "revision", "models_dir", "quota_gb", "reserve_gb", "token",
+REQUEST_FIELDS = ("name", "provider", "state", "revision", "owner", "group", "mode", "directory_mode",
+                  "models_dir", "quota_gb", "reserve_gb", "token",
                   "endpoint", "allow_patterns", "ignore_patterns", "source", "adopt_mode", "runtime",
                   "display_name", "capabilities", "force", "timeout", "lock_timeout", "registry", "insecure",
                   "models_path", "validate_certs", "ca_path")
@@ -360,6 +416,10 @@ def main():
             capabilities=dict(type="dict"),
             force=dict(type="bool", default=False),
             timeout=dict(type="float"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="raw"),
+            directory_mode=dict(type="raw", aliases=["dir_mode"]),
         ),
         supports_check_mode=True,
     )

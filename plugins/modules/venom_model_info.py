@@ -12,7 +12,10 @@ description:
     (from the manifest in O(models_dir)) and at which revision. It never changes anything.
   - For V(huggingface) (the Hub, or a mirror such as olah, O(endpoint)), O(names) resolves each
     repository exactly as M(venom.models.venom_model) would (its commit and total size, which is
-    what an install would download); without O(names) the Hub's search lists models (O(search),
+    what an install would download) and predicts its capabilities as the check mode of
+    M(venom.models.venom_model) does - from the small files only (C(config.json),
+    C(tokenizer_config.json), C(generation_config.json), chat templates - kilobytes, never the
+    weights); without O(names) the Hub's search lists models (O(search),
     O(limit)); mirrors have no search, so give O(names) there.
   - For V(ollama), the models an Ollama server at O(endpoint) has (C(/api/tags)).
   - This replaces the C(available) subset of M(venom.models.venom_model_facts), which is
@@ -87,6 +90,13 @@ models:
       digest (Ollama); C(size_bytes) what an install would download (known for O(names) on
       Hugging Face and for Ollama). C(installed) and C(installed_revision) come from this host's
       manifest; C(update_available) is true when the installed commit is not the resolved one.
+    - C(capabilities) (Hugging Face with O(names)) are the capabilities an install would detect
+      (C(max_context_length), C(supports_system_role), C(supports_function_calling),
+      C(allowed_roles), C(prompt_template), C(quantization), with C(detected_from) and C(notes)),
+      predicted from the small files; null for a model that is not available, in a search
+      listing (one more request per model - give O(names)) and for Ollama. When a small file
+      cannot be read, C(capabilities) is null and C(capabilities_error) says why; the rest of
+      the row stands.
   returned: always
   type: list
   elements: dict
@@ -98,6 +108,14 @@ models:
       requested_revision: main
       size_bytes: 90868376
       files_count: 13
+      capabilities:
+        max_context_length: 512
+        supports_system_role: null
+        supports_function_calling: null
+        allowed_roles: null
+        prompt_template: null
+        quantization: F32
+      capabilities_error: null
       installed: false
       installed_revision: null
       update_available: false

@@ -104,12 +104,19 @@ def test_info_on_a_mirror_resolves_names_like_an_install_and_marks_installed(ola
         assert found["size_bytes"] == sum(f["size"] for f in repo.expected().values())
         assert found["files_count"] == len(repo.files)
         assert found["installed"] is False and found["update_available"] is False
-        assert missing["available"] is False and "not found" in missing["reason"] and missing["revision"] is None
+        caps = found["capabilities"]  # predicted from the small files the mirror serves
+        assert found["capabilities_error"] is None and caps["max_context_length"] == 8192, found
+        assert caps["supports_system_role"] is False and caps["prompt_template"], caps
+        assert missing["available"] is False and missing["capabilities"] is None and "not found" in missing["reason"] and missing["revision"] is None
     assert not os.path.exists(models_dir), "the info module never creates anything"
 
     inst = run_task("venom.models.venom_model",
                     {"name": name, "endpoint": olah.endpoint, "models_dir": models_dir}).task()
     assert inst["changed"] is True, inst
+    listed = _available(olah, models_dir, names=[name])[1]["models"][0]["capabilities"]
+    keys = ("max_context_length", "supports_system_role", "supports_function_calling", "allowed_roles",
+            "prompt_template", "quantization")
+    assert {k: listed[k] for k in keys} == {k: inst["capabilities"][k] for k in keys}, "the listing predicts the install"
     found = _available(olah, models_dir, names=[name])[1]["models"][0]
     assert found["installed"] is True and found["installed_revision"] == repo.head
     assert found["update_available"] is False

@@ -5,7 +5,9 @@
 * Hugging Face (the Hub or a mirror such as olah), through ``huggingface_hub``:
   with ``names``, each repository is resolved exactly as ``venom_model`` would resolve it (the
   commit of ``revision``, every file with its size), so the answer is what an install would
-  download; without ``names``, ``list_models(search=..., limit=...)`` lists what the Hub offers.
+  download, and its capabilities are predicted as ``venom_model``'s check mode predicts them: from
+  the small files only (``capabilities.files``: config.json, tokenizer_config.json, chat
+  templates - kilobytes, never the weights); without ``names``, ``list_models(search=..., limit=...)`` lists what the Hub offers.
   Mirrors do not implement the listing endpoint (olah answers 404): then the error says to give
   ``names``.
 * Ollama: the models an Ollama server has (``/api/tags``), filtered by ``search`` / ``names``.
@@ -15,7 +17,8 @@ revision, so a playbook can tell what an install would change.
 """
 from __future__ import annotations
 
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    NotFoundError, ProviderError, ValidationError, VenomError)
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
@@ -28,6 +31,11 @@ MAX_LIMIT = 1000
 
 def _installed_index(models: list, provider: str) -> dict:
     return {m["name"].lower(): m for m in models or [] if m.get("provider") == provider}
+
+
+def _hf_redact(text: str, token: str | None) -> str:
+    from ansible_collections.venom.models.plugins.module_utils.models.huggingface import redact  # pylint: disable=import-outside-toplevel
+    return redact(text, token)
 
 
 def _mark(row: dict, installed: dict, key: str) -> dict:
@@ -48,11 +56,16 @@ def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: st
         target = provider.resolve(None)
     except NotFoundError as exc:
         return _mark({"name": provider.repo_id, "available": False, "reason": exc.msg, "revision": None,
-                      "requested_revision": revision or "main", "size_bytes": None, "files_count": None},
+                      "requested_revision": revision or "main", "size_bytes": None, "files_count": None,
+                      "capabilities": None, "capabilities_error": None},
                      installed, provider.repo_id)
     row = {"name": provider.repo_id, "available": True, "reason": None, "revision": target.revision,
            "requested_revision": target.requested_revision, "size_bytes": target.size_bytes,
            "files_count": len(target.files)}
+    try:  # the small files only, as venom_model's check mode reads them
+        row["capabilities"], row["capabilities_error"] = provider.predict_capabilities(target), None
+    except VenomError as exc:  # the listing stays useful: this row says why its capabilities are unknown
+        row["capabilities"], row["capabilities_error"] = None, _hf_redact(exc.msg, token)
     row = _mark(row, installed, provider.repo_id)
     row["update_available"] = bool(row["installed"] and row["installed_revision"] != target.revision)
     return row
@@ -83,6 +96,7 @@ def _hf_list(endpoint: str | None, token: str | None, search: str | None, limit:
     rows = []
     for info in infos:
         row = {"name": info.id, "available": True, "reason": None, "revision": getattr(info, "sha", None),
+               "capabilities": None,  # not predicted in a search listing: give names
                "pipeline_tag": getattr(info, "pipeline_tag", None),
                "library_name": getattr(info, "library_name", None),
                "downloads": getattr(info, "downloads", None), "likes": getattr(info, "likes", None),

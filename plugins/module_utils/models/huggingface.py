@@ -504,9 +504,7 @@ class HuggingFaceProvider(Provider):
         if in_place:
             for spec in target.files:
                 if spec.path not in reuse:
-                    dst = safe_join(final, spec.path)
-                    os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-                    os.replace(stage.tree_path(spec.path), dst)
+                    stage.move_to(spec.path, final, self.permissions)
             wanted = {s.path for s in target.files}
             for rec in entry.get("files", []):
                 if rec["path"] not in wanted:
@@ -514,7 +512,7 @@ class HuggingFaceProvider(Provider):
                     prune_empty_parents(os.path.dirname(os.path.join(final, rec["path"])), stop=final)
             stage.discard()
         else:
-            stage.commit(final)
+            stage.commit(final, self.permissions)
         return self._fields(target, entry if in_place else None, stage_state=state)
 
     @staticmethod

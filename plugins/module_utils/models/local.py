@@ -194,6 +194,14 @@ class LocalProvider(Provider):
     def _linkable(self, source: str) -> bool:
         if self.request.adopt_mode == "copy":
             return False
+        if self.permissions:
+            # a hard link shares the source's inode: its owner and mode would change the source's too
+            if self.request.adopt_mode == "hardlink":
+                raise ValidationError("adopt_mode hardlink cannot give the model its own owner, group or mode: a hard "
+                                      "link shares them with the source file.",
+                                      fix="Use adopt_mode copy (or auto, which copies when owner/group/mode are set), "
+                                          "or set them on the source and leave them out of the task.")
+            return False
         try:
             probe = self.paths.models_dir
             while not os.path.exists(probe):
@@ -269,12 +277,10 @@ class LocalProvider(Provider):
             self._bring(stage, source, spec, link, progress)
         if same:
             for spec in todo:
-                dst = safe_join(final, spec.path)
-                os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-                os.replace(stage.tree_path(spec.path), dst)
+                stage.move_to(spec.path, final, self.permissions)
             stage.discard()
         else:
-            stage.commit(final)
+            stage.commit(final, self.permissions)
         return self._fields(target)
 
     def _fields(self, target: Target) -> dict:
@@ -314,9 +320,7 @@ class LocalProvider(Provider):
         os.makedirs(self.model_dir(entry["local_path"]), mode=0o755, exist_ok=True)
         for spec in specs:
             self._bring(stage, source, spec, link, progress)
-            dst = safe_join(entry["local_path"], spec.path)
-            os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
-            os.replace(stage.tree_path(spec.path), dst)
+            stage.move_to(spec.path, entry["local_path"], self.permissions)
         stage.discard()
         return {"files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]}
 

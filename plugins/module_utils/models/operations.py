@@ -18,8 +18,14 @@
 Actions: ``none``, ``install`` (nothing installed), ``update`` (another version replaces the
 installed one), ``sync`` (same version, other file selection), ``repair`` (re-fetch files that
 are missing or differ), ``metadata`` (display name, runtime, capability overrides, requested
-revision), ``prune`` (remove old versions kept for a runtime), ``remove``, ``discard_staging``
-(an interrupted download's debris for a model that is not installed).
+revision), ``permissions`` (the owner, group or mode of installed files differ from what the task
+or the manifest asks; ``store.ownership``), ``prune`` (remove old versions kept for a runtime),
+``remove``, ``discard_staging`` (an interrupted download's debris for a model that is not installed).
+
+Owner, group and modes: the task's ``owner``/``group``/``mode``/``directory_mode`` over the ones the
+entry records (``permissions``) are handed to the provider, which gives them to a version in the
+staging area before it is moved into place; after every change they are enforced on the whole
+version directory again (idempotent), and every run with ``present`` checks them (``lstat``).
 
 To add a provider: subclass ``_providers.Provider`` and add it to ``PROVIDERS``.
 """
@@ -35,6 +41,7 @@ from ansible_collections.venom.models.plugins.module_utils.store.journal import 
 from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
 from ansible_collections.venom.models.plugins.module_utils.store.locks import model_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, find_entry, nested_dirs, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store import ownership
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
@@ -52,7 +59,7 @@ PROVIDERS = {
     "ollama": OllamaProvider,
 }
 JOURNAL_TYPES = {"install": "install", "record": "install", "update": "update", "sync": "install", "repair": "verify",
-                 "metadata": "update", "prune": "update", "remove": "remove", "discard_staging": "remove"}
+                 "metadata": "update", "permissions": "update", "prune": "update", "remove": "remove", "discard_staging": "remove"}
 FETCHING = ("install", "update", "sync", "repair")
 MAX_LISTED_FILES = 200
 
@@ -70,6 +77,8 @@ class Plan:
     fetch: list = dataclasses.field(default_factory=list)  # FileSpecs to transfer
     fetch_bytes: int = 0
     metadata: dict = dataclasses.field(default_factory=dict)  # entry fields that change without files
+    permission_changes: list = dataclasses.field(default_factory=list)  # ownership.differences of the installed files
+    permissions_before: dict | None = None  # what the installed files have (ownership.observed), for the diff
 
     @property
     def changed(self) -> bool:
@@ -83,6 +92,8 @@ class Plan:
                "files_to_fetch": [f.path for f in self.fetch[:MAX_LISTED_FILES]],
                "problems": [p.as_dict() for p in self.problems[:MAX_LISTED_FILES]],
                "quota": self.quota}
+        if self.permission_changes:
+            out["permission_changes"] = self.permission_changes[:MAX_LISTED_FILES]
         if self.target is not None:
             out.update(revision=self.target.revision, requested_revision=self.target.requested_revision,
                        size_bytes=self.target.size_bytes, staged_bytes=self.target.staged_bytes,
@@ -111,6 +122,10 @@ def validate_request(req: ModelRequest) -> ModelRequest:
                                          or len(req.display_name) > 256):
         raise ValidationError("display_name must be a non-empty string of at most 256 characters.",
                               fix="Give a short human-readable name.")
+    if req.provider == "ollama" and any(getattr(req, k) is not None for k in ownership.KEYS):
+        raise ValidationError("owner, group, mode and directory_mode apply to the files venom.models installs under "
+                              "models_dir; an Ollama model lives in the Ollama server's own store.",
+                              fix="Leave them out for provider ollama (the ollama role owns that store).")
     if req.capabilities is not None and not isinstance(req.capabilities, dict):
         raise ValidationError("capabilities must be a mapping of capability overrides.",
                               fix="Give e.g. {supports_system_role: false, max_context_length: 8192}.")
@@ -136,6 +151,9 @@ class ModelOperations:
                                         reserve_gb=request.reserve_gb)
         self.warnings: list = []
         self.progress: Progress | None = None
+        # (state absent removes the files: their owner and mode do not matter then)
+        self.given_permissions = ownership.Permissions() if request.state == "absent" else \
+            ownership.Permissions.parse(*(getattr(request, k) for k in ownership.KEYS), check_mode=check_mode)
 
     def _redact(self, text) -> str:
         return redact(str(text), self.request.token)
@@ -171,6 +189,12 @@ class ModelOperations:
         entry = self.manifest.get(self.name, req.provider)
         if req.state == "absent":
             return self._plan_absent(entry)
+        self.provider.permissions = self.given_permissions.merged_over(
+            ownership.Permissions.from_record((entry or {}).get("permissions"), check_mode=self.check_mode))
+        for what in self.provider.permissions.missing():
+            self.warnings.append(f"The {what} does not exist on this host; check mode assumes that a task before this "
+                                 "one creates it (as the venom.models.vllm role creates its user and group). A real "
+                                 "run fails without it.")
         if entry is not None and req.state in ("present", "verified") and \
                 self.provider.satisfies(dict(entry, status="installed")):
             return self._plan_installed(entry, full=req.state == "verified" or entry.get("status") != "installed")
@@ -260,8 +284,18 @@ class ModelOperations:
                         before=entry, target=target, problems=problems, fetch=fetch)
             return self._with_quota(plan)
         meta = self._metadata_changes(entry, target)
-        if meta:
-            return Plan("metadata", "changed: " + ", ".join(sorted(meta)), before=entry, target=target, metadata=meta)
+        perms = self.provider.permissions
+        installed_dir = self.provider.model_dir(entry.get("local_path")) if perms else None
+        changes = ownership.differences(installed_dir, perms)
+        before_perms = ownership.observed(installed_dir, perms) if changes else perms.record() or None
+        if meta and set(meta) != {"permissions"}:
+            return Plan("metadata", "changed: " + ", ".join(sorted(meta)), before=entry, target=target, metadata=meta,
+                        permission_changes=changes, permissions_before=before_perms)
+        if changes or meta:
+            reason = (f"{len(changes)} file(s) or directories of {self.name} differ from the owner, group or mode "
+                      f"{perms.record()}" if changes else f"recording the permissions {perms.record()} its files have")
+            return Plan("permissions", reason, before=entry, target=target, metadata=meta,
+                        permission_changes=changes, permissions_before=before_perms)
         if entry.get("retained_versions") and not entry.get("active"):
             return Plan("prune", f"{len(entry['retained_versions'])} old version(s) kept for a runtime are no longer needed",
                         before=entry, target=target)
@@ -279,6 +313,9 @@ class ModelOperations:
             if caps != entry.get("capabilities") or req.capabilities != entry.get("capability_overrides"):
                 out["capabilities"] = caps
                 out["capability_overrides"] = copy.deepcopy(req.capabilities)
+        perms = self.provider.permissions.record()
+        if perms and perms != entry.get("permissions"):
+            out["permissions"] = perms
         if target is not None and target.requested_revision and req.revision and \
                 target.requested_revision != entry.get("requested_revision"):
             out["requested_revision"] = target.requested_revision
@@ -331,6 +368,9 @@ class ModelOperations:
         self.progress = Progress(report)
         try:
             after = getattr(self, f"_apply_{plan.action}")(plan)
+            if after and after.get("local_path") and self.provider.permissions and self.request.provider != "ollama":
+                # the whole version directory (new directories of a repair, a metadata-only run) - idempotent
+                ownership.apply(self.provider.model_dir(after["local_path"]), self.provider.permissions)
         except VenomError as exc:
             op.fail(self._redact(exc))
             raise
@@ -402,6 +442,8 @@ class ModelOperations:
             after = copy.deepcopy(entry)
         return after
 
+    _apply_permissions = _apply_metadata  # the files are changed by apply(); the entry records what they have
+
     def _apply_prune(self, plan: Plan):
         for old in plan.before.get("retained_versions") or []:
             if old.get("local_path") and old["local_path"] != plan.before.get("local_path"):
@@ -434,6 +476,10 @@ class ModelOperations:
         for key in ("source", "allow_patterns", "ignore_patterns"):
             if key in fields or key in before:
                 entry[key] = fields.get(key, before.get(key))
+        if self.provider.permissions:
+            entry["permissions"] = self.provider.permissions.record()
+        elif before.get("permissions"):
+            entry["permissions"] = before["permissions"]
         if retained:
             entry["retained_versions"] = retained
         elif before.get("retained_versions") and not installed_now:
@@ -464,7 +510,7 @@ class ModelOperations:
             if after is not None and plan.action == "prune":
                 after.pop("retained_versions", None)
             return after
-        if plan.action == "metadata":
+        if plan.action in ("metadata", "permissions"):
             return dict(copy.deepcopy(plan.before), **copy.deepcopy(plan.metadata))
         target = plan.target
         predicted = self.provider.predict_capabilities(target)
@@ -494,6 +540,8 @@ class ModelOperations:
             "warnings": list(self.warnings) + self.provider.tls.warnings(),
             "diff": {"before": _diff_view(before, self.diff_detail), "after": _diff_view(after, self.diff_detail)},
         }
+        if plan.permissions_before is not None and out["diff"]["before"]:
+            out["diff"]["before"]["permissions"] = plan.permissions_before
         if self.capabilities_predicted is not None:
             out["plan"]["capabilities_predicted"] = self.capabilities_predicted
         for key in ("revision", "requested_revision", "local_path", "size_bytes", "capabilities"):
@@ -516,7 +564,8 @@ def _short(revision) -> str:
 
 
 DIFF_SUMMARY_KEYS = ("name", "provider", "status", "revision", "requested_revision", "local_path", "runtime",
-                     "display_name", "active", "allow_patterns", "ignore_patterns", "source", "retained_versions")
+                     "display_name", "active", "allow_patterns", "ignore_patterns", "source", "retained_versions",
+                     "permissions")
 
 
 def _diff_view(entry: dict | None, detail: bool = False) -> dict:

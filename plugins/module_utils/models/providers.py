@@ -35,6 +35,7 @@ import hashlib
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
+from ansible_collections.venom.models.plugins.module_utils.store.ownership import Permissions
 
 STATES = ("present", "absent", "verified", "latest")
 DEFAULT_LOCK_TIMEOUT = 600.0
@@ -63,6 +64,10 @@ class ModelRequest:
     runtime: str | None = None
     display_name: str | None = None
     capabilities: dict | None = None
+    owner: str | None = None  # owner, group, mode, directory_mode of the installed files (store.ownership)
+    group: str | None = None
+    mode: str | int | None = None
+    directory_mode: str | int | None = None
     force: bool = False
     timeout: float | None = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
@@ -199,6 +204,9 @@ class Provider(abc.ABC):
     """Base class of the providers. One instance serves one request (one model, one run)."""
 
     name = ""
+    # what the installed files and directories must have (the operation layer sets it: the task's
+    # owner/group/mode over the ones recorded in the manifest); applied before a version is moved into place
+    permissions = Permissions()
 
     def __init__(self, request: ModelRequest, paths: StatePaths):
         self.request = request

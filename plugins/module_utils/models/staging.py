@@ -28,6 +28,8 @@ import threading
 
 from ansible_collections.venom.models.plugins.module_utils.errors import IntegrityError, QuotaError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json, fsync_dir
+from ansible_collections.venom.models.plugins.module_utils.store.ownership import apply as apply_permissions
+from ansible_collections.venom.models.plugins.module_utils.store.ownership import apply_path
 from ansible_collections.venom.models.plugins.module_utils.models.providers import Problem
 from ansible_collections.venom.models.plugins.module_utils.store.validation import ensure_inside, safe_join
 
@@ -254,14 +256,28 @@ class StagingArea:
         os.makedirs(self.root, mode=0o750, exist_ok=True)
         os.rename(directory, self.tree)
 
-    def commit(self, final: str) -> None:
-        """Rename tree/ to ``final`` (atomic; same filesystem) and remove the staging directory."""
+    def move_to(self, rel: str, final: str, permissions=None) -> None:
+        """Move the verified file ``rel`` from tree/ into the installed directory ``final`` (a repair or a
+        completed selection), with its ``permissions`` (``ownership.Permissions``) set first."""
+        src = self.tree_path(rel)
+        if permissions:
+            apply_path(src, permissions)
+        dst = safe_join(final, rel)
+        os.makedirs(os.path.dirname(dst), mode=0o755, exist_ok=True)
+        os.replace(src, dst)
+
+    def commit(self, final: str, permissions=None) -> None:
+        """Rename tree/ to ``final`` (atomic; same filesystem) and remove the staging directory.
+
+        ``permissions`` (``ownership.Permissions``) are given to the tree before the rename, so the
+        version never appears with others."""
         parent = os.path.dirname(final)
         os.makedirs(parent, mode=0o755, exist_ok=True)
         for root, dirs, _files in os.walk(self.tree):
             for d in dirs:
                 os.chmod(os.path.join(root, d), 0o755)
         os.chmod(self.tree, 0o755)
+        apply_permissions(self.tree, permissions)
         os.rename(self.tree, final)
         fsync_dir(parent)
         self.discard()
