@@ -96,7 +96,7 @@ def _cycle(olah, models_dir):  # noqa: F811
 
 
 def test_site_passes_the_group_and_mode_to_hugging_face_models(olah, tmp_path):  # noqa: F811
-    """venom.models.site: venom_models_group (default the vllm role's group on vLLM hosts) and mode 0640."""
+    """venom.models.site: venom_models_group, and with it mode 0640."""
     assert os.geteuid() == 0, "this test changes file ownership: run the integration tier as root"
     models_dir = str(tmp_path / "models")
     repo = olah.repos["venom-test/tiny-gemma"]
