@@ -15,24 +15,17 @@ healthy (the model loads, the GPU has room) cannot be known without starting it.
 from __future__ import annotations
 
 import os
-import shutil
+
+from ansible_collections.venom.models.plugins.module_utils.runtimes.process import find_executable
 
 FIND_SPEC = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)"
-
-
-def resolve_executable(exe: str, env: dict | None = None) -> str | None:
-    """The path ``exe`` runs as (a name is looked up on the PATH of ``env``), if it is executable."""
-    if os.sep in exe:
-        return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
-    path = (env or os.environ).get("PATH", os.defpath)
-    return shutil.which(exe, path=path)
 
 
 def command_problem(argv: list, env: dict | None, run) -> str | None:
     """Why ``argv`` cannot start on this host, or None (see the module docstring)."""
     if not argv:
         return "the command is empty"
-    exe = resolve_executable(str(argv[0]), env)
+    exe = find_executable(str(argv[0]), os.environ if env is None else env)  # as start_process finds it
     if exe is None:
         where = "" if os.sep in str(argv[0]) else " on the PATH"
         return f"{argv[0]} is not found{where} or is not executable"

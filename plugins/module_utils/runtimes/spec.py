@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
+from ansible_collections.venom.models.plugins.module_utils.store.locks import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import keyed_digest
-from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_instance_name
+from ansible_collections.venom.models.plugins.module_utils.store.validation import RUNTIMES, validate_instance_name
 
-RUNTIMES = ("vllm", "ollama")
 STATES = ("started", "stopped", "restarted")
 MODES = ("auto", "systemd", "process")
 DEFAULTS = {
@@ -63,7 +63,7 @@ class RuntimeSpec:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     rollback: bool = True
     env_file: str | None = None
-    lock_timeout: float = 600.0
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     log_file: str | None = None
     gpus: list | None = None  # GPU indexes (NVML order) for this instance only; [] = none (CPU)
     gpu_share: bool = False
