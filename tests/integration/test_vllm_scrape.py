@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ import time
 import pytest
 import requests
 
+from tests.lib.ports import free_port
 from tests.lib.tools import promtool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,17 +41,11 @@ class _FakeVllm(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def exporter():
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeVllm)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = _port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, EXPORTER, "--listen-address", "127.0.0.1", "--listen-port", str(port),  # pylint: disable=consider-using-with
                              "--upstream", f"http://127.0.0.1:{upstream.server_address[1]}/metrics", "--timeout", "2"],
                             stdout=subprocess.PIPE, text=True)

@@ -69,7 +69,7 @@ import pytest
 # `make demo`; these names are re-exported for the test modules.
 from tests.lib.olah_mirror import (  # noqa: F401  pylint: disable=unused-import
     DENIED, GITATTRIBUTES, LFS_PATTERNS, MINILM, PORT_RANGE, REPO, START_TIMEOUT, OlahError, OlahMirror, TestRepo,
-    commit_repo, free_port, git_blob_sha1, minilm_dir, minilm_files, olah_venv, write_files)
+    commit_repo, git_blob_sha1, minilm_dir, minilm_files, olah_venv, write_files)
 
 
 # -- test content --------------------------------------------------------------------------------

@@ -26,18 +26,18 @@ unless it already runs from ``ROOT`` and answers, and prints one JSON line (``en
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+from tests.lib.ports import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PORT_RANGE = range(18091, 18120)
@@ -205,17 +205,6 @@ def commit_repo(path: str, files: dict, message: str, replace: bool = True) -> s
 
 # -- the server ------------------------------------------------------------------------------------
 
-def free_port(candidates=PORT_RANGE) -> int:
-    for port in candidates:
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OlahError(f"no free port in {candidates.start}-{candidates.stop - 1}")
-
-
 class OlahMirror:
     """An olah process in offline mode serving the repositories under ``root/mirrors``."""
 
@@ -284,7 +273,7 @@ class OlahMirror:
         last = None
         fixed = self.port is not None
         for _attempt in range(1 if self.pid_file else 3):
-            self.port = self.port or free_port()
+            self.port = self.port or free_port(PORT_RANGE)
             cfg = self.write_config()
             if self.pid_file:
                 self._start_detached(cfg)

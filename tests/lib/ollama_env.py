@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import time
 
 import pytest
 import requests
+
+from tests.lib.ports import free_port, port_range
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOUBLES = os.path.join(REPO, "tests", "doubles", "ollama")
@@ -47,24 +48,9 @@ MEDIA_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA = {k: f"application/vnd.ollama.image.{k}" for k in ("model", "template", "system", "params", "license", "messages")}
 
 
-def _port_range(var: str, default: str) -> tuple:
-    lo, _sep, hi = os.environ.get(var, default).partition("-")
-    return int(lo), int(hi or lo)
-
-
-def free_port(var: str, default: str, host: str = "127.0.0.1") -> int:
-    """A port of the range in ``var`` that nothing listens on now."""
-    lo, hi = _port_range(var, default)
-    ports = list(range(lo, hi + 1))
-    random.shuffle(ports)
-    for port in ports:
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {lo}-{hi} ({var}); stop what uses them or set {var}")
+def _free_port(var: str, default: str, host: str = "127.0.0.1", exclude=()) -> int:
+    """A random free port of the range in ``var`` (servers of parallel runs rarely meet)."""
+    return free_port(port_range(var, default), host=host, exclude=exclude, shuffle=True, fix=f", or set {var}")
 
 
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: str | None = None) -> None:
@@ -129,10 +115,8 @@ class OciRegistry:
         if not os.path.exists(exe):
             raise RuntimeError("docker-registry is not installed: run `make system` (or apt-get install docker-registry)")
         os.makedirs(self.root, exist_ok=True)
-        self.port = free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019")
-        self.storage_port = free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST)
-        while self.storage_port == self.port:
-            self.storage_port = free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST)
+        self.port = _free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019")
+        self.storage_port = _free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST, exclude=(self.port,))
         slog = os.path.join(self.workdir, "storage.log")
         with open(slog, "ab") as out:
             self.storage = subprocess.Popen([sys.executable, STORAGE_DOUBLE, "--root", self.root, "--host", STORAGE_HOST,
@@ -401,7 +385,7 @@ class OllamaTestDouble:
 
     def start(self) -> "OllamaTestDouble":
         if not self.port:
-            self.port = free_port("VENOM_TEST_OLLAMA_PORTS", "11430-11469")
+            self.port = _free_port("VENOM_TEST_OLLAMA_PORTS", "11430-11469")
         env = dict(os.environ)
         env.update({"OLLAMA_HOST": f"127.0.0.1:{self.port}", "OLLAMA_MODELS": self.models_dir})
         env.update(self.extra_env)

@@ -16,6 +16,7 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from tests.lib.ports import free_port
 
 # A small server that behaves like vLLM's tree: a listening parent with a child and a grandchild.
 TREE = textwrap.dedent("""
@@ -42,12 +43,6 @@ TREE = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait(cond, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,7 +60,7 @@ def tree(tmp_path):
     started = []
 
     def start(mode="normal", port=None, **kwargs):
-        port = port or _free_port()
+        port = port or free_port()
         pid_file = str(tmp_path / f"{mode}.pid")
         log_file = str(tmp_path / f"{mode}.log")
         env = dict(os.environ, GREETING="hello")
@@ -257,7 +252,7 @@ def test_a_stop_that_leaves_processes_fails_naming_them(tree, monkeypatch):
 
 
 def test_a_port_held_by_a_stranger_fails_the_stop(tmp_path):
-    port = _free_port()
+    port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
@@ -277,7 +272,7 @@ def test_broken_pid_file_is_refused(tmp_path):
 
 
 def test_port_helpers_see_listeners_on_any_address():
-    port = _free_port()
+    port = free_port()
     assert not P.port_in_use("127.0.0.1", port)
     with socket.socket() as s:
         s.bind(("0.0.0.0", port))
