@@ -29,8 +29,6 @@ try:
 except ImportError as exc:  # the test double lands with the Ollama provider (issue 4)
     pytest.fail(f"tests/lib/ollama_env.py (the Ollama test double's harness) is missing: {exc}", pytrace=False)
 
-# the fixtures this module uses
-oci_registry, ollama_models = ollama_env.oci_registry, ollama_env.ollama_models
 
 PORTS = (11470, 11499)  # this module's Ollama ports
 

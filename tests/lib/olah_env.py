@@ -8,7 +8,7 @@ repository is a git repository at ``<mirrors>/models/<org>/<name>`` on branch ``
 (``*.safetensors``, ``*.bin``, ``*.gguf``) are git-lfs files, as on the Hub, so the tree API
 reports them with ``lfs.oid`` (sha256) and ``lfs.size``.
 
-Fixtures (import them into a test module: ``from tests.lib.olah_env import olah  # noqa: F401``):
+Fixtures (shared through the tiers' ``conftest.py``: a test names them as arguments):
 
 * ``olah`` (session): an ``OlahMirror`` with the standard repositories (``STANDARD_REPOS``) and
   ``sentence-transformers/all-MiniLM-L6-v2`` built from the real files of the PyPI package

@@ -11,15 +11,16 @@ connection closes after each), the simplest framing for bodies of unknown length
 from __future__ import annotations
 
 import http.client
-import http.server
 import threading
 import time
 import urllib.parse
 
+from tests.lib.servers import LocalHTTPServer, QuietHandler
+
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 
 
-class ThrottleProxy:
+class ThrottleProxy(LocalHTTPServer):
     """Start with ``start()`` (or as a context manager); ``endpoint`` is its base URL."""
 
     def __init__(self, upstream: str, rate: int, chunk: int = 16 * 1024):
@@ -28,27 +29,11 @@ class ThrottleProxy:
         self.chunk = chunk
         self.bytes_sent = 0
         self._lock = threading.Lock()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> "ThrottleProxy":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+        return self.url
 
     def _count(self, n: int) -> None:
         with self._lock:
@@ -57,11 +42,8 @@ class ThrottleProxy:
     def _handler(self):
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args):  # quiet
-                pass
 
             def _forward(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -76,7 +58,7 @@ class ThrottleProxy:
                         if key.lower() in _HOP:
                             continue
                         if key.lower() == "location":
-                            value = value.replace(proxy.upstream.netloc, f"127.0.0.1:{proxy.server.server_address[1]}")
+                            value = value.replace(proxy.upstream.netloc, f"127.0.0.1:{proxy.port}")
                         self.send_header(key, value)
                     self.end_headers()
                     if self.command == "HEAD":

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """pytest fixtures and helpers for tests against a real vLLM (CPU build) serving real models.
 
-Import the fixtures into a test module (``from tests.lib.vllm_env import vllm_venv, ...``).
+The fixtures are shared through ``tests/integration/conftest.py``: a test names them as arguments.
 
 * ``vllm_venv``: the venv that ``scripts/setup-vllm.sh`` builds once (cached outside the checkout).
 * ``minilm_model``: sentence-transformers all-MiniLM-L6-v2 as shipped by the PyPI package

@@ -17,6 +17,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from tests.lib.ports import free_port
+from tests.lib.servers import wait_until
 
 # A small server that behaves like vLLM's tree: a listening parent with a child and a grandchild.
 TREE = textwrap.dedent("""
@@ -43,15 +44,6 @@ TREE = textwrap.dedent("""
 """)
 
 
-def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 @pytest.fixture
 def tree(tmp_path):
     """Start the tree in process mode; yields a starter; stops whatever is left afterwards."""
@@ -67,8 +59,8 @@ def tree(tmp_path):
         rec = P.start_process([sys.executable, str(script), mode, str(port)], pid_file=pid_file, log_file=log_file,
                               env=env, name=f"tree-{mode}", port=port, host="127.0.0.1", **kwargs)
         started.append(rec)
-        assert _wait(lambda: P.port_in_use("127.0.0.1", port)), P.tail_file(log_file)
-        assert _wait(lambda: len(P.find_tree(rec)) == 3), P.find_tree(rec)
+        assert wait_until(lambda: P.port_in_use("127.0.0.1", port), 10), P.tail_file(log_file)
+        assert wait_until(lambda: len(P.find_tree(rec)) == 3, 10), P.find_tree(rec)
         return rec, pid_file, log_file, port
 
     yield start
@@ -92,7 +84,7 @@ def test_start_writes_pid_file_log_and_marker(tree):
     assert proc.sid == rec["pid"] and proc.pgrp == rec["pid"], "not in its own session and process group"
     for pid in P.find_tree(rec):
         assert P.proc_environ(pid)[P.MARKER_ENV] == rec["marker"]
-    assert _wait(lambda: any(line.startswith("ready hello") for line in P.tail_file(log_file)))
+    assert wait_until(lambda: any(line.startswith("ready hello") for line in P.tail_file(log_file)), 10)
     assert "=== venom.models: starting tree-normal" in "\n".join(P.tail_file(log_file))
     assert os.readlink(f"/proc/{rec['pid']}/fd/0") == os.devnull
 
@@ -135,7 +127,7 @@ def test_orphans_of_a_killed_server_are_found_and_stopped(tree):
     rec, pid_file, _log, port = tree()
     children = sorted(set(P.find_tree(rec)) - {rec["pid"]})
     os.kill(rec["pid"], signal.SIGKILL)
-    assert _wait(lambda: not P.record_alive(rec))
+    assert wait_until(lambda: not P.record_alive(rec), 10)
     os.waitpid(rec["pid"], 0)
     assert _alive(children) == children, "the children should outlive their parent (re-parented)"
     assert all(P.read_proc(c).ppid != rec["pid"] for c in children)
