@@ -28,7 +28,7 @@ from tests.integration.test_example_inventory import EXAMPLE
 from tests.lib import ollama_env
 from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
-from tests.lib.olah_env import MINILM
+from tests.lib.olah_mirror import MINILM
 
 DOUBLE = os.environ.get("VENOM_OLLAMA_DOUBLE") or ollama_env.OLLAMA_DOUBLE
 HOSTS = {"gpu-1.llm.internal": 1, "cpu-1.llm.internal": 2, "mirror-1.llm.internal": 3}

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.lib.olah_env import MINILM
+from tests.lib.olah_mirror import MINILM
 
 hf = pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi, errors, hf_hub_download, snapshot_download  # noqa: E402

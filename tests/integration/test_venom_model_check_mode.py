@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from tests.lib.ansible_run import run_playbook
-from tests.lib.olah_env import tiny_gemma_files, write_files
+from tests.lib.olah_env import tiny_gemma_files
+from tests.lib.olah_mirror import write_files
 
 MODULE = "venom.models.venom_model"
 CAP_KEYS = ("supports_system_role", "supports_function_calling", "allowed_roles", "prompt_template",

@@ -66,10 +66,8 @@ import tempfile
 import pytest
 
 # The mirror itself (repositories, configuration, the server) lives in olah_mirror, shared with
-# `make demo`; these names are re-exported for the test modules.
-from tests.lib.olah_mirror import (  # noqa: F401  pylint: disable=unused-import
-    DENIED, GITATTRIBUTES, LFS_PATTERNS, MINILM, PORT_RANGE, REPO, START_TIMEOUT, OlahError, OlahMirror, TestRepo,
-    commit_repo, git_blob_sha1, minilm_dir, minilm_files, olah_venv, write_files)
+# `make demo`; test modules import what they need of it from there.
+from tests.lib.olah_mirror import MINILM, OlahMirror, minilm_files, olah_venv
 
 
 # -- test content --------------------------------------------------------------------------------
