@@ -34,7 +34,8 @@ import_collection()
 from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations  # noqa: E402
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest  # noqa: E402
 from tests.lib.ansible_run import run_task  # noqa: E402
-from tests.lib.olah_env import MINILM, running_mirror  # noqa: E402
+from tests.lib.olah_env import running_mirror  # noqa: E402
+from tests.lib.olah_mirror import MINILM  # noqa: E402
 
 REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 MB = 10 ** 6

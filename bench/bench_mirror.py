@@ -38,7 +38,8 @@ import_collection()
 # pylint: disable=wrong-import-position
 from tests.lib.hub_upstream import Hub  # noqa: E402
 from tests.lib.olah_env import safetensors_bytes  # noqa: E402
-from tests.lib.olah_mirror import free_port, olah_venv  # noqa: E402
+from tests.lib.olah_mirror import olah_venv  # noqa: E402
+from tests.lib.ports import free_port  # noqa: E402
 
 HOSTS = [int(n) for n in os.environ.get("BENCH_MIRROR_HOSTS", "1,3,8").split(",")]
 MODEL_MB = int(os.environ.get("BENCH_MIRROR_MB", "24"))

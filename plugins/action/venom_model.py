@@ -23,6 +23,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 from ansible.utils.vars import merge_hash
 
+from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR
 from ansible_collections.venom.models.plugins.plugin_utils.progress import (
     ProgressTracker, journal_command, parse_records, pick_operation)
 
@@ -31,7 +32,6 @@ display = Display()
 DEFAULT_INTERVAL = 5.0
 BACKGROUND_LIMIT = 7 * 24 * 3600  # the async wrapper's time limit: longer than any download
 POLL_STEPS = (0.3, 0.7, 1.0, 2.0)  # quick first polls, so a task with nothing to do stays quick
-DEFAULT_MODELS_DIR = "/var/lib/venom/models"
 # what the async wrapper and async_status add to a module's result
 _JOB_KEYS = ("ansible_job_id", "started", "finished", "results_file")
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
-from ansible_collections.venom.models.plugins.module_utils.models.providers import DEFAULT_LOCK_TIMEOUT
+from ansible_collections.venom.models.plugins.module_utils.models.available import DEFAULT_LIMIT, LISTABLE_PROVIDERS
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
+from ansible_collections.venom.models.plugins.module_utils.store.locks import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR
 
 
@@ -44,12 +45,12 @@ def common_argument_spec(**options) -> dict:
 def lookup_argument_spec() -> dict:
     """The options of a remote lookup (doc fragment ``venom.models.common.lookup``)."""
     return {
-        "provider": {"type": "str", "choices": ["huggingface", "ollama"], "default": "huggingface"},
+        "provider": {"type": "str", "choices": list(LISTABLE_PROVIDERS), "default": "huggingface"},
         "endpoint": {"type": "str"},
         "search": {"type": "str"},
         "names": {"type": "list", "elements": "str", "default": []},
         "revision": {"type": "str"},
-        "limit": {"type": "int", "default": 50},
+        "limit": {"type": "int", "default": DEFAULT_LIMIT},
         "token": {"type": "str", "no_log": True},
     }
 

@@ -125,19 +125,18 @@ moved_aside:
   sample: /var/lib/venom/models/manifest.json.broken-20261122T100000000000Z
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.store.manifest_state import STATES, ensure_manifest
 from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
 
 
 def main():
     module = AnsibleModule(
         argument_spec=common_argument_spec(
-            state=dict(type="str", choices=["valid", "rebuilt"], default="valid"),
+            state=dict(type="str", choices=list(STATES), default="valid"),
             force=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
@@ -145,44 +144,18 @@ def main():
     p = module.params
     manifest = Manifest(p["models_dir"], lock_timeout=p["lock_timeout"])
     try:
-        status = manifest.check()
-        result = {"changed": False, "valid": status["valid"]}
-        if not status["valid"]:
-            result["problem"] = status["error"]
-            if status["entry"] is not None:
-                result["problem_entry"] = status["entry"]
-        if p["state"] == "valid":
-            if not status["valid"]:
-                module.fail_json(msg=status["error"], **result)
-            module.exit_json(models_count=status["models"], **result)
-        plan = manifest.plan_rebuild()
-        missing_with_records = not os.path.exists(manifest.path) and (plan["restored"] or plan["damaged"])
-        needed = not status["valid"] or p["force"] or missing_with_records
-        if not needed:
-            module.exit_json(models_count=status["models"], **result)
-        if not module.check_mode:
-            plan = manifest.rebuild()
-            result["moved_aside"] = plan["moved_aside"]
-        result.update(
-            changed=True,
-            restored=[e["name"] for e in plan["restored"]],
-            damaged=[e["name"] for e in plan["damaged"]],
-            skipped=plan["skipped"],
-            lost=plan["lost"],
-            unclaimed=plan["unclaimed"],
-            models_count=len(plan["restored"]) + len(plan["damaged"]),
-        )
-        for item in plan["lost"]:
-            module.warn(f"The rebuilt manifest does not list {item['provider']} model {item['name']}: {item['reason']}.")
-        for item in plan["unclaimed"]:
-            module.warn(f"{item['path']} holds model files no manifest entry claims; see 'unclaimed' and "
-                        "venom_model_facts (gather_subset: discovered) to adopt or remove them.")
-        if module._diff:
-            result["diff"] = {"before": {"valid": status["valid"], "models": status["models"]},
-                              "after": {"valid": True, "models": sorted(result["restored"] + result["damaged"])}}
-        module.exit_json(**result)
+        result = ensure_manifest(manifest, p["state"], force=p["force"], check_mode=module.check_mode)
     except VenomError as exc:
         fail_from(module, exc)
+        return
+    for warning in result.pop("warnings"):
+        module.warn(warning)
+    diff = result.pop("diff", None)
+    if module._diff and diff:
+        result["diff"] = diff
+    if not result["valid"] and p["state"] == "valid":
+        module.fail_json(msg=result["problem"], **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -350,47 +350,25 @@ status:
   sample: {running: true, healthy: true, pid: 4242, model: local-minilm, served_model_name: minilm}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.errors import VenomError
 from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec, fail_from
-from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import DEFAULTS as RUNTIME_DEFAULTS
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import (
     RuntimeController, RuntimeSpec, public_result)
-from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import command_problem
-
-
-STARTS = ("start", "restart", "restart-unhealthy", "recover")
-
-
-def check_mode_preflight(spec, result: dict, run) -> None:
-    """Check mode: a run that would start the runtime in process mode fails here, as the real run
-    would, when the command cannot start (missing executable or Python module). Health after the
-    start cannot be predicted without starting it: the diff says null, not true."""
-    if not any(a in result["actions"] for a in STARTS):
-        return
-    if result["mode"] == "process":
-        argv = list(spec.command or RUNTIME_DEFAULTS[spec.runtime]["command"])
-        env = dict(os.environ, **(spec.env or {}))
-        problem = command_problem(argv, env, run)
-        if problem:
-            raise RuntimeControlError(f"{spec.name} cannot start on this host: {problem}. The real run would fail.",
-                                      fix=f"Install {spec.runtime} (the venom.models.{spec.runtime} role), or set 'command' "
-                                          "to its executable.")
-    if result.get("diff"):
-        result["diff"]["after"]["healthy"] = None
+from ansible_collections.venom.models.plugins.module_utils.runtimes.preflight import check_mode_preflight
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import (
+    DEFAULT_HEALTH_TIMEOUT, DEFAULT_STOP_TIMEOUT, MODES, RUNTIMES, STATES)
 
 
 def main():
     module = AnsibleModule(
         argument_spec=common_argument_spec(
             name=dict(type="str", required=True),
-            runtime=dict(type="str", choices=["vllm", "ollama"]),
-            state=dict(type="str", choices=["started", "stopped", "restarted"], default="started"),
+            runtime=dict(type="str", choices=list(RUNTIMES)),
+            state=dict(type="str", choices=list(STATES), default="started"),
             model=dict(type="str"),
-            mode=dict(type="str", choices=["auto", "systemd", "process"], default="auto"),
+            mode=dict(type="str", choices=list(MODES), default="auto"),
             unit=dict(type="str"),
             command=dict(type="raw"),
             args=dict(type="list", elements="str"),
@@ -406,8 +384,8 @@ def main():
             gpu_share=dict(type="bool", default=False),
             api_key=dict(type="str", no_log=True),
             keep_alive=dict(type="raw", default=-1),
-            health_timeout=dict(type="float", default=600.0),
-            stop_timeout=dict(type="float", default=30.0),
+            health_timeout=dict(type="float", default=DEFAULT_HEALTH_TIMEOUT),
+            stop_timeout=dict(type="float", default=DEFAULT_STOP_TIMEOUT),
             rollback=dict(type="bool", default=True),
             env_file=dict(type="path"),
             log_file=dict(type="path"),
@@ -415,14 +393,6 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    both = sorted(set(p["env"] or {}) & set(p["secret_env"] or {}))
-    if both:
-        module.fail_json(msg=f"The variables {', '.join(both)} are given in both env and secret_env.",
-                         fix="Give each variable once: secrets in secret_env, the rest in env.")
-    env = dict(p["env"] or {}, **(p["secret_env"] or {})) if (p["env"] or p["secret_env"]) else None
-    command = p["command"]
-    if command is not None and not isinstance(command, (str, list)):
-        module.fail_json(msg="'command' must be a list or a string.")
     systemctl = module.get_bin_path("systemctl")
     journalctl = module.get_bin_path("journalctl") or "journalctl"
 
@@ -431,14 +401,7 @@ def main():
 
     ctl = None
     try:
-        spec = RuntimeSpec(
-            name=p["name"], runtime=p["runtime"], models_dir=p["models_dir"], mode=p["mode"], unit=p["unit"], command=command,
-            args=p["args"], env=env, host=p["host"], port=p["port"], served_model_name=p["served_model_name"],
-            max_model_len=p["max_model_len"], gpu_memory_utilization=p["gpu_memory_utilization"],
-            tensor_parallel_size=p["tensor_parallel_size"], api_key=p["api_key"], keep_alive=p["keep_alive"],
-            health_timeout=p["health_timeout"], stop_timeout=p["stop_timeout"], rollback=p["rollback"],
-            env_file=p["env_file"], lock_timeout=p["lock_timeout"],
-            log_file=p["log_file"], gpus=p["gpus"], gpu_share=p["gpu_share"])
+        spec = RuntimeSpec.from_options(p)
         ctl = RuntimeController(spec, runner=runner if systemctl else None, check_mode=module.check_mode,
                                 warn=module.warn, systemctl=systemctl or "systemctl", journalctl=journalctl)
         result = ctl.ensure(p["state"], p["model"])

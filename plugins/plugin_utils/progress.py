@@ -16,10 +16,10 @@ import json
 import shlex
 import time
 
+from ansible_collections.venom.models.plugins.module_utils.store.journal import RUNNING_STATUSES
 from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes
 
 RECORD_SEPARATOR = "\x1e"
-RUNNING = ("pending", "in_progress")
 RATE_WINDOW = 30.0  # seconds of samples the rate is computed over
 
 
@@ -47,7 +47,7 @@ def parse_records(stdout: str) -> list:
             rec = json.loads(chunk)
         except ValueError:
             continue
-        if isinstance(rec, dict) and rec.get("status") in RUNNING:
+        if isinstance(rec, dict) and rec.get("status") in RUNNING_STATUSES:
             out.append(rec)
     return out
 

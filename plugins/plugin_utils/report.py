@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 
+from ansible_collections.venom.models.plugins.module_utils.store.journal import RUNNING_STATUSES
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 SCHEMA = "venom.models/fleet-report@1"
@@ -44,7 +45,7 @@ def _host(name: str, facts: dict | None) -> dict:
     ops = facts.get("venom_operations") or []
     failed = [_pick(o, _OP_KEYS) for o in ops if o.get("status") == "failed"]
     running = [_pick(o, _OP_KEYS + ("progress", "bytes_done", "bytes_total")) for o in ops
-               if o.get("status") in ("pending", "in_progress")]
+               if o.get("status") in RUNNING_STATUSES]
     active = {rt: st["model"] for rt, st in runtimes.items() if st.get("configured") and st.get("model")}
     for m in models:  # the manifest's active flag, for hosts whose runtimes were not gathered
         if m.get("active") and m.get("active_runtime") and m["active_runtime"] not in active:

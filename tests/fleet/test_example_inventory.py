@@ -30,10 +30,9 @@ from tests.integration.test_example_inventory import EXAMPLE
 from tests.lib import ollama_env
 from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
-from tests.lib.olah_env import MINILM, olah  # noqa: F401  pylint: disable=unused-import
+from tests.lib.olah_mirror import MINILM
 
 DOUBLE = os.environ.get("VENOM_OLLAMA_DOUBLE") or ollama_env.OLLAMA_DOUBLE
-oci_registry, ollama_models = ollama_env.oci_registry, ollama_env.ollama_models  # the fixtures used here
 HOSTS = {"gpu-1.llm.internal": 1, "cpu-1.llm.internal": 2, "mirror-1.llm.internal": 3}
 SUMMARY = "What this run did, or in check mode would do"
 

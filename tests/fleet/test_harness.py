@@ -15,7 +15,7 @@ import pytest
 
 from tests.fleet import harness
 from tests.lib.ansible_run import run_playbook, run_task
-from tests.lib.fleet_env import fleet, start_fleet  # noqa: F401  pylint: disable=unused-import
+from tests.lib.fleet_env import start_fleet
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLEET_SH = os.path.join(REPO, "scripts", "fleet.sh")
@@ -23,7 +23,7 @@ FLEET_SH = os.path.join(REPO, "scripts", "fleet.sh")
 CRASH_SSH_PORT, CRASH_OLLAMA_PORT, CRASH_VLLM_PORT = 2211, 11511, 8111
 
 
-def test_fleet_boots_within_a_minute(fleet):  # noqa: F811
+def test_fleet_boots_within_a_minute(fleet):
     assert len(fleet.hosts) == harness.DEFAULT_HOSTS
     assert fleet.startup_seconds < 60, f"startup took {fleet.startup_seconds}s"
     machine_ids, host_keys = set(), set()
@@ -38,7 +38,7 @@ def test_fleet_boots_within_a_minute(fleet):  # noqa: F811
     assert len(machine_ids) == len(host_keys) == len(fleet.hosts), "hosts share a machine id or a host key"
 
 
-def test_inventory_reaches_every_host_with_its_ports(fleet):  # noqa: F811
+def test_inventory_reaches_every_host_with_its_ports(fleet):
     res = run_task("ansible.builtin.setup", {"gather_subset": ["!all", "!min", "service_mgr", "python"]},
                    hosts="fleet", inventory=fleet.inventory)
     assert res.rc == 0, res.stdout[-3000:]
@@ -57,7 +57,7 @@ def test_inventory_reaches_every_host_with_its_ports(fleet):  # noqa: F811
     assert len({h.ollama_port for h in fleet.hosts} | {h.vllm_port for h in fleet.hosts}) == 2 * len(fleet.hosts)
 
 
-def test_sshd_listens_on_loopback_only_and_pins_host_keys(fleet):  # noqa: F811
+def test_sshd_listens_on_loopback_only_and_pins_host_keys(fleet):
     host = fleet.host(1)
     sockets = fleet.ssh(host, f"ss -Htln 'sport = :{host.ssh_port}'").stdout.split()
     assert sockets[3] == f"127.0.0.1:{host.ssh_port}", sockets
@@ -70,7 +70,7 @@ def test_sshd_listens_on_loopback_only_and_pins_host_keys(fleet):  # noqa: F811
     assert proc.returncode == 255 and "Host key verification failed" in proc.stderr, proc.stderr
 
 
-def test_hosts_get_the_pip_cache_the_wheels_and_the_machines_trust(fleet):  # noqa: F811
+def test_hosts_get_the_pip_cache_the_wheels_and_the_machines_trust(fleet):
     out = fleet.ssh(1, "findmnt -n -o OPTIONS /srv/venom-wheels; findmnt -n -o TARGET /root/.cache/pip; "
                     "cat /etc/pip.conf; touch /srv/venom-wheels/x 2>&1 || true").stdout
     assert "ro" in out.split("\n")[0].split(",")
@@ -82,7 +82,7 @@ def test_hosts_get_the_pip_cache_the_wheels_and_the_machines_trust(fleet):  # no
     assert proc.stdout.strip() == "True"
 
 
-def test_hosts_run_the_modules_the_roles_use(fleet):  # noqa: F811
+def test_hosts_run_the_modules_the_roles_use(fleet):
     """What Ansible's modules need from the hosts' Python: the base has python3, python3-apt and
     python3-venv; ansible.builtin.pip needs python3-packaging, which the vllm role installs."""
     plays = [{"name": "modules", "hosts": "fleet", "gather_facts": False, "tasks": [

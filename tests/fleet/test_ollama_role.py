@@ -14,12 +14,11 @@ import http.server
 import io
 import os
 import tarfile
-import threading
 
 import pytest
 
 from tests.lib.ansible_run import run_playbook
-from tests.lib.fleet_env import fleet  # noqa: F401  pylint: disable=unused-import
+from tests.lib.servers import LocalHTTPServer, QuietHandler
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOUBLE = os.environ.get("VENOM_OLLAMA_DOUBLE") or os.path.join(REPO, "tests", "doubles", "ollama", "ollama_test_double.py")
@@ -45,9 +44,8 @@ def _archive(path: str, marker: str) -> str:
     return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        pass
+class _QuietFiles(QuietHandler, http.server.SimpleHTTPRequestHandler):
+    """Files of a directory, without a log line per request."""
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +55,8 @@ def releases(tmp_path_factory):
     sums = {name: _archive(str(root / f"{name}.tgz"), name) for name in ("r1", "r2")}
     with open(root / "bad.tgz", "wb") as fh:
         fh.write(b"not the archive the checksum names")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", HTTP_PORT), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield {"url": f"http://127.0.0.1:{HTTP_PORT}", "sha256": sums}
-    server.shutdown()
-    server.server_close()
+    with LocalHTTPServer(functools.partial(_QuietFiles, directory=str(root)), port=HTTP_PORT) as server:
+        yield {"url": server.url, "sha256": sums}
 
 
 def _play(fleet_env, role_vars: dict, check: bool = False):
@@ -81,7 +74,7 @@ def _invocation(fleet_env) -> str:
     return fleet_env.ssh(HOST_INDEX, "systemctl show ollama.service -p InvocationID --value").stdout.strip()
 
 
-def test_install_from_url_with_checksum(fleet, releases):  # noqa: F811
+def test_install_from_url_with_checksum(fleet, releases):
     host = fleet.host(HOST_INDEX)
     r1 = {"ollama_install_method": "url", "ollama_version": "0.33.0",
           "ollama_archive_url": f"{releases['url']}/r1.tgz",
@@ -136,13 +129,13 @@ def test_install_from_url_with_checksum(fleet, releases):  # noqa: F811
     assert state == ["inactive", "enabled"]
 
 
-def test_url_install_needs_a_checksum(fleet):  # noqa: F811
+def test_url_install_needs_a_checksum(fleet):
     res = _play(fleet, {"ollama_install_method": "url", "ollama_version": "0.33.0"})
     assert res.rc != 0
     assert "ollama_archive_checksum" in res.stdout + res.stderr
 
 
-def test_settings_with_line_breaks_are_refused(fleet):  # noqa: F811
+def test_settings_with_line_breaks_are_refused(fleet):
     res = _play(fleet, {"ollama_install_method": "path", "ollama_executable": "/bin/true",
                         "ollama_environment": {"OLLAMA_ORIGINS": "http://a\nEVIL=1"}}, check=True)
     assert res.rc != 0

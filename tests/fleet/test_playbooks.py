@@ -33,8 +33,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 DOUBLE = os.environ.get("VENOM_OLLAMA_DOUBLE") or ollama_env.OLLAMA_DOUBLE
 VENV = "/opt/venom-py"  # the modules' Python on the hosts (requirements-target.txt), apt bindings visible
 
-oci_registry, ollama_models = ollama_env.oci_registry, ollama_env.ollama_models  # the fixtures used here
-
 
 def _changed(res) -> list:
     return [(r["host"], r["task"]) for r in res.results if r["result"].get("changed")]

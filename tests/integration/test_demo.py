@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
-from tests.lib.vllm_env import port_is_free
+from tests.lib.ports import free_port, port_is_free
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, "scripts", "demo.sh")
@@ -35,14 +35,6 @@ SECOND_RUN_BUDGET = 240.0
 RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 INSTALL_TASK = "Install the model through the mirror"
 SERVE_TASK = "Serve the model with vLLM on the CPU"
-
-
-def first_free(ports: range) -> int:
-    for port in ports:
-        if port_is_free(port):
-            return port
-    pytest.fail(f"no free port in {ports.start}-{ports.stop - 1}: stop the leftover servers (ss -ltnp)")
-    raise AssertionError("unreachable")
 
 
 def run_demo(sc: dict, *args: str) -> tuple[subprocess.CompletedProcess, float]:
@@ -103,7 +95,7 @@ def embedding(url: str, model: str) -> list:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     state = str(tmp_path_factory.mktemp("demo-state"))
-    olah_port, vllm_port = first_free(OLAH_PORTS), first_free(VLLM_PORTS)
+    olah_port, vllm_port = free_port(OLAH_PORTS), free_port(VLLM_PORTS)
     env = dict(os.environ, VENOM_DEMO_STATE=state, VENOM_DEMO_OLAH_PORT=str(olah_port),
                VENOM_DEMO_VLLM_PORT=str(vllm_port), ANSIBLE_NOCOLOR="1")
     sc = {"state": state, "env": env, "olah_port": olah_port, "vllm_port": vllm_port,

@@ -19,28 +19,18 @@ import subprocess
 import tempfile
 import urllib.request
 
-import pytest
-
 from tests.lib.machine_state import fresh_clone, path_without
 from tests.lib.olah_mirror import MINILM, minilm_files, olah_venv
-from tests.lib.vllm_env import port_is_free
+from tests.lib.ports import free_port, port_is_free
 
 OLAH_PORTS = range(18121, 18126)
 TIMEOUT = float(os.environ.get("VENOM_DEMO_TIMEOUT", "3600"))  # a cold cache builds the venvs first
 
 
-def _port() -> int:
-    for port in OLAH_PORTS:
-        if port_is_free(port):
-            return port
-    pytest.fail(f"no free port in {OLAH_PORTS.start}-{OLAH_PORTS.stop - 1}: stop the leftover servers (ss -ltnp)")
-    raise AssertionError("unreachable")
-
-
 def test_demo_setup_from_a_fresh_clone_without_git_lfs(tmp_path):
     clone = fresh_clone(str(tmp_path / "clone"))
     path = path_without(str(tmp_path / "path"), ("git-lfs",))
-    port = _port()
+    port = free_port(OLAH_PORTS)
     env = dict(os.environ, PATH=path, VENOM_DEMO_STATE=str(tmp_path / "state"), VENOM_DEMO_OLAH_PORT=str(port),
                ANSIBLE_NOCOLOR="1")
     proc = subprocess.run(["bash", "scripts/demo.sh", "setup"], cwd=clone, env=env, stdin=subprocess.DEVNULL,

@@ -12,7 +12,7 @@ import time
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
-from tests.lib.olah_env import olah, tiny_gemma_files  # noqa: F401  pylint: disable=unused-import
+from tests.lib.olah_env import tiny_gemma_files
 
 _SLOW_INSTALL = r"""
 import sys, time
@@ -85,12 +85,12 @@ INFO = "venom.models.venom_model_info"
 SECRET = "hf_" + "Kp7" * 12 + "FACTSTOKEN"
 
 
-def _available(olah, models_dir, check=False, **args):  # noqa: F811
+def _available(olah, models_dir, check=False, **args):
     res = run_task(INFO, dict({"models_dir": models_dir, "endpoint": olah.endpoint}, **args), check=check)
     return res, res.task()
 
 
-def test_info_on_a_mirror_resolves_names_like_an_install_and_marks_installed(olah, tmp_path):  # noqa: F811
+def test_info_on_a_mirror_resolves_names_like_an_install_and_marks_installed(olah, tmp_path):
     name = "venom-test/facts-available"
     repo = olah.create_repo(name, tiny_gemma_files())
     models_dir = str(tmp_path / "models")
@@ -130,7 +130,7 @@ def test_info_on_a_mirror_resolves_names_like_an_install_and_marks_installed(ola
     assert pinned["models"][0]["revision"] == old_head
 
 
-def test_info_search_on_a_mirror_without_a_listing_says_to_give_names(olah, tmp_path):  # noqa: F811
+def test_info_search_on_a_mirror_without_a_listing_says_to_give_names(olah, tmp_path):
     res, out = _available(olah, str(tmp_path / "m"), search="MiniLM", token=SECRET)
     assert out["failed"] is True
     assert "does not list models" in out["msg"] and "names" in out["msg"], out["msg"]
@@ -145,7 +145,7 @@ def test_info_from_an_unreachable_endpoint_fails_clearly(tmp_path):
     assert out["failed"] is True and "limit must be between 1 and 1000" in out["msg"]
 
 
-def test_the_available_subset_is_deprecated_and_never_fails_the_facts(olah, tmp_path):  # noqa: F811
+def test_the_available_subset_is_deprecated_and_never_fails_the_facts(olah, tmp_path):
     models_dir = tmp_path / "m"
     models_dir.mkdir()
     res = run_task(FACTS, {"models_dir": str(models_dir), "gather_subset": ["models", "available"],

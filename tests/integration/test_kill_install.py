@@ -19,7 +19,6 @@ import sys
 import time
 
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
-from tests.lib.olah_env import olah  # noqa: F401  pylint: disable=unused-import
 
 ROUNDS = 20
 REPO = "venom-test/kill-install"
@@ -61,13 +60,13 @@ def _verified(models_dir: str) -> set:
     return out
 
 
-def _requested(olah, since: int) -> list:  # noqa: F811
+def _requested(olah, since: int) -> list:
     time.sleep(0.3)  # olah logs asynchronously
     lines = olah.log_tail(10 ** 8)[since:].splitlines()
     return [line for line in lines if f"/{REPO}/resolve/" in line and "GET " in line]
 
 
-def test_sigkill_at_random_points_never_leaves_a_false_install(olah, tmp_path):  # noqa: F811
+def test_sigkill_at_random_points_never_leaves_a_false_install(olah, tmp_path):
     files = _files()
     olah.create_repo(REPO, files)
     models = str(tmp_path / "models")

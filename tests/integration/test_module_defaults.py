@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 from tests.lib.ansible_run import run_playbook
-from tests.lib.olah_env import tiny_gemma_files, write_files
+from tests.lib.olah_env import tiny_gemma_files
+from tests.lib.olah_mirror import write_files
 
 
 def test_group_module_defaults_reach_every_module(tmp_path):

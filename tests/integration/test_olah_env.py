@@ -16,18 +16,18 @@ import time
 
 import pytest
 
-from tests.lib.olah_env import MINILM, olah  # noqa: F401  pylint: disable=unused-import
+from tests.lib.olah_mirror import MINILM
 
 hf = pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi, errors, hf_hub_download, snapshot_download  # noqa: E402
 from huggingface_hub.file_download import hf_hub_url, http_get  # noqa: E402
 
 
-def _api(olah):  # noqa: F811
+def _api(olah):
     return HfApi(endpoint=olah.endpoint)
 
 
-def test_model_info_resolves_branch_and_commit(olah):  # noqa: F811
+def test_model_info_resolves_branch_and_commit(olah):
     repo = olah.repos["venom-test/tiny-gemma"]
     api = _api(olah)
     assert api.model_info(repo.name, revision="main").sha == repo.head
@@ -36,7 +36,7 @@ def test_model_info_resolves_branch_and_commit(olah):  # noqa: F811
         api.model_info(repo.name)  # olah offline: no revision, no answer
 
 
-def test_tree_lists_sizes_blob_ids_and_lfs_sha256(olah):  # noqa: F811
+def test_tree_lists_sizes_blob_ids_and_lfs_sha256(olah):
     for name in ("venom-test/tiny-sharded", MINILM):
         repo = olah.repos[name]
         expected = repo.expected()
@@ -51,7 +51,7 @@ def test_tree_lists_sizes_blob_ids_and_lfs_sha256(olah):  # noqa: F811
                 assert item.lfs is None and item.blob_id == exp["git_oid"], item.path
 
 
-def test_paths_info_matches_tree(olah):  # noqa: F811
+def test_paths_info_matches_tree(olah):
     repo = olah.repos["venom-test/tiny-sharded"]
     infos = _api(olah).get_paths_info(repo.name, ["config.json", "model-00002-of-00003.safetensors", "original/params.json"],
                                       revision=repo.head)
@@ -61,7 +61,7 @@ def test_paths_info_matches_tree(olah):  # noqa: F811
     assert by_path["original/params.json"].blob_id == exp["original/params.json"]["git_oid"]
 
 
-def test_hf_hub_download_and_snapshot_local_dir(olah, tmp_path):  # noqa: F811
+def test_hf_hub_download_and_snapshot_local_dir(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-sharded"]
     path = hf_hub_download(repo.name, "original/params.json", revision=repo.head, endpoint=olah.endpoint,
                            local_dir=str(tmp_path / "one"))
@@ -74,7 +74,7 @@ def test_hf_hub_download_and_snapshot_local_dir(olah, tmp_path):  # noqa: F811
     assert os.path.isfile(os.path.join(out, ".cache", "huggingface", "download", "config.json.metadata"))
 
 
-def test_missing_file_and_repo_errors(olah, tmp_path):  # noqa: F811
+def test_missing_file_and_repo_errors(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-gemma"]
     with pytest.raises(errors.RemoteEntryNotFoundError):
         hf_hub_download(repo.name, "nope.txt", revision=repo.head, endpoint=olah.endpoint, local_dir=str(tmp_path))
@@ -88,7 +88,7 @@ def test_missing_file_and_repo_errors(olah, tmp_path):  # noqa: F811
         HfApi(endpoint=olah.endpoint).model_info(olah.denied, revision="main")
 
 
-def test_hf_hub_download_does_not_resume_and_olah_ignores_range(olah, tmp_path):  # noqa: F811
+def test_hf_hub_download_does_not_resume_and_olah_ignores_range(olah, tmp_path):
     """A killed hf_hub_download leaves a process-unique .incomplete file; olah answers a Range with 200."""
     repo = olah.repos["venom-test/big"]
     big = "model-00002-of-00002.safetensors"

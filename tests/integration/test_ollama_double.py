@@ -17,8 +17,7 @@ import time
 
 import requests
 
-from tests.lib.ollama_env import (OLLAMA_DOUBLE, ModelSpec, OllamaTestDouble, oci_registry, ollama_double,  # noqa: F401 pylint: disable=unused-import
-                                  ollama_models, publish_model)
+from tests.lib.ollama_env import OLLAMA_DOUBLE, ModelSpec, OllamaTestDouble, publish_model
 
 
 def pull(srv, name, **kw):

@@ -21,8 +21,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.ollama import 
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest, Progress, Target
 from ansible_collections.venom.models.plugins.module_utils.store.quota import plan, require_fit
-from tests.lib.ollama_env import (ModelSpec, oci_registry, ollama_double, ollama_models,  # noqa: F401 pylint: disable=unused-import
-                                  publish_model)
+from tests.lib.ollama_env import ModelSpec, publish_model
 
 COLLECTIONS_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(list(collection.__path__)[0])))
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from tests.lib.ansible_run import run_playbook
-from tests.lib.olah_env import olah, tiny_gemma_files, write_files  # noqa: F401  pylint: disable=unused-import
+from tests.lib.olah_env import tiny_gemma_files
+from tests.lib.olah_mirror import write_files
 
 MODULE = "venom.models.venom_model"
 CAP_KEYS = ("supports_system_role", "supports_function_calling", "allowed_roles", "prompt_template",
@@ -23,7 +24,7 @@ def _check_then_real(args: dict, verbosity: list | None = None):
     return res, res.task("check"), res.task("real")
 
 
-def test_check_mode_predicts_the_capabilities_the_install_detects(olah, tmp_path):  # noqa: F811
+def test_check_mode_predicts_the_capabilities_the_install_detects(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-gemma"]
     since = len(olah.log_tail(10 ** 8))
     args = {"name": repo.name, "endpoint": olah.endpoint, "models_dir": str(tmp_path / "models")}
@@ -42,7 +43,7 @@ def test_check_mode_predicts_the_capabilities_the_install_detects(olah, tmp_path
     assert {k: check["capabilities"][k] for k in CAP_KEYS} == {k: real["capabilities"][k] for k in CAP_KEYS}
 
 
-def test_diff_is_a_summary_and_per_file_detail_needs_vvv(olah, tmp_path):  # noqa: F811
+def test_diff_is_a_summary_and_per_file_detail_needs_vvv(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-gemma"]
     args = {"name": repo.name, "endpoint": olah.endpoint, "models_dir": str(tmp_path / "models")}
     res, check, real = _check_then_real(args)

@@ -17,13 +17,13 @@ import pytest
 
 from tests.lib.ansible_run import ansible_env, run_playbook, run_task
 from tests.lib.idempotence import check_real_cycle
-from tests.lib.olah_env import moving_files, olah, tiny_gemma_files  # noqa: F401  pylint: disable=unused-import
+from tests.lib.olah_env import moving_files, tiny_gemma_files
 
 MODULE = "venom.models.venom_model"
 SECRET = "hf_" + "Zq9" * 12 + "SECRETTOKEN"
 
 
-def _args(olah, tmp_path, name, **extra):  # noqa: F811
+def _args(olah, tmp_path, name, **extra):
     args = {"name": name, "endpoint": olah.endpoint, "models_dir": str(tmp_path / "models")}
     args.update(extra)
     return args
@@ -48,12 +48,12 @@ def _sha256(path) -> str:
         return hashlib.sha256(fh.read()).hexdigest()
 
 
-def _requests_for(olah, repo_name: str, since: int = 0) -> list:  # noqa: F811
+def _requests_for(olah, repo_name: str, since: int = 0) -> list:
     time.sleep(0.3)  # olah logs asynchronously
     return [line for line in olah.log_tail(10 ** 8)[since:].splitlines() if f"/{repo_name}/" in line]
 
 
-def _log_len(olah) -> int:  # noqa: F811
+def _log_len(olah) -> int:
     return len(olah.log_tail(10 ** 8))
 
 
@@ -61,7 +61,7 @@ def _cycle(args, expect):
     return check_real_cycle(MODULE, args, expect)
 
 
-def test_install_check_real_check_real_gemma_system_role(olah, tmp_path):  # noqa: F811
+def test_install_check_real_check_real_gemma_system_role(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-gemma"]
     args = _args(olah, tmp_path, repo.name, runtime="vllm")
     res, out = _run(args, check=True, diff=True)
@@ -90,7 +90,7 @@ def test_install_check_real_check_real_gemma_system_role(olah, tmp_path):  # noq
     assert op["status"] == "completed" and op["type"] == "install" and op["bytes_done"] == entry["size_bytes"]
 
 
-def test_second_present_makes_no_request(olah, tmp_path):  # noqa: F811
+def test_second_present_makes_no_request(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-quantized"]
     args = _args(olah, tmp_path, repo.name, revision="main")
     _res, out = _run(args)
@@ -116,7 +116,7 @@ def test_second_present_makes_no_request(olah, tmp_path):  # noqa: F811
     assert not [line for line in _requests_for(olah, repo.name, mark) if "/resolve/" in line]
 
 
-def test_multi_file_weights_and_file_selection(olah, tmp_path):  # noqa: F811
+def test_multi_file_weights_and_file_selection(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-sharded"]
     args = _args(olah, tmp_path, repo.name, allow_patterns=["*.json"])
     _cycle(args, [True, True, False, False])
@@ -136,7 +136,7 @@ def test_multi_file_weights_and_file_selection(olah, tmp_path):  # noqa: F811
     assert not os.path.exists(os.path.join(entry["local_path"], ".gitattributes"))
 
 
-def test_pinned_commit_and_moving_branch(olah, tmp_path):  # noqa: F811
+def test_pinned_commit_and_moving_branch(olah, tmp_path):
     name = f"venom-test/moving-{uuid.uuid4().hex[:8]}"
     repo = olah.create_repo(name, moving_files(1))
     first = repo.head
@@ -168,7 +168,7 @@ def test_pinned_commit_and_moving_branch(olah, tmp_path):  # noqa: F811
     assert _entry(tmp_path, name)["revision"] == first and _entry(tmp_path, name)["requested_revision"] == first
 
 
-def test_runtime_active_keeps_old_version_on_latest_and_refuses_removal(olah, tmp_path):  # noqa: F811
+def test_runtime_active_keeps_old_version_on_latest_and_refuses_removal(olah, tmp_path):
     name = f"venom-test/active-{uuid.uuid4().hex[:8]}"
     olah.create_repo(name, moving_files(1))
     args = _args(olah, tmp_path, name)
@@ -191,7 +191,7 @@ def test_runtime_active_keeps_old_version_on_latest_and_refuses_removal(olah, tm
     assert out["changed"] and not os.path.exists(old_path) and not os.path.exists(after["local_path"])
 
 
-def test_quota_refusal_downloads_nothing(olah, tmp_path):  # noqa: F811
+def test_quota_refusal_downloads_nothing(olah, tmp_path):
     repo = olah.repos["venom-test/big"]
     mark = _log_len(olah)
     for check in (True, False):
@@ -208,7 +208,7 @@ def test_quota_refusal_downloads_nothing(olah, tmp_path):  # noqa: F811
     assert _entry(tmp_path, repo.name) is None
 
 
-def test_concurrent_installs_of_one_model(olah, tmp_path):  # noqa: F811
+def test_concurrent_installs_of_one_model(olah, tmp_path):
     """Two playbooks install the same model at once: one downloads, the other waits and finds it installed."""
     repo = olah.repos["venom-test/big"]
     args = _args(olah, tmp_path, repo.name)
@@ -243,7 +243,7 @@ def _start_install(args, workdir, results: bool = False):
     return (proc, results_file) if results else proc
 
 
-def test_killed_download_resumes_without_refetching_completed_files(olah, tmp_path):  # noqa: F811
+def test_killed_download_resumes_without_refetching_completed_files(olah, tmp_path):
     repo = olah.repos["venom-test/big"]
     args = _args(olah, tmp_path, repo.name)
     models = tmp_path / "models"
@@ -305,7 +305,7 @@ def _cycle_first_real(args):
     return res, out
 
 
-def test_timeout_keeps_the_download_for_the_next_run(olah, tmp_path):  # noqa: F811
+def test_timeout_keeps_the_download_for_the_next_run(olah, tmp_path):
     repo = olah.repos["venom-test/big"]
     args = _args(olah, tmp_path, repo.name)
     _res, out = _run(dict(args, timeout=0.5))
@@ -316,7 +316,7 @@ def test_timeout_keeps_the_download_for_the_next_run(olah, tmp_path):  # noqa: F
     assert out["changed"] and _entry(tmp_path, repo.name)["status"] == "installed"
 
 
-def test_verified_repairs_a_corrupted_file(olah, tmp_path):  # noqa: F811
+def test_verified_repairs_a_corrupted_file(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-sharded"]
     args = _args(olah, tmp_path, repo.name)
     _run(args)
@@ -343,7 +343,7 @@ def test_verified_repairs_a_corrupted_file(olah, tmp_path):  # noqa: F811
     assert _entry(tmp_path, repo.name)["status"] == "installed"
 
 
-def test_removal_leaves_nothing(olah, tmp_path):  # noqa: F811
+def test_removal_leaves_nothing(olah, tmp_path):
     repo = olah.repos["venom-test/tiny-gemma"]
     args = _args(olah, tmp_path, repo.name)
     _run(args)
@@ -369,7 +369,7 @@ def test_removal_leaves_nothing(olah, tmp_path):  # noqa: F811
 
 
 @pytest.mark.parametrize("case", ["missing_repo", "missing_revision", "missing_commit", "private", "unreachable"])
-def test_errors_name_the_cause_and_the_fix(olah, tmp_path, case):  # noqa: F811
+def test_errors_name_the_cause_and_the_fix(olah, tmp_path, case):
     args = _args(olah, tmp_path, "venom-test/tiny-gemma")
     if case == "missing_repo":
         args["name"] = "venom-test/no-such-model"
@@ -396,7 +396,7 @@ def test_errors_name_the_cause_and_the_fix(olah, tmp_path, case):  # noqa: F811
     assert _entry(tmp_path, args["name"]) is None
 
 
-def test_token_never_leaks(olah, tmp_path):  # noqa: F811
+def test_token_never_leaks(olah, tmp_path):
     name = f"venom-test/secret-{uuid.uuid4().hex[:8]}"
     olah.create_repo(name, tiny_gemma_files())
     outputs = []

@@ -10,7 +10,8 @@ import os
 
 from tests.lib.ansible_run import run_task
 from tests.lib.idempotence import check_real_cycle
-from tests.lib.olah_env import tiny_gemma_files, write_files
+from tests.lib.olah_env import tiny_gemma_files
+from tests.lib.olah_mirror import write_files
 
 MODULE = "venom.models.venom_model"
 

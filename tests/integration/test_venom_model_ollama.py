@@ -13,7 +13,6 @@ import requests
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from tests.lib.ansible_run import run_task
-from tests.lib.ollama_env import oci_registry, ollama_double, ollama_models  # noqa: F401 pylint: disable=unused-import
 
 MODULE = "venom.models.venom_model"
 

@@ -20,7 +20,8 @@ import time
 import pytest
 
 from tests.lib.ansible_run import run_playbook, run_task
-from tests.lib.olah_env import OlahMirror, olah_venv, safetensors_bytes, tiny_gemma_files
+from tests.lib.olah_env import safetensors_bytes, tiny_gemma_files
+from tests.lib.olah_mirror import OlahMirror, olah_venv
 from tests.lib.throttle_proxy import ThrottleProxy
 
 MODULE = "venom.models.venom_model"

@@ -9,7 +9,8 @@ import os
 import sys
 
 from tests.lib.ansible_run import run_playbook
-from tests.lib.olah_env import tiny_gemma_files, write_files
+from tests.lib.olah_env import tiny_gemma_files
+from tests.lib.olah_mirror import write_files
 
 import pytest
 

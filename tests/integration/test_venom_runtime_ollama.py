@@ -22,23 +22,15 @@ import requests
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from tests.lib.ansible_run import run_task
+from tests.lib.ports import free_port
 
 try:
     from tests.lib import ollama_env
 except ImportError as exc:  # the test double lands with the Ollama provider (issue 4)
     pytest.fail(f"tests/lib/ollama_env.py (the Ollama test double's harness) is missing: {exc}", pytrace=False)
 
-# the fixtures this module uses
-oci_registry, ollama_models = ollama_env.oci_registry, ollama_env.ollama_models
 
 PORTS = (11470, 11499)  # this module's Ollama ports
-
-
-def _free_port() -> int:
-    for port in range(*PORTS):
-        if not P.port_in_use("127.0.0.1", port):
-            return port
-    raise AssertionError(f"no free port in {PORTS}")
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def sc(tmp_path_factory, oci_registry, ollama_models):  # pylint: disable=redefi
     base_dir = tmp_path_factory.mktemp("ollama-runtime")
     store = str(base_dir / "ollama-store")
     os.makedirs(store)
-    port = _free_port()
+    port = free_port(range(*PORTS))
     models_dir = str(base_dir / "venom")
     scenario = {
         "models_dir": models_dir, "store": store, "url": f"http://127.0.0.1:{port}", "models": ollama_models,

@@ -22,11 +22,8 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import proce
 from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
-from tests.lib import vllm_env
 from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port
 
-# the fixtures this module uses
-vllm_venv, minilm_model, model_dirs = vllm_env.vllm_venv, vllm_env.minilm_model, vllm_env.model_dirs
 
 MODULE = "venom.models.venom_runtime"
 

@@ -18,11 +18,8 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
-from tests.lib import vllm_env
 from tests.lib.vllm_env import VLLM_HEALTH_TIMEOUT, free_port, vllm_argv, vllm_process_env
 
-# the fixtures this module uses
-vllm_venv, minilm_model, model_dirs = vllm_env.vllm_venv, vllm_env.minilm_model, vllm_env.model_dirs
 
 FAST = ["--enforce-eager"]  # no torch.compile warm-up: ~50 s instead of ~75-110 s to healthy
 

@@ -7,17 +7,16 @@ An upstream on loopback plays vLLM's API port (``/metrics`` and the API); the ex
 """
 from __future__ import annotations
 
-import http.server
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
 
+from tests.lib.ports import free_port
+from tests.lib.servers import LocalHTTPServer, QuietHandler
 from tests.lib.tools import promtool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,7 +26,7 @@ VLLM_METRICS = (b"# HELP vllm:num_requests_running Number of requests in model e
                 b'vllm:num_requests_running{engine="0",model_name="minilm"} 0.0\n')
 
 
-class _FakeVllm(http.server.BaseHTTPRequestHandler):
+class _FakeVllm(QuietHandler):
     def do_GET(self):  # noqa: N802
         body, ctype = ((VLLM_METRICS, "text/plain; version=0.0.4; charset=utf-8") if self.path == "/metrics"
                        else (b'{"data": [{"id": "minilm"}]}', "application/json"))
@@ -37,23 +36,13 @@ class _FakeVllm(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        pass
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def exporter():
-    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FakeVllm)
-    threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = _port()
+    upstream = LocalHTTPServer(_FakeVllm).start()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, EXPORTER, "--listen-address", "127.0.0.1", "--listen-port", str(port),  # pylint: disable=consider-using-with
-                             "--upstream", f"http://127.0.0.1:{upstream.server_address[1]}/metrics", "--timeout", "2"],
+                             "--upstream", f"{upstream.url}/metrics", "--timeout", "2"],
                             stdout=subprocess.PIPE, text=True)
     try:
         assert "serving" in proc.stdout.readline()
@@ -61,8 +50,7 @@ def exporter():
     finally:
         proc.terminate()
         proc.wait(10)
-        upstream.shutdown()
-        upstream.server_close()
+        upstream.stop()
 
 
 def test_only_metrics_is_served(exporter):  # pylint: disable=redefined-outer-name
@@ -80,8 +68,7 @@ def test_only_metrics_is_served(exporter):  # pylint: disable=redefined-outer-na
 
 
 def test_vllm_down_is_503(exporter):  # pylint: disable=redefined-outer-name
-    exporter["upstream"].shutdown()
-    exporter["upstream"].server_close()
+    exporter["upstream"].stop()
     time.sleep(0.2)
     res = requests.get(f"{exporter['url']}/metrics", timeout=10)
     assert res.status_code == 503 and "did not answer" in res.text

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """pytest fixtures for a fleet of real systemd hosts (tests/fleet/harness.py).
 
-Import the fixture into a test module (``from tests.lib.fleet_env import fleet``) and run
+A fleet test names the fixture ``fleet`` (shared through ``tests/fleet/conftest.py``) and runs
 playbooks against ``fleet.inventory`` (``tests.lib.ansible_run.run_playbook(..., inventory=...)``).
 
 * ``fleet``: a session-scoped fleet of ``VENOM_FLEET_HOSTS`` (default 3) Debian hosts booted with

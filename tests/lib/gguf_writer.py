@@ -4,8 +4,10 @@
 
 ``build_gguf([(key, type, value), ...])`` returns the bytes of a GGUF file. ``type`` is one of the
 GGUF value type numbers (``T.UINT32``, ``T.STRING``, ...); for arrays the value is
-``(element_type, [items])`` (nested arrays use the same shape for their items). ``gguf_model``
-writes a small but realistic model header (architecture, file type, context length, chat template).
+``(element_type, [items])`` (nested arrays use the same shape for their items); ``typed(dict)``
+gives these triples for plain Python values. ``tensors`` are ``(name, dims, ggml_type, offset)``
+infos after the metadata. ``gguf_model`` writes a small but realistic model header (architecture,
+file type, context length, chat template).
 """
 from __future__ import annotations
 
@@ -36,10 +38,34 @@ def _value(vtype: int, value, e: str) -> bytes:
     raise ValueError(f"unknown GGUF value type {vtype}")
 
 
-def build_gguf(kvs, version: int = 3, endian: str = "<", tensor_count: int = 0) -> bytes:
-    out = [b"GGUF", struct.pack(endian + "IQQ", version, tensor_count, len(kvs))]
+def typed(metadata: dict) -> list:
+    """``(key, type, value)`` for plain values: bool, int (UINT32, else INT64), float (FLOAT32), str,
+    a list of str (ARRAY of STRING) or of int (ARRAY of INT32)."""
+    out = []
+    for key, v in metadata.items():
+        if isinstance(v, bool):
+            out.append((key, T.BOOL, v))
+        elif isinstance(v, int):
+            out.append((key, T.UINT32, v) if 0 <= v < 1 << 32 else (key, T.INT64, v))
+        elif isinstance(v, float):
+            out.append((key, T.FLOAT32, v))
+        elif isinstance(v, str):
+            out.append((key, T.STRING, v))
+        elif isinstance(v, list):
+            out.append((key, T.ARRAY, (T.STRING if all(isinstance(x, str) for x in v) else T.INT32, v)))
+        else:
+            raise TypeError(f"no GGUF type for {v!r}")
+    return out
+
+
+def build_gguf(kvs, version: int = 3, endian: str = "<", tensor_count: int | None = None, tensors=()) -> bytes:
+    count = len(tensors) if tensor_count is None else tensor_count
+    out = [b"GGUF", struct.pack(endian + "IQQ", version, count, len(kvs))]
     for key, vtype, value in kvs:
         out.append(_string(key, endian) + struct.pack(endian + "I", vtype) + _value(vtype, value, endian))
+    for name, dims, ggml_type, offset in tensors:
+        out.append(_string(name, endian) + struct.pack(endian + "I" + "Q" * len(dims), len(dims), *dims)
+                   + struct.pack(endian + "IQ", ggml_type, offset))
     return b"".join(out)
 
 

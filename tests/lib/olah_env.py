@@ -8,7 +8,7 @@ repository is a git repository at ``<mirrors>/models/<org>/<name>`` on branch ``
 (``*.safetensors``, ``*.bin``, ``*.gguf``) are git-lfs files, as on the Hub, so the tree API
 reports them with ``lfs.oid`` (sha256) and ``lfs.size``.
 
-Fixtures (import them into a test module: ``from tests.lib.olah_env import olah  # noqa: F401``):
+Fixtures (shared through the tiers' ``conftest.py``: a test names them as arguments):
 
 * ``olah`` (session): an ``OlahMirror`` with the standard repositories (``STANDARD_REPOS``) and
   ``sentence-transformers/all-MiniLM-L6-v2`` built from the real files of the PyPI package
@@ -66,10 +66,8 @@ import tempfile
 import pytest
 
 # The mirror itself (repositories, configuration, the server) lives in olah_mirror, shared with
-# `make demo`; these names are re-exported for the test modules.
-from tests.lib.olah_mirror import (  # noqa: F401  pylint: disable=unused-import
-    DENIED, GITATTRIBUTES, LFS_PATTERNS, MINILM, PORT_RANGE, REPO, START_TIMEOUT, OlahError, OlahMirror, TestRepo,
-    commit_repo, free_port, git_blob_sha1, minilm_dir, minilm_files, olah_venv, write_files)
+# `make demo`; test modules import what they need of it from there.
+from tests.lib.olah_mirror import MINILM, OlahMirror, minilm_files, olah_venv
 
 
 # -- test content --------------------------------------------------------------------------------

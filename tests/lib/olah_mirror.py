@@ -26,18 +26,16 @@ unless it already runs from ``ROOT`` and answers, and prints one JSON line (``en
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
+
+from tests.lib.ports import free_port
+from tests.lib.servers import ServerNotReady, stop_process, wait_http
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PORT_RANGE = range(18091, 18120)
@@ -205,17 +203,6 @@ def commit_repo(path: str, files: dict, message: str, replace: bool = True) -> s
 
 # -- the server ------------------------------------------------------------------------------------
 
-def free_port(candidates=PORT_RANGE) -> int:
-    for port in candidates:
-        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise OlahError(f"no free port in {candidates.start}-{candidates.stop - 1}")
-
-
 class OlahMirror:
     """An olah process in offline mode serving the repositories under ``root/mirrors``."""
 
@@ -284,7 +271,7 @@ class OlahMirror:
         last = None
         fixed = self.port is not None
         for _attempt in range(1 if self.pid_file else 3):
-            self.port = self.port or free_port()
+            self.port = self.port or free_port(PORT_RANGE)
             cfg = self.write_config()
             if self.pid_file:
                 self._start_detached(cfg)
@@ -323,21 +310,12 @@ class OlahMirror:
         return bool(self.pid_file) and _process().record_alive(_process().read_pid_file(self.pid_file))
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
         probe = next(iter(self.repos), MINILM)
-        url = f"{self.endpoint}/api/models/{probe}/revision/main"
-        while time.monotonic() < deadline:
-            code = self._exit_code()
-            if code is not None:
-                raise OlahError(f"olah exited (code {code}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.2)
-        raise OlahError(f"olah did not answer {url} within {timeout:g}s:\n{self.log_tail()}")
+        try:
+            wait_http(f"{self.endpoint}/api/models/{probe}/revision/main", timeout, exited=self._exit_code,
+                      log=self.log_path, ready=lambda status: status == 200, interval=0.2)
+        except ServerNotReady as exc:
+            raise OlahError(f"olah: {exc}") from None
 
     def log_tail(self, n: int = 4000) -> str:
         try:
@@ -354,13 +332,7 @@ class OlahMirror:
         if self.proc is None:
             return None
         pid = self.proc.pid
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc)
         self.proc = None
         return {"found": [pid]}
 

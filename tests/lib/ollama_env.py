@@ -25,16 +25,16 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 import requests
+
+from tests.lib.gguf_writer import build_gguf, typed
+from tests.lib.ports import free_port, port_range
+from tests.lib.servers import stop_process, wait_http
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DOUBLES = os.path.join(REPO, "tests", "doubles", "ollama")
@@ -47,53 +47,9 @@ MEDIA_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA = {k: f"application/vnd.ollama.image.{k}" for k in ("model", "template", "system", "params", "license", "messages")}
 
 
-def _port_range(var: str, default: str) -> tuple:
-    lo, _sep, hi = os.environ.get(var, default).partition("-")
-    return int(lo), int(hi or lo)
-
-
-def free_port(var: str, default: str, host: str = "127.0.0.1") -> int:
-    """A port of the range in ``var`` that nothing listens on now."""
-    lo, hi = _port_range(var, default)
-    ports = list(range(lo, hi + 1))
-    random.shuffle(ports)
-    for port in ports:
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {lo}-{hi} ({var}); stop what uses them or set {var}")
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None, log: str | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            break
-        try:
-            if requests.get(url, timeout=1).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    text = ""
-    if log and os.path.exists(log):
-        with open(log, encoding="utf-8", errors="replace") as f:
-            text = f.read()[-3000:]
-    raise RuntimeError(f"{url} did not answer within {timeout}s (exit code {proc.poll() if proc else None})\n{text}")
-
-
-def _stop(proc: subprocess.Popen | None, timeout: float = 10) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+def _free_port(var: str, default: str, host: str = "127.0.0.1", exclude=()) -> int:
+    """A random free port of the range in ``var`` (servers of parallel runs rarely meet)."""
+    return free_port(port_range(var, default), host=host, exclude=exclude, shuffle=True, fix=f", or set {var}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,10 +85,8 @@ class OciRegistry:
         if not os.path.exists(exe):
             raise RuntimeError("docker-registry is not installed: run `make system` (or apt-get install docker-registry)")
         os.makedirs(self.root, exist_ok=True)
-        self.port = free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019")
-        self.storage_port = free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST)
-        while self.storage_port == self.port:
-            self.storage_port = free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST)
+        self.port = _free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019")
+        self.storage_port = _free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST, exclude=(self.port,))
         slog = os.path.join(self.workdir, "storage.log")
         with open(slog, "ab") as out:
             self.storage = subprocess.Popen([sys.executable, STORAGE_DOUBLE, "--root", self.root, "--host", STORAGE_HOST,
@@ -161,13 +115,13 @@ http:
         rlog = os.path.join(self.workdir, "registry.log")
         with open(rlog, "ab") as out:
             self.proc = subprocess.Popen([exe, "serve", config], stdout=out, stderr=out)
-        wait_http(self.url + "/v2/", 20, self.proc, rlog)
-        wait_http(self.storage_url + "/_test/faults", 20, self.storage, slog)
+        wait_http(self.url + "/v2/", 20, self.proc.poll, rlog)
+        wait_http(self.storage_url + "/_test/faults", 20, self.storage.poll, slog)
         return self
 
     def stop(self) -> None:
-        _stop(self.proc)
-        _stop(self.storage)
+        stop_process(self.proc)
+        stop_process(self.storage)
 
     # ---- OCI push ---------------------------------------------------------------------------
 
@@ -224,35 +178,11 @@ http:
 # Test models
 # --------------------------------------------------------------------------------------------
 
-def _gguf_str(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("<Q", len(b)) + b
-
-
-def _gguf_value(v) -> bytes:
-    if isinstance(v, bool):
-        return struct.pack("<I?", 7, v)
-    if isinstance(v, int):
-        return struct.pack("<II", 4, v) if 0 <= v < 1 << 32 else struct.pack("<Iq", 11, v)
-    if isinstance(v, float):
-        return struct.pack("<If", 6, v)
-    if isinstance(v, str):
-        return struct.pack("<I", 8) + _gguf_str(v)
-    if isinstance(v, list):
-        if all(isinstance(x, str) for x in v):
-            return struct.pack("<IIQ", 9, 8, len(v)) + b"".join(_gguf_str(x) for x in v)
-        return struct.pack("<IIQ", 9, 5, len(v)) + b"".join(struct.pack("<i", x) for x in v)
-    raise TypeError(f"no GGUF type for {v!r}")
-
-
 def write_gguf(path: str, metadata: dict, data_bytes: int, seed: str) -> None:
     """A valid GGUF v3 file: ``metadata`` key/values, one F32 tensor of about ``data_bytes`` bytes."""
     width = 64
     rows = max(1, data_bytes // (4 * width))
-    header = b"GGUF" + struct.pack("<IQQ", 3, 1, len(metadata))
-    for k, v in metadata.items():
-        header += _gguf_str(k) + _gguf_value(v)
-    header += _gguf_str("token_embd.weight") + struct.pack("<I", 2) + struct.pack("<QQ", width, rows) + struct.pack("<IQ", 0, 0)
+    header = build_gguf(typed(metadata), tensors=[("token_embd.weight", (width, rows), 0, 0)])  # 0: F32
     header += b"\0" * (-len(header) % 32)
     block = random.Random(seed).randbytes(1 << 20)
     remaining = width * rows * 4
@@ -401,17 +331,17 @@ class OllamaTestDouble:
 
     def start(self) -> "OllamaTestDouble":
         if not self.port:
-            self.port = free_port("VENOM_TEST_OLLAMA_PORTS", "11430-11469")
+            self.port = _free_port("VENOM_TEST_OLLAMA_PORTS", "11430-11469")
         env = dict(os.environ)
         env.update({"OLLAMA_HOST": f"127.0.0.1:{self.port}", "OLLAMA_MODELS": self.models_dir})
         env.update(self.extra_env)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, OLLAMA_DOUBLE, "serve"], env=env, stdout=out, stderr=out)
-        wait_http(self.url + "/", 20, self.proc, self.log_path)
+        wait_http(self.url + "/", 20, self.proc.poll, self.log_path)
         return self
 
     def stop(self) -> int | None:
-        _stop(self.proc)
+        stop_process(self.proc)
         return self.proc.returncode if self.proc else None
 
     def kill(self) -> None:
@@ -429,7 +359,7 @@ class OllamaTestDouble:
 
 
 # --------------------------------------------------------------------------------------------
-# pytest fixtures (import them into a test module or conftest)
+# pytest fixtures (shared through the tiers' conftest.py)
 # --------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

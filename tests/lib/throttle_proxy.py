@@ -13,16 +13,17 @@ connection closes after each), the simplest framing for bodies of unknown length
 from __future__ import annotations
 
 import http.client
-import http.server
 import ssl
 import threading
 import time
 import urllib.parse
 
+from tests.lib.servers import LocalHTTPServer, QuietHandler
+
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "trailer", "upgrade"}
 
 
-class ThrottleProxy:
+class ThrottleProxy(LocalHTTPServer):
     """Start with ``start()`` (or as a context manager); ``endpoint`` is its base URL."""
 
     def __init__(self, upstream: str, rate: int | None, chunk: int = 16 * 1024, tls: dict | None = None):
@@ -31,35 +32,19 @@ class ThrottleProxy:
         self.chunk = chunk
         self.bytes_sent = 0
         self._lock = threading.Lock()
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
         self.tls = tls
+        super().__init__(self._handler())
         if tls:  # tests/lib/private_ca.py's paths: serve HTTPS (the handshake runs in the handler's thread)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(tls["cert"], tls["key"])
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
             self.server.handle_error = lambda *args: None  # a client that refuses the certificate: not our error
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def endpoint(self) -> str:
         if self.tls:
-            return f"https://localhost:{self.server.server_address[1]}"
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def start(self) -> "ThrottleProxy":
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+            return f"https://localhost:{self.port}"
+        return self.url
 
     def _count(self, n: int) -> None:
         with self._lock:
@@ -68,11 +53,8 @@ class ThrottleProxy:
     def _handler(self):
         proxy = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args):  # quiet
-                pass
 
             def _forward(self):
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """pytest fixtures and helpers for tests against a real vLLM (CPU build) serving real models.
 
-Import the fixtures into a test module (``from tests.lib.vllm_env import vllm_venv, ...``).
+The fixtures are shared through ``tests/integration/conftest.py``: a test names them as arguments.
 
 * ``vllm_venv``: the venv that ``scripts/setup-vllm.sh`` builds once (cached outside the checkout).
 * ``minilm_model``: sentence-transformers all-MiniLM-L6-v2 as shipped by the PyPI package
@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 
 import pytest
+
+from tests.lib import ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETUP_SCRIPT = os.path.join(REPO, "scripts", "setup-vllm.sh")
@@ -78,23 +79,9 @@ def corrupt_model(model_dir: str) -> str:
     return model_dir
 
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port(start: int = PORT_RANGE[0], end: int = PORT_RANGE[1], exclude=()) -> int:
-    """The first free port in this project's vLLM range."""
-    for port in range(start, end + 1):
-        if port not in exclude and port_is_free(port):
-            return port
-    pytest.fail(f"no free port in {start}-{end}: stop the leftover servers (ss -ltnp)")
-    raise AssertionError("unreachable")
+    """The first free port of this project's vLLM range from ``start`` on."""
+    return ports.free_port(range(start, end + 1), exclude=exclude)
 
 
 def vllm_argv(venv: str, model: str, served_name: str, port: int, host: str = "127.0.0.1",

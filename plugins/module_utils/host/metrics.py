@@ -27,13 +27,13 @@ import math
 
 from ansible_collections.venom.models.plugins.module_utils.host.facts import gather
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_bytes
-from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.journal import RUNNING_STATUSES, Journal
+from ansible_collections.venom.models.plugins.module_utils.store.journal import STATUSES as OPERATION_STATUSES
 from ansible_collections.venom.models.plugins.module_utils.store.journal import TYPES as OPERATION_TYPES
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import GB
 from ansible_collections.venom.models.plugins.module_utils.timeutil import parse_iso
 
 PREFIX = "venom_"
-OPERATION_STATUSES = ("pending", "in_progress", "completed", "failed")
 RUNTIME_KINDS = ("vllm", "ollama")
 MIB = 2 ** 20
 # Field names the instance facts may carry the tree RSS and per-GPU VRAM under (first found wins).
@@ -236,7 +236,7 @@ def _operation_families(operations: list) -> list[Family]:
             duration.add(last.get("duration_seconds"), type=kind)
             finished.add(_timestamp(last.get("finished_at")), type=kind)
         failed.add(sum(1 for o in ops if o.get("status") == "failed"), type=kind)
-        running.add(sum(1 for o in ops if o.get("status") in ("pending", "in_progress")), type=kind)
+        running.add(sum(1 for o in ops if o.get("status") in RUNNING_STATUSES), type=kind)
     return [status, duration, finished, failed, running]
 
 

@@ -24,7 +24,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.providers impo
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
 
-PROVIDERS = ("huggingface", "ollama")
+LISTABLE_PROVIDERS = ("huggingface", "ollama")  # the providers with a catalogue to list
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
@@ -154,9 +154,9 @@ def available(provider: str, models_dir: str, models: list | None = None, endpoi
     ``tls``: the TLS settings of the requests (default: validate against the host's trust store);
     it collects the warnings of ``validate_certs: false``."""
     tls = tls or Tls()
-    if provider not in PROVIDERS:
+    if provider not in LISTABLE_PROVIDERS:
         raise ValidationError(f"The available subset cannot list provider {provider!r}.",
-                              fix=f"Set provider to one of: {', '.join(PROVIDERS)}.")
+                              fix=f"Set provider to one of: {', '.join(LISTABLE_PROVIDERS)}.")
     if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ValidationError(f"limit must be between 1 and {MAX_LIMIT}, not {limit!r}.",
                               fix="Give a smaller limit and narrow the list with search.")

@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size
 from ansible_collections.venom.models.plugins.module_utils.store.paths import STATE_DIR_NAME
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx")
 MAX_DEPTH = 5
 MAX_RESULTS = 500
-
-
-def _dir_size(path: str) -> int:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.stat(os.path.join(root, name)).st_size  # follows HF cache symlinks to blobs
-            except OSError:
-                pass
-    return total
 
 
 def _looks_like_model_dir(names: list) -> bool:
@@ -72,7 +62,7 @@ def _scan_hf_cache(cache: str, known_paths: set, out: list) -> None:
                 continue
             out.append({
                 "path": path, "kind": "huggingface_cache", "repo_id": name, "revision": commit,
-                "size_bytes": _dir_size(path),
+                "size_bytes": dir_size(path, follow_symlinks=True),  # HF cache snapshots link to blobs
                 "adopt_with": {"provider": "local", "name": name, "source": path},
                 "install_with": {"provider": "huggingface", "name": name, "revision": commit},
             })
@@ -90,7 +80,7 @@ def _scan_tree(base: str, known_paths: set, out: list, skip: set) -> None:
             dirs[:] = []
         if _looks_like_model_dir(files):
             name = os.path.relpath(root, base).replace(os.sep, "/")
-            out.append({"path": root, "kind": "model_directory", "size_bytes": _dir_size(root),
+            out.append({"path": root, "kind": "model_directory", "size_bytes": dir_size(root, follow_symlinks=True),
                         "adopt_with": {"provider": "local", "name": _suggest_name(name), "source": root}})
             dirs[:] = []
             continue

@@ -4,7 +4,7 @@
 
 ``ModelOperations(request, check_mode).run()`` does, for one model on this host:
 
-1. validate the request; pick the provider (``PROVIDERS``);
+1. validate the request; pick the provider (``PROVIDER_CLASSES``);
 2. (real runs) take the model lock, so two runs on one host never race on one model;
 3. plan: read the manifest entry and decide the action, asking the provider as little as
    possible (``Provider.satisfies`` + ``quick_check`` first: an installed model costs no network
@@ -27,7 +27,7 @@ entry records (``permissions``) are handed to the provider, which gives them to 
 staging area before it is moved into place; after every change they are enforced on the whole
 version directory again (idempotent), and every run with ``present`` checks them (``lstat``).
 
-To add a provider: subclass ``_providers.Provider`` and add it to ``PROVIDERS``.
+To add a provider: subclass ``models.providers.Provider`` and add it to ``PROVIDER_CLASSES``.
 """
 from __future__ import annotations
 
@@ -51,9 +51,9 @@ from ansible_collections.venom.models.plugins.module_utils.store.quota import pl
 from ansible_collections.venom.models.plugins.module_utils.store.quota import require_fit
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
-    PROVIDERS as PROVIDER_NAMES, RUNTIMES, validate_choice, validate_non_negative)
+    PROVIDERS, RUNTIMES, validate_choice, validate_non_negative)
 
-PROVIDERS = {
+PROVIDER_CLASSES = {
     "huggingface": HuggingFaceProvider,
     "local": LocalProvider,
     "ollama": OllamaProvider,
@@ -102,11 +102,11 @@ class Plan:
 
 
 def validate_request(req: ModelRequest) -> ModelRequest:
-    validate_choice(req.provider, PROVIDER_NAMES, "provider")
+    validate_choice(req.provider, PROVIDERS, "provider")
     validate_choice(req.state, STATES, "state")
-    if req.provider not in PROVIDERS:
+    if req.provider not in PROVIDER_CLASSES:
         raise ValidationError(f"provider {req.provider} is not available in this version of venom_model.",
-                              fix=f"Use one of: {', '.join(sorted(PROVIDERS))}.")
+                              fix=f"Use one of: {', '.join(sorted(PROVIDER_CLASSES))}.")
     if req.runtime is not None:
         validate_choice(req.runtime, RUNTIMES, "runtime")
     for key in ("quota_gb", "reserve_gb"):
@@ -142,7 +142,7 @@ class ModelOperations:
         self.diff_detail = diff_detail
         self.capabilities_predicted: bool | None = None  # check mode: were they predicted (None: not needed)
         self.paths = StatePaths(request.models_dir)
-        self.provider = PROVIDERS[request.provider](request, self.paths)
+        self.provider = PROVIDER_CLASSES[request.provider](request, self.paths)
         self.name = self.provider.canonical_name()
         self.manifest = Manifest(self.paths.models_dir, lock_timeout=request.lock_timeout)
         self.journal = Journal(self.paths.models_dir, secrets=[request.token])

@@ -33,12 +33,12 @@ import dataclasses
 import hashlib
 
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
+from ansible_collections.venom.models.plugins.module_utils.store.locks import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.venom.models.plugins.module_utils.store.paths import DEFAULT_MODELS_DIR, StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_size
 from ansible_collections.venom.models.plugins.module_utils.store.ownership import Permissions
 
 STATES = ("present", "absent", "verified", "latest")
-DEFAULT_LOCK_TIMEOUT = 600.0
 # The runtime a model is meant for when the task does not say: Hugging Face and local models are
 # served by vLLM, Ollama models by Ollama (the original system's rule).
 DEFAULT_RUNTIMES = {"huggingface": "vllm", "local": "vllm", "ollama": "ollama"}

@@ -15,24 +15,20 @@ healthy (the model loads, the GPU has room) cannot be known without starting it.
 from __future__ import annotations
 
 import os
-import shutil
 
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes.process import find_executable
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import DEFAULTS
+
+STARTS = ("start", "restart", "restart-unhealthy", "recover")  # the plan's actions that start the runtime
 FIND_SPEC = "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec(sys.argv[1]) else 3)"
-
-
-def resolve_executable(exe: str, env: dict | None = None) -> str | None:
-    """The path ``exe`` runs as (a name is looked up on the PATH of ``env``), if it is executable."""
-    if os.sep in exe:
-        return exe if os.path.isfile(exe) and os.access(exe, os.X_OK) else None
-    path = (env or os.environ).get("PATH", os.defpath)
-    return shutil.which(exe, path=path)
 
 
 def command_problem(argv: list, env: dict | None, run) -> str | None:
     """Why ``argv`` cannot start on this host, or None (see the module docstring)."""
     if not argv:
         return "the command is empty"
-    exe = resolve_executable(str(argv[0]), env)
+    exe = find_executable(str(argv[0]), os.environ if env is None else env)  # as start_process finds it
     if exe is None:
         where = "" if os.sep in str(argv[0]) else " on the PATH"
         return f"{argv[0]} is not found{where} or is not executable"
@@ -47,3 +43,24 @@ def command_problem(argv: list, env: dict | None, run) -> str | None:
         if rc != 0:
             return f"{exe} failed to look for the module {package}: {(err or out or '').strip()[-500:]}"
     return None
+
+
+def check_mode_preflight(spec, result: dict, run) -> None:
+    """Check mode: a run that would start the runtime in process mode fails here, as the real run
+    would, when the command cannot start (missing executable or Python module). Health after the
+    start cannot be predicted without starting it: the diff says null, not true.
+
+    ``spec`` is the ``RuntimeSpec``, ``result`` what ``RuntimeController.ensure`` planned.
+    """
+    if not any(a in result["actions"] for a in STARTS):
+        return
+    if result["mode"] == "process":
+        argv = list(spec.command or DEFAULTS[spec.runtime]["command"])
+        env = dict(os.environ, **(spec.env or {}))
+        problem = command_problem(argv, env, run)
+        if problem:
+            raise RuntimeControlError(f"{spec.name} cannot start on this host: {problem}. The real run would fail.",
+                                      fix=f"Install {spec.runtime} (the venom.models.{spec.runtime} role), or set 'command' "
+                                          "to its executable.")
+    if result.get("diff"):
+        result["diff"]["after"]["healthy"] = None

@@ -245,7 +245,8 @@ def tail_file(path: str | None, lines: int = 40, max_bytes: int = 64 * 1024) -> 
     return text.splitlines()[-lines:]
 
 
-def _resolve_executable(argv0: str, env: dict) -> str:
+def find_executable(argv0: str, env: dict) -> str | None:
+    """The file ``argv0`` runs as (a name is looked up on the PATH of ``env``), if it is executable."""
     if os.sep in argv0:
         path = argv0
     else:
@@ -255,7 +256,12 @@ def _resolve_executable(argv0: str, env: dict) -> str:
             if os.path.isfile(cand) and os.access(cand, os.X_OK):
                 path = cand
                 break
-    if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+    return path if path and os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def _resolve_executable(argv0: str, env: dict) -> str:
+    path = find_executable(argv0, env)
+    if path is None:
         raise RuntimeControlError(f"The runtime command '{argv0}' is not an executable file.",
                                   fix="Set 'command' to the absolute path of the runtime's executable "
                                       "(for vLLM: the venv's bin/python).")

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
+from ansible_collections.venom.models.plugins.module_utils.store.locks import DEFAULT_LOCK_TIMEOUT
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import keyed_digest
-from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_instance_name
+from ansible_collections.venom.models.plugins.module_utils.store.validation import RUNTIMES, validate_instance_name
 
-RUNTIMES = ("vllm", "ollama")
 STATES = ("started", "stopped", "restarted")
 MODES = ("auto", "systemd", "process")
 DEFAULTS = {
@@ -66,7 +66,7 @@ class RuntimeSpec:
     stop_timeout: float = DEFAULT_STOP_TIMEOUT
     rollback: bool = True
     env_file: str | None = None
-    lock_timeout: float = 600.0
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     log_file: str | None = None
     gpus: list | None = None  # GPU indexes (NVML order) for this instance only; [] = none (CPU)
     gpu_share: bool = False
@@ -119,6 +119,23 @@ class RuntimeSpec:
                 self.tensor_parallel_size = len(self.gpus)
         if self.env is not None:
             self.env = {str(k): str(v) for k, v in self.env.items()}
+
+    @classmethod
+    def from_options(cls, options: dict) -> "RuntimeSpec":
+        """The spec of a task's options (``venom_runtime``'s): each field from the option of its name
+        (other options are ignored); ``env`` and ``secret_env`` are merged, a variable in both refused."""
+        env, secret = options.get("env") or {}, options.get("secret_env") or {}
+        both = sorted(set(env) & set(secret))
+        if both:
+            raise ValidationError(f"The variables {', '.join(both)} are given in both env and secret_env.",
+                                  fix="Give each variable once: secrets in secret_env, the rest in env.")
+        command = options.get("command")
+        if command is not None and not isinstance(command, (str, list)):
+            raise ValidationError("'command' must be a list or a string.",
+                                  fix="Give the executable and its first arguments as a list, or as one string.")
+        given = {f.name: options[f.name] for f in fields(cls) if f.name in options}
+        given["env"] = dict(env, **secret) if (env or secret) else None
+        return cls(**given)
 
     @property
     def default_instance(self) -> bool:

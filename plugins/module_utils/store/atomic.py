@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 
 
@@ -51,15 +52,19 @@ def atomic_write_json(path: str, obj, mode: int = 0o644, durable: bool = True) -
     atomic_write_bytes(path, dump_json(obj), mode=mode, durable=durable)
 
 
-def dir_size(path: str) -> int:
-    """Total apparent size in bytes of the regular files under ``path`` (symlinks not followed)."""
+def dir_size(path: str, follow_symlinks: bool = False) -> int:
+    """Total apparent size in bytes of the regular files under ``path``.
+
+    A symlink to a file counts as nothing, or with ``follow_symlinks`` as the file it points to (a
+    Hugging Face cache snapshot is links to blobs). Files that vanish or cannot be read are skipped.
+    """
     total = 0
     for root, _dirs, files in os.walk(path):
         for name in files:
             try:
-                st = os.lstat(os.path.join(root, name))
-            except FileNotFoundError:
+                st = os.stat(os.path.join(root, name), follow_symlinks=follow_symlinks)
+            except OSError:
                 continue
-            if not os.path.islink(os.path.join(root, name)):
+            if stat.S_ISREG(st.st_mode):
                 total += st.st_size
     return total

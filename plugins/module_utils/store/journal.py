@@ -31,6 +31,7 @@ from ansible_collections.venom.models.plugins.module_utils.store.safeio import r
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, parse_iso
 
 STATUSES = ("pending", "in_progress", "completed", "failed")
+RUNNING_STATUSES = ("pending", "in_progress")  # an operation that has not finished
 TYPES = ("install", "remove", "verify", "update", "activate", "deactivate", "start", "stop", "restart", "rebuild")
 DEFAULT_HISTORY_LIMIT = 200
 PROGRESS_MIN_INTERVAL = 0.5
@@ -191,7 +192,7 @@ class Journal:
 
     def _present(self, rec: dict) -> dict:
         """The record as readers see it: an orphaned in-progress operation is reported as failed."""
-        if rec.get("status") in ("pending", "in_progress") and not is_alive(rec.get("owner")):
+        if rec.get("status") in RUNNING_STATUSES and not is_alive(rec.get("owner")):
             rec = dict(rec, status="failed", interrupted=True,
                        error=rec.get("error") or (f"interrupted: the process {rec.get('owner', {}).get('pid')} that ran "
                                                   "this operation ended before it finished (killed, crashed or rebooted)"))
@@ -226,7 +227,7 @@ class Journal:
         return self._present(rec)
 
     def in_progress(self) -> list:
-        return [r for r in self.records() if r.get("status") in ("pending", "in_progress")]
+        return [r for r in self.records() if r.get("status") in RUNNING_STATUSES]
 
     def prune(self) -> int:
         """Remove finished operations beyond the history limit (oldest first). Returns how many."""

@@ -27,7 +27,8 @@ from ansible_collections.venom.models.plugins.module_utils.store.procinfo import
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import check_dir, open_state_file, read_state_file
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
-DEFAULT_LOCK_TIMEOUT = 60.0
+# The default of every lock wait, and of the modules' lock_timeout option (doc fragment common)
+DEFAULT_LOCK_TIMEOUT = 600.0
 _held: set[str] = set()
 _held_guard = threading.Lock()
 

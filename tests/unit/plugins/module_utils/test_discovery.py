@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.venom.models.plugins.module_utils.models.discovery import discover
+from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_model_name
 
 
@@ -51,3 +52,14 @@ def test_nothing_to_find(tmp_path):
     env = {"HF_HUB_CACHE": str(tmp_path / "none"), "HOME": str(tmp_path / "home")}
     assert discover(str(tmp_path / "models"), [], environ=env) == []
     assert discover(str(tmp_path / "missing"), [], environ=env) == []
+
+
+def test_dir_size_counts_links_only_when_asked(tmp_path):
+    (tmp_path / "blob").write_bytes(b"b" * 50)
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "file").write_bytes(b"f" * 7)
+    (tree / "link").symlink_to(tmp_path / "blob")
+    (tree / "dangling").symlink_to(tmp_path / "gone")
+    assert dir_size(str(tree)) == 7  # the store: a link is not a file of the model
+    assert dir_size(str(tree), follow_symlinks=True) == 57  # a Hub cache snapshot: links to blobs

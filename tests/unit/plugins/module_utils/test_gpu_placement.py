@@ -14,7 +14,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import contr
 from ansible_collections.venom.models.plugins.module_utils.runtimes.placement import check_placement
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 
-from tests.unit.plugins.module_utils.test_runtime import fake_processes, models_dir  # noqa: F401  pylint: disable=unused-import
+from tests.unit.plugins.module_utils.test_runtime import fake_processes
 
 GIB = G.GIB
 
@@ -117,7 +117,7 @@ def test_own_processes_count_as_free_and_sharing_adds_up():
         check_placement("chat", [0], h, utilization=0.9, own_pids=[500], gpu_share=True, others=[sharer])
 
 
-def test_an_instance_on_gpus_gets_its_devices_and_tensor_parallel(models_dir, monkeypatch):  # noqa: F811
+def test_an_instance_on_gpus_gets_its_devices_and_tensor_parallel(models_dir, monkeypatch):
     c, fake = fake_processes(models_dir, monkeypatch, None, name="chat", runtime="vllm", port=8001,
                              command=["good"], gpus=[2, 3], gpu_memory_utilization=0.5)
     c.nvml = four_gpus()
@@ -129,7 +129,7 @@ def test_an_instance_on_gpus_gets_its_devices_and_tensor_parallel(models_dir, mo
     assert R.instance_states(models_dir)["chat"]["gpus"] == [2, 3]
 
 
-def test_placement_is_refused_before_the_running_instance_stops(models_dir, monkeypatch):  # noqa: F811
+def test_placement_is_refused_before_the_running_instance_stops(models_dir, monkeypatch):
     chat, _chat_fake = fake_processes(models_dir, monkeypatch, None, name="chat", runtime="vllm", port=8001,
                                       command=["good"], gpus=[2, 3], gpu_memory_utilization=0.5)
     chat.nvml = four_gpus()
@@ -152,7 +152,7 @@ def test_placement_is_refused_before_the_running_instance_stops(models_dir, monk
     assert [e["name"] for e in Manifest(models_dir).models() if "coder" in e.get("active_instances", [])] == ["a"]
 
 
-def test_gpus_reach_the_env_file_and_come_back(models_dir, tmp_path):  # noqa: F811
+def test_gpus_reach_the_env_file_and_come_back(models_dir, tmp_path):
     c = R.RuntimeController(R.RuntimeSpec(name="chat", runtime="vllm", models_dir=models_dir, port=8001,
                                           env_file=str(tmp_path / "vllm-chat.env")))
     act = R.Activation(model_path="/m/a", served_model_name="a", gpus=[0, 1])
@@ -167,7 +167,7 @@ def test_gpus_for_ollama_are_refused():
         R.RuntimeSpec(name="ollama", gpus=[0])
 
 
-def test_facts_per_instance_with_tree_rss_uptime_and_vram(models_dir, tmp_path):  # noqa: F811
+def test_facts_per_instance_with_tree_rss_uptime_and_vram(models_dir, tmp_path):
     """A real process tree (sh with a sleeping child) as the instance; its VRAM from the fake NVML."""
     from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
     c = R.RuntimeController(R.RuntimeSpec(name="embed", runtime="vllm", models_dir=models_dir, port=8007,

@@ -4,13 +4,13 @@ the URL rules. The HTTP checks themselves run against a real vLLM in the integra
 against the Ollama test double in the Ollama tests."""
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from tests.lib.ports import free_port
 
 
 @pytest.mark.parametrize("host,url", [
@@ -50,10 +50,7 @@ def test_wait_ready_stops_early_when_the_runtime_died():
 
 
 def test_checks_report_a_closed_port_as_not_ready():
-    with socket.socket() as s:  # a port that nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = H.base_url("127.0.0.1", port)
+    url = H.base_url("127.0.0.1", free_port())  # a port that nothing listens on
     ok, reason, models = H.vllm_check(url, "x", timeout=1)
     assert not ok and "/health" in reason and models == []
     assert H.ollama_version(url, timeout=1) is None

@@ -10,8 +10,14 @@ import sys
 import time
 
 import pytest
+import yaml
 
+from ansible_collections.venom.models.plugins.doc_fragments.common import ModuleDocFragment
 from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, VenomError
+from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
+from ansible_collections.venom.models.plugins.module_utils.module_support import common_argument_spec
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import RuntimeSpec
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, model_lock, runtime_lock
 
 
@@ -100,3 +106,15 @@ def test_model_and_runtime_lock_paths_are_distinct_and_safe(tmp_path):
         assert os.path.dirname(lock.path) == str(tmp_path / ".venom" / "locks")
     with a, b, r:
         pass
+
+
+def test_one_lock_timeout_default_everywhere():
+    """The library's lock waits, the requests of both subsystems and the modules' option share the
+    documented default (they once said 60 and 600)."""
+    documented = yaml.safe_load(ModuleDocFragment.DOCUMENTATION)["options"]["lock_timeout"]["default"]
+    assert documented == 600
+    assert FileLock("/tmp/x.lock").timeout == documented
+    assert Manifest("/tmp/venom-models").lock_timeout == documented
+    assert ModelRequest(name="org/m").lock_timeout == documented
+    assert RuntimeSpec(name="vllm").lock_timeout == documented
+    assert common_argument_spec()["lock_timeout"]["default"] == documented

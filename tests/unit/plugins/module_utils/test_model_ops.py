@@ -79,7 +79,7 @@ class RecordingProvider(Provider):
 def fake_provider(monkeypatch):
     RecordingProvider.calls = []
     RecordingProvider.current = "v1"
-    monkeypatch.setitem(_model_ops.PROVIDERS, "local", RecordingProvider)
+    monkeypatch.setitem(_model_ops.PROVIDER_CLASSES, "local", RecordingProvider)
 
 
 def run(tmp_path, check=False, **kw):
@@ -230,7 +230,7 @@ def test_request_validation(tmp_path):
     with pytest.raises(ValidationError):
         run(tmp_path, timeout=0)
     req = ModelRequest(name="m", provider="ollama", models_dir=str(tmp_path))
-    if "ollama" not in _model_ops.PROVIDERS:
+    if "ollama" not in _model_ops.PROVIDER_CLASSES:
         with pytest.raises(ValidationError):
             _model_ops.ModelOperations(req)
     assert Problem("a", "missing").as_dict()["kind"] == "missing"

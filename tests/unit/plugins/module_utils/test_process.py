@@ -16,6 +16,8 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from tests.lib.ports import free_port
+from tests.lib.servers import wait_until
 
 # A small server that behaves like vLLM's tree: a listening parent with a child and a grandchild.
 TREE = textwrap.dedent("""
@@ -42,21 +44,6 @@ TREE = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 @pytest.fixture
 def tree(tmp_path):
     """Start the tree in process mode; yields a starter; stops whatever is left afterwards."""
@@ -65,15 +52,15 @@ def tree(tmp_path):
     started = []
 
     def start(mode="normal", port=None, **kwargs):
-        port = port or _free_port()
+        port = port or free_port()
         pid_file = str(tmp_path / f"{mode}.pid")
         log_file = str(tmp_path / f"{mode}.log")
         env = dict(os.environ, GREETING="hello")
         rec = P.start_process([sys.executable, str(script), mode, str(port)], pid_file=pid_file, log_file=log_file,
                               env=env, name=f"tree-{mode}", port=port, host="127.0.0.1", **kwargs)
         started.append(rec)
-        assert _wait(lambda: P.port_in_use("127.0.0.1", port)), P.tail_file(log_file)
-        assert _wait(lambda: len(P.find_tree(rec)) == 3), P.find_tree(rec)
+        assert wait_until(lambda: P.port_in_use("127.0.0.1", port), 10), P.tail_file(log_file)
+        assert wait_until(lambda: len(P.find_tree(rec)) == 3, 10), P.find_tree(rec)
         return rec, pid_file, log_file, port
 
     yield start
@@ -97,7 +84,7 @@ def test_start_writes_pid_file_log_and_marker(tree):
     assert proc.sid == rec["pid"] and proc.pgrp == rec["pid"], "not in its own session and process group"
     for pid in P.find_tree(rec):
         assert P.proc_environ(pid)[P.MARKER_ENV] == rec["marker"]
-    assert _wait(lambda: any(line.startswith("ready hello") for line in P.tail_file(log_file)))
+    assert wait_until(lambda: any(line.startswith("ready hello") for line in P.tail_file(log_file)), 10)
     assert "=== venom.models: starting tree-normal" in "\n".join(P.tail_file(log_file))
     assert os.readlink(f"/proc/{rec['pid']}/fd/0") == os.devnull
 
@@ -140,7 +127,7 @@ def test_orphans_of_a_killed_server_are_found_and_stopped(tree):
     rec, pid_file, _log, port = tree()
     children = sorted(set(P.find_tree(rec)) - {rec["pid"]})
     os.kill(rec["pid"], signal.SIGKILL)
-    assert _wait(lambda: not P.record_alive(rec))
+    assert wait_until(lambda: not P.record_alive(rec), 10)
     os.waitpid(rec["pid"], 0)
     assert _alive(children) == children, "the children should outlive their parent (re-parented)"
     assert all(P.read_proc(c).ppid != rec["pid"] for c in children)
@@ -257,7 +244,7 @@ def test_a_stop_that_leaves_processes_fails_naming_them(tree, monkeypatch):
 
 
 def test_a_port_held_by_a_stranger_fails_the_stop(tmp_path):
-    port = _free_port()
+    port = free_port()
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))
         s.listen()
@@ -277,7 +264,7 @@ def test_broken_pid_file_is_refused(tmp_path):
 
 
 def test_port_helpers_see_listeners_on_any_address():
-    port = _free_port()
+    port = free_port()
     assert not P.port_in_use("127.0.0.1", port)
     with socket.socket() as s:
         s.bind(("0.0.0.0", port))

@@ -6,27 +6,18 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from tests.lib.servers import wait_until
 
 CHATTY = ("import sys, time\n"
           "for i in range(10 ** 9):\n"
           "    print(f'line {i:08d} ' + 'x' * 80, flush=True)\n"
           "    (sys.stderr.write(f'err {i:08d}\\n'), sys.stderr.flush()) if i % 10 == 0 else None\n"
           "    time.sleep(0.002)\n")
-
-
-def _wait(cond, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 def _numbers(path) -> list:
@@ -45,14 +36,14 @@ def test_a_log_past_its_limit_is_rotated_and_the_runtime_keeps_logging(tmp_path)
                           log_max_bytes=8192, log_keep=2)
     try:
         assert len(_rotators(log)) == 1
-        assert _wait(lambda: os.path.exists(log + ".2")), "the log was never rotated twice"
+        assert wait_until(lambda: os.path.exists(log + ".2"), 20), "the log was never rotated twice"
         before = _numbers(log)
-        assert _wait(lambda: _numbers(log) and _numbers(log)[-1] > (before or [0])[-1] + 20), \
+        assert wait_until(lambda: _numbers(log) and _numbers(log)[-1] > (before or [0])[-1] + 20, 20), \
             "the runtime stopped logging after the rotation"
         assert P.record_alive(rec)
     finally:
         P.stop_pid_file(pid_file, stop_timeout=5)
-    assert _wait(lambda: not _rotators(log), 5), "the rotator ends with the runtime"
+    assert wait_until(lambda: not _rotators(log), 5), "the rotator ends with the runtime"
     # the files are final now: read them without racing a rotation
     assert not os.path.exists(log + ".3"), "more old files than log_keep"
     for path in (log, log + ".1", log + ".2"):
@@ -70,7 +61,7 @@ def test_rotation_off_appends_without_limit(tmp_path):
     P.start_process([sys.executable, "-c", CHATTY], pid_file=pid_file, log_file=log, name="chatty",
                     log_max_bytes=None)
     try:
-        assert _wait(lambda: os.path.getsize(log) > 20000)
+        assert wait_until(lambda: os.path.getsize(log) > 20000, 20)
         assert not os.path.exists(log + ".1") and not _rotators(log)
     finally:
         P.stop_pid_file(pid_file, stop_timeout=5)
