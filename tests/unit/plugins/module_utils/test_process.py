@@ -361,7 +361,7 @@ def test_a_child_that_escapes_session_and_marker_is_stopped_through_the_scope(tm
     try:
         assert rec["scope"].startswith("venom-runtime-scoped-") and rec["cgroup"] == f"/system.slice/{rec['scope']}"
         assert json.loads((tmp_path / "r.pid").read_text())["cgroup"] == rec["cgroup"]
-        assert _wait(lambda: (tmp_path / "escaped.pid").exists() and (tmp_path / "escaped.pid").read_text())
+        assert wait_until(lambda: (tmp_path / "escaped.pid").exists() and (tmp_path / "escaped.pid").read_text(), 10)
         escaped = int((tmp_path / "escaped.pid").read_text())
         assert P.read_proc(escaped).sid != rec["sid"] and P.MARKER_ENV not in (P.proc_environ(escaped) or {})
         procs_file.write_text(f"{rec['pid']}\n{escaped}\n")  # what the kernel does: a child stays in its group
