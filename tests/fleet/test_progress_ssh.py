@@ -12,6 +12,7 @@ task's result is the ordinary one.
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -25,6 +26,8 @@ from tests.lib.throttle_proxy import ThrottleProxy
 SLOW = "venom-test/slow-progress-ssh"
 SLOW_BYTES = 6 * 1024 * 1024
 RATE = 512 * 1024  # bytes per second through the proxy
+VENV = "/opt/venom-progress-py"  # the modules' Python on the host (requirements-target.txt)
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r"^venom_model \[([^\]]+)\] venom-test/slow-progress-ssh: install (\d+\.\d)% "
                   r"([\d.]+ [kMG]?B) / ([\d.]+ [kMG]?B), (rate measuring|[\d.]+ [kMG]?B/s)(, ETA \w+)?$", re.M)
 
@@ -44,9 +47,13 @@ def mirror(tmp_path_factory):
 
 def test_progress_lines_over_ssh_while_a_throttled_download_runs(mirror):  # pylint: disable=redefined-outer-name
     with start_fleet(count=1, name="venom-progress", ssh_port=2281, ollama_port=11581, vllm_port=8181) as env:
+        with open(os.path.join(REPO, "requirements-target.txt"), encoding="utf-8") as fh:
+            reqs = [line.strip() for line in fh if line.strip() and not line.startswith("#")]
+        env.ssh(1, "python3", "-m", "venv", "--system-site-packages", VENV, timeout=120)
+        env.ssh(1, f"{VENV}/bin/pip", "install", "-q", *reqs, timeout=600)
         with ThrottleProxy(mirror.endpoint, RATE) as proxy:
             play = [{"name": "progress over SSH", "hosts": "fleet", "gather_facts": False,
-                     "vars": {"venom_models_progress_interval": 1},
+                     "vars": {"venom_models_progress_interval": 1, "ansible_python_interpreter": f"{VENV}/bin/python"},
                      "tasks": [{"name": "install", "venom.models.venom_model": {
                          "name": SLOW, "endpoint": proxy.endpoint, "models_dir": "/var/lib/venom/models"}}]}]
             t0 = time.monotonic()
