@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError, ValidationError
@@ -49,8 +51,21 @@ def test_bad_numbers(tmp_path):
         plan([], 1, quota_gb=float("nan"), reserve_gb=0, path=str(tmp_path))
 
 
-def test_free_bytes_of_missing_path_uses_parent(tmp_path):
-    assert free_bytes(str(tmp_path / "not" / "yet")) == free_bytes(str(tmp_path))
+def test_free_bytes_of_missing_path_uses_parent(tmp_path, monkeypatch):
+    # the filesystem's free space moves while other processes write: ask a recorded statvfs
+    asked = []
+
+    class Stat:  # pylint: disable=too-few-public-methods
+        f_bavail, f_frsize = 1000, 4096
+
+    def statvfs(path):
+        asked.append(path)
+        return Stat()
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    assert free_bytes(str(tmp_path / "not" / "yet")) == 4096 * 1000
+    assert asked == [str(tmp_path)], "the nearest existing parent is asked"
+    assert free_bytes(str(tmp_path)) == 4096 * 1000 and asked[-1] == str(tmp_path)
 
 
 def test_fmt():
