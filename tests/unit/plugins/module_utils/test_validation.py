@@ -205,6 +205,10 @@ _LOCAL_FIX = ("Use one to three '/'-separated parts of letters, digits, '_', '-'
      "Use only letters, digits, '_', '-', '.', ':' and '/' in model names."),
     (lambda: validation.validate_model_name("m", "ftp"), "provider 'ftp' is not one of: huggingface, ollama, local.",
      "Set provider to one of: huggingface, ollama, local."),
+    (lambda: validation.validate_model_name("gpt2", "huggingface"),
+     "Hugging Face model name 'gpt2' must have the form 'org/name'.",
+     "Give the repository id as shown on the Hub, e.g. 'sentence-transformers/all-MiniLM-L6-v2' (legacy names such "
+     "as 'gpt2' now live under an organisation, e.g. 'openai-community/gpt2')."),
     (lambda: validation.validate_model_name("org/na:me", "huggingface"),
      "Hugging Face repository id 'org/na:me' contains ':'.",
      "Give the revision with the 'revision' option, not in the name."),
@@ -216,6 +220,7 @@ _LOCAL_FIX = ("Use one to three '/'-separated parts of letters, digits, '_', '-'
      "'..'; '-' and '.' may not start or end a part).", "Check the repository id on the Hub."),
     (lambda: validation.validate_model_name("a/b/c/d", "local"), "local model name 'a/b/c/d' is not valid.", _LOCAL_FIX),
     (lambda: validation.validate_model_name("a:-t", "local"), "local model name 'a:-t' is not valid.", _LOCAL_FIX),
+    (lambda: validation.parse_ollama_name(""), "Ollama model name is empty.", "Give a non-empty Ollama model name."),
     (lambda: validation.parse_ollama_name("llama3:"), "Ollama model name 'llama3:' ends with ':' but has no tag.",
      "Give a tag after ':' (e.g. ':latest') or drop the ':'."),
     (lambda: validation.parse_ollama_name("llama3@sha256:abc"),
