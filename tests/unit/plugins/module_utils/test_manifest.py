@@ -243,3 +243,73 @@ def test_rebuild_skips_bad_records(tmp_path):
     report = m.rebuild()
     assert [e["name"] for e in report["restored"]] == ["ok"]
     assert len(report["skipped"]) == 1 and "model-x.json" in report["skipped"][0]["record"]
+
+
+# --- the reader names each problem and the entry it is in (found by mutation testing) -------------
+
+def _doc(top=None, entry=None, file=None):
+    doc = {"kind": KIND, "schema_version": SCHEMA_VERSION, "updated_at": None,
+           "models": [new_entry("org/m", "local", size_bytes=1, files=[{"path": "f", "size": 1}])]}
+    doc.update(top or {})
+    if entry:
+        doc["models"][0].update(entry)
+    if file:
+        doc["models"][0]["files"][0].update(file)
+    return doc
+
+
+_MAX = 2 ** 50
+
+
+@pytest.mark.parametrize("doc, problem, entry", [
+    (_doc(top={"schema_version": True}), "'schema_version' is True, not an integer", None),
+    (_doc(top={"schema_version": "1"}), "'schema_version' is '1', not an integer", None),
+    (_doc(top={"schema_version": 0}), "'schema_version' 0 is not valid", None),
+    (_doc(top={"updated_at": 5}), "'updated_at' is not a string", None),
+    (_doc(top={"settings": []}), "'settings' is not an object", None),
+    (_doc(top={"settings": {"quota_gb": -1}}),
+     "settings.quota_gb = -1 is not one of quota_gb, reserve_gb with a number >= 0", None),
+    (_doc(top={"settings": {"reserve_gb": True}}),
+     "settings.reserve_gb = True is not one of quota_gb, reserve_gb with a number >= 0", None),
+    (_doc(top={"settings": {"other": 1}}), "settings.other = 1 is not one of quota_gb, reserve_gb with a number >= 0", None),
+    (_doc(top={"settings": {"quota_gb": "1"}}),
+     "settings.quota_gb = '1' is not one of quota_gb, reserve_gb with a number >= 0", None),
+    (_doc(top={"models": [5]}), "models[0] is not an object", None),
+    (_doc(entry={"size_bytes": True}), "models[0] ('org/m') field 'size_bytes' has type bool", "org/m"),
+    (_doc(entry={"active": 1}), "models[0] ('org/m') field 'active' has type int", "org/m"),
+    (_doc(entry={"size_bytes": _MAX + 1}), f"models[0] ('org/m') has a size of {_MAX + 1} bytes, outside 0..{_MAX}", "org/m"),
+    (_doc(entry={"size_gb": float("inf")}), "models[0] ('org/m') has a size_gb that is not a finite number", "org/m"),
+    (_doc(entry={"retained_versions": {}}), "models[0] ('org/m') field 'retained_versions' is not a list of objects",
+     "org/m"),
+    (_doc(entry={"retained_versions": [1]}), "models[0] ('org/m') field 'retained_versions' is not a list of objects",
+     "org/m"),
+    (_doc(entry={"source": []}), "models[0] ('org/m') field 'source' is not an object", "org/m"),
+    (_doc(entry={"source": {"path": 5}}), "models[0] ('org/m') field 'source.path' is not a string", "org/m"),
+    (_doc(entry={"capability_overrides": 1}), "models[0] ('org/m') field 'capability_overrides' is not an object", "org/m"),
+    (_doc(entry={"detected_capabilities": "x"}), "models[0] ('org/m') field 'detected_capabilities' is not an object",
+     "org/m"),
+    (_doc(entry={"files": [5]}), "models[0] ('org/m') files[0] needs a string 'path' and an integer 'size'", "org/m"),
+    (_doc(file={"size": True}), "models[0] ('org/m') files[0] needs a string 'path' and an integer 'size'", "org/m"),
+    (_doc(file={"path": 5}), "models[0] ('org/m') files[0] needs a string 'path' and an integer 'size'", "org/m"),
+    (_doc(file={"size": -1}), f"models[0] ('org/m') files[0] has a size of -1 bytes, outside 0..{_MAX}", "org/m"),
+    (_doc(file={"size": _MAX + 1}), f"models[0] ('org/m') files[0] has a size of {_MAX + 1} bytes, outside 0..{_MAX}",
+     "org/m"),
+    (_doc(file={"path": "../x"}), "models[0] ('org/m') files[0]: file path '../x' contains '..' (path traversal).",
+     "org/m"),
+    (_doc(file={"sha256": 5}), "models[0] ('org/m') files[0] field 'sha256' is not a string", "org/m"),
+    (_doc(file={"git_oid": 5}), "models[0] ('org/m') files[0] field 'git_oid' is not a string", "org/m"),
+])
+def test_the_reader_names_the_problem_and_the_entry(doc, problem, entry):
+    with pytest.raises(ManifestError) as err:
+        validate_document(doc, "/m/manifest.json")
+    assert err.value.msg == f"The manifest /m/manifest.json is invalid: {problem}."
+    assert err.value.details.get("entry") == entry and err.value.details["path"] == "/m/manifest.json"
+    assert err.value.fix.startswith("Move the file aside and rebuild the manifest")
+
+
+def test_values_at_the_edge_of_what_the_reader_accepts():
+    doc = _doc(top={"settings": {"quota_gb": 0, "reserve_gb": 2.5}},
+               entry={"size_bytes": _MAX, "active": True, "retained_versions": [], "source": {"path": "/src"},
+                      "capability_overrides": None},
+               file={"size": _MAX, "sha256": None, "git_oid": "abc"})
+    assert validate_document(doc) is doc

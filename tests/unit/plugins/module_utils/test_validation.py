@@ -196,6 +196,8 @@ _LOCAL_FIX = ("Use one to three '/'-separated parts of letters, digits, '_', '-'
      "Give model name without a leading '/'."),
     (lambda: validation.validate_model_name("a/../b", "local"), "model name 'a/../b' contains '..' (path traversal).",
      "Remove '..' from model name."),
+    (lambda: validation.validate_model_name("a..b", "local"), "model name 'a..b' contains '..' (path traversal).",
+     "Remove '..' from model name."),   # inside a part too, not only as a whole '..' part
     (lambda: validation.validate_model_name("a//b", "local"),
      "model name 'a//b' has an empty path component ('//' or a trailing '/').", "Remove the extra '/' from model name."),
     (lambda: validation.validate_model_name("a/./b", "local"), "model name 'a/./b' has a '.' path component.",
