@@ -14,9 +14,9 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError
+from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import (
-    KIND, SCHEMA_VERSION, Manifest, new_entry, validate_document)
+    KIND, SCHEMA_VERSION, Manifest, model_path_inside, new_entry, parse_json, validate_document)
 
 
 def _entry(name, provider="local", size=10):
@@ -313,3 +313,86 @@ def test_values_at_the_edge_of_what_the_reader_accepts():
                       "capability_overrides": None},
                file={"size": _MAX, "sha256": None, "git_oid": "abc"})
     assert validate_document(doc) is doc
+
+
+@pytest.mark.parametrize("doc, problem, fix_start", [
+    ({"models": []}, "it has no 'kind'/'schema_version' fields, so it was not written by venom.models (perhaps by the "
+     "Venom application or by hand)", "Keep that file elsewhere and point models_dir at a directory venom.models owns, "
+     "or move the file aside and rebuild"),
+    ({"kind": "other", "schema_version": 1, "models": []},
+     "'kind' is 'other', expected 'venom.models/manifest'; this is not a venom.models manifest", "Move the file aside"),
+    ({"kind": "k" * 100}, "'kind' is '" + "k" * 76 + "..., expected 'venom.models/manifest'; this is not a venom.models "
+     "manifest", "Move the file aside"),
+    ({"kind": KIND, "schema_version": 2, "models": []},
+     "it has schema version 2, newer than this collection understands (1)",
+     "Upgrade the venom.models collection on the controller; do not edit the file."),
+])
+def test_a_foreign_or_newer_manifest_is_named_as_such(doc, problem, fix_start):
+    with pytest.raises(ManifestError) as err:
+        validate_document(doc, "P")
+    assert err.value.msg == f"The manifest P is invalid: {problem}." and err.value.fix.startswith(fix_start)
+
+
+@pytest.mark.parametrize("raw, msg", [
+    (b"[NaN]", "The file P is not valid JSON: NaN is not a JSON number."),
+    (b"[Infinity]", "The file P is not valid JSON: Infinity is not a JSON number."),
+    (b"[" * 33 + b"]" * 33, "The file P nests JSON too deeply to be a venom.models file."),
+    (b"\xff", "The file P is not UTF-8 text (invalid start byte at byte 0)."),
+])
+def test_a_state_file_that_is_not_plain_json_is_refused_naming_the_file(raw, msg):
+    with pytest.raises(ManifestError) as err:
+        parse_json(raw, "P")
+    assert err.value.msg == msg and err.value.details == {"path": "P"}
+    assert err.value.fix.startswith("Move the file aside")
+
+
+def test_json_nested_up_to_the_depth_limit_is_read():
+    value = []
+    for _ in range(31):
+        value = [value]
+    assert parse_json(b"[" * 32 + b"]" * 32, "P") == value
+    assert parse_json(b'{"a": 1}', "P") == {"a": 1}
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("rel/x", "is not inside"), ("{d}/local/../x", "is not inside"), ("{d}/other/x", "is not inside"),
+    ("{d}/local", "is not inside"), (5, "is not a path"), ("", "is not a path"), ("{d}/local/a\x00", "is not a path"),
+    ("{d}/local/" + "a" * 4090, "is not a path"),
+])
+def test_a_model_path_must_lie_strictly_inside_its_provider_directory(tmp_path, path, problem):
+    path = path.format(d=tmp_path) if isinstance(path, str) else path
+    with pytest.raises(ValidationError) as err:
+        model_path_inside(str(tmp_path), "local", path)
+    assert err.value.msg.startswith(f"the model path {path!r}"[:60]) and problem in err.value.msg
+    if problem == "is not inside":
+        assert err.value.msg.endswith(f"is not inside {tmp_path / 'local'}")
+    assert err.value.fix == "Rebuild the manifest with venom_manifest (state: rebuilt)."
+    inside = str(tmp_path / "local" / "a" / "b")
+    assert model_path_inside(str(tmp_path), "local", inside) == inside
+
+
+def test_an_entry_outside_models_dir_is_named_with_its_field(tmp_path):
+    doc = _doc(entry={"local_path": "/elsewhere/m"})
+    with pytest.raises(ManifestError) as err:
+        validate_document(doc, "P", str(tmp_path))
+    assert err.value.msg == (f"The manifest P is invalid: models[0] ('org/m') field 'local_path': the model path "
+                             f"'/elsewhere/m' is not inside {tmp_path / 'local'}.")
+    assert err.value.details["entry"] == "org/m"
+    assert err.value.fix.startswith("Every model directory lies inside models_dir; remove this entry (or correct its "
+                                    "path) and move the file aside")
+    doc = _doc(entry={"local_path": str(tmp_path / "local" / "m"), "retained_versions": [{"local_path": "/x/y"}]})
+    with pytest.raises(ManifestError, match=r"field 'retained_versions\[0\].local_path'"):
+        validate_document(doc, "P", str(tmp_path))
+    assert validate_document(_doc(entry={"retained_versions": [{"local_path": None}]}), "P", str(tmp_path))
+
+
+def test_models_whose_directories_nest_are_refused_naming_both(tmp_path):
+    doc = _doc(entry={"local_path": str(tmp_path / "local" / "a")})
+    doc["models"].append(new_entry("org/b", "local", local_path=str(tmp_path / "local" / "a" / "b")))
+    with pytest.raises(ManifestError) as err:
+        validate_document(doc, "P", str(tmp_path))
+    assert err.value.msg == (f"The manifest P is invalid: the directory of 'org/b' ({tmp_path}/local/a/b) lies inside "
+                             f"the directory of 'org/m' ({tmp_path}/local/a).")
+    assert err.value.details["entry"] == "org/b" and err.value.fix.startswith("No model's directory may contain another's")
+    doc["models"][1]["local_path"] = str(tmp_path / "local" / "ab")   # a sibling sharing a prefix is no nesting
+    assert validate_document(doc, "P", str(tmp_path)) is doc
