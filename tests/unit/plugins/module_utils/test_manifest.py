@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from hypothesis import given, settings, strategies as st
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import (
-    KIND, SCHEMA_VERSION, Manifest, model_path_inside, new_entry, parse_json, validate_document)
+    KIND, SCHEMA_VERSION, Manifest, find_entry, model_path_inside, new_entry, parse_json, used_bytes, validate_document)
 
 
 def _entry(name, provider="local", size=10):
@@ -396,3 +397,120 @@ def test_models_whose_directories_nest_are_refused_naming_both(tmp_path):
     assert err.value.details["entry"] == "org/b" and err.value.fix.startswith("No model's directory may contain another's")
     doc["models"][1]["local_path"] = str(tmp_path / "local" / "ab")   # a sibling sharing a prefix is no nesting
     assert validate_document(doc, "P", str(tmp_path)) is doc
+
+
+def test_an_empty_looking_manifest_is_refused_as_empty(tmp_path):
+    (tmp_path / "manifest.json").write_text("  \n")
+    with pytest.raises(ManifestError) as err:
+        Manifest(str(tmp_path)).load()
+    assert err.value.msg == f"The manifest {tmp_path / 'manifest.json'} is empty (0 bytes of JSON)."
+    assert err.value.details == {"path": str(tmp_path / "manifest.json")}
+
+
+def test_storage_settings_are_recorded_once_and_read_back(tmp_path):
+    m = Manifest(str(tmp_path))
+    assert m.settings() == {}
+    assert m.record_settings({"quota_gb": 5, "reserve_gb": None}) is True
+    assert m.settings() == {"quota_gb": 5.0}, "None leaves a setting as recorded"
+    assert m.record_settings({"quota_gb": 5.0}) is False and m.record_settings({}) is False
+    assert m.record_settings({"reserve_gb": 1}) is True
+    assert m.settings() == {"quota_gb": 5.0, "reserve_gb": 1.0}
+    m.settings()["quota_gb"] = 99
+    assert m.settings()["quota_gb"] == 5.0, "settings() is a copy"
+
+
+def test_a_new_entry_has_every_field_and_its_size_in_gb():
+    e = new_entry("org/sub/model", "local", size_bytes=1_234_567_890)
+    assert set(e) == {"name", "provider", "display_name", "status", "size_bytes", "size_gb", "capabilities", "local_path",
+                      "sha256", "installed_at", "updated_at", "runtime", "revision", "files", "active", "active_runtime"}
+    assert (e["display_name"], e["status"], e["size_gb"], e["active"]) == ("model", "installed", 1.235, False)
+    assert new_entry("x", "local")["size_gb"] == 0.0
+
+
+def test_check_names_the_entry_that_makes_the_manifest_invalid(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("a"))
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    doc["models"][0]["status"] = "weird"
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    res = m.check()
+    assert res["valid"] is False and res["entry"] == "a" and res["models"] is None
+    assert res["error"].startswith(f"The manifest {tmp_path / 'manifest.json'} is invalid: models[0] ('a') has unknown "
+                                   "status 'weird'.")
+
+
+def test_entries_are_found_by_name_and_provider_and_sized_without_one(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("m", provider="local", size=3))
+    m.upsert(_entry("m", provider="ollama", size=5))
+    m.upsert(_entry("Big", provider="local", size=7))
+    doc = m.load()
+    assert find_entry(doc, "m", "ollama")["size_bytes"] == 5 and find_entry(doc, "m")["provider"] == "local"
+    assert find_entry(doc, "big") is None, "only Ollama names match case-insensitively"
+    assert find_entry(doc, "M", "ollama")["provider"] == "ollama"
+    assert used_bytes(doc) == 15 and used_bytes(doc, exclude=("ollama", "m")) == 10
+    m.upsert(dict(_entry("m", provider="local", size=4)))
+    assert [(e["name"], e["size_bytes"]) for e in m.models()] == [("m", 4), ("m", 5), ("Big", 7)], "replaced in place"
+
+
+def test_a_record_removed_by_hand_is_written_again_at_the_next_change(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "a"))
+    records = tmp_path / ".venom" / "records"
+    (rec,) = records.iterdir()
+    rec.unlink()
+    m.upsert(_installed(tmp_path, "b"))
+    assert len(list(records.iterdir())) == 2 and json.loads(rec.read_text())["name"] == "a"
+    assert oct(rec.stat().st_mode & 0o777) == "0o644"
+
+
+def test_what_is_damaged_is_said_exactly(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "gone-dir"))
+    m.upsert(_installed(tmp_path, "gone-file"))
+    m.upsert(_installed(tmp_path, "other-size"))
+    m.upsert(new_entry("ol:latest", "ollama", local_path=str(tmp_path / "ollama" / "x")))   # Ollama keeps its own files
+    m.upsert(new_entry("nodir", "local"))
+    shutil.rmtree(tmp_path / "local" / "gone-dir")
+    (tmp_path / "local" / "gone-file" / "w.bin").unlink()
+    (tmp_path / "local" / "other-size" / "w.bin").write_bytes(b"12")
+    plan = m.plan_rebuild()
+    damage = {e["name"]: e["damage"] for e in plan["damaged"]}
+    assert damage == {"gone-dir": f"its directory {tmp_path / 'local' / 'gone-dir'} is missing",
+                      "gone-file": "the file w.bin is missing",
+                      "other-size": "the file w.bin has 2 bytes, expected 7"}
+    assert sorted(e["name"] for e in plan["restored"]) == ["nodir", "ol:latest"]
+    assert all(e["status"] == "damaged" for e in plan["damaged"])
+
+
+def test_rebuild_keeps_the_recorded_settings_and_says_nothing_was_moved_when_there_was_no_file(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "a"))
+    m.record_settings({"quota_gb": 7})
+    report = m.rebuild()
+    assert report["moved_aside"].startswith(str(tmp_path / "manifest.json.broken-"))
+    assert m.settings() == {"quota_gb": 7.0} and m.load()["updated_at"]
+    os.unlink(m.path)
+    report = m.rebuild()
+    assert report["moved_aside"] is None and m.settings() == {}
+    assert [e["name"] for e in m.models()] == ["a"]
+
+
+def test_unclaimed_version_directories_are_listed_claimed_ones_are_not(tmp_path):
+    m = Manifest(str(tmp_path))
+    commit = "a" * 40
+    claimed = tmp_path / "huggingface" / "org" / "kept" / commit
+    claimed.mkdir(parents=True)
+    (claimed / "w.bin").write_bytes(b"w")
+    m.upsert(new_entry("org/kept", "huggingface", size_bytes=1, local_path=str(claimed),
+                       files=[{"path": "w.bin", "size": 1}]))
+    (tmp_path / "huggingface" / "org" / "orphan" / commit).mkdir(parents=True)
+    (tmp_path / "huggingface" / "org" / "orphan" / "not-a-commit").mkdir()
+    (tmp_path / "local" / "team" / "tool" / "0123456789ab").mkdir(parents=True)
+    (tmp_path / "local" / "link").symlink_to(tmp_path / "local" / "team")   # links are not followed
+    plan = m.plan_rebuild()
+    assert plan["unclaimed"] == [
+        {"path": str(tmp_path / "huggingface" / "org" / "orphan" / commit), "provider": "huggingface",
+         "name": "org/orphan", "revision": commit},
+        {"path": str(tmp_path / "local" / "team" / "tool" / "0123456789ab"), "provider": "local", "name": "team/tool",
+         "revision": None}]
