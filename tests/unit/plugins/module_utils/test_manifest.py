@@ -502,15 +502,41 @@ def test_unclaimed_version_directories_are_listed_claimed_ones_are_not(tmp_path)
     claimed = tmp_path / "huggingface" / "org" / "kept" / commit
     claimed.mkdir(parents=True)
     (claimed / "w.bin").write_bytes(b"w")
+    older = tmp_path / "huggingface" / "org" / "kept" / ("b" * 40)
+    older.mkdir()
     m.upsert(new_entry("org/kept", "huggingface", size_bytes=1, local_path=str(claimed),
-                       files=[{"path": "w.bin", "size": 1}]))
+                       files=[{"path": "w.bin", "size": 1}], retained_versions=[{"local_path": str(older)}]))
     (tmp_path / "huggingface" / "org" / "orphan" / commit).mkdir(parents=True)
     (tmp_path / "huggingface" / "org" / "orphan" / "not-a-commit").mkdir()
+    (tmp_path / "huggingface" / "org" / "deep" / "er" / commit).mkdir(parents=True)   # below a version's depth
     (tmp_path / "local" / "team" / "tool" / "0123456789ab").mkdir(parents=True)
+    (tmp_path / "local" / "solo" / "0123456789ab").mkdir(parents=True)
+    (tmp_path / "local" / "0123456789ab").mkdir()   # a version needs a name above it
+    (tmp_path / "local" / "a" / "b" / "c" / "d" / "0123456789ab").mkdir(parents=True)   # too deep
     (tmp_path / "local" / "link").symlink_to(tmp_path / "local" / "team")   # links are not followed
     plan = m.plan_rebuild()
     assert plan["unclaimed"] == [
         {"path": str(tmp_path / "huggingface" / "org" / "orphan" / commit), "provider": "huggingface",
          "name": "org/orphan", "revision": commit},
+        {"path": str(tmp_path / "local" / "solo" / "0123456789ab"), "provider": "local", "name": "solo",
+         "revision": None},
         {"path": str(tmp_path / "local" / "team" / "tool" / "0123456789ab"), "provider": "local", "name": "team/tool",
          "revision": None}]
+
+
+def test_entries_of_a_damaged_manifest_without_a_record_are_reported_lost(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "kept"))
+    doc = json.loads((tmp_path / "manifest.json").read_text())
+    doc["schema_version"] = "broken"   # the file no longer validates, but its entries are still read
+    doc["models"] += [5, {"name": 7, "provider": "local"}, {"name": "x", "provider": None},
+                      {"name": "gone", "provider": "local"}, {"name": "also-gone", "provider": "ollama"}]
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    lost = m.plan_rebuild()["lost"]
+    why = ("no valid record in .venom/records (missing or refused, see skipped); its files, if any, are listed in "
+           "unclaimed")
+    assert lost == [{"name": "gone", "provider": "local", "reason": why},
+                    {"name": "also-gone", "provider": "ollama", "reason": why}]
+    for text in ("{bad", "[1]", json.dumps({"models": {"a": 1}})):
+        (tmp_path / "manifest.json").write_text(text)
+        assert m.plan_rebuild()["lost"] == [], text
