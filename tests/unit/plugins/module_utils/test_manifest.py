@@ -277,6 +277,8 @@ _MAX = 2 ** 50
      "settings.quota_gb = '1' is not one of quota_gb, reserve_gb with a number >= 0", None),
     (_doc(top={"models": [5]}), "models[0] is not an object", None),
     (_doc(entry={"size_bytes": True}), "models[0] ('org/m') field 'size_bytes' has type bool", "org/m"),
+    (_doc(entry={"size_bytes": "1"}), "models[0] ('org/m') field 'size_bytes' has type str", "org/m"),
+    (_doc(top={"models": [{"provider": "local"}]}), "models[0] ('?') has no 'name'", None),
     (_doc(entry={"active": 1}), "models[0] ('org/m') field 'active' has type int", "org/m"),
     (_doc(entry={"size_bytes": _MAX + 1}), f"models[0] ('org/m') has a size of {_MAX + 1} bytes, outside 0..{_MAX}", "org/m"),
     (_doc(entry={"size_gb": float("inf")}), "models[0] ('org/m') has a size_gb that is not a finite number", "org/m"),
@@ -314,6 +316,17 @@ def test_values_at_the_edge_of_what_the_reader_accepts():
                       "capability_overrides": None},
                file={"size": _MAX, "sha256": None, "git_oid": "abc"})
     assert validate_document(doc) is doc
+    doc["models"][0]["files"].append({"path": "empty", "size": 0})
+    assert validate_document(doc) is doc
+    with pytest.raises(ManifestError) as err:
+        validate_document(_doc(top={"updated_at": 1}))
+    assert err.value.msg == "The manifest manifest is invalid: 'updated_at' is not a string."
+
+
+def test_a_retained_version_outside_models_dir_is_refused_even_without_a_current_one(tmp_path):
+    doc = _doc(entry={"local_path": None, "retained_versions": [{"local_path": "/x/y"}]})
+    with pytest.raises(ManifestError, match=r"field 'retained_versions\[0\].local_path': the model path '/x/y'"):
+        validate_document(doc, "P", str(tmp_path))
 
 
 @pytest.mark.parametrize("doc, problem, fix_start", [
@@ -323,6 +336,11 @@ def test_values_at_the_edge_of_what_the_reader_accepts():
     ({"kind": "other", "schema_version": 1, "models": []},
      "'kind' is 'other', expected 'venom.models/manifest'; this is not a venom.models manifest", "Move the file aside"),
     ({"kind": "k" * 100}, "'kind' is '" + "k" * 76 + "..., expected 'venom.models/manifest'; this is not a venom.models "
+     "manifest", "Move the file aside"),
+    ([], "the top level is a JSON list, not an object", "Move the file aside"),
+    ({"kind": "k" * 78}, "'kind' is '" + "k" * 78 + "', expected 'venom.models/manifest'; this is not a venom.models "
+     "manifest", "Move the file aside"),   # a repr of 80 characters is shown whole
+    ({"kind": "k" * 79}, "'kind' is '" + "k" * 76 + "..., expected 'venom.models/manifest'; this is not a venom.models "
      "manifest", "Move the file aside"),
     ({"kind": KIND, "schema_version": 2, "models": []},
      "it has schema version 2, newer than this collection understands (1)",
@@ -370,6 +388,15 @@ def test_a_model_path_must_lie_strictly_inside_its_provider_directory(tmp_path, 
     assert err.value.fix == "Rebuild the manifest with venom_manifest (state: rebuilt)."
     inside = str(tmp_path / "local" / "a" / "b")
     assert model_path_inside(str(tmp_path), "local", inside) == inside
+
+
+def test_a_model_path_of_4096_characters_is_accepted_one_more_is_not(tmp_path):
+    base = str(tmp_path / "local")
+    longest = base + "/" + "/".join(["d" * 200] * 19)
+    longest += "/" + "d" * (4096 - len(longest) - 1)
+    assert len(longest) == 4096 and model_path_inside(str(tmp_path), "local", longest) == longest
+    with pytest.raises(ValidationError, match="is not a path"):
+        model_path_inside(str(tmp_path), "local", longest + "d")
 
 
 def test_an_entry_outside_models_dir_is_named_with_its_field(tmp_path):
@@ -424,7 +451,12 @@ def test_a_new_entry_has_every_field_and_its_size_in_gb():
     assert set(e) == {"name", "provider", "display_name", "status", "size_bytes", "size_gb", "capabilities", "local_path",
                       "sha256", "installed_at", "updated_at", "runtime", "revision", "files", "active", "active_runtime"}
     assert (e["display_name"], e["status"], e["size_gb"], e["active"]) == ("model", "installed", 1.235, False)
-    assert new_entry("x", "local")["size_gb"] == 0.0
+    assert new_entry("x", "local") == {
+        "name": "x", "provider": "local", "display_name": "x", "status": "installed", "size_bytes": 0, "size_gb": 0.0,
+        "capabilities": {}, "local_path": None, "sha256": None, "installed_at": None, "updated_at": None,
+        "runtime": None, "revision": None, "files": [], "active": False, "active_runtime": None}
+    assert Manifest("/nonexistent-models-dir").load() == {"kind": KIND, "schema_version": SCHEMA_VERSION,
+                                                          "updated_at": None, "models": []}
 
 
 def test_check_names_the_entry_that_makes_the_manifest_invalid(tmp_path):
@@ -462,6 +494,12 @@ def test_a_record_removed_by_hand_is_written_again_at_the_next_change(tmp_path):
     m.upsert(_installed(tmp_path, "b"))
     assert len(list(records.iterdir())) == 2 and json.loads(rec.read_text())["name"] == "a"
     assert oct(rec.stat().st_mode & 0o777) == "0o644"
+    assert all(r.name.startswith("model-") and r.name.endswith(".json") for r in records.iterdir())
+    inode = rec.stat().st_ino
+    m.upsert(dict(_installed(tmp_path, "c"), size_bytes=7))
+    assert rec.stat().st_ino == inode, "an unchanged entry's record is not rewritten"
+    m.upsert(dict(m.get("c"), sha256="f" * 64))
+    assert any(json.loads(r.read_text()).get("sha256") == "f" * 64 for r in records.iterdir()), "a change is recorded"
 
 
 def test_what_is_damaged_is_said_exactly(tmp_path):
