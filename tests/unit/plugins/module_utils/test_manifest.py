@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.store import manifest
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import (
     KIND, SCHEMA_VERSION, Manifest, find_entry, model_path_inside, new_entry, parse_json, used_bytes, validate_document)
 
@@ -578,3 +579,38 @@ def test_entries_of_a_damaged_manifest_without_a_record_are_reported_lost(tmp_pa
     for text in ("{bad", "[1]", json.dumps({"models": {"a": 1}})):
         (tmp_path / "manifest.json").write_text(text)
         assert m.plan_rebuild()["lost"] == [], text
+
+
+def test_a_manifest_that_is_no_regular_file_unreadable_or_too_large_is_named(tmp_path, monkeypatch):
+    path = tmp_path / "manifest.json"
+    path.mkdir()
+    with pytest.raises(ManifestError) as err:
+        Manifest(str(tmp_path)).load()
+    assert (err.value.msg, err.value.fix) == (f"The manifest {path} is not a regular file.", f"Remove {path}.")
+    assert err.value.details == {"path": str(path)}
+    path.rmdir()
+    path.write_text(json.dumps({"kind": KIND, "schema_version": 1, "models": []}) + " " * 100)
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 100)
+    with pytest.raises(ManifestError) as err:
+        Manifest(str(tmp_path)).load()
+    assert err.value.msg == f"The manifest {path} is larger than 100 bytes." and err.value.details == {"path": str(path)}
+
+    def denied(*_a, **_k):   # what a non-root run sees on a root-only manifest
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(manifest, "read_state_file", denied)
+    with pytest.raises(ManifestError) as err:
+        Manifest(str(tmp_path)).load()
+    assert err.value.msg == f"The manifest {path} cannot be read: Permission denied."
+    assert err.value.fix == "Run the task with become: true, or fix the file's permissions."
+    assert err.value.details == {"path": str(path)}
+
+
+def test_a_skipped_record_is_named_with_the_reason(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "ok"))
+    records = tmp_path / ".venom" / "records"
+    (records / "a-broken.json").write_text("{bad")
+    (records / "b-dir.json").mkdir()
+    reasons = {os.path.basename(s["record"]): s["reason"] for s in m.plan_rebuild()["skipped"]}
+    assert reasons["a-broken.json"].startswith(f"The file {records / 'a-broken.json'} is not valid JSON")
+    assert reasons["b-dir.json"].startswith(f"The record {records / 'b-dir.json'} is not a regular file.")
