@@ -614,3 +614,23 @@ def test_a_skipped_record_is_named_with_the_reason(tmp_path):
     reasons = {os.path.basename(s["record"]): s["reason"] for s in m.plan_rebuild()["skipped"]}
     assert reasons["a-broken.json"].startswith(f"The file {records / 'a-broken.json'} is not valid JSON")
     assert reasons["b-dir.json"].startswith(f"The record {records / 'b-dir.json'} is not a regular file.")
+
+
+def test_two_models_sharing_one_directory_are_refused(tmp_path):
+    doc = _doc(entry={"local_path": str(tmp_path / "local" / "a")})
+    doc["models"].append(new_entry("org/b", "local", local_path=str(tmp_path / "local" / "a")))
+    with pytest.raises(ManifestError, match="lies inside the directory of"):
+        validate_document(doc, "P", str(tmp_path))
+
+
+def test_every_duplicate_record_is_reported_not_only_the_first(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "a"))
+    m.upsert(_installed(tmp_path, "b"))
+    records = tmp_path / ".venom" / "records"
+    originals = sorted(records.iterdir())
+    for i, rec in enumerate(originals):
+        (records / f"0-copy-{i}.json").write_text(rec.read_text())   # sorts first: the originals become the copies
+    plan = m.plan_rebuild()
+    assert sorted(e["name"] for e in plan["restored"]) == ["a", "b"]
+    assert sorted(s["record"] for s in plan["skipped"] if s["reason"] == "duplicate record") == [str(r) for r in originals]
