@@ -270,7 +270,9 @@ def test_readers_skip_files_that_are_not_operation_records(tmp_path):
     assert [r["id"] for r in j.list()] == [op.id]
 
 
-def test_pruning_keeps_the_most_recently_finished_and_counts_what_it_removed(tmp_path):
+def test_pruning_keeps_the_most_recently_finished_and_counts_what_it_removed(tmp_path, monkeypatch):
+    seconds = iter(range(60))   # a clock that moves one second per reading: no two timestamps tie
+    monkeypatch.setattr(journal, "iso", lambda: f"2026-01-01T00:00:{next(seconds):02d}.000Z")
     j = Journal(str(tmp_path), history_limit=100)
     first = j.start("install", "first")
     second = j.start("install", "second")
