@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +17,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.venom.models.plugins.module_utils.errors import ManifestError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, ManifestError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store import manifest
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import (
     KIND, SCHEMA_VERSION, Manifest, find_entry, model_path_inside, new_entry, parse_json, used_bytes, validate_document)
@@ -280,6 +282,10 @@ _MAX = 2 ** 50
     (_doc(entry={"size_bytes": True}), "models[0] ('org/m') field 'size_bytes' has type bool", "org/m"),
     (_doc(entry={"size_bytes": "1"}), "models[0] ('org/m') field 'size_bytes' has type str", "org/m"),
     (_doc(top={"models": [{"provider": "local"}]}), "models[0] ('?') has no 'name'", None),
+    (_doc(top={"models": [{"name": "x"}]}), "models[0] ('x') has no 'provider'", "x"),
+    (_doc(entry={"provider": "ftp"}), "models[0] ('org/m') has unknown provider 'ftp'", "org/m"),
+    (_doc(entry={"runtime": "llamacpp"}), "models[0] ('org/m') has unknown runtime 'llamacpp'", "org/m"),
+    (_doc(top={"models": [new_entry("org/m", "local")] * 2}), "the model 'org/m' (local) appears twice", "org/m"),
     (_doc(entry={"active": 1}), "models[0] ('org/m') field 'active' has type int", "org/m"),
     (_doc(entry={"size_bytes": _MAX + 1}), f"models[0] ('org/m') has a size of {_MAX + 1} bytes, outside 0..{_MAX}", "org/m"),
     (_doc(entry={"size_gb": float("inf")}), "models[0] ('org/m') has a size_gb that is not a finite number", "org/m"),
@@ -422,7 +428,9 @@ def test_models_whose_directories_nest_are_refused_naming_both(tmp_path):
         validate_document(doc, "P", str(tmp_path))
     assert err.value.msg == (f"The manifest P is invalid: the directory of 'org/b' ({tmp_path}/local/a/b) lies inside "
                              f"the directory of 'org/m' ({tmp_path}/local/a).")
-    assert err.value.details["entry"] == "org/b" and err.value.fix.startswith("No model's directory may contain another's")
+    assert err.value.details["entry"] == "org/b"
+    assert err.value.fix == ("No model's directory may contain another's; remove one of the two entries and m"
+                             + manifest.RECOVERY_HINT[1:])
     doc["models"][1]["local_path"] = str(tmp_path / "local" / "ab")   # a sibling sharing a prefix is no nesting
     assert validate_document(doc, "P", str(tmp_path)) is doc
 
@@ -594,6 +602,9 @@ def test_a_manifest_that_is_no_regular_file_unreadable_or_too_large_is_named(tmp
     with pytest.raises(ManifestError) as err:
         Manifest(str(tmp_path)).load()
     assert err.value.msg == f"The manifest {path} is larger than 100 bytes." and err.value.details == {"path": str(path)}
+    assert err.value.fix == manifest.RECOVERY_HINT
+    path.write_text(json.dumps({"kind": KIND, "schema_version": 1, "models": []}).ljust(100))
+    assert Manifest(str(tmp_path)).load()["models"] == [], "exactly the limit is read"
 
     def denied(*_a, **_k):   # what a non-root run sees on a root-only manifest
         raise PermissionError(13, "Permission denied")
@@ -634,3 +645,41 @@ def test_every_duplicate_record_is_reported_not_only_the_first(tmp_path):
     plan = m.plan_rebuild()
     assert sorted(e["name"] for e in plan["restored"]) == ["a", "b"]
     assert sorted(s["record"] for s in plan["skipped"] if s["reason"] == "duplicate record") == [str(r) for r in originals]
+
+
+def test_remove_and_upsert_act_on_the_named_provider_and_stamp_the_entry(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_entry("m", provider="local"))
+    m.upsert(dict(_entry("m", provider="ollama"), updated_at="2000-01-01T00:00:00.000Z", size_bytes=2 * 10 ** 9,
+                  size_gb=0.0))
+    stored = m.get("m", "ollama")
+    assert stored["size_gb"] == 2.0 and stored["updated_at"] > "2026", "upsert sets size_gb and updated_at itself"
+    assert m.remove("m", "ollama")["provider"] == "ollama"
+    assert [(e["name"], e["provider"]) for e in m.models()] == [("m", "local")]
+
+
+def test_rebuild_waits_for_the_manifest_lock(tmp_path):
+    m = Manifest(str(tmp_path), lock_timeout=0)
+    m.upsert(_installed(tmp_path, "a"))
+    lock = manifest.manifest_lock(str(tmp_path))
+    with open(lock.path, "a", encoding="utf-8") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)   # another writer holds it
+        with pytest.raises(LockTimeout):
+            m.rebuild()
+    report = m.rebuild()
+    assert re.fullmatch(re.escape(m.path) + r"\.broken-\d{8}T\d{12}Z", report["moved_aside"])
+
+
+def test_a_rebuild_whose_records_conflict_keeps_the_manifest_in_place(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(_installed(tmp_path, "a"))
+    outer = json.loads(next((tmp_path / ".venom" / "records").iterdir()).read_text())
+    inner = dict(outer, name="a/inner", local_path=str(tmp_path / "local" / "a" / "inner"), files=[])
+    (tmp_path / "local" / "a" / "inner").mkdir()
+    (tmp_path / ".venom" / "records" / "z-inner.json").write_text(json.dumps(inner))   # each record valid alone
+    before = (tmp_path / "manifest.json").read_bytes()
+    with pytest.raises(ManifestError) as err:
+        m.rebuild()
+    assert err.value.msg.startswith(f"The manifest {m.path} is invalid: the directory of 'a/inner'")
+    assert (tmp_path / "manifest.json").read_bytes() == before, "a refused rebuild leaves the manifest as it was"
+    assert m.get("a") is not None
