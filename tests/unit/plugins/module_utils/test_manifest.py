@@ -668,6 +668,7 @@ def test_rebuild_waits_for_the_manifest_lock(tmp_path):
             m.rebuild()
     report = m.rebuild()
     assert re.fullmatch(re.escape(m.path) + r"\.broken-\d{8}T\d{12}Z", report["moved_aside"])
+    assert oct(os.stat(m.path).st_mode & 0o777) == "0o644", "the rebuilt manifest is readable by the facts module"
 
 
 def test_a_rebuild_whose_records_conflict_keeps_the_manifest_in_place(tmp_path):
