@@ -476,16 +476,16 @@ class Manifest:
                 settings = self.settings()  # kept when the damaged file still says them
             except ManifestError:
                 settings = {}
-            moved = None
-            if os.path.lexists(self.path):
-                moved = f"{self.path}.broken-{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}"
-                os.replace(self.path, moved)
             doc = empty_document()
             doc["models"] = report["restored"] + report["damaged"]
             if settings:
                 doc["settings"] = settings
             doc["updated_at"] = iso()
-            validate_document(doc, self.path, self.paths.models_dir)
+            validate_document(doc, self.path, self.paths.models_dir)   # before the old file moves: a refusal keeps it
+            moved = None
+            if os.path.lexists(self.path):
+                moved = f"{self.path}.broken-{utcnow().strftime('%Y%m%dT%H%M%S%fZ')}"
+                os.replace(self.path, moved)
             atomic_write_json(self.path, doc, mode=0o644)
         report["moved_aside"] = moved
         return report
