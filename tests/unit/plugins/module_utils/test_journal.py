@@ -174,8 +174,8 @@ def test_every_secret_is_masked_wherever_it_appears_longest_first(tmp_path):
     # "zzzz" is inside "xzzzzz": masking the shorter first would leave the 'x' and a 'z' in clear
     j = Journal(str(tmp_path), secrets=["zzzz", "xzzzzz", "abc", None, 7])
     j.add_secret("tok-1234")
-    op = j.start("install", "org/m", message="token xzzzzz and zzzz", details={"env": ["HF_TOKEN=tok-1234"],
-                                                                              "nested": {"key": "zzzz"}})
+    details = {"env": ["HF_TOKEN=tok-1234"], "nested": {"key": "zzzz"}}
+    op = j.start("install", "org/m", message="token xzzzzz and zzzz", details=details)
     op.fail("failed with xzzzzz")
     text = open(j.path_of(op.id), encoding="utf-8").read()
     rec = j.get(op.id)

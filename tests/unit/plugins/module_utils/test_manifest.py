@@ -374,7 +374,7 @@ def test_a_state_file_that_is_not_plain_json_is_refused_naming_the_file(raw, msg
 
 def test_json_nested_up_to_the_depth_limit_is_read():
     value = []
-    for _ in range(31):
+    for _depth in range(31):
         value = [value]
     assert parse_json(b"[" * 32 + b"]" * 32, "P") == value
     assert parse_json(b'{"a": 1}', "P") == {"a": 1}
