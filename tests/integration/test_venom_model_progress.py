@@ -115,4 +115,8 @@ def test_result_is_the_modules_own(three_ways):
 def test_no_log_prints_nothing_about_the_model(three_ways):
     _root, res = three_ways
     assert res.task("no_log")["changed"] is True
-    assert "venom_model [" not in res.stdout and SLOW not in res.stdout
+    assert SLOW not in res.stdout
+    # the no_log task's part of the output (the background task before it may print a line of its
+    # own small install when a poll finds it running)
+    part = res.stdout.split("TASK [no_log]", 1)[1].split("PLAY RECAP", 1)[0]
+    assert "venom_model [" not in part, part
