@@ -20,7 +20,7 @@ import pytest
 
 from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
-from tests.lib.olah_env import OlahMirror, olah_venv, safetensors_bytes, tiny_gemma_files
+from tests.lib.olah_env import running_mirror, slow_model_files
 from tests.lib.throttle_proxy import ThrottleProxy
 
 SLOW = "venom-test/slow-progress-ssh"
@@ -34,15 +34,8 @@ LINE = re.compile(r"^venom_model \[([^\]]+)\] venom-test/slow-progress-ssh: inst
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
-    m = OlahMirror(str(tmp_path_factory.mktemp("olah")), olah_venv())
-    files = tiny_gemma_files()
-    files["model.safetensors"] = safetensors_bytes(SLOW_BYTES // 4, seed=11)
-    m.create_repo(SLOW, files)
-    m.start()
-    try:
+    with running_mirror(str(tmp_path_factory.mktemp("olah")), {SLOW: slow_model_files(SLOW_BYTES, seed=11)}) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def test_progress_lines_over_ssh_while_a_throttled_download_runs(mirror):  # pylint: disable=redefined-outer-name
@@ -74,4 +67,4 @@ def test_progress_lines_over_ssh_while_a_throttled_download_runs(mirror):  # pyl
         assert any(line[4] != "rate measuring" for line in lines), lines
         # the files are on the fleet host, not on the controller
         size = env.ssh(1, "sh", "-c", f"cat {result['local_path']}/model.safetensors | wc -c").stdout.strip()
-        assert int(size) == len(safetensors_bytes(SLOW_BYTES // 4, seed=11))
+        assert int(size) == len(slow_model_files(SLOW_BYTES, seed=11)["model.safetensors"])

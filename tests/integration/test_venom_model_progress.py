@@ -20,8 +20,7 @@ import time
 import pytest
 
 from tests.lib.ansible_run import run_playbook, run_task
-from tests.lib.olah_env import safetensors_bytes, tiny_gemma_files
-from tests.lib.olah_mirror import OlahMirror, olah_venv
+from tests.lib.olah_env import running_mirror, slow_model_files, tiny_gemma_files
 from tests.lib.throttle_proxy import ThrottleProxy
 
 MODULE = "venom.models.venom_model"
@@ -35,16 +34,9 @@ VOLATILE = ("operation",)
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory):
-    m = OlahMirror(str(tmp_path_factory.mktemp("olah")), olah_venv())
-    files = tiny_gemma_files()
-    files["model.safetensors"] = safetensors_bytes(SLOW_BYTES // 4, seed=7)
-    m.create_repo(SLOW, files)
-    m.create_repo("venom-test/progress-gemma", tiny_gemma_files())
-    m.start()
-    try:
+    with running_mirror(str(tmp_path_factory.mktemp("olah")), {
+            SLOW: slow_model_files(SLOW_BYTES, seed=7), "venom-test/progress-gemma": tiny_gemma_files()}) as m:
         yield m
-    finally:
-        m.stop()
 
 
 def test_progress_lines_while_a_throttled_download_runs(mirror, tmp_path):

@@ -206,3 +206,23 @@ def olah():
     """A running olah mirror with the standard test repositories (see the module docstring)."""
     with running_mirror() as mirror:
         yield mirror
+
+
+def slow_model_files(n_bytes: int, seed: int) -> dict:
+    """A tiny Gemma-shaped model whose weights file is about ``n_bytes`` (for throttled downloads)."""
+    files = tiny_gemma_files()
+    files["model.safetensors"] = safetensors_bytes(n_bytes // 4, seed=seed)
+    return files
+
+
+@contextlib.contextmanager
+def running_mirror(root: str, repos: dict):
+    """A real olah mirror under ``root`` serving ``repos`` (name -> files), stopped on exit."""
+    mirror = OlahMirror(root, olah_venv())
+    for name, files in repos.items():
+        mirror.create_repo(name, files)
+    mirror.start()
+    try:
+        yield mirror
+    finally:
+        mirror.stop()
