@@ -76,6 +76,9 @@ tier_lint() {
   local root; root=$(scripts/collection-tree.sh)
   ANSIBLE_COLLECTIONS_PATH="$root" ansible-lint --profile production --strict --nocolor --offline
   antsibull-changelog lint
+  # every Python file, tests and scripts included (ansible-test sanity covers only the collection's
+  # code): a helper defined twice silently replaces the first (pyflakes: "redefinition of unused")
+  python -m pyflakes plugins tests scripts bench extensions
 }
 
 tier_build() {

@@ -23,7 +23,7 @@ import requests
 
 from tests.lib.ansible_run import run_task
 from tests.lib.olah_env import OlahMirror, olah_venv, tiny_gemma_files
-from tests.lib.ollama_env import ModelSpec, OllamaTestDouble, oci_registry, publish_model  # noqa: F401 pylint: disable=unused-import
+from tests.lib.ollama_env import ModelSpec, OllamaTestDouble, publish_model
 from tests.lib.private_ca import make_private_ca
 from tests.lib.throttle_proxy import ThrottleProxy
 

@@ -16,7 +16,6 @@ import tempfile
 
 from tests.lib.ansible_run import run_playbook
 from tests.lib.idempotence import check_real_cycle
-from tests.lib.olah_env import olah  # noqa: F401  pylint: disable=unused-import
 
 MODULE = "venom.models.venom_model"
 GROUP = "daemon"  # an existing system group (and user) - no group is created

@@ -184,15 +184,19 @@ def build_standard(mirror: OlahMirror, venv: str) -> None:
 
 
 @contextlib.contextmanager
-def running_mirror(root: str | None = None, standard: bool = True):
-    """Build the repositories and run olah; stop it and remove everything afterwards."""
+def running_mirror(root: str | None = None, repos: dict | None = None):
+    """A real olah mirror serving ``repos`` (name -> files; default: the standard test
+    repositories), under ``root`` (default: a temporary directory removed afterwards); stopped on exit."""
     venv = olah_venv()
     owned = root is None
     root = root or tempfile.mkdtemp(prefix="venom-olah-")
     mirror = OlahMirror(root, venv)
     try:
-        if standard:
+        if repos is None:
             build_standard(mirror, venv)
+        else:
+            for name, files in repos.items():
+                mirror.create_repo(name, files)
         mirror.start()
         yield mirror
     finally:
@@ -213,16 +217,3 @@ def slow_model_files(n_bytes: int, seed: int) -> dict:
     files = tiny_gemma_files()
     files["model.safetensors"] = safetensors_bytes(n_bytes // 4, seed=seed)
     return files
-
-
-@contextlib.contextmanager
-def running_mirror(root: str, repos: dict):
-    """A real olah mirror under ``root`` serving ``repos`` (name -> files), stopped on exit."""
-    mirror = OlahMirror(root, olah_venv())
-    for name, files in repos.items():
-        mirror.create_repo(name, files)
-    mirror.start()
-    try:
-        yield mirror
-    finally:
-        mirror.stop()
