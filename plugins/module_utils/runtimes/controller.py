@@ -290,6 +290,9 @@ class RuntimeController:
 
     def preflight(self, desired: Activation | None, entry: dict | None) -> list:
         """CPU and GPU placement and GPU memory checks (``placement``), before anything is stopped."""
+        gpus = desired.gpus if desired else None
+        if not gpus and not self.spec.cpus:
+            return []
         states = instance_states(self.spec.models_dir)
         checks = placement.check_cpus(
             self.spec.name, self.spec.cpus, self.resolve_mode(), os.sched_getaffinity(0),
@@ -297,7 +300,6 @@ class RuntimeController:
                     for name, doc in states.items()
                     if name != self.spec.name and "stopped_at" not in doc
                     and (act := Activation.from_dict(doc.get("activation")))])
-        gpus = desired.gpus if desired else None
         if not gpus:
             return checks
         gpu_host, reason = gpu.probe(self.nvml)
