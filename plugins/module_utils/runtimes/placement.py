@@ -102,7 +102,7 @@ def check_cpus(name: str, cpus: list | None, mode: str, allowed, others=()) -> l
     if mode != "process":
         raise ValidationError(f"'cpus' confines a process-mode instance; '{name}' runs under systemd.",
                               fix="Leave 'cpus' out and set CPUAffinity= in a drop-in of the unit "
-                                  f"(systemctl edit <unit>), or run the instance with mode: process.")
+                                  "(systemctl edit <unit>), or run the instance with mode: process.")
     allowed = sorted(allowed)
     missing = [c for c in cpus if c not in allowed]
     if missing:
