@@ -250,7 +250,7 @@ ansible_facts:
           C(pids) every process of its tree, C(rss_bytes) the resident memory of that tree. C(vram_bytes) is
           NVML's per-process GPU memory summed over the tree (null without NVML). These are null, and
           C(pids) empty, when it is not running. C(gpus) is the GPUs its activation was placed on (null
-          when it has none).
+          when it has none), C(cpus) the CPUs a process-mode instance is confined to (null when it is not).
       returned: when the runtimes subset is gathered
       type: dict
       sample:
@@ -274,6 +274,7 @@ ansible_facts:
           rss_bytes: 2147483648
           vram_bytes: 17179869184
           gpus: [0, 1]
+          cpus: null
         ollama:
           name: ollama
           configured: false

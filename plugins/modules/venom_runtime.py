@@ -157,6 +157,19 @@ options:
         instances' O(gpu_memory_utilization) on each GPU add up to at most 1.0.
     type: bool
     default: false
+  cpus:
+    description:
+      - Process mode, the CPUs the instance's whole process tree may run on (its CPU affinity, set
+        before the runtime's command starts, so every process it starts inherits it). Left out, the
+        instance may use every CPU the host allows. A change restarts the instance.
+      - vLLM's own OpenMP binding (C(VLLM_CPU_OMP_THREADS_BIND), default C(auto)) then picks its
+        cores among these; set it in O(env) to bind differently.
+      - "Checked before anything is stopped, refused with a clear error: a CPU the host does not let
+        the module use, a CPU another running instance is confined to, O(cpus) under systemd (use
+        C(CPUAffinity=) in a drop-in of the unit there). See C(docs/runtime.md) for why instances
+        on a CPU host should not share cores."
+    type: list
+    elements: int
   api_key:
     description:
       - vLLM API key (guards C(/v1/*)); given to vLLM through C(VLLM_API_KEY), never on the command
@@ -318,8 +331,8 @@ pid:
   type: int
   sample: 4242
 preflight:
-  description: The GPU pre-flight checks that passed (with O(gpus)), with their figures.
-  returned: when O(gpus) is set
+  description: The CPU and GPU pre-flight checks that passed (with O(cpus), O(gpus)), with their figures.
+  returned: when O(cpus) or O(gpus) is set
   type: list
   elements: str
   sample: ["NVML answers (driver 550.54.15, 4 GPUs)", "GPU 2: 78.1 GiB free, needs 72.0 GiB (weights 15.2 GiB)"]
@@ -382,6 +395,7 @@ def main():
             tensor_parallel_size=dict(type="int"),
             gpus=dict(type="list", elements="int"),
             gpu_share=dict(type="bool", default=False),
+            cpus=dict(type="list", elements="int"),
             api_key=dict(type="str", no_log=True),
             keep_alive=dict(type="raw", default=-1),
             health_timeout=dict(type="float", default=DEFAULT_HEALTH_TIMEOUT),

@@ -175,6 +175,23 @@ def test_restart_and_kill_9_load_the_active_model_again(sc):  # pylint: disable=
     assert rt["running"] is True and rt["healthy"] is True and rt["restarts"] == 1 and rt["model"] == nosys
 
 
+def test_cpus_confine_the_server_and_a_bad_cpu_leaves_it_alone(sc):  # pylint: disable=redefined-outer-name
+    nosys, last = sc["names"]["nosys"], max(os.sched_getaffinity(0))
+    out = task(sc, check=True, cpus=[last])
+    assert out["changed"] is True and out["actions"] == ["restart"] and out["preflight"] == [f"CPUs {last} of " + out["preflight"][0].split(" of ")[1]]
+    out = task(sc, cpus=[last])
+    assert out["changed"] is True and out["status"]["healthy"] is True, out
+    assert os.sched_getaffinity(P.read_pid_file(sc["pid_file"])["pid"]) == {last}
+    assert loaded(sc) == [nosys] and ollama_facts(sc)["cpus"] == [last]
+    assert task(sc, cpus=[last])["changed"] is False
+    bad = task(sc, cpus=[last + 1000])
+    assert bad["failed"] and f"asks for CPU {last + 1000}" in bad["msg"], bad
+    assert os.sched_getaffinity(P.read_pid_file(sc["pid_file"])["pid"]) == {last}, "a refused run left the server alone"
+    out = task(sc)
+    assert out["changed"] is True and os.sched_getaffinity(P.read_pid_file(sc["pid_file"])["pid"]) == os.sched_getaffinity(0)
+    assert ollama_facts(sc)["cpus"] is None and loaded(sc) == [nosys]
+
+
 def test_stop(sc):  # pylint: disable=redefined-outer-name
     rec = P.read_pid_file(sc["pid_file"])
     out = task(sc, state="stopped", diff=True)

@@ -139,7 +139,7 @@ class ProcessBackend:
         argv, env = launch if launch is not None else engine.process_argv(act)
         rec = proc.start_process(argv, pid_file=self.pid_file, log_file=self.log_file, env=env, cwd="/",
                                  name=self.spec.name, port=self.spec.port, host=self.spec.host,
-                                 argv_for_record=list(argv),
+                                 argv_for_record=list(argv), cpus=((act.process or {}).get("cpus") if act else None),
                                  startup_check=0)  # the health wait watches for an early exit
         return {"pid": rec["pid"]}
 

@@ -188,7 +188,7 @@ class RuntimeController:
         return {"uptime": uptime_seconds(status.get("pid")), "pids": pids,
                 "rss_bytes": sum(rss_bytes(p) for p in pids) if pids else None,
                 "vram_bytes": gpu_host.vram_of(pids) if gpu_host is not None and pids else None,
-                "gpus": act.gpus if act else None}
+                "gpus": act.gpus if act else None, "cpus": (act.process or {}).get("cpus") if act else None}
 
     @classmethod
     def from_state(cls, models_dir: str | None, name: str, runner=None, api_key: str | None = None,
@@ -289,22 +289,31 @@ class RuntimeController:
         return plan
 
     def preflight(self, desired: Activation | None, entry: dict | None) -> list:
-        """GPU placement and memory checks (``placement``), before anything is stopped."""
+        """CPU and GPU placement and GPU memory checks (``placement``), before anything is stopped."""
         gpus = desired.gpus if desired else None
-        if not gpus:
+        if not gpus and not self.spec.cpus:
             return []
+        states = instance_states(self.spec.models_dir)
+        checks = placement.check_cpus(
+            self.spec.name, self.spec.cpus, self.resolve_mode(), os.sched_getaffinity(0),
+            others=[{"name": name, "cpus": ((act.process or {}).get("cpus"))}
+                    for name, doc in states.items()
+                    if name != self.spec.name and "stopped_at" not in doc
+                    and (act := Activation.from_dict(doc.get("activation")))])
+        if not gpus:
+            return checks
         gpu_host, reason = gpu.probe(self.nvml)
         if entry is None and desired.model:
             entry = next((e for e in self.manifest.load()["models"]
                           if e["name"] == desired.model and e["provider"] == desired.provider), None)
         others = []
-        for name, doc in instance_states(self.spec.models_dir).items():
+        for name, doc in states.items():
             act = Activation.from_dict(doc.get("activation"))
             if name != self.spec.name and act and act.gpus and "stopped_at" not in doc:
                 others.append({"name": name, "gpus": act.gpus, "gpu_share": bool(doc.get("gpu_share")),
                                "utilization": act.gpu_memory_utilization})
         tp = desired.flag("--tensor-parallel-size")
-        return placement.check_placement(
+        return checks + placement.check_placement(
             self.spec.name, gpus, gpu_host, reason, gpu_share=self.spec.gpu_share,
             utilization=desired.gpu_memory_utilization, tensor_parallel_size=int(tp) if tp and tp.isdigit() else None,
             weights_bytes=int((entry or {}).get("size_bytes") or 0),
@@ -403,7 +412,7 @@ def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = N
     ``configured: false`` and no health request is made for it.
 
     Each: name, runtime, mode, unit (systemd), port, url, model, healthy, health, pid, running,
-    crashed, restarts, configured, and uptime (s), gpus, pids (the whole tree), rss_bytes (of the
+    crashed, restarts, configured, and uptime (s), gpus, cpus (process mode), pids (the whole tree), rss_bytes (of the
     tree), vram_bytes (NVML's per-process figures summed over the tree; None without NVML).
     """
     gpu_host, _reason = gpu.probe(nvml)
@@ -420,7 +429,7 @@ def runtimes_status(models_dir: str | None, runner=None, api_key: str | None = N
             st = {"name": name, "runtime": ctrl.spec.runtime, "mode": ctrl.resolve_mode(), "url": ctrl.url, "running": False, "healthy": False,
                   "health": "not configured on this host", "pid": None, "port": ctrl.spec.port, "model": None,
                   "model_path": None, "served_model_name": None, "crashed": False, "restarts": None,
-                  "uptime": None, "pids": [], "rss_bytes": None, "vram_bytes": None, "gpus": None}
+                  "uptime": None, "pids": [], "rss_bytes": None, "vram_bytes": None, "gpus": None, "cpus": None}
         st.setdefault("unit", None)
         st["configured"] = configured
         out[name] = st

@@ -51,8 +51,11 @@ class Engine:
     def process_desc(self) -> dict:
         s = self.spec
         env = dict(sorted((s.env or {}).items()))
-        return {"command": self.command(), "host": s.host, "port": s.port,
+        desc = {"command": self.command(), "host": s.host, "port": s.port,
                 "env_keys": list(env), "env_sha256": sha(json.dumps(env), s.models_dir, create=not self.ctl.check_mode) if env else None}
+        if s.cpus:  # only when set: the description of a runtime started before 'cpus' existed stays equal
+            desc["cpus"] = list(s.cpus)
+        return desc
 
     def model_entry(self, model: str) -> dict:
         providers = self.defaults["providers"]

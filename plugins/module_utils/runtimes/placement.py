@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""GPU placement and pre-flight of a runtime instance, decided before anything is stopped.
+"""GPU and CPU placement and pre-flight of a runtime instance, decided before anything is stopped.
 
 An instance with ``gpus`` runs on those devices only (``CUDA_VISIBLE_DEVICES``, in NVML's PCI-bus
 order through ``CUDA_DEVICE_ORDER=PCI_BUS_ID``). Refused, with the figures:
@@ -87,3 +87,46 @@ def check_placement(name: str, gpus: list, gpu_host, no_gpu_reason: str = "", *,
                 fix="Free the GPU (stop what uses it), lower gpu_memory_utilization, or choose another GPU.")
         checks.append(f"GPU {gpu}: {_gib(free)} free, needs {_gib(budget)} (weights {_gib(share)})")
     return checks
+
+
+def check_cpus(name: str, cpus: list | None, mode: str, allowed, others=()) -> list:
+    """Raise ValidationError if instance ``name`` cannot be confined to ``cpus``; the checks passed, as text.
+
+    ``allowed``: the CPUs this host lets the module use (its affinity); ``others``: the other
+    running instances with ``cpus``, as dicts with ``name`` and ``cpus``. Refused: ``cpus`` under
+    systemd (the unit's ``CPUAffinity=`` does that), a CPU the host does not allow, a CPU another
+    instance is confined to (a start that visits a busy instance's CPUs can stall: docs/runtime.md).
+    """
+    if not cpus:
+        return []
+    if mode != "process":
+        raise ValidationError(f"'cpus' confines a process-mode instance; '{name}' runs under systemd.",
+                              fix="Leave 'cpus' out and set CPUAffinity= in a drop-in of the unit "
+                                  "(systemctl edit <unit>), or run the instance with mode: process.")
+    allowed = sorted(allowed)
+    missing = [c for c in cpus if c not in allowed]
+    if missing:
+        raise ValidationError(f"The instance '{name}' asks for CPU {', '.join(map(str, missing))}, but this host lets it "
+                              f"use CPUs {_ranges(allowed)}.",
+                              fix="Choose CPUs from that list (lscpu; a cgroup or taskset may narrow it).")
+    for other in others:
+        shared = sorted(set(cpus) & set(other.get("cpus") or ()))
+        if shared:
+            raise ValidationError(f"CPU {', '.join(map(str, shared))} is the CPU of the instance '{other['name']}'.",
+                                  fix="Give each instance CPUs of its own, or leave 'cpus' out on both.")
+    return [f"CPUs {_ranges(cpus)} of {_ranges(allowed)}"]
+
+
+def _ranges(cpus) -> str:
+    """``[0, 1, 2, 5]`` as ``0-2,5`` (the notation of taskset and cpusets)."""
+    out, run = [], []
+    for cpu in sorted(cpus):
+        if run and cpu == run[-1] + 1:
+            run.append(cpu)
+            continue
+        if run:
+            out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+        run = [cpu]
+    if run:
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(out)

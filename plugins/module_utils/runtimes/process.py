@@ -272,7 +272,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
                   cwd: str = "/", name: str = "runtime", port: int | None = None, host: str | None = None,
                   argv_for_record: list[str] | None = None, startup_check: float = 0.3,
                   log_max_bytes: int | None = logsize.DEFAULT_MAX_BYTES, log_keep: int = logsize.DEFAULT_KEEP,
-                  scope: str | None = "auto") -> dict:
+                  scope: str | None = "auto", cpus=None) -> dict:
     """Start ``argv`` detached (own session), log to ``log_file``; write and return the PID record.
 
     ``env`` is the complete environment of the process (the caller decides what to inherit);
@@ -282,6 +282,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     (``log_max_bytes``, ``log_keep`` old files; see ``logsize``); ``log_max_bytes=None`` appends
     to it without limit. ``scope``: ``"auto"`` runs the tree in a transient systemd scope where
     ``scope_runner()`` finds one, a path names the ``systemd-run`` to use, None runs it without.
+    ``cpus``: the CPUs the whole tree may run on (its affinity, set before the exec; None: all).
     """
     if not argv:
         raise RuntimeControlError("No command to start.", fix="Set 'command'.")
@@ -310,9 +311,9 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
             log_fd = sink
         if unit:
             pid = spawn_detached(systemd_run, scope_argv(systemd_run, unit, exe, argv), env, cwd=cwd,
-                                 stdout=log_fd, stderr=log_fd)
+                                 stdout=log_fd, stderr=log_fd, cpus=cpus)
         else:
-            pid = spawn_detached(exe, list(argv), env, cwd=cwd, stdout=log_fd, stderr=log_fd)
+            pid = spawn_detached(exe, list(argv), env, cwd=cwd, stdout=log_fd, stderr=log_fd, cpus=cpus)
     except BaseException:
         os.close(log_fd)
         if rotator is not None:  # its pipe is closed now: it ends; reap it so no zombie is left

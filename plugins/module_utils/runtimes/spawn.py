@@ -15,11 +15,12 @@ import os
 
 
 def spawn_detached(exe: str, argv: list[str], env: dict, *, cwd: str = "/", stdin: int | None = None,
-                   stdout: int | None = None, stderr: int | None = None) -> int:
+                   stdout: int | None = None, stderr: int | None = None, cpus=None) -> int:
     """Start ``exe`` with ``argv`` and ``env`` in a new session in ``cwd``; return its pid once it runs ``exe``.
 
     ``stdin``, ``stdout`` and ``stderr`` are file descriptors for the child's 0, 1 and 2
-    (``None``: /dev/null). A child that cannot exec reports the error through a close-on-exec
+    (``None``: /dev/null). ``cpus``: the CPUs the child and everything it starts may run on
+    (``sched_setaffinity`` before ``execve``; None: those of the caller). A child that cannot exec reports the error through a close-on-exec
     pipe and the parent raises it as an ``OSError``, as ``posix_spawn`` does.
     """
     read_end, write_end = os.pipe()  # both close-on-exec: EOF in the parent means execve succeeded
@@ -29,6 +30,8 @@ def spawn_detached(exe: str, argv: list[str], env: dict, *, cwd: str = "/", stdi
             try:
                 os.setsid()
                 os.chdir(cwd)
+                if cpus:
+                    os.sched_setaffinity(0, cpus)
                 fds = [stdin, stdout, stderr]
                 modes = [os.O_RDONLY, os.O_WRONLY, os.O_WRONLY]
                 # every source is opened or duplicated above 2 first, so no dup2 overwrites another's source

@@ -70,6 +70,7 @@ class RuntimeSpec:
     log_file: str | None = None
     gpus: list | None = None  # GPU indexes (NVML order) for this instance only; [] = none (CPU)
     gpu_share: bool = False
+    cpus: list | None = None  # process mode: the CPUs the instance's whole process tree may run on
 
     def __post_init__(self):
         validate_instance_name(self.name)
@@ -117,6 +118,16 @@ class RuntimeSpec:
                                       fix="Leave 'gpus' out for Ollama (its unit's CUDA_VISIBLE_DEVICES limits it).")
             if self.gpus and self.tensor_parallel_size is None:
                 self.tensor_parallel_size = len(self.gpus)
+        if self.cpus is not None:
+            try:
+                self.cpus = [int(c) for c in self.cpus]
+            except (TypeError, ValueError):
+                raise ValidationError(f"'cpus' must be a list of CPU numbers, not {self.cpus!r}.",
+                                      fix="Give CPU numbers as /proc/cpuinfo (or lscpu) lists them, e.g. cpus: [0, 1].") from None
+            if any(c < 0 for c in self.cpus) or len(set(self.cpus)) != len(self.cpus):
+                raise ValidationError(f"'cpus' {self.cpus} has a negative number or lists a CPU twice.",
+                                      fix="List each CPU number (0 or more) once.")
+            self.cpus = sorted(self.cpus) or None
         if self.env is not None:
             self.env = {str(k): str(v) for k, v in self.env.items()}
 

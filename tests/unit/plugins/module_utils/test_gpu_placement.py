@@ -4,6 +4,7 @@ machines): device count, free memory, per-process memory. What the real NVML ret
 host was not seen here (see docs/runtime.md)."""
 from __future__ import annotations
 
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils.host import gpu as G
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
-from ansible_collections.venom.models.plugins.module_utils.runtimes.placement import check_placement
+from ansible_collections.venom.models.plugins.module_utils.runtimes.placement import check_cpus, check_placement
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 
 from tests.unit.plugins.module_utils.test_runtime import fake_processes
@@ -191,3 +192,44 @@ def test_facts_per_instance_with_tree_rss_uptime_and_vram(models_dir, tmp_path):
         c.backend.stop()
     st = R.runtimes_status(models_dir, nvml=four_gpus())["embed"]
     assert st["running"] is False and st["rss_bytes"] is None and st["pids"] == []
+
+
+def test_cpus_are_checked_against_the_host_and_the_other_instances():
+    assert check_cpus("a", None, "process", {0, 1}) == []
+    assert check_cpus("a", [0, 1, 2, 5], "process", {0, 1, 2, 3, 5}) == ["CPUs 0-2,5 of 0-3,5"]
+    with pytest.raises(ValidationError, match=r"asks for CPU 4, but this host lets it use CPUs 0-3") as err:
+        check_cpus("a", [3, 4], "process", {0, 1, 2, 3})
+    assert "lscpu" in err.value.fix
+    with pytest.raises(ValidationError, match="CPU 1 is the CPU of the instance 'b'"):
+        check_cpus("a", [0, 1], "process", {0, 1, 2}, others=[{"name": "c", "cpus": None}, {"name": "b", "cpus": [1, 2]}])
+    assert check_cpus("a", [0], "process", {0, 1}, others=[{"name": "b", "cpus": [1]}]) == ["CPUs 0 of 0-1"]
+    with pytest.raises(ValidationError, match="runs under systemd") as err:
+        check_cpus("a", [0], "systemd", {0, 1})
+    assert "CPUAffinity=" in err.value.fix
+
+
+@pytest.mark.parametrize("cpus, match", [([-1], "negative"), ([1, 1], "twice"), (["x"], "list of CPU numbers"),
+                                         ("0-3", "list of CPU numbers")])
+def test_bad_cpus_are_refused_by_the_spec(cpus, match):
+    with pytest.raises(ValidationError, match=match):
+        R.RuntimeSpec(name="a", runtime="vllm", port=8001, cpus=cpus)
+
+
+def test_cpus_of_another_running_instance_are_refused_before_anything_stops(models_dir, monkeypatch):
+    last = max(os.sched_getaffinity(0))
+    a, fa = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"],
+                           cpus=[last])
+    a.ensure("started", "a")
+    assert fa.started and R.instance_states(models_dir)["one"]["activation"]["process"]["cpus"] == [last]
+    b, fb = fake_processes(models_dir, monkeypatch, (["good"], {}), name="two", runtime="vllm", port=8002,
+                           command=["good"], cpus=[last])
+    with pytest.raises(ValidationError, match=f"CPU {last} is the CPU of the instance 'one'"):
+        b.ensure("started", "b")
+    assert fb.stops == 0 and fb.started == []
+    again, fagain = fake_processes(models_dir, monkeypatch, fa.running, name="one", runtime="vllm", port=8001,
+                                   command=["good"], cpus=[last])
+    assert again.ensure("started", "a")["changed"] is False and fagain.stops == 0
+    moved, fmoved = fake_processes(models_dir, monkeypatch, fa.running, name="one", runtime="vllm", port=8001,
+                                   command=["good"])
+    assert moved.ensure("started", "a")["changed"] is True and fmoved.stops == 1, "leaving 'cpus' out restarts it unconfined"
+    assert "cpus" not in R.instance_states(models_dir)["one"]["activation"]["process"]

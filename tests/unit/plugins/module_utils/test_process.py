@@ -210,6 +210,21 @@ def test_start_runs_in_cwd_and_leaves_the_callers_cwd_alone(tmp_path):
         P.stop_tree(rec, stop_timeout=5)
 
 
+def test_cpus_confine_the_runtime_and_what_it_starts(tmp_path):
+    last = max(os.sched_getaffinity(0))
+    child = "import os, subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); time.sleep(30)"
+    rec = P.start_process([sys.executable, "-c", child], pid_file=str(tmp_path / "p"), log_file=str(tmp_path / "l"),
+                          name="pinned", cpus=[last])
+    try:
+        assert os.sched_getaffinity(rec["pid"]) == {last}
+        assert wait_until(lambda: [p for p in P.all_procs() if p.ppid == rec["pid"]], timeout=20)
+        grandchild = next(p.pid for p in P.all_procs() if p.ppid == rec["pid"])
+        assert os.sched_getaffinity(grandchild) == {last}, "a process the runtime starts inherits its CPUs"
+        assert os.sched_getaffinity(0) != {last} or len(os.sched_getaffinity(0)) == 1, "the caller is not confined"
+    finally:
+        P.stop_tree(rec, stop_timeout=5)
+
+
 def test_a_file_that_cannot_be_executed_raises_in_the_caller_and_leaves_no_child(tmp_path):
     script = tmp_path / "not-a-program"
     script.write_text("no shebang, not ELF\n")
