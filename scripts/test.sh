@@ -86,7 +86,7 @@ tier_build() {
 }
 
 tier_integration() {
-  "${PYTEST[@]}" tests/integration
+  "${PYTEST[@]}" --durations=15 tests/integration
 }
 
 # only the tests that run modules and playbooks: the servers, vLLM and the demo do not change
@@ -104,7 +104,7 @@ tier_integration_newest() {
 }
 
 tier_fleet() {
-  "${PYTEST[@]}" tests/fleet
+  "${PYTEST[@]}" --durations=15 tests/fleet
 }
 
 run_tier() {
