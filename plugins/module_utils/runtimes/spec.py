@@ -35,6 +35,17 @@ def sha(text: str | None, models_dir: str | None, create: bool = False) -> str |
     return keyed_digest(StatePaths(models_dir).state_dir, text, create=create)
 
 
+def _int_list(option: str, value, what: str, fix: str) -> list:
+    """``value`` as a list of ints, or a ValidationError naming ``option`` (a string is refused, not split
+    into its characters)."""
+    try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError(value)
+        return [int(v) for v in value]
+    except (TypeError, ValueError):
+        raise ValidationError(f"'{option}' must be a list of {what}, not {value!r}.", fix=fix) from None
+
+
 @dataclass
 class RuntimeSpec:
     """What the caller asks for (the module's options). None means: keep what is configured.
@@ -108,22 +119,15 @@ class RuntimeSpec:
         if self.args is not None:
             self.args = [str(a) for a in self.args]
         if self.gpus is not None:
-            try:
-                self.gpus = [int(g) for g in self.gpus]
-            except (TypeError, ValueError):
-                raise ValidationError(f"'gpus' must be a list of GPU indexes, not {self.gpus!r}.",
-                                      fix="Give indexes as nvidia-smi lists them, e.g. gpus: [0, 1].") from None
+            self.gpus = _int_list("gpus", self.gpus, "GPU indexes", "Give indexes as nvidia-smi lists them, e.g. gpus: [0, 1].")
             if self.gpus and self.runtime != "vllm":
                 raise ValidationError("'gpus' places vLLM instances; Ollama spreads its models over the GPUs itself.",
                                       fix="Leave 'gpus' out for Ollama (its unit's CUDA_VISIBLE_DEVICES limits it).")
             if self.gpus and self.tensor_parallel_size is None:
                 self.tensor_parallel_size = len(self.gpus)
         if self.cpus is not None:
-            try:
-                self.cpus = [int(c) for c in self.cpus]
-            except (TypeError, ValueError):
-                raise ValidationError(f"'cpus' must be a list of CPU numbers, not {self.cpus!r}.",
-                                      fix="Give CPU numbers as /proc/cpuinfo (or lscpu) lists them, e.g. cpus: [0, 1].") from None
+            self.cpus = _int_list("cpus", self.cpus, "CPU numbers",
+                                  "Give CPU numbers as /proc/cpuinfo (or lscpu) lists them, e.g. cpus: [0, 1].")
             if any(c < 0 for c in self.cpus) or len(set(self.cpus)) != len(self.cpus):
                 raise ValidationError(f"'cpus' {self.cpus} has a negative number or lists a CPU twice.",
                                       fix="List each CPU number (0 or more) once.")

@@ -209,7 +209,7 @@ def test_cpus_are_checked_against_the_host_and_the_other_instances():
 
 
 @pytest.mark.parametrize("cpus, match", [([-1], "negative"), ([1, 1], "twice"), (["x"], "list of CPU numbers"),
-                                         ("0-3", "list of CPU numbers")])
+                                         ("0-3", "list of CPU numbers"), ("01", "list of CPU numbers")])
 def test_bad_cpus_are_refused_by_the_spec(cpus, match):
     with pytest.raises(ValidationError, match=match):
         R.RuntimeSpec(name="a", runtime="vllm", port=8001, cpus=cpus)
