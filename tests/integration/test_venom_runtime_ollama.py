@@ -177,8 +177,9 @@ def test_restart_and_kill_9_load_the_active_model_again(sc):  # pylint: disable=
 
 def test_cpus_confine_the_server_and_a_bad_cpu_leaves_it_alone(sc):  # pylint: disable=redefined-outer-name
     nosys, last = sc["names"]["nosys"], max(os.sched_getaffinity(0))
-    out = task(sc, check=True, cpus=[last])
+    out = task(sc, check=True, diff=True, cpus=[last])
     assert out["changed"] is True and out["actions"] == ["restart"] and out["preflight"] == [f"CPUs {last} of " + out["preflight"][0].split(" of ")[1]]
+    assert (out["diff"]["before"]["cpus"], out["diff"]["after"]["cpus"]) == (None, [last]), out["diff"]
     out = task(sc, cpus=[last])
     assert out["changed"] is True and out["status"]["healthy"] is True, out
     assert os.sched_getaffinity(P.read_pid_file(sc["pid_file"])["pid"]) == {last}
@@ -187,7 +188,8 @@ def test_cpus_confine_the_server_and_a_bad_cpu_leaves_it_alone(sc):  # pylint: d
     bad = task(sc, cpus=[last + 1000])
     assert bad["failed"] and f"asks for CPU {last + 1000}" in bad["msg"], bad
     assert os.sched_getaffinity(P.read_pid_file(sc["pid_file"])["pid"]) == {last}, "a refused run left the server alone"
-    out = task(sc)
+    out = task(sc, diff=True)
+    assert (out["diff"]["before"]["cpus"], out["diff"]["after"]["cpus"]) == ([last], None), out["diff"]
     assert out["changed"] is True and os.sched_getaffinity(P.read_pid_file(sc["pid_file"])["pid"]) == os.sched_getaffinity(0)
     assert ollama_facts(sc)["cpus"] is None and loaded(sc) == [nosys]
 

@@ -201,6 +201,11 @@ class Activation:
             return None
 
 
+def _placement(act: Activation | None) -> dict:
+    """Where an activation runs, as the diff shows it: its GPUs and (process mode) its CPUs."""
+    return {"gpus": act.gpus if act else None, "cpus": (act.process or {}).get("cpus") if act else None}
+
+
 @dataclass
 class Plan:
     """What one run of ``RuntimeController.ensure`` will do, decided before anything changes."""
@@ -233,11 +238,13 @@ class Plan:
 
     def diff(self) -> dict:
         after_state = "stopped" if self.state == "stopped" else "started"
+        before_state = "started" if self.before["running"] else "stopped"
         return {
-            "before": {"state": "started" if self.before["running"] else "stopped", "model": self.current_model,
-                       "healthy": self.before["healthy"], "mode": self.mode},
+            "before": {"state": before_state, "model": self.current_model,
+                       "healthy": self.before["healthy"], "mode": self.mode,
+                       **_placement(self.current if before_state == "started" else None)},
             "after": {"state": after_state, "model": self.model, "healthy": after_state == "started",
-                      "mode": self.mode},
+                      "mode": self.mode, **_placement(self.desired if after_state == "started" else None)},
         }
 
     def result(self) -> dict:

@@ -463,3 +463,25 @@ def test_runtimes_status_is_keyed_by_instance(models_dir, monkeypatch):
     assert st["embed"]["runtime"] == "vllm" and st["embed"]["port"] == 8005 and st["embed"]["model"] == "a"
     assert st["embed"]["configured"] is True and st["vllm"]["configured"] is False
     assert st["embed"]["log_file"].endswith("/embed.log")
+
+
+def test_the_diff_shows_where_an_instance_runs_before_and_after():
+    """A change of CPUs or GPUs alone shows in --diff as the placement it changes, not just a restart."""
+    def act(cpus=None, gpus=None):
+        return S.Activation(model="a", gpus=gpus, process={"command": ["x"], **({"cpus": cpus} if cpus else {})})
+
+    before = {"running": True, "healthy": True}
+    plan = S.Plan(name="vllm", state="started", mode="process", url="http://127.0.0.1:8000", before=before,
+                  current=act(cpus=[0], gpus=[1]), desired=act(cpus=[1], gpus=[2, 3]), current_model="a",
+                  actions=["restart"])
+    diff = plan.diff()
+    assert (diff["before"]["cpus"], diff["before"]["gpus"]) == ([0], [1])
+    assert (diff["after"]["cpus"], diff["after"]["gpus"]) == ([1], [2, 3])
+    stopping = S.Plan(name="vllm", state="stopped", mode="process", url="", before=before,
+                      current=act(cpus=[0]), desired=None, current_model="a", actions=["stop"]).diff()
+    assert stopping["before"]["cpus"] == [0] and stopping["after"]["cpus"] is None
+    starting = S.Plan(name="vllm", state="started", mode="process", url="", before={"running": False, "healthy": False},
+                      current=act(cpus=[0]), desired=act(), actions=["start"]).diff()
+    assert starting["before"]["cpus"] is None, "a stopped runtime runs nowhere, whatever its last activation said"
+    assert starting["after"] == {"state": "started", "model": "a", "healthy": True, "mode": "process",
+                                 "gpus": None, "cpus": None}
