@@ -39,6 +39,7 @@ MEDIA_MODEL = "application/vnd.ollama.image.model"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _HASH_CHUNK = 4 * 1024 * 1024
 
+
 def blob_file_name(digest: str) -> str:
     m = _DIGEST.match(digest or "")
     if not m:
