@@ -18,6 +18,7 @@ import time
 
 from ansible_collections.venom.models.plugins.module_utils.store.journal import RUNNING_STATUSES
 from ansible_collections.venom.models.plugins.module_utils.store.quota import fmt_bytes
+from ansible_collections.venom.models.plugins.module_utils.store.validation import model_key
 
 RECORD_SEPARATOR = "\x1e"
 RATE_WINDOW = 30.0  # seconds of samples the rate is computed over
@@ -52,18 +53,18 @@ def parse_records(stdout: str) -> list:
     return out
 
 
-def _same_model(recorded: str | None, name: str) -> bool:
-    """The journal's (canonical) model name is the task's: equal ignoring case, or the task's name
-    without the tag Ollama adds (``llama3`` is ``llama3:latest``)."""
+def _same_model(recorded: str | None, name: str, provider: str) -> bool:
+    """The journal's (canonical) model name is the task's: the same under the provider's naming
+    rule (``model_key``: ``llama3`` is ``llama3:latest`` for Ollama), ignoring case."""
     if not recorded:
         return False
-    recorded, name = recorded.lower(), name.lower()
-    return recorded == name or (":" not in name and recorded.split("/")[-1] == f"{name.split('/')[-1]}:latest")
+    return model_key(recorded, provider).lower() == model_key(name, provider).lower()
 
 
 def pick_operation(records: list, name: str, provider: str) -> dict | None:
     """The running operation of the task's model (the newest if several)."""
-    mine = [r for r in records if _same_model(r.get("model"), name) and (r.get("provider") or provider) == provider]
+    mine = [r for r in records if _same_model(r.get("model"), name, provider)
+            and (r.get("provider") or provider) == provider]
     mine.sort(key=lambda r: r.get("started_at") or "", reverse=True)
     return mine[0] if mine else None
 

@@ -22,7 +22,7 @@ from ansible_collections.venom.models.plugins.module_utils.errors import (
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
-from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
+from ansible_collections.venom.models.plugins.module_utils.store.validation import model_key, parse_ollama_name
 
 LISTABLE_PROVIDERS = ("huggingface", "ollama")  # the providers with a catalogue to list
 DEFAULT_LIMIT = 50
@@ -30,7 +30,8 @@ MAX_LIMIT = 1000
 
 
 def _installed_index(models: list, provider: str) -> dict:
-    return {m["name"].lower(): m for m in models or [] if m.get("provider") == provider}
+    """The manifest's entries of ``provider`` by ``model_key`` (in lower case: the Hub ignores case too)."""
+    return {model_key(m["name"], provider).lower(): m for m in models or [] if m.get("provider") == provider}
 
 
 def _hf_redact(text: str, token: str | None) -> str:
@@ -38,8 +39,8 @@ def _hf_redact(text: str, token: str | None) -> str:
     return redact(text, token)
 
 
-def _mark(row: dict, installed: dict, key: str) -> dict:
-    entry = installed.get(key.lower())
+def _mark(row: dict, installed: dict, key: str, provider: str = "huggingface") -> dict:
+    entry = installed.get(model_key(key, provider).lower())
     row["installed"] = bool(entry and entry.get("status") == "installed")
     row["installed_revision"] = entry.get("revision") if entry else None
     return row
@@ -112,8 +113,9 @@ def _ollama_key(name: str) -> str:
 
 
 def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, installed: dict, tls: Tls) -> list:
-    from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaClient  # pylint: disable=import-outside-toplevel
-    client = OllamaClient(endpoint or "http://127.0.0.1:11434", timeout=15.0, tls=tls)
+    from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import (  # pylint: disable=import-outside-toplevel
+        DEFAULT_ENDPOINT, OllamaClient)
+    client = OllamaClient(endpoint or DEFAULT_ENDPOINT, timeout=15.0, tls=tls)
     tags = client.tags()
     by_name = {}
     for tag in tags:
@@ -125,7 +127,7 @@ def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, i
         except ValidationError:
             key = name
         details = tag.get("details") if isinstance(tag.get("details"), dict) else {}
-        by_name[key.lower()] = {
+        by_name[model_key(key, "ollama")] = {
             "name": key, "available": True, "reason": None, "revision": tag.get("digest"),
             "size_bytes": tag.get("size"), "modified_at": tag.get("modified_at"),
             "family": details.get("family"), "parameter_size": details.get("parameter_size"),
@@ -134,15 +136,15 @@ def _ollama(endpoint: str | None, search: str | None, names: list, limit: int, i
     if names:
         for name in names:
             key = _ollama_key(name)
-            row = by_name.get(key.lower()) or {
+            row = by_name.get(model_key(key, "ollama")) or {
                 "name": key, "available": False, "revision": None, "size_bytes": None,
                 "reason": f"the Ollama server at {client.endpoint} does not have it (pull it with venom_model)"}
-            rows.append(_mark(dict(row), installed, key))
+            rows.append(_mark(dict(row), installed, key, "ollama"))
         return rows
     needle = (search or "").lower()
     for key in sorted(by_name):
         if needle in key:
-            rows.append(_mark(dict(by_name[key]), installed, key))
+            rows.append(_mark(dict(by_name[key]), installed, key, "ollama"))
     return rows[:limit]
 
 

@@ -23,46 +23,21 @@ import os
 import re
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.detect import detect_from_ollama_show
-from ansible_collections.venom.models.plugins.module_utils.errors import (
-    IntegrityError, MissingDependencyError, NotFoundError, ProviderError, ValidationError)
+from ansible_collections.venom.models.plugins.module_utils import httpclient
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry
+from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import (
+    DEFAULT_ENDPOINT, DEFAULT_PULL_READ_TIMEOUT, OllamaClient, require_requests)
 from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Problem, Provider, Target
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
     parse_ollama_name, validate_model_name, validate_size)
 
-try:
-    import requests
-    REQUESTS_IMPORT_ERROR = None
-except ImportError as _exc:  # pragma: no cover - exercised by the sanity import test
-    requests = None
-    REQUESTS_IMPORT_ERROR = _exc
-
-DEFAULT_ENDPOINT = "http://127.0.0.1:11434"
 DEFAULT_MODELS_PATH = "/usr/share/ollama/.ollama/models"  # the store of the Linux service (docs/linux.md)
-DEFAULT_PULL_READ_TIMEOUT = 900.0  # seconds without a line from the server (verifying a huge blob is silent)
 MEDIA_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_MODEL = "application/vnd.ollama.image.model"
 _DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
 _HASH_CHUNK = 4 * 1024 * 1024
-
-SERVER_FIX = ("Start the Ollama server (the venom.models.ollama role, or venom.models.venom_runtime name=ollama) "
-              "or set 'endpoint' to the address it listens on.")
-
-
-def _require_requests() -> None:
-    if requests is None:
-        raise MissingDependencyError("requests", "to talk to the Ollama server", REQUESTS_IMPORT_ERROR)
-
-
-def _error_text(resp) -> str:
-    try:
-        doc = resp.json()
-        if isinstance(doc, dict) and doc.get("error"):
-            return str(doc["error"])
-    except ValueError:
-        pass
-    return (resp.text or "").strip()[:500] or f"HTTP {resp.status_code}"
 
 
 def blob_file_name(digest: str) -> str:
@@ -73,162 +48,6 @@ def blob_file_name(digest: str) -> str:
     return f"sha256-{m.group(1)}"
 
 
-def pull_error(name: str, error: str, registry_host: str) -> Exception:
-    """The VenomError for an ``{"error": ...}`` line of a pull, with the way out."""
-    text = f"Ollama could not pull {name}: {error}."
-    if "file does not exist" in error:
-        return NotFoundError(f"Ollama found no model {name} in the registry {registry_host} ({error}). Nothing was installed.",
-                             fix="Check the model name and tag (for the default registry, on ollama.com/library).")
-    if "insecure protocol" in error or "HTTP response to HTTPS client" in error:
-        return ProviderError(text, fix="The registry speaks plain HTTP: set 'insecure: true' (only for a registry you trust).")
-    if "digest mismatch" in error:
-        return IntegrityError(text, fix="Ollama removed the damaged layer; run the task again to download it again.")
-    if "no space left" in error.lower():
-        return ProviderError(text, fix="Free space in the Ollama store (models_path) or remove models with state=absent.")
-    if "max retries exceeded" in error or "connection refused" in error or "no such host" in error or "timeout" in error:
-        return ProviderError(text, fix="Check that the Ollama host reaches the registry (network, proxy, DNS); run the "
-                                       "task again to resume: Ollama keeps what it downloaded.")
-    return ProviderError(text, fix="See the Ollama server log (journalctl -u ollama) for the cause.")
-
-
-class OllamaClient:
-    """A small client of the Ollama HTTP API (``requests``)."""
-
-    def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = 30.0,
-                 pull_read_timeout: float = DEFAULT_PULL_READ_TIMEOUT, tls: Tls | None = None):
-        _require_requests()
-        self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        if not re.match(r"^https?://", self.endpoint):
-            raise ValidationError(f"The Ollama endpoint {endpoint!r} is not an http(s) URL.",
-                                  fix="Give it as http://HOST:PORT, e.g. http://127.0.0.1:11434.")
-        self.timeout = timeout
-        self.pull_read_timeout = pull_read_timeout
-        self.session = requests.Session()
-        self.session.trust_env = False  # the server is local: never through an HTTP proxy from the environment
-        self.tls = tls or Tls()
-        self.tls.quiet_requests()
-        self.tls.contacting(self.endpoint)
-
-    def _unreachable(self, exc: Exception) -> Exception:
-        cert = self.tls.certificate_error(exc, self.endpoint, f"The Ollama server at {self.endpoint}")
-        if cert is not None:
-            return cert
-        return ProviderError(f"The Ollama server at {self.endpoint} cannot be reached ({type(exc).__name__}: {exc}).",
-                             fix=SERVER_FIX)
-
-    def _call(self, method: str, path: str, **kw):
-        kw.setdefault("timeout", self.timeout)
-        try:
-            return self.session.request(method, self.endpoint + path, verify=self.tls.requests_verify(), **kw)
-        except requests.RequestException as exc:
-            raise self._unreachable(exc) from None
-
-    def _json(self, method: str, path: str, **kw):
-        resp = self._call(method, path, **kw)
-        if resp.status_code != 200:
-            raise ProviderError(f"The Ollama server at {self.endpoint} answered {method} {path} with HTTP {resp.status_code}: "
-                                f"{_error_text(resp)}.", fix="See the Ollama server log (journalctl -u ollama).")
-        try:
-            return resp.json()
-        except ValueError:
-            raise ProviderError(f"The server at {self.endpoint} did not answer {path} with JSON; is it an Ollama server?",
-                                fix=SERVER_FIX) from None
-
-    def version(self) -> str:
-        return str(self._json("GET", "/api/version").get("version", ""))
-
-    def tags(self) -> list:
-        models = self._json("GET", "/api/tags").get("models")
-        return models if isinstance(models, list) else []
-
-    def find(self, name: str) -> dict | None:
-        """The /api/tags entry of ``name`` (normalised, matched case-insensitively as Ollama does)."""
-        want = parse_ollama_name(name)["display"].lower()
-        for m in self.tags():
-            for key in ("model", "name"):
-                try:
-                    if parse_ollama_name(str(m.get(key, "")))["display"].lower() == want:
-                        return m
-                except ValidationError:
-                    continue
-        return None
-
-    def show(self, name: str) -> dict:
-        resp = self._call("POST", "/api/show", json={"model": name})
-        if resp.status_code == 404:
-            raise NotFoundError(f"The Ollama server has no model {name}: {_error_text(resp)}.",
-                                fix="Install it with venom_model state=present provider=ollama.")
-        if resp.status_code != 200:
-            raise ProviderError(f"Ollama could not show {name}: HTTP {resp.status_code}: {_error_text(resp)}.",
-                                fix="See the Ollama server log (journalctl -u ollama).")
-        return resp.json()
-
-    def blob_exists(self, digest: str) -> bool:
-        resp = self._call("HEAD", f"/api/blobs/{digest}")
-        if resp.status_code in (200, 404):
-            return resp.status_code == 200
-        raise ProviderError(f"The Ollama server answered HEAD /api/blobs/{digest} with HTTP {resp.status_code}.",
-                            fix="See the Ollama server log (journalctl -u ollama).")
-
-    def delete(self, name: str) -> bool:
-        """Delete ``name``; False when the server does not have it (404)."""
-        resp = self._call("DELETE", "/api/delete", json={"model": name})
-        if resp.status_code == 404:
-            return False
-        if resp.status_code != 200:
-            raise ProviderError(f"Ollama could not delete {name}: HTTP {resp.status_code}: {_error_text(resp)}.",
-                                fix="See the Ollama server log (journalctl -u ollama).")
-        return True
-
-    def ps(self) -> list:
-        models = self._json("GET", "/api/ps").get("models")
-        return models if isinstance(models, list) else []
-
-    def pull(self, name: str, insecure: bool = False, on_line=None, registry_host: str = "") -> dict:
-        """``POST /api/pull`` streaming; ``on_line(dict)`` for every progress line; the last line.
-
-        An ``{"error": ...}`` line, an HTTP error, or a stream that ends without ``success``
-        (the connection dropped, the server stopped) raises a VenomError.
-        """
-        body = {"model": name, "insecure": bool(insecure), "stream": True}
-        try:
-            resp = self.session.post(self.endpoint + "/api/pull", json=body, stream=True,
-                                     timeout=(self.timeout, self.pull_read_timeout), verify=self.tls.requests_verify())
-        except requests.RequestException as exc:
-            raise self._unreachable(exc) from None
-        last: dict = {}
-        with resp:
-            if resp.status_code != 200:
-                raise pull_error(name, _error_text(resp), registry_host)
-            try:
-                for raw in resp.iter_lines():
-                    if not raw:
-                        continue
-                    try:
-                        line = json.loads(raw)
-                    except ValueError:
-                        raise ProviderError(f"Ollama sent a line that is not JSON while pulling {name}: {raw[:200]!r}.",
-                                            fix="Check that the endpoint is an Ollama server.") from None
-                    if not isinstance(line, dict):
-                        continue
-                    if line.get("error"):
-                        raise pull_error(name, str(line["error"]), registry_host)
-                    last = line
-                    if on_line is not None:
-                        on_line(line)
-            except requests.RequestException as exc:
-                raise ProviderError(
-                    f"The connection to the Ollama server dropped while pulling {name} "
-                    f"(last status: {last.get('status', 'none')!r}; {type(exc).__name__}).",
-                    fix="Run the task again: Ollama keeps the partial download and resumes it.") from None
-        if last.get("status") != "success":
-            raise ProviderError(
-                f"The Ollama server ended the pull of {name} before it finished (last status: {last.get('status', 'none')!r}).",
-                fix="Run the task again: Ollama keeps the partial download and resumes it. If it keeps happening, "
-                    "see the Ollama server log (journalctl -u ollama).")
-        return last
-
-
 def registry_manifest(name: str, registry: str | None = None, insecure: bool = False, timeout: float = 30.0,
                       tls: Tls | None = None) -> tuple:
     """The model's manifest from its registry (OCI distribution API): (bytes, document, sha256 hex).
@@ -237,7 +56,7 @@ def registry_manifest(name: str, registry: str | None = None, insecure: bool = F
     default the host of the name (``registry.ollama.ai`` unless the name has one), https unless
     ``insecure``. ``tls``: validate_certs and ca_path for an https registry.
     """
-    _require_requests()
+    require_requests("to read a model's manifest from its registry")
     tls = tls or Tls()
     parts = parse_ollama_name(name)
     base = registry.rstrip("/") if registry else f"{'http' if insecure else 'https'}://{parts['host']}"
@@ -245,8 +64,10 @@ def registry_manifest(name: str, registry: str | None = None, insecure: bool = F
     tls.quiet_requests()
     tls.contacting(url)
     try:
-        resp = requests.get(url, headers={"Accept": MEDIA_MANIFEST}, timeout=timeout, verify=tls.requests_verify())
-    except requests.RequestException as exc:
+        with httpclient.retrying_session(trust_env=True) as session:
+            resp = session.get(url, headers={"Accept": MEDIA_MANIFEST}, timeout=httpclient.timeouts(timeout),
+                               verify=tls.requests_verify())
+    except OSError as exc:  # requests.RequestException
         cert = tls.certificate_error(exc, base, f"Reading the registry manifest of {parts['display']}")
         if cert is not None:
             raise cert from None
@@ -258,7 +79,8 @@ def registry_manifest(name: str, registry: str | None = None, insecure: bool = F
         raise NotFoundError(f"The registry {base} has no model {parts['display']} (404 for {url}). Nothing was installed.",
                             fix="Check the model name and tag (for the default registry, on ollama.com/library).")
     if resp.status_code != 200:
-        raise ProviderError(f"The registry {base} answered {url} with HTTP {resp.status_code}: {resp.text[:300]}.",
+        raise ProviderError(f"The registry {base} answered {url} with HTTP {resp.status_code}: "
+                            f"{httpclient.error_text(resp.content, resp.status_code)}.",
                             fix="Check the registry address ('registry' option) and that it serves this model without "
                                 "authentication.")
     data = resp.content
@@ -340,6 +162,8 @@ class OllamaProvider(Provider):
         self.insecure = bool(insecure if insecure is not None else getattr(request, "insecure", False))
         self.models_path = models_path or getattr(request, "models_path", None) or DEFAULT_MODELS_PATH
         read_timeout = getattr(request, "timeout", None) or DEFAULT_PULL_READ_TIMEOUT
+        if client is None:
+            require_requests()
         self.client = client or OllamaClient(self.endpoint, pull_read_timeout=read_timeout, tls=self.tls)
         self._files: list | None = None  # the layer files of the last resolved version
         self._present: set = set()  # their digests (hex) the store already had then
@@ -358,17 +182,17 @@ class OllamaProvider(Provider):
     def _store_readable(self) -> bool:
         return os.path.isdir(os.path.join(self.models_path, "blobs"))
 
+    def _manifest_file(self, parts: dict) -> str:
+        return os.path.join(self.models_path, "manifests", parts["host"], parts["namespace"], parts["model"], parts["tag"])
+
     def _local_manifest(self) -> dict | None:
         """The model's manifest in the Ollama store, if readable here."""
-        p = os.path.join(self.models_path, "manifests", self.parts["host"], self.parts["namespace"], self.parts["model"],
-                         self.parts["tag"])
+        p = self._manifest_file(self.parts)
         candidates = [p]
         if not os.path.exists(p):  # Ollama keeps the spelling a model was first pulled with
             found = self.client.find(self.display)
             if found:
-                other = parse_ollama_name(found.get("model") or found.get("name"))
-                candidates.append(os.path.join(self.models_path, "manifests", other["host"], other["namespace"],
-                                               other["model"], other["tag"]))
+                candidates.append(self._manifest_file(parse_ollama_name(found.get("model") or found.get("name"))))
         for c in candidates:
             try:
                 with open(c, "rb") as fh:

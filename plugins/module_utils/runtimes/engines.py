@@ -12,7 +12,8 @@ from ansible_collections.venom.models.plugins.module_utils.errors import (
 from ansible_collections.venom.models.plugins.module_utils.runtimes import envfile, health
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import DEFAULTS, Activation, sha
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_bytes
-from ansible_collections.venom.models.plugins.module_utils.store.validation import parse_ollama_name
+from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
+from ansible_collections.venom.models.plugins.module_utils.store.validation import model_key
 
 HEALTH_INTERVAL = 0.2
 ENV_KEYS = ("VLLM_MODEL", "VLLM_SERVED_MODEL_NAME", "VLLM_EXTRA_ARGS", "VLLM_API_KEY")
@@ -59,11 +60,11 @@ class Engine:
 
     def model_entry(self, model: str) -> dict:
         providers = self.defaults["providers"]
-        names = self.model_names(model)
         doc = self.ctl.manifest.load()
-        candidates = [e for e in doc["models"] if e["name"] in names and e["provider"] in providers]
+        named = [e for e in doc["models"] if model_key(e["name"], e["provider"]) == model_key(model, e["provider"])]
+        candidates = [e for e in named if e["provider"] in providers]
         if not candidates:
-            other = [e for e in doc["models"] if e["name"] in names]
+            other = named
             if other:
                 raise ValidationError(
                     f"The model '{model}' is installed with provider {other[0]['provider']}, which {self.name} "
@@ -81,9 +82,6 @@ class Engine:
                                   fix="Repair it with venom.models.venom_model (state: verified) first.")
         self.check_entry(entry)
         return entry
-
-    def model_names(self, model: str) -> list:
-        return [model]
 
     def check_entry(self, entry: dict) -> None:
         """Engine-specific checks of an installed model."""
@@ -357,8 +355,9 @@ class OllamaEngine(Engine):
 
     name = "ollama"
 
-    def model_names(self, model: str) -> list:
-        return [parse_ollama_name(model)["display"], model]
+    def client(self, timeout: float = 5.0) -> OllamaClient:
+        """The Ollama API of this instance (``timeout``: seconds to read an answer)."""
+        return OllamaClient(self.ctl.url, timeout=timeout, error=RuntimeControlError)
 
     def current_activation(self) -> Activation | None:
         return Activation.from_dict(self.ctl.read_state().get("activation"))
@@ -377,21 +376,22 @@ class OllamaEngine(Engine):
         return self.command(), env
 
     def health(self, act: Activation | None, timeout: float = 5.0) -> tuple[bool, str]:
-        return health.ollama_check(self.ctl.url, act.model if act else None, timeout=timeout)
+        return health.ollama_check(self.client(timeout), act.model if act else None)
 
     def server_healthy(self, before: dict) -> bool:
         """The server itself answers (a model that is not loaded is no reason to restart it)."""
-        return health.ollama_version(self.ctl.url) is not None
+        return health.ollama_check(self.client())[0]
 
     def loaded(self, model: str) -> bool:
         try:
-            return model in health.ollama_loaded(self.ctl.url)
-        except (OSError, RuntimeControlError):
+            return model in self.client().loaded()
+        except VenomError:
             return False
 
     def wait_healthy(self, act, what: str) -> dict:
         b = self.ctl.backend  # the server first; the model is loaded afterwards
-        return health.wait_ready(lambda: health.ollama_check(self.ctl.url, None), self.spec.health_timeout, what,
+        client = self.client()
+        return health.wait_ready(lambda: health.ollama_check(client, None), self.spec.health_timeout, what,
                                  alive=b.alive, log_tail=b.log_tail, interval=HEALTH_INTERVAL, log_where=b.log_where)
 
     def current_model(self, current: Activation | None, marked: dict | None) -> str | None:
@@ -414,14 +414,14 @@ class OllamaEngine(Engine):
 
     def activate(self, new: str, previous: str | None) -> None:
         """Preload ``new`` and see it in /api/ps, then unload ``previous``."""
-        url = self.ctl.url
-        health.ollama_generate_keep_alive(url, new, self.spec.keep_alive, timeout=max(5.0, self.spec.health_timeout))
-        health.wait_ready(lambda: health.ollama_check(url, new), min(30.0, self.spec.health_timeout),
+        client = self.client()
+        client.keep_alive(new, self.spec.keep_alive, timeout=max(5.0, self.spec.health_timeout))
+        health.wait_ready(lambda: health.ollama_check(client, new), min(30.0, self.spec.health_timeout),
                           f"Ollama model {new}", interval=HEALTH_INTERVAL)
         if previous and previous != new:
             try:
-                health.ollama_generate_keep_alive(url, previous, 0, timeout=60)
-            except RuntimeControlError as exc:
+                client.keep_alive(previous, 0, timeout=60)
+            except VenomError as exc:
                 self.ctl.warn(f"The previous model {previous} could not be unloaded: {exc}")
 
     def apply_started(self, plan, result: dict) -> None:

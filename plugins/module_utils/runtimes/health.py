@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Readiness of the runtimes, read from their own HTTP endpoints (standard library only).
+"""Readiness of the runtimes, read from their own HTTP endpoints.
 
 * vLLM is ready when ``GET /health`` answers 200 and ``GET /v1/models`` lists the served name
-  (``/v1/*`` carries the API key when one is set).
+  (``/v1/*`` carries the API key when one is set); standard library only (``httpclient.http``).
 * Ollama is up when ``GET /api/version`` answers; a model is loaded when ``GET /api/ps`` lists it.
-  ``POST /api/generate`` with no prompt loads a model (``keep_alive``), ``keep_alive: 0`` unloads it.
+  The calls go through the one Ollama client (``models/ollama_api.py``), which works without
+  ``requests`` too.
 
 ``wait_ready`` polls a check until it passes, the runtime dies, or the timeout expires; the error
 then carries the last lines of the runtime's log. Requests never go through a proxy: the runtime
@@ -12,14 +13,10 @@ is on this host.
 """
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 
-from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, VenomError
+from ansible_collections.venom.models.plugins.module_utils.httpclient import error_text, http, json_body
 
 
 def base_url(host: str | None, port: int) -> str:
@@ -34,39 +31,6 @@ def base_url(host: str | None, port: int) -> str:
     return f"http://{host}:{int(port)}"
 
 
-def http(method: str, url: str, body=None, headers: dict | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    """One request; returns (status, body). Connection errors raise OSError (URLError)."""
-    data = None
-    hdrs = dict(headers or {})
-    if body is not None:
-        data = json.dumps(body).encode()
-        hdrs.setdefault("Content-Type", "application/json")
-    req = urllib.request.Request(url, data=data, headers=hdrs, method=method)
-    try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read() or b""
-
-
-def _json(body: bytes):
-    try:
-        return json.loads(body or b"null")
-    except ValueError:
-        return None
-
-
-def _error_text(body: bytes) -> str:
-    doc = _json(body)
-    if isinstance(doc, dict):
-        err = doc.get("error")
-        if isinstance(err, dict):
-            return str(err.get("message") or err)
-        if err:
-            return str(err)
-    return body[:200].decode("utf-8", "replace")
-
-
 # ---------------------------------------------------------------------------------------------
 # vLLM
 
@@ -77,8 +41,8 @@ def vllm_models(url: str, api_key: str | None = None, timeout: float = 5.0) -> l
     status, body = http("GET", f"{url}/v1/models", headers=headers, timeout=timeout)
     if status != 200:
         hint = " (wrong or missing api_key)" if status == 401 else ""
-        raise RuntimeControlError(f"vLLM /v1/models answered {status}{hint}: {_error_text(body)}")
-    doc = _json(body)
+        raise RuntimeControlError(f"vLLM /v1/models answered {status}{hint}: {error_text(body, status)}")
+    doc = json_body(body)
     return [m for m in (doc or {}).get("data", []) if isinstance(m, dict)] if isinstance(doc, dict) else []
 
 
@@ -107,59 +71,18 @@ def vllm_check(url: str, served_name: str | None = None, api_key: str | None = N
 # Ollama
 
 
-def ollama_version(url: str, timeout: float = 5.0) -> str | None:
-    """The server's version, or None if it does not answer."""
+def ollama_check(client, model: str | None = None) -> tuple[bool, str]:
+    """(ready, reason): the server answers /api/version and, if given, lists ``model`` in /api/ps.
+
+    ``client``: the runtime's ``OllamaClient`` (models/ollama_api.py), which knows URL and timeout.
+    """
     try:
-        status, body = http("GET", f"{url}/api/version", timeout=timeout)
-    except OSError:
-        return None
-    doc = _json(body)
-    return doc.get("version") if status == 200 and isinstance(doc, dict) else None
-
-
-def ollama_ps(url: str, timeout: float = 5.0) -> list[dict]:
-    status, body = http("GET", f"{url}/api/ps", timeout=timeout)
-    if status != 200:
-        raise RuntimeControlError(f"Ollama /api/ps answered {status}: {_error_text(body)}")
-    doc = _json(body)
-    return [m for m in (doc or {}).get("models") or [] if isinstance(m, dict)] if isinstance(doc, dict) else []
-
-
-def ollama_loaded(url: str, timeout: float = 5.0) -> list[str]:
-    """Names of the models Ollama has in memory now."""
-    return [m.get("name") or m.get("model") for m in ollama_ps(url, timeout)]
-
-
-def ollama_generate_keep_alive(url: str, model: str, keep_alive, timeout: float) -> None:
-    """Load (keep_alive != 0) or unload (keep_alive 0) ``model`` without a prompt."""
-    try:
-        status, body = http("POST", f"{url}/api/generate", {"model": model, "keep_alive": keep_alive, "stream": False},
-                            timeout=timeout)
-    except OSError as exc:
-        raise RuntimeControlError(f"Ollama at {url} did not answer /api/generate for '{model}': "
-                                  f"{getattr(exc, 'reason', exc)}.",
-                                  fix="Check that the Ollama server runs (venom_runtime name=ollama state=started).") from None
-    if status != 200:
-        action = "unload" if keep_alive in (0, "0", "0s") else "load"
-        fix = ("Install the model first with venom.models.venom_model (provider ollama)." if status == 404
-               else "Read the Ollama server's log.")
-        raise RuntimeControlError(f"Ollama could not {action} '{model}' (HTTP {status}): {_error_text(body)}", fix=fix)
-    doc = _json(body)
-    if isinstance(doc, dict) and doc.get("error"):
-        raise RuntimeControlError(f"Ollama could not load '{model}': {doc['error']}", fix="Read the Ollama server's log.")
-
-
-def ollama_check(url: str, model: str | None = None, timeout: float = 5.0) -> tuple[bool, str]:
-    version = ollama_version(url, timeout)
-    if version is None:
-        return False, f"GET {url}/api/version did not answer"
-    if model:
-        try:
-            loaded = ollama_loaded(url, timeout)
-        except (OSError, RuntimeControlError) as exc:
-            return False, str(exc)
-        if model not in loaded:
-            return False, f"/api/ps lists {loaded}, not '{model}'"
+        version = client.version()
+        loaded = client.loaded() if model else []
+    except VenomError as exc:
+        return False, exc.msg
+    if model and model not in loaded:
+        return False, f"/api/ps lists {loaded}, not '{model}'"
     return True, f"healthy (Ollama {version})"
 
 

@@ -45,7 +45,7 @@ from ansible_collections.venom.models.plugins.module_utils.store.paths import St
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, utcnow
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import read_state_file
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
-    MAX_SIZE_BYTES, PROVIDERS, RUNTIMES, ensure_inside, validate_relative_file_path)
+    MAX_SIZE_BYTES, PROVIDERS, RUNTIMES, ensure_inside, model_key, validate_relative_file_path)
 
 KIND = "venom.models/manifest"
 SCHEMA_VERSION = 1
@@ -511,11 +511,12 @@ class Manifest:
 
 
 def find_entry(doc: dict, name: str, provider: str | None = None) -> dict | None:
-    """The entry named ``name`` (and of ``provider`` if given). Ollama names match case-insensitively."""
+    """The entry named ``name`` (and of ``provider`` if given), under its provider's naming rule
+    (``model_key``: an Ollama name in any spelling of the same model)."""
     for entry in doc["models"]:
         if provider is not None and entry["provider"] != provider:
             continue
-        if entry["name"] == name or (entry["provider"] == "ollama" and entry["name"].lower() == name.lower()):
+        if entry["name"] == name or model_key(entry["name"], entry["provider"]) == model_key(name, entry["provider"]):
             return entry
     return None
 

@@ -184,6 +184,23 @@ def parse_ollama_name(name: str) -> dict:
             "display": display, "full": f"{host}/{namespace}/{model}:{tag}"}
 
 
+def model_key(name: str, provider: str | None) -> str:
+    """What two names of one provider's model are compared by: the one naming rule.
+
+    Ollama: the canonical name (``parse_ollama_name``'s ``display``: default tag ``latest``,
+    default host ``registry.ollama.ai`` and namespace ``library`` dropped) in lower case, as
+    Ollama matches names case-insensitively; ``llama3``, ``LIBRARY/llama3:latest`` and
+    ``registry.ollama.ai/library/LLAMA3`` are one model. A name Ollama would refuse is compared
+    in lower case as given. Other providers: the name as given.
+    """
+    if provider != "ollama":
+        return name
+    try:
+        return parse_ollama_name(name.lower())["display"]
+    except (ValidationError, AttributeError):
+        return str(name).lower()
+
+
 def _validate_local_name(name: str) -> str:
     base, _sep, tag = name.partition(":")
     parts = base.split("/")

@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
 from tests.lib.ports import free_port
 
 
@@ -53,7 +54,9 @@ def test_checks_report_a_closed_port_as_not_ready():
     url = H.base_url("127.0.0.1", free_port())  # a port that nothing listens on
     ok, reason, models = H.vllm_check(url, "x", timeout=1)
     assert not ok and "/health" in reason and models == []
-    assert H.ollama_version(url, timeout=1) is None
-    assert H.ollama_check(url, timeout=1)[0] is False
-    with pytest.raises(RuntimeControlError, match="did not answer /api/generate"):
-        H.ollama_generate_keep_alive(url, "m:latest", -1, timeout=1)
+    client = OllamaClient(url, timeout=1, error=RuntimeControlError, retries=0)
+    with pytest.raises(RuntimeControlError, match="cannot be reached"):
+        client.version()
+    assert H.ollama_check(client)[0] is False
+    with pytest.raises(RuntimeControlError, match=r"cannot be reached \(POST http://127\.0\.0\.1:\d+/api/generate"):
+        client.keep_alive("m:latest", -1, timeout=1)

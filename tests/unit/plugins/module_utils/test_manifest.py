@@ -489,6 +489,8 @@ def test_entries_are_found_by_name_and_provider_and_sized_without_one(tmp_path):
     assert find_entry(doc, "m", "ollama")["size_bytes"] == 5 and find_entry(doc, "m")["provider"] == "local"
     assert find_entry(doc, "big") is None, "only Ollama names match case-insensitively"
     assert find_entry(doc, "M", "ollama")["provider"] == "ollama"
+    assert find_entry(doc, "library/m:latest", "ollama")["size_bytes"] == 5, "Ollama's naming rule (model_key)"
+    assert find_entry(doc, "m:8b", "ollama") is None and find_entry(doc, "library/m", "local") is None
     assert used_bytes(doc) == 15 and used_bytes(doc, exclude=("ollama", "m")) == 10
     m.upsert(dict(_entry("m", provider="local", size=4)))
     assert [(e["name"], e["size_bytes"]) for e in m.models()] == [("m", 4), ("m", 5), ("Big", 7)], "replaced in place"

@@ -10,7 +10,8 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import IntegrityError, NotFoundError, ProviderError
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import (
-    OllamaProvider, blob_file_name, layer_files, partial_bytes, pull_error)
+    OllamaProvider, blob_file_name, layer_files, partial_bytes)
+from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import pull_error
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 

@@ -68,6 +68,13 @@ def test_model_checks_name_problem_and_fix(models_dir):
     with pytest.raises(ValidationError, match="meant for runtime ollama"):
         c.engine.model_entry("for-ollama")
     assert ctl(models_dir, name="ollama").engine.model_entry("llama3.2")["name"] == "llama3.2:latest"
+    with pytest.raises(ValidationError, match="provider ollama, which vllm cannot serve"):
+        c.engine.model_entry("library/llama3.2")
+
+
+@pytest.mark.parametrize("spelling", ["LLAMA3.2", "library/llama3.2:latest", "registry.ollama.ai/library/Llama3.2"])
+def test_the_ollama_runtime_finds_a_model_under_any_spelling_ollama_accepts(models_dir, spelling):
+    assert ctl(models_dir, name="ollama").engine.model_entry(spelling)["name"] == "llama3.2:latest"
 
 
 def test_served_name_follows_the_model_unless_given(models_dir):

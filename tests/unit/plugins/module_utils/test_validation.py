@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from ansible_collections.venom.models.plugins.module_utils.store import validation
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
-    SOURCE_NAME_RULE, ensure_inside, is_commit, parse_ollama_name, safe_join, validate_model_name,
+    SOURCE_NAME_RULE, ensure_inside, is_commit, model_key, parse_ollama_name, safe_join, validate_model_name,
     validate_relative_file_path, validate_revision)
 
 HOSTILE = [
@@ -78,6 +78,26 @@ def test_ollama_normalisation(name, display, full):
     assert parsed["display"] == display
     assert parsed["full"] == full
     assert validate_model_name(name, "ollama") == display
+
+
+@pytest.mark.parametrize("a,b", [
+    ("llama3", "llama3:latest"), ("library/llama3", "LLAMA3:latest"), ("LIBRARY/Llama3", "llama3"), ("registry.ollama.ai/library/llama3", "llama3"),
+    ("registry.ollama.ai/jmorgan/m:v1", "JMorgan/M:V1"), ("registry.local:5000/team/m", "registry.local:5000/team/m:latest"),
+])
+def test_ollama_model_key_is_one_key_for_every_spelling_of_a_model(a, b):
+    assert model_key(a, "ollama") == model_key(b, "ollama") == validate_model_name(b, "ollama").lower()
+
+
+@pytest.mark.parametrize("a,b", [
+    ("llama3", "llama3:8b"), ("jmorgan/llama3", "llama3"), ("registry.local:5000/library/llama3", "llama3"),
+])
+def test_ollama_model_key_keeps_different_models_apart(a, b):
+    assert model_key(a, "ollama") != model_key(b, "ollama")
+
+
+def test_model_key_of_other_providers_is_the_name_and_a_bad_ollama_name_still_has_one():
+    assert model_key("Org/Model", "huggingface") == "Org/Model" and model_key("m", "local") == "m"
+    assert model_key("Bad Name!", "ollama") == "bad name!"
 
 
 @pytest.mark.parametrize("name", ["llama3:", "a/b/c/d", "ns.with.dot/model", "model@sha256:abc", "model:" + "t" * 81,
