@@ -16,6 +16,7 @@ import os
 import random
 import socket
 
+
 class NoFreePort(RuntimeError):
     """Every port of a range is taken (leftover servers of an earlier run, as a rule)."""
 
