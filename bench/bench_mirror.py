@@ -40,6 +40,7 @@ from tests.lib.hub_upstream import Hub  # noqa: E402
 from tests.lib.olah_env import safetensors_bytes  # noqa: E402
 from tests.lib.olah_mirror import olah_venv  # noqa: E402
 from tests.lib.ports import free_port  # noqa: E402
+from tests.lib.servers import stop_process, wait_http  # noqa: E402
 
 HOSTS = [int(n) for n in os.environ.get("BENCH_MIRROR_HOSTS", "1,3,8").split(",")]
 MODEL_MB = int(os.environ.get("BENCH_MIRROR_MB", "24"))
@@ -78,32 +79,24 @@ class Mirror:
                      '[[accessibility.proxy]]\nrepo = "*/*"\nallow = true\n')
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env["HOME"] = root
-        with open(os.path.join(root, "mirror.log"), "ab") as log:
+        log_path = os.path.join(root, "mirror.log")
+        with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
                 [os.path.join(venv, "bin", "python"), HELPER, "serve", cfg, os.path.join(root, "logs")],
                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        import requests  # pylint: disable=import-outside-toplevel
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/venom-mirror-ready", timeout=2).status_code == 404:
-                    return
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the mirror did not start; see {root}/mirror.log")
+        try:  # olah answers 404 for an unknown path once it serves
+            wait_http(f"{self.url}/venom-mirror-ready", 60, exited=self.proc.poll, log=log_path,
+                      ready=lambda status: status == 404, interval=0.5)
+        except Exception:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
+        stop_process(self.proc, timeout=15)
 
 
 def _fleet(pool, endpoint: str, n: int, work: str) -> tuple:

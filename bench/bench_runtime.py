@@ -33,6 +33,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import proce
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry  # noqa: E402
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import RuntimeController, RuntimeSpec  # noqa: E402
 from tests.lib import vllm_env as V  # noqa: E402
+from tests.lib.ports import free_port  # noqa: E402
 
 REPS = int(os.environ.get("BENCH_RUNTIME_REPS", "2"))
 FLAGS = ["--enforce-eager"]
@@ -82,7 +83,7 @@ def main() -> int:
     models_dir = os.path.join(work, "models")
     model_path = V.copy_model(src, os.path.join(models_dir, "local", "bench", "files"))
     Manifest(models_dir).upsert(new_entry("bench", "local", local_path=model_path, runtime="vllm"))
-    port = V.free_port(8030)
+    port = free_port(V.VLLM_PORTS, start=8030)
     spec = dict(name="bench", runtime="vllm", models_dir=models_dir, mode="process", port=port, served_model_name="bench",
                 command=[os.path.join(venv, "bin", "python"), "-m", "vllm.entrypoints.openai.api_server"],
                 args=FLAGS, max_model_len=V.MAX_MODEL_LEN, env=dict(V.VLLM_ENV),

@@ -30,9 +30,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import fcntl
 import glob
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -44,6 +44,17 @@ import sys
 import tempfile
 import threading
 import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+if REPO not in sys.path:  # run as a script (scripts/fleet.sh): the checkout's tests.lib
+    sys.path.insert(0, REPO)
+importlib.import_module("tests.conftest")  # its import makes ansible_collections.venom.models importable
+
+# pylint: disable=wrong-import-position
+from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, proc_start_ticks, read_proc  # noqa: E402
+from tests.lib.ports import port_is_free  # noqa: E402
 
 SUITE = "bookworm"
 VARIANT = "minbase"
@@ -159,21 +170,12 @@ def base_dir() -> str:
 
 @contextlib.contextmanager
 def file_lock(path: str, timeout: float):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise FleetError(f"timed out after {timeout:.0f}s waiting for the lock {path} (another harness run?)") from None
-                time.sleep(0.5)
-        try:
+    """The library's inter-process lock (its holder is written in the file and named on a timeout)."""
+    try:
+        with FileLock(path, timeout=timeout, purpose="fleet harness", poll_interval=0.5, remove_on_release=False):
             yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except LockTimeout as exc:
+        raise FleetError(f"{exc} Another harness run holds it: wait for it to finish.") from None
 
 
 def _base_ready(path: str) -> bool:
@@ -268,40 +270,28 @@ class Host:
     rootfs: str
     overlay: bool = False
     pid: int | None = None
-    pid_start: str | None = None
+    pid_start: int | None = None  # start time, clock ticks since boot (store/procinfo.py)
     init_pid: int | None = None
-    init_start: str | None = None
+    init_start: int | None = None
     pidns: str | None = None
     log: str = ""
+
+    def __post_init__(self):
+        # state files of harness versions that recorded the start time as text
+        self.pid_start, self.init_start = (int(v) if isinstance(v, str) else v for v in (self.pid_start, self.init_start))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time) of a process, or None if there is none."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return fields[0], fields[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _proc_start_time(pid: int) -> str | None:
-    stat = _proc_stat(pid)
-    return stat[1] if stat else None
-
-
-def _alive(pid: int | None, start: str | None) -> bool:
+def _alive(pid: int | None, start: int | None) -> bool:
     """The process that was recorded (same start time) still runs. A child of this process that
     exited is reaped here (it would stay a zombie otherwise)."""
     if not pid:
         return False
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-    stat = _proc_stat(pid)
-    return stat is not None and stat[1] == start and stat[0] != "Z"
+    return is_alive({"pid": pid, "pid_start": start}, strict=True)
 
 
 def _pidns(pid: int) -> str | None:
@@ -317,11 +307,9 @@ def _container_init(nspawn_pid: int) -> int | None:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            with open(f"/proc/{entry}/stat", encoding="ascii") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            if ppid == nspawn_pid and _pidns(int(entry)) not in (None, own):
-                return int(entry)
+        proc = read_proc(int(entry))
+        if proc is not None and proc.ppid == nspawn_pid and _pidns(proc.pid) not in (None, own):
+            return proc.pid
     return None
 
 
@@ -329,17 +317,6 @@ def _processes_in_pidns(pidns: str | None) -> list[int]:
     if not pidns:
         return []
     return [int(e) for e in os.listdir("/proc") if e.isdigit() and _pidns(int(e)) == pidns]
-
-
-def _port_free(port: int) -> bool:
-    import socket  # pylint: disable=import-outside-toplevel
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _mounted(path: str) -> bool:
@@ -406,7 +383,7 @@ class Fleet:
         self.down(quiet=True)  # whatever a previous run in this state directory left behind
         os.makedirs(self.state_dir, exist_ok=True)
         os.chmod(self.state_dir, 0o700)
-        busy = [p for i in range(count) for p in (ssh_port + i, ollama_port + i, vllm_port + i) if not _port_free(p)]
+        busy = [p for i in range(count) for p in (ssh_port + i, ollama_port + i, vllm_port + i) if not port_is_free(p)]
         if busy:
             raise FleetError(f"ports {busy} on 127.0.0.1 are in use; stop what holds them (ss -ltnp) or "
                              "choose other port bases (--ssh-port, --ollama-port, --vllm-port)")
@@ -515,7 +492,7 @@ class Fleet:
         with open(host.log, "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
                                     start_new_session=True)
-        host.pid, host.pid_start = proc.pid, _proc_start_time(proc.pid)
+        host.pid, host.pid_start = proc.pid, proc_start_ticks(proc.pid)
         self.save()
 
     def _ssh_argv(self, host: Host, *command: str, connect_timeout: int = 5) -> list:
@@ -541,7 +518,7 @@ class Fleet:
                 if host.init_pid is None:
                     init = _container_init(host.pid)
                     if init is not None:
-                        host.init_pid, host.init_start, host.pidns = init, _proc_start_time(init), _pidns(init)
+                        host.init_pid, host.init_start, host.pidns = init, proc_start_ticks(init), _pidns(init)
                         self.save()
                 try:
                     proc = self.ssh(host, "systemctl", "is-system-running", timeout=15, check=False)

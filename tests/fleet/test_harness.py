@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import proc_start_ticks
 from tests.fleet import harness
 from tests.lib.ansible_run import run_playbook, run_task
 from tests.lib.fleet_env import start_fleet
@@ -144,7 +145,7 @@ def test_up_replaces_what_a_dead_run_left_in_its_state_dir():
         fleet_b = harness.Fleet(state_dir, "venom-crash")
         second = fleet_b.up(1, CRASH_SSH_PORT, CRASH_OLLAMA_PORT, CRASH_VLLM_PORT)
         assert second["hosts"][0]["pid"] != old_pid
-        assert not os.path.exists(f"/proc/{old_pid}") or harness._proc_start_time(old_pid) != first["hosts"][0]["pid_start"]  # pylint: disable=protected-access
+        assert not os.path.exists(f"/proc/{old_pid}") or proc_start_ticks(old_pid) != first["hosts"][0]["pid_start"]
         assert fleet_b.ssh(fleet_b.hosts[0], "systemctl", "is-system-running").stdout.strip() == "running"
     finally:
         harness.Fleet(state_dir, "venom-crash").down(quiet=True)

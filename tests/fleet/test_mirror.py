@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import time
 
 import pytest
-import requests
 import yaml
 
 from tests.fleet import harness
@@ -36,6 +34,7 @@ from tests.lib.fleet_env import start_fleet
 from tests.lib.hub_upstream import Hub
 from tests.lib.olah_env import safetensors_bytes
 from tests.lib.olah_mirror import commit_repo
+from tests.lib.servers import wait_http
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV = "/opt/venom-py"  # the modules' Python on the model hosts (requirements-target.txt)
@@ -115,16 +114,8 @@ def _installed(fx, index: int) -> list:
 
 
 def _wait_mirror(timeout: float = 90) -> None:
-    """Until the mirror answers (olah takes some seconds to start)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"http://127.0.0.1:{MIRROR_PORT}/venom-mirror-ready", timeout=5).status_code == 404:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(1)
-    pytest.fail(f"the mirror did not answer on port {MIRROR_PORT} within {timeout:g}s")
+    """Until the mirror answers (olah takes some seconds to start; an unknown path is a 404)."""
+    wait_http(f"http://127.0.0.1:{MIRROR_PORT}/venom-mirror-ready", timeout, ready=lambda status: status == 404, interval=1)
 
 
 def _model_hosts(fx) -> list:

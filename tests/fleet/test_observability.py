@@ -25,6 +25,7 @@ import requests
 
 from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
+from tests.lib.servers import wait_http
 from tests.lib.tools import require
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -143,15 +144,8 @@ def test_vllm_scrape_exporter_serves_only_metrics(host):  # pylint: disable=rede
     res = run_playbook(_scrape_play("127.0.0.1"), inventory=env.inventory)
     assert res.rc == 0, res.stdout[-4000:]
     url = f"http://127.0.0.1:{SCRAPE_PORT}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            got = requests.get(f"{url}/metrics", timeout=5)
-            if got.status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
+    wait_http(f"{url}/metrics", 30, ready=lambda status: status == 200, interval=0.5)
+    got = requests.get(f"{url}/metrics", timeout=5)
     assert got.status_code == 200 and "node_textfile_scrape_error" in got.text, got.text[:500]
     assert requests.get(f"{url}/api/version", timeout=5).status_code == 404
     assert requests.post(f"{url}/metrics", timeout=5).status_code == 405

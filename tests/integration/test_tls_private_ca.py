@@ -94,7 +94,7 @@ def test_huggingface_mirror_behind_a_private_ca(hub, ca, tmp_path):  # pylint: d
     assert len(warned) == 1 and hub.endpoint in warned[0] and "Set ca_path" in warned[0], out.get("warnings")
 
 
-def test_ollama_server_and_registry_behind_a_private_ca(oci_registry, ca, tmp_path):  # noqa: F811 pylint: disable=redefined-outer-name
+def test_ollama_server_and_registry_behind_a_private_ca(oci_registry, ca, tmp_path):  # pylint: disable=redefined-outer-name
     work = tempfile.mkdtemp(prefix="venom-tls-ollama-", dir=str(tmp_path))
     first = publish_model(oci_registry, ModelSpec("library/tls-chat", size=64 * 1024), work)
     second = publish_model(oci_registry, ModelSpec("library/tls-other", size=64 * 1024, system=None), work)

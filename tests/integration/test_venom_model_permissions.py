@@ -38,7 +38,7 @@ def _can_read(user: str, path: str) -> bool:
                           check=False).returncode == 0
 
 
-def test_owner_group_mode_are_applied_kept_and_corrected(olah):  # noqa: F811
+def test_owner_group_mode_are_applied_kept_and_corrected(olah):
     assert os.geteuid() == 0, "this test changes file ownership: run the integration tier as root"
     base = tempfile.mkdtemp(prefix="venom-perms-")
     os.chmod(base, 0o755)  # other users may traverse to models_dir (pytest's tmp_path is 0700)
@@ -48,7 +48,7 @@ def test_owner_group_mode_are_applied_kept_and_corrected(olah):  # noqa: F811
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _cycle(olah, models_dir):  # noqa: F811
+def _cycle(olah, models_dir):
     repo = olah.repos["venom-test/tiny-gemma"]
     args = {"name": repo.name, "endpoint": olah.endpoint, "models_dir": models_dir,
             "owner": "root", "group": GROUP, "mode": "0640"}
@@ -94,7 +94,7 @@ def _cycle(olah, models_dir):  # noqa: F811
     assert _stats(path)["model.safetensors"] == (0o600, 0, gid)
 
 
-def test_site_passes_the_group_and_mode_to_hugging_face_models(olah, tmp_path):  # noqa: F811
+def test_site_passes_the_group_and_mode_to_hugging_face_models(olah, tmp_path):
     """venom.models.site: venom_models_group, and with it mode 0640."""
     assert os.geteuid() == 0, "this test changes file ownership: run the integration tier as root"
     models_dir = str(tmp_path / "models")

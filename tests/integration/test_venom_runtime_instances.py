@@ -18,11 +18,9 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import healt
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from tests.integration.test_venom_runtime_vllm import install_local
-from tests.lib import vllm_env
 from tests.lib.ansible_run import run_task
-from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port
-
-vllm_venv, minilm_model, model_dirs = vllm_env.vllm_venv, vllm_env.minilm_model, vllm_env.model_dirs  # the fixtures used here
+from tests.lib.ports import free_port
+from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, VLLM_PORTS
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +28,8 @@ def two(vllm_venv, model_dirs, tmp_path_factory):  # pylint: disable=redefined-o
     models_dir = str(tmp_path_factory.mktemp("instances-models"))
     paths = {name: install_local(models_dir, name, model_dirs[src])
              for name, src in (("minilm", "minilm"), ("minilm-b", "minilm_b"), ("broken", "broken"))}
-    port_a = free_port(8021)
-    port_b = free_port(port_a + 1)
+    port_a = free_port(VLLM_PORTS, start=8021)
+    port_b = free_port(VLLM_PORTS, start=port_a + 1)
     base = {"runtime": "vllm", "mode": "process", "models_dir": models_dir,
             "command": [os.path.join(vllm_venv, "bin", "python"), "-m", "vllm.entrypoints.openai.api_server"],
             "args": ["--enforce-eager"], "max_model_len": 256, "env": dict(VLLM_ENV),

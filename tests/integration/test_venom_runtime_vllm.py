@@ -22,7 +22,8 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import proce
 from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from tests.lib.ansible_run import run_task
-from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, free_port
+from tests.lib.ports import free_port
+from tests.lib.vllm_env import VLLM_ENV, VLLM_HEALTH_TIMEOUT, VLLM_PORTS
 
 
 MODULE = "venom.models.venom_runtime"
@@ -42,7 +43,7 @@ def scenario(vllm_venv, model_dirs, tmp_path_factory):
     paths = {name: install_local(models_dir, name, model_dirs[src])
              for name, src in (("minilm", "minilm"), ("minilm-b", "minilm_b"), ("broken", "broken"))}
     Manifest(models_dir).upsert(new_entry("llama3.2:1b", "ollama", runtime="ollama", size_bytes=1))
-    port = free_port(8020)
+    port = free_port(VLLM_PORTS, start=8020)
     base = {
         "name": "vllm", "mode": "process", "models_dir": models_dir, "port": port,
         "command": [os.path.join(vllm_venv, "bin", "python"), "-m", "vllm.entrypoints.openai.api_server"],

@@ -18,14 +18,15 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
-from tests.lib.vllm_env import VLLM_HEALTH_TIMEOUT, free_port, vllm_argv, vllm_process_env
+from tests.lib.ports import free_port
+from tests.lib.vllm_env import VLLM_HEALTH_TIMEOUT, VLLM_PORTS, vllm_argv, vllm_process_env
 
 
 FAST = ["--enforce-eager"]  # no torch.compile warm-up: ~50 s instead of ~75-110 s to healthy
 
 
 def _start(venv, model, served, tmp_path, tag):
-    port = free_port()
+    port = free_port(VLLM_PORTS)
     pid_file, log_file = str(tmp_path / f"{tag}.pid"), str(tmp_path / f"{tag}.log")
     rec = P.start_process(vllm_argv(venv, model, served, port, extra=FAST), pid_file=pid_file, log_file=log_file,
                           env=vllm_process_env(), name="vllm", port=port, host="127.0.0.1")

