@@ -123,7 +123,7 @@ def configure_hub_tls(tls) -> None:
         return
     from huggingface_hub.utils import _http as hub_http  # pylint: disable=import-outside-toplevel
     if not hasattr(hub_http, "set_client_factory"):
-        raise MissingDependencyError("huggingface_hub >= 1.0", "for validate_certs and ca_path",
+        raise MissingDependencyError("huggingface_hub >= 1.0", "for provider huggingface",
                                      ImportError("huggingface_hub has no set_client_factory"))
     context = None if tls.default else tls.ssl_context()
     hub_http.set_client_factory(lambda: _hub_client(hub_http, context))
