@@ -120,8 +120,8 @@ def test_the_hub_client_is_built_with_the_settings(monkeypatch):
     monkeypatch.setattr(hub_http, "set_client_factory", factories.append)
     name = "httpx2" if hasattr(hub_http, "httpx2") else "httpx"
     real = getattr(hub_http, name)
-    monkeypatch.setattr(hub_http, name, types.SimpleNamespace(Client=lambda **kw: made.append(kw) or kw,
-                                                             Timeout=real.Timeout))
+    fake = types.SimpleNamespace(Client=lambda **kw: made.append(kw) or kw, Timeout=real.Timeout)
+    monkeypatch.setattr(hub_http, name, fake)
     monkeypatch.setattr(hf, "_HUB_TLS", None)
     tls = Tls(ca_path=BUNDLE)
     api = hf.hub_api("https://hub.internal", None, tls)
