@@ -56,18 +56,18 @@ def _hf_resolve(name: str, revision: str | None, endpoint: str | None, token: st
     try:
         target = provider.resolve(None)
     except NotFoundError as exc:
-        return _mark({"name": provider.repo_id, "available": False, "reason": exc.msg, "revision": None,
+        return _mark({"name": provider.model_id, "available": False, "reason": exc.msg, "revision": None,
                       "requested_revision": revision or "main", "size_bytes": None, "files_count": None,
                       "capabilities": None, "capabilities_error": None},
-                     installed, provider.repo_id)
-    row = {"name": provider.repo_id, "available": True, "reason": None, "revision": target.revision,
+                     installed, provider.model_id)
+    row = {"name": provider.model_id, "available": True, "reason": None, "revision": target.revision,
            "requested_revision": target.requested_revision, "size_bytes": target.size_bytes,
            "files_count": len(target.files)}
     try:  # the small files only, as venom_model's check mode reads them
         row["capabilities"], row["capabilities_error"] = provider.predict_capabilities(target), None
     except VenomError as exc:  # the listing stays useful: this row says why its capabilities are unknown
         row["capabilities"], row["capabilities_error"] = None, _hf_redact(exc.msg, token)
-    row = _mark(row, installed, provider.repo_id)
+    row = _mark(row, installed, provider.model_id)
     row["update_available"] = bool(row["installed"] and row["installed_revision"] != target.revision)
     return row
 

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
+import urllib.parse
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import detect_hf_capabilities
 from ansible_collections.venom.models.plugins.module_utils.capabilities.files import (
@@ -33,17 +34,17 @@ from ansible_collections.venom.models.plugins.module_utils.capabilities.files im
 from ansible_collections.venom.models.plugins.module_utils.store.journal import redact as _redact_secrets
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     MissingDependencyError, NotFoundError, ProviderError, ValidationError, VenomError)
+from ansible_collections.venom.models.plugins.module_utils.models.filetree import FileTreeProvider
 from ansible_collections.venom.models.plugins.module_utils.models.staging import (
-    Hasher, StagingArea, disk_full, hash_problems, integrity_error, is_disk_full, mismatch, normalized_selection,
-    prune_empty_parents, remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils.store.paths import keyed_file_name
-from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Provider, Target
+    Hasher, StagingArea, disk_full, integrity_error, is_disk_full, mismatch, prune_empty_parents, select_paths)
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Target
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
-    is_commit, safe_join, validate_model_name, validate_relative_file_path, validate_revision)
+    is_commit, safe_join, validate_relative_file_path, validate_revision)
 
 # huggingface_hub is imported on first use (load_hub): an installed model's idempotent run needs
 # none of it, and importing it costs a few hundred milliseconds.
 HfApi = hf_errors = hf_hub_url = http_get = build_hf_headers = disable_progress_bars = None
+http_backoff = hf_raise_for_status = ModelInfo = None
 HF_IMPORT_ERROR = None
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -51,24 +52,37 @@ DEFAULT_REVISION = "main"
 MAX_WORKERS = 8
 ATTEMPTS = 2
 NETWORK_MODULES = ("httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3")
+# Every request to the Hub or mirror: at most HUB_CONNECT_TIMEOUT seconds to connect, and
+# HUB_READ_TIMEOUT seconds of silence while reading an answer (huggingface_hub's own client has none:
+# a mirror that accepts the connection and never answers held the task forever). File downloads keep
+# huggingface_hub's HF_HUB_DOWNLOAD_TIMEOUT (http_get passes it per request) and its own resume retries.
+HUB_CONNECT_TIMEOUT = 10.0
+HUB_READ_TIMEOUT = 60.0
+# The API calls go through huggingface_hub's http_backoff: a refused, dropped or timed-out connection
+# (olah closes keep-alive connections after errors) and HTTP 408, 429 and 5xx are retried twice,
+# after 0.5 s and 1 s (a Retry-After header is honoured). list_repo_tree does so with
+# huggingface_hub's defaults (5 retries, 1 to 8 s).
+HUB_RETRY = {"max_retries": 2, "base_wait_time": 0.5, "max_wait_time": 2.0}
 
 
 def load_hub() -> None:
     """Import huggingface_hub (once); raise MissingDependencyError if it is not installed."""
     global HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars  # pylint: disable=global-statement
-    global HF_IMPORT_ERROR  # pylint: disable=global-statement
+    global http_backoff, hf_raise_for_status, ModelInfo, HF_IMPORT_ERROR  # pylint: disable=global-statement
     if HfApi is None and HF_IMPORT_ERROR is None:
         try:
-            from huggingface_hub import HfApi as _api  # pylint: disable=import-outside-toplevel
+            from huggingface_hub import HfApi as _api, ModelInfo as _info  # pylint: disable=import-outside-toplevel
             from huggingface_hub import errors as _errors  # pylint: disable=import-outside-toplevel
             from huggingface_hub.file_download import hf_hub_url as _url, http_get as _get  # pylint: disable=import-outside-toplevel
             from huggingface_hub.utils import build_hf_headers as _headers  # pylint: disable=import-outside-toplevel
             from huggingface_hub.utils import disable_progress_bars as _quiet  # pylint: disable=import-outside-toplevel
+            from huggingface_hub.utils import hf_raise_for_status as _raise, http_backoff as _backoff  # pylint: disable=import-outside-toplevel
         except ImportError as exc:
             HF_IMPORT_ERROR = exc
         else:
             HfApi, hf_errors, hf_hub_url, http_get, build_hf_headers, disable_progress_bars = (
                 _api, _errors, _url, _get, _headers, _quiet)
+            http_backoff, hf_raise_for_status, ModelInfo = _backoff, _raise, _info
             _smaller_download_chunks()
     if HF_IMPORT_ERROR is not None:
         raise MissingDependencyError("huggingface_hub", "for provider huggingface", HF_IMPORT_ERROR)
@@ -89,7 +103,7 @@ def _smaller_download_chunks() -> None:
         constants.DOWNLOAD_CHUNK_SIZE = DOWNLOAD_CHUNK_BYTES
 
 
-# the TLS settings huggingface_hub's shared HTTP client was built for (None: its own default client)
+# the TLS settings huggingface_hub's shared HTTP client was built for (None: not configured yet)
 _HUB_TLS = None
 
 
@@ -97,34 +111,33 @@ def configure_hub_tls(tls) -> None:
     """Make huggingface_hub's shared HTTP client use ``tls`` (validate_certs, ca_path: models/tls.py).
 
     huggingface_hub >= 1.0 sends every request through one httpx client made by the factory of
-    ``set_client_factory``; with non-default settings the factory builds the client as
-    huggingface_hub's default one does (its request hook, redirects, no timeout), with ``verify``
-    set to the SSLContext of ``tls``. Setting the factory closes the client it made before.
+    ``set_client_factory``. Ours builds it as huggingface_hub's default one does (its request hook,
+    redirects) but with the timeouts (HUB_CONNECT_TIMEOUT, HUB_READ_TIMEOUT) and, when ``tls`` is
+    not the default, ``verify`` set to its SSLContext. Setting the factory closes the client it made before.
     """
     global _HUB_TLS  # pylint: disable=global-statement
     load_hub()
     tls.check()
-    key = None if tls.default else (tls.validate_certs, tls.ca_path)
+    key = (tls.validate_certs, tls.ca_path)
     if key == _HUB_TLS:
         return
     from huggingface_hub.utils import _http as hub_http  # pylint: disable=import-outside-toplevel
     if not hasattr(hub_http, "set_client_factory"):
-        raise MissingDependencyError("huggingface_hub >= 1.0", "for validate_certs and ca_path",
+        raise MissingDependencyError("huggingface_hub >= 1.0", "for provider huggingface",
                                      ImportError("huggingface_hub has no set_client_factory"))
-    if key is None:
-        hub_http.set_client_factory(hub_http.default_client_factory)
-    else:
-        context = tls.ssl_context()
-        hub_http.set_client_factory(lambda: _hub_client(hub_http, context))
+    context = None if tls.default else tls.ssl_context()
+    hub_http.set_client_factory(lambda: _hub_client(hub_http, context))
     _HUB_TLS = key
 
 
-def _hub_client(hub_http, context):
-    """huggingface_hub's default client (``default_client_factory``), with ``verify=context``."""
+def _hub_client(hub_http, context=None):
+    """huggingface_hub's default client (``default_client_factory``) with (connect, read) timeouts and,
+    given an SSLContext, ``verify=context``."""
     httpx = getattr(hub_http, "httpx2", None) or getattr(hub_http, "httpx")
     hook = getattr(hub_http, "hf_request_event_hook", None)
-    return httpx.Client(event_hooks={"request": [hook]} if hook else None, follow_redirects=True, timeout=None,
-                        verify=context)
+    tls = {} if context is None else {"verify": context}
+    return httpx.Client(event_hooks={"request": [hook]} if hook else None, follow_redirects=True,
+                        timeout=httpx.Timeout(HUB_READ_TIMEOUT, connect=HUB_CONNECT_TIMEOUT), **tls)
 
 
 def hub_api(endpoint: str, token: str | None, tls):
@@ -199,33 +212,18 @@ class _HashingWriter:
         self.fh.flush()
 
 
-class HuggingFaceProvider(Provider):
+class HuggingFaceProvider(FileTreeProvider):
     """Provider ``huggingface``: see the module docstring."""
 
     name = "huggingface"
+    prefix = "hf"
 
     def __init__(self, request, paths):
         super().__init__(request, paths)
-        self.repo_id = validate_model_name(request.name, "huggingface")
         self.endpoint = validate_endpoint(request.endpoint)
         if request.revision is not None:
             validate_revision(request.revision)
-        self.selection = normalized_selection(request.allow_patterns, request.ignore_patterns)
         self._api = None
-
-    # -- naming and places ---------------------------------------------------------------------------
-    def canonical_name(self) -> str:
-        return self.repo_id
-
-    def version_dir(self, commit: str) -> str:
-        org, name = self.repo_id.split("/")
-        return safe_join(self.paths.models_dir, "huggingface", org, name, commit)
-
-    def staging_root(self) -> str:
-        return os.path.join(self.paths.staging_dir, keyed_file_name("hf", self.repo_id, ""))
-
-    def staging(self, commit: str) -> StagingArea:
-        return StagingArea(os.path.join(self.staging_root(), commit))
 
     def _redact(self, text) -> str:
         return redact(text, self.request.token)
@@ -237,11 +235,7 @@ class HuggingFaceProvider(Provider):
         wanted = self.request.revision
         if wanted is not None and wanted not in (entry.get("revision"), entry.get("requested_revision")):
             return False
-        recorded = {"allow_patterns": entry.get("allow_patterns"), "ignore_patterns": entry.get("ignore_patterns")}
-        return recorded == self.selection
-
-    def quick_check(self, entry: dict) -> list:
-        return stat_problems(self.model_dir(entry.get("local_path")), entry.get("files", []))
+        return self.same_selection(entry)
 
     # -- the Hub -------------------------------------------------------------------------------------
     def api(self):
@@ -262,26 +256,26 @@ class HuggingFaceProvider(Provider):
         if hf_errors is not None:
             if isinstance(exc, hf_errors.GatedRepoError):
                 return ProviderError(
-                    f"The Hugging Face repository {self.repo_id} is gated and {token_hint}.",
-                    fix=f"Accept the model's conditions on its page ({self.endpoint}/{self.repo_id}) with the account "
+                    f"The Hugging Face repository {self.model_id} is gated and {token_hint}.",
+                    fix=f"Accept the model's conditions on its page ({self.endpoint}/{self.model_id}) with the account "
                         "whose token you pass, then pass that token with the token option or HF_TOKEN.")
             if isinstance(exc, hf_errors.RevisionNotFoundError):
-                return NotFoundError(f"The revision {revision!r} does not exist in {self.repo_id} at {where}.",
+                return NotFoundError(f"The revision {revision!r} does not exist in {self.model_id} at {where}.",
                                      fix="Give an existing branch, tag or full commit id in revision.")
             if isinstance(exc, hf_errors.RepositoryNotFoundError):
                 if revision not in (None, DEFAULT_REVISION) and self._exists_at(DEFAULT_REVISION):
                     return NotFoundError(
-                        f"The revision {revision!r} does not exist in {self.repo_id} at {where} "
+                        f"The revision {revision!r} does not exist in {self.model_id} at {where} "
                         "(the repository itself exists).",
                         fix="Give an existing branch, tag or full commit id in revision.")
                 return NotFoundError(
-                    f"The Hugging Face repository {self.repo_id} was not found at {where}: it does not exist, or it is "
+                    f"The Hugging Face repository {self.model_id} was not found at {where}: it does not exist, or it is "
                     f"private or gated and {token_hint}.",
                     fix="Check the repository id (org/name, as on the Hub page); for a private or gated model pass a "
                         "token with access (token option or HF_TOKEN); with a mirror, check that it serves this "
                         "repository.")
             if isinstance(exc, hf_errors.RemoteEntryNotFoundError):
-                return ProviderError(f"{what}: the file is listed at commit {revision} of {self.repo_id} but "
+                return ProviderError(f"{what}: the file is listed at commit {revision} of {self.model_id} but "
                                      f"{where} does not serve it ({detail}).",
                                      fix="Check the mirror's copy of the repository, then run the task again.")
             if isinstance(exc, hf_errors.OfflineModeIsEnabled):
@@ -296,7 +290,7 @@ class HuggingFaceProvider(Provider):
                                          fix="Check the token (token option or HF_TOKEN); it may be revoked or expired.")
                 if status is not None and status >= 500 and is_commit(revision or ""):
                     return NotFoundError(
-                        f"{what}: {where} failed with HTTP {status} for commit {revision} of {self.repo_id}; "
+                        f"{what}: {where} failed with HTTP {status} for commit {revision} of {self.model_id}; "
                         "mirrors such as olah answer so for a commit they do not have.",
                         fix="Check the commit id (the full 40 hex characters of an existing commit), or pin a "
                             "branch or tag instead.")
@@ -317,22 +311,26 @@ class HuggingFaceProvider(Provider):
 
     def _exists_at(self, revision: str) -> bool:
         try:
-            self.api().model_info(self.repo_id, revision=revision)
+            self._model_info(revision)
             return True
         except Exception:  # pylint: disable=broad-except
             return False
 
-    def _call(self, fn, revision: str | None, what: str, retries: int = 1):
-        """Call the Hub; retry a dropped connection once (olah closes keep-alive connections after errors)."""
-        for attempt in range(retries + 1):
-            try:
-                return fn()
-            except Exception as exc:  # pylint: disable=broad-except
-                if attempt < retries and _is_network_error(exc) and not _is_hf_error(exc):
-                    time.sleep(0.2)
-                    continue
-                raise self._translate(exc, revision, what) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _model_info(self, revision: str):
+        """``HfApi.model_info(repo, revision=...)``, sent through huggingface_hub's ``http_backoff`` (HUB_RETRY):
+        ``HfApi.model_info`` sends its request once, without retries."""
+        self.api()  # huggingface_hub imported, its client configured (TLS, timeouts)
+        url = f"{self.endpoint}/api/models/{self.model_id}/revision/{urllib.parse.quote(revision, safe='')}"
+        response = http_backoff("GET", url, headers=build_hf_headers(token=self.request.token), **HUB_RETRY)
+        hf_raise_for_status(response)
+        return ModelInfo(**response.json())
+
+    def _call(self, fn, revision: str | None, what: str):
+        """Call the Hub (retries are huggingface_hub's: HUB_RETRY); an error becomes a VenomError with the fix."""
+        try:
+            return fn()
+        except Exception as exc:  # pylint: disable=broad-except
+            raise self._translate(exc, revision, what) from None
 
     def resolve(self, entry: dict | None, latest: bool = False) -> Target:
         revision = self.request.revision
@@ -340,14 +338,14 @@ class HuggingFaceProvider(Provider):
             revision = entry.get("requested_revision") or entry.get("revision")
         revision = revision or DEFAULT_REVISION
         api = self.api()
-        info = self._call(lambda: api.model_info(self.repo_id, revision=revision), revision,
-                          f"Resolving {self.repo_id}@{revision}")
+        info = self._call(lambda: self._model_info(revision), revision,
+                          f"Resolving {self.model_id}@{revision}")
         commit = getattr(info, "sha", None)
         if not is_commit(commit or ""):
-            raise ProviderError(f"{self.endpoint} returned no commit id for {self.repo_id}@{revision}.",
+            raise ProviderError(f"{self.endpoint} returned no commit id for {self.model_id}@{revision}.",
                                 fix="Check that the endpoint is a Hugging Face Hub API or mirror.")
-        items = self._call(lambda: list(api.list_repo_tree(self.repo_id, revision=commit, recursive=True)),
-                           commit, f"Listing the files of {self.repo_id}@{commit[:12]}")
+        items = self._call(lambda: list(api.list_repo_tree(self.model_id, revision=commit, recursive=True)),
+                           commit, f"Listing the files of {self.model_id}@{commit[:12]}")
         specs = {}
         for item in items:
             if not hasattr(item, "size") or not hasattr(item, "blob_id"):
@@ -360,7 +358,7 @@ class HuggingFaceProvider(Provider):
         chosen = select_paths(sorted(specs), self.selection["allow_patterns"], self.selection["ignore_patterns"])
         if not chosen:
             raise NotFoundError(
-                f"No file of {self.repo_id}@{commit[:12]} matches allow_patterns {self.selection['allow_patterns']} "
+                f"No file of {self.model_id}@{commit[:12]} matches allow_patterns {self.selection['allow_patterns']} "
                 f"and ignore_patterns {self.selection['ignore_patterns']} ({len(specs)} files in the repository).",
                 fix="Loosen allow_patterns / ignore_patterns (globs such as '*.safetensors', 'onnx/').")
         files = [specs[p] for p in chosen]
@@ -426,7 +424,7 @@ class HuggingFaceProvider(Provider):
                 except _Abort as exc:
                     if str(exc) == "timeout":
                         errors.append(ProviderError(
-                            f"Downloading {self.repo_id} took longer than timeout={self.request.timeout:g}s; "
+                            f"Downloading {self.model_id} took longer than timeout={self.request.timeout:g}s; "
                             "what was downloaded is kept and resumes on the next run.",
                             fix="Run the task again (it resumes), or raise timeout."))
                         stop.set()
@@ -437,12 +435,12 @@ class HuggingFaceProvider(Provider):
             first = next((e for e in errors if not isinstance(e, _Abort)), errors[0])
             if isinstance(first, VenomError):
                 raise first
-            raise self._translate(first, stage.root.rsplit("/", 1)[-1], f"Downloading {self.repo_id}") from None
+            raise self._translate(first, stage.root.rsplit("/", 1)[-1], f"Downloading {self.model_id}") from None
         return results
 
     def _download_one(self, stage: StagingArea, spec: FileSpec, headers: dict, progress, stop, deadline) -> dict:
         commit = os.path.basename(stage.root)
-        url = hf_hub_url(self.repo_id, spec.path, revision=commit, endpoint=self.endpoint)
+        url = hf_hub_url(self.model_id, spec.path, revision=commit, endpoint=self.endpoint)
         partial = stage.partial_path(spec.path)
         os.makedirs(os.path.dirname(partial), mode=0o750, exist_ok=True)
         why = None
@@ -466,7 +464,7 @@ class HuggingFaceProvider(Provider):
                 raise
             except Exception as exc:  # pylint: disable=broad-except
                 if _is_hf_error(exc) or "Consistency check failed" not in str(exc):
-                    raise self._translate(exc, commit, f"Downloading {spec.path} of {self.repo_id}") from None
+                    raise self._translate(exc, commit, f"Downloading {spec.path} of {self.model_id}") from None
                 # the server sent fewer or more bytes than listed: start this file over, once
                 why = self._redact(str(exc).splitlines()[0])
                 _unlink(partial)
@@ -481,7 +479,7 @@ class HuggingFaceProvider(Provider):
                 return digests
             _unlink(partial)
             progress.add(-size, transferred=False)
-        raise integrity_error(self.repo_id, spec.path, why or "unknown")
+        raise integrity_error(self.model_id, spec.path, why or "unknown")
 
     # -- changes -------------------------------------------------------------------------------------
     def install(self, target: Target, progress, entry: dict | None = None) -> dict:
@@ -497,7 +495,7 @@ class HuggingFaceProvider(Provider):
             self._adopt_unrecorded(stage, [s for s in target.files if s.path not in reuse])
         todo = [s for s in target.files if s.path not in reuse and not stage.verified(s)]
         progress.set_total(target.size_bytes, target.size_bytes - sum(s.size for s in todo),
-                           f"downloading {len(todo)} file(s) of {self.repo_id}@{target.revision[:12]}")
+                           f"downloading {len(todo)} file(s) of {self.model_id}@{target.revision[:12]}")
         if todo:
             self._download_all(stage, todo, progress)
         state = dict(stage.state())
@@ -540,11 +538,6 @@ class HuggingFaceProvider(Provider):
                     local_path=target.local_path, files=files,
                     capabilities_detected=self.detect_capabilities(target.local_path))
 
-    def verify(self, entry: dict, progress) -> list:
-        files = entry.get("files", [])
-        progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.repo_id}")
-        return hash_problems(self.model_dir(entry.get("local_path")), files, progress)
-
     def repair(self, entry: dict, problems: list, progress) -> dict:
         commit = entry["revision"]
         bad = {p.path for p in problems}
@@ -557,36 +550,6 @@ class HuggingFaceProvider(Provider):
         good = dict(entry, files=[f for f in entry["files"] if f["path"] not in bad and "." not in bad])
         os.makedirs(self.model_dir(entry["local_path"]), mode=0o755, exist_ok=True)
         return self.install(target, progress, entry=good)
-
-    def remove(self, entry: dict) -> list:
-        removed = []
-        path = entry.get("local_path")
-        if path and remove_tree_inside(self.paths.provider_dir(self.name), path):
-            removed.append(path)
-        for old in entry.get("retained_versions") or []:
-            if remove_tree_inside(self.paths.provider_dir(self.name), old.get("local_path")):
-                removed.append(old["local_path"])
-        org_dir = os.path.join(self.paths.models_dir, "huggingface", self.repo_id.split("/")[0])
-        prune_empty_parents(os.path.join(org_dir, self.repo_id.split("/")[1]), stop=self.paths.models_dir)
-        return removed
-
-    def remove_version(self, local_path: str) -> None:
-        remove_tree_inside(self.paths.provider_dir(self.name), local_path)
-
-    def staging_bytes(self) -> int:
-        from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size  # pylint: disable=import-outside-toplevel
-        root = self.staging_root()
-        return dir_size(root) if os.path.isdir(root) else 0
-
-    def has_staging(self) -> bool:
-        return os.path.isdir(self.staging_root())
-
-    def discard_staging(self) -> bool:
-        root = self.staging_root()
-        if not os.path.isdir(root):
-            return False
-        remove_tree_inside(self.paths.models_dir, root)
-        return True
 
     def detect_capabilities(self, local_path: str | None, target: Target | None = None) -> dict:
         return detect_hf_capabilities(local_path) if local_path and os.path.isdir(local_path) else {}
@@ -603,12 +566,12 @@ class HuggingFaceProvider(Provider):
                     continue
                 dest = os.path.join(tmp, spec.path)
                 os.makedirs(os.path.dirname(dest), exist_ok=True)
-                url = hf_hub_url(self.repo_id, spec.path, revision=target.revision, endpoint=self.endpoint)
+                url = hf_hub_url(self.model_id, spec.path, revision=target.revision, endpoint=self.endpoint)
                 try:
                     with open(dest, "wb") as fh:
                         http_get(url, fh, headers=headers, expected_size=spec.size)
                 except Exception as exc:  # pylint: disable=broad-except
-                    raise self._translate(exc, target.revision, f"Reading {spec.path} of {self.repo_id}") from None
+                    raise self._translate(exc, target.revision, f"Reading {spec.path} of {self.model_id}") from None
             return detect_hf_capabilities(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

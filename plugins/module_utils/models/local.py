@@ -30,32 +30,29 @@ import tempfile
 from ansible_collections.venom.models.plugins.module_utils.capabilities.deferred import (
     detect_gguf_capabilities, detect_hf_capabilities)
 from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.models.filetree import FileTreeProvider
 from ansible_collections.venom.models.plugins.module_utils.models.staging import (
-    CHUNK, Hasher, StagingArea, disk_full, file_digests, hash_problems, integrity_error, is_disk_full, mismatch,
-    normalized_selection, prune_empty_parents, remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils.store.paths import keyed_file_name
-from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Provider, Target, files_digest
-from ansible_collections.venom.models.plugins.module_utils.store.validation import (
-    safe_join, validate_choice, validate_model_name, validate_relative_file_path)
+    CHUNK, Hasher, StagingArea, disk_full, file_digests, integrity_error, is_disk_full, mismatch, select_paths)
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Target, files_digest
+from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_choice, validate_relative_file_path
 
 ADOPT_MODES = ("auto", "copy", "hardlink")
 SKIP_DIRS = (".git", ".cache", ".venom", "__pycache__")
 
 
-class LocalProvider(Provider):
+class LocalProvider(FileTreeProvider):
     """Provider ``local``: see the module docstring."""
 
     name = "local"
+    prefix = "local"
+
+    def version_key(self, version: str) -> str:
+        return version[:12]  # a content digest: 12 hex characters name the directory
 
     def __init__(self, request, paths):
         super().__init__(request, paths)
-        self.model = validate_model_name(request.name, "local")
         validate_choice(request.adopt_mode, ADOPT_MODES, "adopt_mode")
-        self.selection = normalized_selection(request.allow_patterns, request.ignore_patterns)
         self.source = self._check_source(request.source) if request.source else None
-
-    def canonical_name(self) -> str:
-        return self.model
 
     def _check_source(self, source: str) -> str:
         if not isinstance(source, str) or not os.path.isabs(source):
@@ -73,15 +70,6 @@ class LocalProvider(Provider):
                                       fix="Adopt from a directory outside models_dir/local and models_dir/.venom.")
         return real
 
-    def version_dir(self, version: str) -> str:
-        return safe_join(self.paths.models_dir, "local", *self.model.split("/"), version[:12])
-
-    def staging_root(self) -> str:
-        return os.path.join(self.paths.staging_dir, keyed_file_name("local", self.model, ""))
-
-    def staging(self, version: str) -> StagingArea:
-        return StagingArea(os.path.join(self.staging_root(), version[:12]))
-
     # -- offline checks ------------------------------------------------------------------------------
     def satisfies(self, entry: dict) -> bool:
         if entry.get("status") != "installed":
@@ -89,11 +77,7 @@ class LocalProvider(Provider):
         recorded_source = (entry.get("source") or {}).get("path")
         if self.source is not None and self.source != recorded_source:
             return False
-        return {"allow_patterns": entry.get("allow_patterns"), "ignore_patterns": entry.get("ignore_patterns")} \
-            == self.selection
-
-    def quick_check(self, entry: dict) -> list:
-        return stat_problems(self.model_dir(entry.get("local_path")), entry.get("files", []))
+        return self.same_selection(entry)
 
     # -- the source ----------------------------------------------------------------------------------
     def _source_for(self, entry: dict | None) -> str:
@@ -102,7 +86,7 @@ class LocalProvider(Provider):
         recorded = (entry or {}).get("source", {}).get("path") if entry else None
         if recorded:
             return self._check_source(recorded)
-        raise ValidationError(f"provider local needs source (the model directory on the host) to install {self.model}.",
+        raise ValidationError(f"provider local needs source (the model directory on the host) to install {self.model_id}.",
                               fix="Set source to the absolute path of the directory to adopt.")
 
     def scan(self, source: str) -> dict:
@@ -258,7 +242,7 @@ class LocalProvider(Provider):
                 stage.place(partial, spec, h.digests(), chmod=not link, mode=mode)
                 return
             os.unlink(partial)
-        raise integrity_error(self.model, spec.path, f"{why}; the source changed while it was adopted")
+        raise integrity_error(self.model_id, spec.path, f"{why}; the source changed while it was adopted")
 
     def install(self, target: Target, progress, entry: dict | None = None) -> dict:
         source = target.extra["source"]["path"]
@@ -294,11 +278,6 @@ class LocalProvider(Provider):
         return dict(extra, revision=target.revision, requested_revision=None, local_path=target.local_path,
                     files=files, capabilities_detected=self.detect_capabilities(target.local_path))
 
-    def verify(self, entry: dict, progress) -> list:
-        files = entry.get("files", [])
-        progress.set_total(sum(f["size"] for f in files), 0, f"verifying {len(files)} file(s) of {self.model}")
-        return hash_problems(self.model_dir(entry.get("local_path")), files, progress)
-
     def repair(self, entry: dict, problems: list, progress) -> dict:
         source = self._source_for(entry)
         bad = {p.path for p in problems}
@@ -311,43 +290,18 @@ class LocalProvider(Provider):
                 ok = False
             if not ok:
                 raise ProviderError(
-                    f"Cannot repair {spec.path} of {self.model}: the source {source} no longer has the recorded content.",
+                    f"Cannot repair {spec.path} of {self.model_id}: the source {source} no longer has the recorded content.",
                     fix="Restore the source directory, or adopt it as it is now with state: latest.")
         stage = self.staging(entry["revision"])
         stage.ensure()
         link = self._linkable(source)
-        progress.set_total(sum(s.size for s in specs), 0, f"repairing {len(specs)} file(s) of {self.model}")
+        progress.set_total(sum(s.size for s in specs), 0, f"repairing {len(specs)} file(s) of {self.model_id}")
         os.makedirs(self.model_dir(entry["local_path"]), mode=0o755, exist_ok=True)
         for spec in specs:
             self._bring(stage, source, spec, link, progress)
             stage.move_to(spec.path, entry["local_path"], self.permissions)
         stage.discard()
         return {"files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]}
-
-    def remove(self, entry: dict) -> list:
-        removed = []
-        for path in [entry.get("local_path")] + [v.get("local_path") for v in entry.get("retained_versions") or []]:
-            if path and remove_tree_inside(self.paths.provider_dir(self.name), path):
-                removed.append(path)
-                prune_empty_parents(os.path.dirname(path), stop=self.paths.models_dir)
-        return removed
-
-    def remove_version(self, local_path: str) -> None:
-        remove_tree_inside(self.paths.provider_dir(self.name), local_path)
-        prune_empty_parents(os.path.dirname(local_path), stop=self.paths.models_dir)
-
-    def staging_bytes(self) -> int:
-        from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size  # pylint: disable=import-outside-toplevel
-        return dir_size(self.staging_root()) if os.path.isdir(self.staging_root()) else 0
-
-    def has_staging(self) -> bool:
-        return os.path.isdir(self.staging_root())
-
-    def discard_staging(self) -> bool:
-        if not os.path.isdir(self.staging_root()):
-            return False
-        shutil.rmtree(self.staging_root())
-        return True
 
     def predict_capabilities(self, target: Target) -> dict | None:
         """The source's selected files, linked into a temporary tree shaped like the installed version."""

@@ -91,7 +91,10 @@ def fixture_hub(monkeypatch):
     with open(LISTING, encoding="utf-8") as fh:
         doc = json.load(fh)
     _hf.load_hub()
-    monkeypatch.setattr(_hf.HuggingFaceProvider, "api", lambda self: _FakeHub(doc))
+    hub = _FakeHub(doc)
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "api", lambda self: hub)
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info",
+                        lambda self, revision: hub.model_info(self.model_id, revision=revision))
     fetched = []
     contents = {f["path"]: f.get("content") for f in doc["files"]}
 

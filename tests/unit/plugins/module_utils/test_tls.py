@@ -118,18 +118,24 @@ def test_the_hub_client_is_built_with_the_settings(monkeypatch):
     from huggingface_hub.utils import _http as hub_http
     made, factories = [], []
     monkeypatch.setattr(hub_http, "set_client_factory", factories.append)
-    monkeypatch.setattr(hub_http, "httpx2" if hasattr(hub_http, "httpx2") else "httpx",
-                        types.SimpleNamespace(Client=lambda **kw: made.append(kw) or kw))
+    name = "httpx2" if hasattr(hub_http, "httpx2") else "httpx"
+    real = getattr(hub_http, name)
+    fake = types.SimpleNamespace(Client=lambda **kw: made.append(kw) or kw, Timeout=real.Timeout)
+    monkeypatch.setattr(hub_http, name, fake)
     monkeypatch.setattr(hf, "_HUB_TLS", None)
     tls = Tls(ca_path=BUNDLE)
     api = hf.hub_api("https://hub.internal", None, tls)
     assert api.endpoint == "https://hub.internal" and len(factories) == 1
     factories[0]()
     assert made[0]["verify"] is tls.ssl_context() and made[0]["follow_redirects"] is True
+    timeout = made[0]["timeout"]  # (connect, read): huggingface_hub's own client waits forever
+    assert (timeout.connect, timeout.read) == (hf.HUB_CONNECT_TIMEOUT, hf.HUB_READ_TIMEOUT) == (10.0, 60.0)
     hf.configure_hub_tls(Tls(ca_path=BUNDLE))  # the same settings: the shared client is kept
     assert len(factories) == 1
-    hf.configure_hub_tls(Tls())  # back to the defaults: huggingface_hub's own factory
-    assert factories[-1] is hub_http.default_client_factory and hf._HUB_TLS is None
+    hf.configure_hub_tls(Tls())  # back to the defaults: the default trust store, the same timeouts
+    assert len(factories) == 2 and hf._HUB_TLS == (True, None)
+    factories[-1]()
+    assert "verify" not in made[-1] and made[-1]["timeout"].connect == hf.HUB_CONNECT_TIMEOUT
 
 
 def test_the_ollama_server_and_registry_requests_carry_verify(monkeypatch, tmp_path):
