@@ -26,7 +26,9 @@ what is on disk (``Manifest.rebuild``) instead of being reset.
 Every read validates the document; a corrupt or foreign file is never reset silently but raises
 ``ManifestError`` naming the file, the problem and the way out. Writes happen only inside
 ``Manifest.transaction()``: under the manifest lock, read → change → validate → atomic write
-(temp file, fsync, rename, fsync directory). Concurrent transactions from any number of
+(temp file, fsync, rename, fsync directory). Code outside ``store/`` changes the manifest only
+through the domain operations (``record_install``, ``set_metadata``, ``drop_retained_versions``,
+``mark_active``), never by editing the document. Concurrent transactions from any number of
 processes never lose an update; a writer killed at any point leaves the old or the new file.
 """
 from __future__ import annotations
