@@ -11,7 +11,7 @@
    request and no hashing); for a download, the quota and free-disk pre-flight with exact sizes;
 4. check mode stops here and reports the plan, ``changed`` and the predicted entry;
 5. apply under a journal operation (progress, bytes, errors): the provider fetches and verifies,
-   then one manifest transaction records the entry (``installed`` only when every file is there
+   then the manifest records the entry (``Manifest.record_install``, one transaction) (``installed`` only when every file is there
    and verified); an old version replaced by ``latest`` is removed after the switch, or kept and
    reported while a runtime has the model active.
 
@@ -40,7 +40,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.huggingface im
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
 from ansible_collections.venom.models.plugins.module_utils.store.locks import model_lock
-from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, find_entry, nested_dirs, new_entry
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, nested_dirs, new_entry
 from ansible_collections.venom.models.plugins.module_utils.store import ownership
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
@@ -144,8 +144,8 @@ class ModelOperations:
         self.paths = StatePaths(request.models_dir)
         self.provider = PROVIDER_CLASSES[request.provider](request, self.paths)
         self.name = self.provider.canonical_name()
-        self.manifest = Manifest(self.paths.models_dir, lock_timeout=request.lock_timeout)
-        self.journal = Journal(self.paths.models_dir, secrets=[request.token])
+        self.manifest = Manifest(self.paths, lock_timeout=request.lock_timeout)
+        self.journal = Journal(self.paths, secrets=[request.token])
         # the host's storage settings: as given, else as recorded with the manifest, else the defaults
         self.storage = storage_settings(self.manifest.settings(), quota_gb=request.quota_gb,
                                         reserve_gb=request.reserve_gb)
@@ -167,7 +167,7 @@ class ModelOperations:
             return self._with_settings(self.result(plan, after=self.predicted_entry(plan), operation=None),
                                        any(v is not None and recorded.get(k) != float(v) for k, v in given.items()))
         self.paths.ensure()
-        with model_lock(self.paths.models_dir, self.request.provider, self.name, timeout=self.request.lock_timeout,
+        with model_lock(self.paths, self.request.provider, self.name, timeout=self.request.lock_timeout,
                         purpose=f"venom_model {self.request.state} {self.name}"):
             plan = self.plan()
             if plan.action == "none":
@@ -435,12 +435,7 @@ class ModelOperations:
         return self._record(plan, fields, installed_now=False)
 
     def _apply_metadata(self, plan: Plan):
-        with self.manifest.transaction() as doc:
-            entry = find_entry(doc, self.name, self.request.provider)
-            entry.update(copy.deepcopy(plan.metadata))
-            entry["updated_at"] = iso()
-            after = copy.deepcopy(entry)
-        return after
+        return self.manifest.set_metadata(self.name, self.request.provider, plan.metadata)
 
     _apply_permissions = _apply_metadata  # the files are changed by apply(); the entry records what they have
 
@@ -448,12 +443,7 @@ class ModelOperations:
         for old in plan.before.get("retained_versions") or []:
             if old.get("local_path") and old["local_path"] != plan.before.get("local_path"):
                 self.provider.remove_version(old["local_path"])
-        with self.manifest.transaction() as doc:
-            entry = find_entry(doc, self.name, self.request.provider)
-            entry.pop("retained_versions", None)
-            entry["updated_at"] = iso()
-            after = copy.deepcopy(entry)
-        return after
+        return self.manifest.drop_retained_versions(self.name, self.request.provider)
 
     def _build_entry(self, plan: Plan, fields: dict, installed_now: bool, retained=None) -> dict:
         req, before = self.request, plan.before or {}
@@ -487,16 +477,7 @@ class ModelOperations:
         return entry
 
     def _record(self, plan: Plan, fields: dict, installed_now: bool, retained=None) -> dict:
-        entry = self._build_entry(plan, fields, installed_now, retained)
-        with self.manifest.transaction() as doc:
-            current = find_entry(doc, self.name, self.request.provider)
-            if current is None:
-                doc["models"].append(entry)
-            else:
-                entry["active"] = bool(current.get("active", False))
-                entry["active_runtime"] = current.get("active_runtime")
-                doc["models"][doc["models"].index(current)] = entry
-        return entry
+        return self.manifest.record_install(self._build_entry(plan, fields, installed_now, retained))
 
     # -- results -------------------------------------------------------------------------------------
     def predicted_entry(self, plan: Plan) -> dict | None:

@@ -83,7 +83,7 @@ class RuntimeController:
         self.runner = runner
         self.check_mode = check_mode
         self.warn = warn or (lambda msg: None)
-        self.paths = StatePaths(spec.models_dir)
+        self.paths = StatePaths.of(spec.models_dir)
         self.state_dir = runtimes_dir(self.paths)
         self.pid_file = os.path.join(self.state_dir, f"{spec.name}.pid")
         self.log_file = spec.log_file or os.path.join(self.state_dir, f"{spec.name}.log")
@@ -94,7 +94,7 @@ class RuntimeController:
                 raise ValidationError(f"The runtime instance '{spec.name}' has no port yet.",
                                       fix="Set 'port': each instance needs its own.")
         self.url = health.base_url(spec.host, spec.port)
-        self.manifest = Manifest(spec.models_dir, lock_timeout=spec.lock_timeout)
+        self.manifest = Manifest(self.paths, lock_timeout=spec.lock_timeout)
         self._systemd = Systemd(runner, systemctl, journalctl) if runner is not None else None
         self.engine = ENGINES[spec.runtime](self)
         self.plan: Plan | None = None  # the last run's plan
@@ -195,7 +195,7 @@ class RuntimeController:
                    **kwargs) -> "RuntimeController":
         """A controller for the runtime as venom_runtime last configured it on this host (mode,
         host, port, unit, env file from its state file), e.g. for facts: ``.status()``."""
-        doc = read_state_doc(StatePaths(models_dir), name)
+        doc = read_state_doc(StatePaths.of(models_dir), name)
         spec = RuntimeSpec(name=name, runtime=doc.get("runtime"), models_dir=models_dir, mode=doc.get("mode") or "auto",
                            unit=doc.get("unit"), host=doc.get("host") or "127.0.0.1", port=doc.get("port"),
                            env_file=doc.get("env_file") or None, log_file=doc.get("log_file"), api_key=api_key)
@@ -206,31 +206,18 @@ class RuntimeController:
         return os.path.lexists(self.state_file) or self.resolve_mode() == "systemd"
 
     # -- the manifest ----------------------------------------------------------------------------
-    def mark_active(self, model: str | None, provider: str | None) -> bool:
-        """Mark ``model`` as served by this instance in the manifest (``active_instances``; ``active``
-        while any instance serves it, ``active_runtime`` the first of them); True if that changed it."""
-        changed = False
-        me = self.spec.name
-        with self.manifest.transaction() as doc:
-            for entry in doc["models"]:
-                is_it = model is not None and entry["name"] == model and entry["provider"] == provider
-                had = active_instances(entry)
-                now = (had if me in had else had + [me]) if is_it else [n for n in had if n != me]
-                if now != had or ("active_instances" not in entry and now):
-                    entry["active_instances"] = now
-                    entry["active"], entry["active_runtime"] = bool(now), (now[0] if now else None)
-                    changed = True
-        return changed
+    def mark_active(self, model: str, provider: str) -> bool:
+        """Mark ``model`` as served by this instance in the manifest (``Manifest.mark_active``);
+        True if that changed it."""
+        return self.manifest.mark_active(self.spec.name, model, provider)
 
     def marked_active(self) -> dict | None:
-        for entry in self.manifest.load()["models"]:
-            if self.spec.name in active_instances(entry):
-                return entry
-        return None
+        """The manifest entry of the model this instance is marked to serve (None: none)."""
+        return self.manifest.served_by(self.spec.name)
 
     def check_port_free_of_instances(self) -> None:
         """Refuse a port another instance of this host is configured with (and not stopped)."""
-        for name, doc in instance_states(self.spec.models_dir).items():
+        for name, doc in instance_states(self.paths).items():
             if name != self.spec.name and doc.get("port") == self.spec.port and "stopped_at" not in doc:
                 raise ValidationError(f"Port {self.spec.port} is the port of the runtime instance '{name}' on this host.",
                                       fix=f"Give '{self.spec.name}' another port, or stop '{name}' first.")
@@ -249,7 +236,7 @@ class RuntimeController:
         self.paths.ensure()
         check_runtimes_dir(self.paths)
         os.makedirs(self.state_dir, mode=0o750, exist_ok=True)
-        with runtime_lock(self.paths.models_dir, self.spec.name, timeout=self.spec.lock_timeout,
+        with runtime_lock(self.paths, self.spec.name, timeout=self.spec.lock_timeout,
                           purpose=f"venom_runtime {self.spec.name} {state}"):
             self.plan = plan = self.make_plan(state, model)
             result = plan.result()
@@ -293,7 +280,7 @@ class RuntimeController:
         gpus = desired.gpus if desired else None
         if not gpus and not self.spec.cpus:
             return []
-        states = instance_states(self.spec.models_dir)
+        states = instance_states(self.paths)
         checks = placement.check_cpus(
             self.spec.name, self.spec.cpus, self.resolve_mode(), os.sched_getaffinity(0),
             others=[{"name": name, "cpus": ((act.process or {}).get("cpus"))}
@@ -327,7 +314,7 @@ class RuntimeController:
     def _apply(self, plan: Plan, result: dict) -> dict:
         desired, actions, state = plan.desired, plan.actions, plan.state
         self.touched = True
-        journal = Journal(self.spec.models_dir, secrets=run_secrets(self.spec.api_key, self.spec.env))
+        journal = Journal(self.paths, secrets=run_secrets(self.spec.api_key, self.spec.env))
         op_type = "stop" if state == "stopped" else ("activate" if "activate" in actions else
                                                      ("restart" if state == "restarted" else "start"))
         op = journal.start(op_type, desired.model if desired else None, provider=desired.provider if desired else None,
@@ -348,13 +335,6 @@ class RuntimeController:
         op.complete(f"{self.spec.name}: {', '.join(actions)} done in {result['seconds']}s")
         result["pid"] = self.status()["pid"] if state != "stopped" else None
         return result
-
-
-def active_instances(entry: dict) -> list:
-    """The instances that serve a manifest entry (entries written before instances: ``active_runtime``)."""
-    if isinstance(entry.get("active_instances"), list):
-        return list(entry["active_instances"])
-    return [entry["active_runtime"]] if entry.get("active") and entry.get("active_runtime") else []
 
 
 def runtimes_dir(paths: StatePaths) -> str:
@@ -382,10 +362,10 @@ def read_state_doc(paths: StatePaths, name: str) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def instance_states(models_dir: str | None) -> dict:
+def instance_states(models_dir: str | StatePaths | None) -> dict:
     """The state documents of the runtime instances venom_runtime manages on this host, by name.
     A state file that is a symlink is left out (``venom_runtime`` on that instance refuses it)."""
-    state_dir = check_runtimes_dir(StatePaths(models_dir))
+    state_dir = check_runtimes_dir(StatePaths.of(models_dir))
     out = {}
     try:
         names = sorted(os.listdir(state_dir))

@@ -145,8 +145,10 @@ class Operation:
 class Journal:
     """The journal of one models directory."""
 
-    def __init__(self, models_dir: str | None = None, history_limit: int = DEFAULT_HISTORY_LIMIT, secrets=()):
-        self.paths = StatePaths(models_dir)
+    def __init__(self, models_dir: str | StatePaths | None = None, history_limit: int = DEFAULT_HISTORY_LIMIT,
+                 secrets=()):
+        """``models_dir``: the directory, or its ``StatePaths``."""
+        self.paths = StatePaths.of(models_dir)
         self.dir = self.paths.operations_dir
         self.history_limit = history_limit
         self.secrets: set = set()

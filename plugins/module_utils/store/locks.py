@@ -141,23 +141,23 @@ class FileLock:
         self.release()
 
 
-def model_lock(models_dir: str, provider: str, name: str, timeout: float = DEFAULT_LOCK_TIMEOUT,
+def model_lock(models_dir: str | StatePaths, provider: str, name: str, timeout: float = DEFAULT_LOCK_TIMEOUT,
                operation_id: str | None = None, purpose: str = "") -> FileLock:
     """The lock that serializes every change to one model (install, remove, verify, update)."""
-    paths = StatePaths(models_dir)
+    paths = StatePaths.of(models_dir)
     return FileLock(os.path.join(paths.locks_dir, keyed_file_name("model", f"{provider}:{name}", ".lock")), timeout=timeout,
                     purpose=purpose or f"{provider} model {name}", operation_id=operation_id)
 
 
-def runtime_lock(models_dir: str, runtime: str, timeout: float = DEFAULT_LOCK_TIMEOUT,
+def runtime_lock(models_dir: str | StatePaths, runtime: str, timeout: float = DEFAULT_LOCK_TIMEOUT,
                  operation_id: str | None = None, purpose: str = "") -> FileLock:
     """The lock that serializes start/stop/activation of one runtime on this host."""
-    paths = StatePaths(models_dir)
+    paths = StatePaths.of(models_dir)
     return FileLock(os.path.join(paths.locks_dir, keyed_file_name("runtime", runtime, ".lock")), timeout=timeout,
                     purpose=purpose or f"runtime {runtime}", operation_id=operation_id)
 
 
-def manifest_lock(models_dir: str, timeout: float = DEFAULT_LOCK_TIMEOUT) -> FileLock:
+def manifest_lock(models_dir: str | StatePaths, timeout: float = DEFAULT_LOCK_TIMEOUT) -> FileLock:
     """The lock held for the short read-modify-write of the manifest."""
-    paths = StatePaths(models_dir)
+    paths = StatePaths.of(models_dir)
     return FileLock(os.path.join(paths.locks_dir, "manifest.lock"), timeout=timeout, purpose="manifest update")

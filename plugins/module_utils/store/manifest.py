@@ -26,7 +26,9 @@ what is on disk (``Manifest.rebuild``) instead of being reset.
 Every read validates the document; a corrupt or foreign file is never reset silently but raises
 ``ManifestError`` naming the file, the problem and the way out. Writes happen only inside
 ``Manifest.transaction()``: under the manifest lock, read → change → validate → atomic write
-(temp file, fsync, rename, fsync directory). Concurrent transactions from any number of
+(temp file, fsync, rename, fsync directory). Code outside ``store/`` changes the manifest only
+through the domain operations (``record_install``, ``set_metadata``, ``drop_retained_versions``,
+``mark_active``), never by editing the document. Concurrent transactions from any number of
 processes never lose an update; a writer killed at any point leaves the old or the new file.
 """
 from __future__ import annotations
@@ -45,7 +47,8 @@ from ansible_collections.venom.models.plugins.module_utils.store.paths import St
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, utcnow
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import read_state_file
 from ansible_collections.venom.models.plugins.module_utils.store.validation import (
-    MAX_SIZE_BYTES, PROVIDERS, RUNTIMES, ensure_inside, model_key, validate_relative_file_path)
+    MAX_SIZE_BYTES, PROVIDERS, RUNTIMES, ensure_inside, model_key, validate_instance_name,
+    validate_relative_file_path)
 
 KIND = "venom.models/manifest"
 SCHEMA_VERSION = 1
@@ -80,6 +83,10 @@ _ENTRY_TYPES = {
     "active_instances": (list,),  # the runtime instances that serve the model (optional)
 }
 REQUIRED_ENTRY_KEYS = ("name", "provider", "status", "size_bytes", "capabilities", "files")
+# which runtime instances serve a model: written by the runtimes only (Manifest.mark_active)
+ACTIVE_KEYS = ("active", "active_runtime", "active_instances")
+# what Manifest.set_metadata may change: the fields of an entry that need no file transferred
+METADATA_KEYS = ("display_name", "runtime", "capabilities", "capability_overrides", "permissions", "requested_revision")
 
 
 # Host-wide storage settings recorded with the manifest by venom_model (used when a task omits them).
@@ -289,8 +296,9 @@ def nested_dirs(dirs: list) -> tuple | None:
 class Manifest:
     """The manifest of one models directory."""
 
-    def __init__(self, models_dir: str | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
-        self.paths = StatePaths(models_dir)
+    def __init__(self, models_dir: str | StatePaths | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+        """``models_dir``: the directory, or its ``StatePaths``."""
+        self.paths = StatePaths.of(models_dir)
         self.path = self.paths.manifest
         self.lock_timeout = lock_timeout
 
@@ -349,7 +357,7 @@ class Manifest:
         The manifest lock is held for the whole block: keep it short (no downloads inside).
         """
         self.paths.ensure()
-        with manifest_lock(self.paths.models_dir, timeout=self.lock_timeout):
+        with manifest_lock(self.paths, timeout=self.lock_timeout):
             doc = self.load()
             before = dump_json(doc)
             work = copy.deepcopy(doc)
@@ -470,7 +478,7 @@ class Manifest:
         ``moved_aside`` (the kept file or None).
         """
         self.paths.ensure()
-        with manifest_lock(self.paths.models_dir, timeout=self.lock_timeout):
+        with manifest_lock(self.paths, timeout=self.lock_timeout):
             report = self.plan_rebuild()
             try:
                 settings = self.settings()  # kept when the damaged file still says them
@@ -491,15 +499,92 @@ class Manifest:
         return report
 
     def upsert(self, entry: dict) -> tuple[dict | None, dict]:
-        """Insert or replace one entry (matched by provider and name). Returns (before, after)."""
+        """Insert or replace one entry (matched by provider and name) as given. Returns (before, after).
+
+        A plain put, for tools and tests; the modules change the manifest through the domain
+        operations below, which keep what other writers own (the runtimes' marks).
+        """
         with self.transaction() as doc:
-            before = find_entry(doc, entry["name"], entry["provider"])
             entry = dict(entry, updated_at=iso(), size_gb=size_gb(entry["size_bytes"]))
-            if before is None:
-                doc["models"].append(entry)
-            else:
-                doc["models"][doc["models"].index(before)] = entry
+            before = _put(doc, entry)
         return before, entry
+
+    # -- domain operations: every change the modules make -----------------------------------------
+    def record_install(self, entry: dict) -> dict:
+        """Record the entry of a model version just installed, updated, synced, repaired or found in
+        a runtime's store: it replaces the model's entry (matched by provider and name) or is added.
+
+        Which runtime instances serve the model is theirs to record (``mark_active``): the marks of
+        the entry in the manifest (``active``, ``active_runtime``, ``active_instances``) are kept,
+        whatever ``entry`` says; a new entry is served by no instance yet. Returns the entry written.
+        """
+        entry = copy.deepcopy(entry)
+        with self.transaction() as doc:
+            current = find_entry(doc, entry["name"], entry["provider"])
+            unmarked = {"active": False, "active_runtime": None}
+            for key in ACTIVE_KEYS:
+                if current is not None and key in current:
+                    entry[key] = copy.deepcopy(current[key])
+                elif key in unmarked:
+                    entry[key] = unmarked[key]
+                else:
+                    entry.pop(key, None)
+            _put(doc, entry)
+        return copy.deepcopy(entry)
+
+    def set_metadata(self, name: str, provider: str, changes: dict) -> dict:
+        """Change the fields of an entry that need no file transferred (``METADATA_KEYS``: display
+        name, runtime, capabilities and their overrides, permissions, requested revision).
+        Returns the entry after the change. Another key is refused (ValueError), so is a model the
+        manifest does not list (ManifestError)."""
+        unknown = sorted(set(changes) - set(METADATA_KEYS))
+        if unknown:
+            raise ValueError(f"set_metadata cannot change {', '.join(unknown)}; only {', '.join(METADATA_KEYS)}")
+        return self._change_entry(name, provider, lambda entry: entry.update(copy.deepcopy(changes)))
+
+    def drop_retained_versions(self, name: str, provider: str) -> dict:
+        """Forget the old versions an entry kept for a runtime (``retained_versions``), once their
+        directories are removed; the installed version and the runtimes' marks stay. Returns the
+        entry after the change (ManifestError for a model the manifest does not list)."""
+        return self._change_entry(name, provider, lambda entry: entry.pop("retained_versions", None))
+
+    def mark_active(self, instance: str, name: str, provider: str) -> bool:
+        """Record that runtime instance ``instance`` serves model ``name`` of ``provider`` and no
+        other: ``active_instances`` of each entry lists the instances that serve it, ``active`` is
+        true while one does and ``active_runtime`` is the first of them. Other instances' marks are
+        kept. Returns whether the manifest changed."""
+        validate_instance_name(instance)
+        changed = False
+        with self.transaction() as doc:
+            for entry in doc["models"]:
+                is_it = entry["provider"] == provider and model_key(entry["name"], provider) == model_key(name, provider)
+                had = active_instances(entry)
+                now = (had if instance in had else had + [instance]) if is_it else [n for n in had if n != instance]
+                if now != had or ("active_instances" not in entry and now):
+                    entry["active_instances"] = now
+                    entry["active"], entry["active_runtime"] = bool(now), (now[0] if now else None)
+                    changed = True
+        return changed
+
+    def served_by(self, instance: str) -> dict | None:
+        """The entry of the model runtime instance ``instance`` is marked to serve (None: none)."""
+        for entry in self.load()["models"]:
+            if instance in active_instances(entry):
+                return entry
+        return None
+
+    def _change_entry(self, name: str, provider: str, change) -> dict:
+        """Apply ``change(entry)`` to the model's entry under the lock and stamp it; the entry after."""
+        with self.transaction() as doc:
+            entry = find_entry(doc, name, provider)
+            if entry is None:
+                raise ManifestError(f"The manifest {self.path} has no entry for the {provider} model {name}.",
+                                    fix="Install it first (venom.models.venom_model, state: present).",
+                                    path=self.path)
+            change(entry)
+            entry["updated_at"] = iso()
+            after = copy.deepcopy(entry)
+        return after
 
     def remove(self, name: str, provider: str | None = None) -> dict | None:
         """Remove one entry; return it (None if it was not there)."""
@@ -508,6 +593,23 @@ class Manifest:
             if entry is not None:
                 doc["models"].remove(entry)
         return entry
+
+
+def _put(doc: dict, entry: dict) -> dict | None:
+    """Put ``entry`` in place of the model's entry in ``doc``, or add it; the entry it replaced (or None)."""
+    before = find_entry(doc, entry["name"], entry["provider"])
+    if before is None:
+        doc["models"].append(entry)
+    else:
+        doc["models"][doc["models"].index(before)] = entry
+    return before
+
+
+def active_instances(entry: dict) -> list:
+    """The instances that serve a manifest entry (entries written before instances: ``active_runtime``)."""
+    if isinstance(entry.get("active_instances"), list):
+        return list(entry["active_instances"])
+    return [entry["active_runtime"]] if entry.get("active") and entry.get("active_runtime") else []
 
 
 def find_entry(doc: dict, name: str, provider: str | None = None) -> dict | None:

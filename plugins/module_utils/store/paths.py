@@ -4,7 +4,7 @@
 
 Layout::
 
-    <models_dir>/manifest.json              the manifest (one reader/writer: _manifest.py)
+    <models_dir>/manifest.json              the manifest (one reader/writer: manifest.py)
     <models_dir>/huggingface/<org>/<name>/<commit>/...   installed Hugging Face snapshots
     <models_dir>/local/<name>/<digest12>/...             adopted local models
     <models_dir>/.venom/locks/              inter-process locks (fcntl; never stale)
@@ -39,6 +39,11 @@ class StatePaths:
         self.operations_dir = os.path.join(self.state_dir, "operations")
         self.staging_dir = os.path.join(self.state_dir, "staging")
         self.records_dir = os.path.join(self.state_dir, "records")
+
+    @classmethod
+    def of(cls, models_dir: "str | StatePaths | None") -> "StatePaths":
+        """``models_dir`` as paths: the object itself when it is one, else the paths of the directory it names."""
+        return models_dir if isinstance(models_dir, cls) else cls(models_dir)
 
     def ensure(self) -> "StatePaths":
         """Create the directory skeleton (mode 0755, state dirs 0750). Safe to call often.

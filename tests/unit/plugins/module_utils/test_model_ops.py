@@ -148,6 +148,19 @@ def test_latest_keeps_old_version_while_active_then_prunes(tmp_path):
     assert run(tmp_path)["changed"] is False
 
 
+def test_an_update_kept_for_two_instances_keeps_both_marked(tmp_path):
+    run(tmp_path)
+    Manifest(str(tmp_path)).mark_active("a", "m", "local")
+    Manifest(str(tmp_path)).mark_active("b", "m", "local")
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest")
+    assert "the runtime instances 'a', 'b'" in out["warnings"][0]
+    entry = Manifest(str(tmp_path)).get("m", "local")
+    assert entry["revision"] == "v2" and entry["active_instances"] == ["a", "b"], "instance b lost its mark"
+    assert out["model"]["active_instances"] == ["a", "b"]
+    assert Manifest(str(tmp_path)).served_by("b")["name"] == "m"
+
+
 def test_absent_refuses_active_unless_force(tmp_path):
     run(tmp_path)
     with Manifest(str(tmp_path)).transaction() as doc:
