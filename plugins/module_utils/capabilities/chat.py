@@ -7,7 +7,7 @@
 
 1. ``role_map`` renames roles (e.g. ``{tool: user, developer: system}``);
 2. system messages are folded into the next user message when the model has no system role
-   (the source documents' ``Instructions: ... User: ...`` shape, ``fold_template``);
+   (the plain ``Instructions: ... User: ...`` shape a model without system role gets, ``fold_template``);
 3. a role outside ``allowed_roles`` is refused with an error that names it and the way out;
 4. consecutive same-role messages are merged when the chat template demands alternation;
 5. the result is checked by rendering the model's own chat template (when it is known and Jinja)

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Capability detection: what a model accepts, read from the model itself.
 
-The result always has the same keys (the source documents' capabilities)::
+The result always has the same keys (what the manifest records as a model's capabilities)::
 
     supports_system_role       bool | None   the chat template renders a system message
     supports_function_calling  bool | None   the template renders tool definitions / tool calls

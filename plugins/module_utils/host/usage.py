@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Resource usage of a host: model disk use against the quota, free disk, CPU, memory, GPUs.
 
-The source documents' ``/models/usage``. psutil gives CPU and memory; NVML (``import pynvml``,
+psutil gives CPU and memory; NVML (``import pynvml``,
 package nvidia-ml-py) gives GPU utilisation and VRAM. A host without a GPU, without the NVIDIA
 driver or without those packages gets ``null`` fields and a note, never a failure.
 """
@@ -74,7 +74,7 @@ def gpu_usage(nvml=None) -> tuple[list, list]:
 
 
 def usage(models: list, quota_gb: float, models_dir: str, cpu_interval: float = 0.1, nvml=None) -> dict:
-    """The usage figures of one host, in the source documents' shape plus per-GPU detail."""
+    """The usage figures of one host, with per-GPU detail."""
     used = sum(int(m.get("size_bytes") or 0) for m in models)
     free = free_bytes(models_dir)
     notes = []

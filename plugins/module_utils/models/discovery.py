@@ -4,7 +4,7 @@
 
 Looks in ``models_dir`` (outside the directories of installed models and the library's own
 state), in Hugging Face caches (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``)
-and in extra paths the caller names (the source documents' ``./models``). For each find it says
+and in extra paths the caller names (e.g. an application's ``./models``). For each find it says
 what ``venom_model`` needs to adopt it (``provider: local`` with ``source``) and, for a Hub cache
 snapshot, the repository and commit it came from. Reads only; bounded in depth and count.
 """

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The manifest ``<models_dir>/manifest.json``: its one reader and writer.
 
-Format (the source documents' format, extended)::
+Format::
 
     {
       "kind": "venom.models/manifest",
@@ -98,7 +98,7 @@ def empty_document() -> dict:
 
 
 def size_gb(size_bytes: int) -> float:
-    """Decimal gigabytes (10^9 bytes), rounded to 3 places, as the source documents' ``size_gb``."""
+    """Decimal gigabytes (10^9 bytes), rounded to 3 places, as the manifest's ``size_gb``."""
     return round(size_bytes / GB, 3)
 
 

@@ -3,7 +3,7 @@
 """Storage quota and free-disk pre-flight, checked before any byte is downloaded.
 
 * quota: the manifest's exact model sizes (all providers) plus the planned download must not
-  exceed ``quota_gb`` (default 50, the source documents' ``MAX_STORAGE_GB``);
+  exceed ``quota_gb`` (default 50 GB);
 * disk: the free space of the filesystem that holds the download must stay above
   ``reserve_gb`` after the download.
 

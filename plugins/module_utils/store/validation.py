@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The validation rules of the library, in one place.
 
-Model names: the source documents' rule ``^[\\w\\-.:/]+$`` (ASCII) is the outer bound; on top of it
+Model names: ``^[\\w\\-.:/]+$`` (ASCII) is the outer bound; on top of it
 each provider's real grammar applies:
 
 * ``huggingface``: ``org/name`` as the Hub accepts it (alphanumerics, ``-``, ``_``, ``.``; no
