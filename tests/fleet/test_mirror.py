@@ -225,7 +225,7 @@ def test_a_host_without_the_ca_is_refused_naming_the_mirror(mirror_fleet):
     fx, env = mirror_fleet, mirror_fleet["env"]
     host = env.host(2).name
     res = _site(fx, _inventory(fx, ["venom-fleet/model-c"], "noca.yml", ca=False),
-                extra=("--limit", host, "-e", "venom_host_bootstrap=false"))
+                extra=("--limit", host, "-e", '{"venom_host_bootstrap": false}'))
     assert res.rc != 0
     msg = res.task("Stop here when the mirror does not answer", host=host)["msg"]
     assert msg.startswith(f"The TLS certificate of the model mirror {env.host(1).name} ({MIRROR_URL}) could not be "
