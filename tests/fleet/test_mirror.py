@@ -3,19 +3,22 @@
 """One download per fleet: venom.models.mirror and site.yml's mirror play on four real hosts.
 
 Host 1 is the mirror (group ``venom_mirror``: the role installs olah from the fleet wheelhouse,
-as on an air-gapped host, and runs it as a hardened unit); hosts 2-4 install models through it
-with ``site.yml``. The mirror's upstream is a second olah on this machine playing the Hub
+as on an air-gapped host, and runs it as a hardened unit serving HTTPS with a certificate of a
+private CA, tests/lib/private_ca.py); hosts 2-4 install models through it with ``site.yml``,
+verifying it with that CA (``venom_ca_path``); the role's readiness check and pre-warming verify it
+with ``mirror_tls_ca``. The mirror's upstream is a second olah on this machine playing the Hub
 (tests/lib/hub_upstream.py); every byte it sends passes a counter, so ``hub.counter.received``
 is what the fleet fetched from outside. In order (each test builds on the one before):
 
 1. ``site`` with a pre-warmed model B and model A on the three hosts: B crosses the counter once
    while the mirror play pre-warms it, A once while three hosts install it. The mirror's token
    goes upstream and nowhere else; ``mirror_facts`` lists both repositories and their size.
+   A host without the CA is refused before it installs anything, naming the mirror and the fix.
 2. B installed on the three hosts afterwards comes from the warm cache: (almost) nothing from
    outside.
 3. The mirror stops in the middle of a rollout: each host fails before installing, naming the
    mirror, and has nothing half-installed; with the mirror back the same run installs model C,
-   fetched from outside once.
+   fetched from outside once (through the URL site.yml derives without mirror_public_url: https).
 4. olah's cache size limit (mirror_cache_size_limit) evicts the cache when the mirror restarts.
 5. Offline (air-gapped): the mirror serves a git repository seeded into mirror_repos_dir and never
    contacts the upstream; a host installs it through site.yml.
@@ -26,6 +29,7 @@ import concurrent.futures
 import os
 
 import pytest
+import requests
 import yaml
 
 from tests.fleet import harness
@@ -34,11 +38,14 @@ from tests.lib.fleet_env import start_fleet
 from tests.lib.hub_upstream import Hub
 from tests.lib.olah_env import safetensors_bytes
 from tests.lib.olah_mirror import commit_repo
+from tests.lib.private_ca import make_private_ca
 from tests.lib.servers import wait_http
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 VENV = "/opt/venom-py"  # the modules' Python on the model hosts (requirements-target.txt)
 MIRROR_PORT = 18160
+MIRROR_URL = f"https://127.0.0.1:{MIRROR_PORT}"
+TLS_DIR = "/etc/venom-test-tls"  # on the hosts: ca.pem everywhere, mirror.crt and mirror.key on the mirror
 TOKEN = "hf_venomMirrorTestToken0123456789"
 MODELS = {  # name -> megabytes of weights
     "venom-fleet/model-a": 3,
@@ -77,14 +84,40 @@ def mirror_fleet(tmp_path_factory):
                         timeout=300)
             with concurrent.futures.ThreadPoolExecutor(3) as pool:
                 list(pool.map(prepare, env.hosts[1:]))
-            yield {"env": env, "hub": hub, "sizes": sizes, "work": work}
+            pki = _install_pki(env, str(work / "pki"))
+            yield {"env": env, "hub": hub, "sizes": sizes, "work": work, "ca": pki["ca"]}
 
 
-def _inventory(fx, models: list, name: str, **mirror_vars) -> str:
+def _install_pki(env, directory: str) -> dict:
+    """A private CA and a certificate for 127.0.0.1 (the hosts share this machine's network): the
+    CA on every host, the certificate and its key on the mirror as an operator puts them there
+    (the key readable by root and the service group only)."""
+    pki = make_private_ca(directory)
+    files = {"ca.pem": pki["ca"], "mirror.crt": pki["cert"], "mirror.key": pki["key"]}
+    for host in env.hosts:
+        target = os.path.join(env.state_dir, "hosts", host.name, "root", TLS_DIR.lstrip("/"))
+        os.makedirs(target, exist_ok=True)
+        for name, src in files.items():
+            if host.index == 1 or name == "ca.pem":
+                with open(src, "rb") as fh, open(os.path.join(target, name), "wb") as out:
+                    out.write(fh.read())
+        env.ssh(host, f"chown -R root:root {TLS_DIR} && chmod 0755 {TLS_DIR} && chmod 0644 {TLS_DIR}/*.pem")
+    env.ssh(1, f"getent group venom-mirror >/dev/null || groupadd --system venom-mirror; "
+               f"chown root:venom-mirror {TLS_DIR}/mirror.key && chmod 0640 {TLS_DIR}/mirror.key && "
+               f"chmod 0644 {TLS_DIR}/mirror.crt")
+    return pki
+
+
+def _inventory(fx, models: list, name: str, ca: bool = True, public_url: bool = True, **mirror_vars) -> str:
+    """An inventory for site.yml: the mirror on HTTPS; ``ca``: the model hosts verify it with the
+    private CA (venom_ca_path); ``public_url``: mirror_public_url set (else site.yml derives it)."""
     doc = {"all": {"children": {
         "venom_mirror": {"vars": {
             "mirror_port": MIRROR_PORT,
-            "mirror_public_url": f"http://127.0.0.1:{MIRROR_PORT}",
+            **({"mirror_public_url": MIRROR_URL} if public_url else {}),
+            "mirror_tls_cert": f"{TLS_DIR}/mirror.crt",
+            "mirror_tls_key": f"{TLS_DIR}/mirror.key",
+            "mirror_tls_ca": f"{TLS_DIR}/ca.pem",
             "mirror_upstream_url": fx["hub"].url,
             "mirror_hf_token": TOKEN,
             "mirror_pip_no_index": True,
@@ -93,6 +126,7 @@ def _inventory(fx, models: list, name: str, **mirror_vars) -> str:
             **mirror_vars}},
         "models": {"vars": {
             "ansible_python_interpreter": f"{VENV}/bin/python",
+            **({"venom_ca_path": f"{TLS_DIR}/ca.pem"} if ca else {}),
             "venom_models": [{"name": m, "revision": "main"} for m in models]}},
     }}}
     path = fx["work"] / name
@@ -113,9 +147,11 @@ def _installed(fx, index: int) -> list:
     return sorted((m["name"], m["status"]) for m in res.task("facts")["ansible_facts"]["venom_models"])
 
 
-def _wait_mirror(timeout: float = 90) -> None:
-    """Until the mirror answers (olah takes some seconds to start; an unknown path is a 404)."""
-    wait_http(f"http://127.0.0.1:{MIRROR_PORT}/venom-mirror-ready", timeout, ready=lambda status: status == 404, interval=1)
+def _wait_mirror(fx, timeout: float = 90) -> None:
+    """Until the mirror answers (olah takes some seconds to start; an unknown path is a 404), its
+    certificate verified with the test CA."""
+    wait_http(f"{MIRROR_URL}/venom-mirror-ready", timeout, ready=lambda status: status == 404, interval=1,
+              cafile=fx["ca"])
 
 
 def _model_hosts(fx) -> list:
@@ -144,7 +180,7 @@ def test_one_download_for_three_hosts_and_a_prewarmed_model(mirror_fleet):
     # (read in the mirror play: after the pre-warming, before the fleet installs)
     cached = {r["name"]: r["bytes"] for r in facts["cache"]["repos"]}
     assert set(cached) == {"venom-fleet/model-b"}, facts
-    assert cached["venom-fleet/model-b"] >= b and facts["url"] == f"http://127.0.0.1:{MIRROR_PORT}"
+    assert cached["venom-fleet/model-b"] >= b and facts["url"] == MIRROR_URL
     summary = res.task("What the mirror holds", host=mirror)["msg"]
     assert "1 repositories" in summary, summary
 
@@ -160,6 +196,12 @@ def test_one_download_for_three_hosts_and_a_prewarmed_model(mirror_fleet):
     # the unit is the collection's hardened one, verified by systemd-analyze in the role
     unit = fx["env"].ssh(1, "systemctl cat venom-mirror.service").stdout
     assert "ProtectSystem=strict" in unit and "User=venom-mirror" in unit and "ReadWritePaths=/var/lib/venom-mirror" in unit
+    # olah serves HTTPS only: the certificate of the private CA, no plain HTTP on its port
+    assert requests.get(f"{MIRROR_URL}/venom-mirror-ready", timeout=10, verify=fx["ca"]).status_code == 404
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{MIRROR_URL}/venom-mirror-ready", timeout=10, verify=True)
+    with pytest.raises(requests.RequestException):
+        requests.get(f"http://127.0.0.1:{MIRROR_PORT}/venom-mirror-ready", timeout=10)
 
     # a second run changes nothing and fetches nothing from outside
     hub.counter.reset()
@@ -171,6 +213,22 @@ def test_one_download_for_three_hosts_and_a_prewarmed_model(mirror_fleet):
     cached = {r["name"]: r["bytes"] for r in facts["cache"]["repos"]}
     assert set(cached) == {"venom-fleet/model-a", "venom-fleet/model-b"}, facts
     assert cached["venom-fleet/model-a"] >= a and facts["cache"]["total_bytes"] >= a + b, facts
+
+
+def test_a_host_without_the_ca_is_refused_naming_the_mirror(mirror_fleet):
+    fx, env = mirror_fleet, mirror_fleet["env"]
+    host = env.host(2).name
+    res = _site(fx, _inventory(fx, ["venom-fleet/model-c"], "noca.yml", ca=False),
+                extra=("--limit", host, "-e", '{"venom_host_bootstrap": false}'))
+    assert res.rc != 0
+    msg = res.task("Stop here when the mirror does not answer", host=host)["msg"]
+    assert msg.startswith(f"The TLS certificate of the model mirror {env.host(1).name} ({MIRROR_URL}) could not be "
+                          "verified against the host's trust store (venom_ca_path is not set)"), msg
+    assert "CERTIFICATE_VERIFY_FAILED" in msg and "Set venom_ca_path" in msg and "Nothing was installed" in msg, msg
+    check = res.task("Check that the mirror answers", host=host)
+    assert check.get("attempts", 1) == 1, ("a certificate failure is not retried", check)
+    assert not [r for r in res.results if r["task"] == "Install, verify or update the other models"]
+    assert _installed(fx, 2) == [("venom-fleet/model-a", "installed")]
 
 
 def test_a_prewarmed_model_comes_from_the_cache(mirror_fleet):
@@ -185,7 +243,9 @@ def test_a_prewarmed_model_comes_from_the_cache(mirror_fleet):
 
 def test_the_mirror_down_mid_rollout_fails_clearly_and_resumes(mirror_fleet):
     fx, hub, env = mirror_fleet, mirror_fleet["hub"], mirror_fleet["env"]
-    inv = _inventory(fx, ["venom-fleet/model-a", "venom-fleet/model-b", "venom-fleet/model-c"], "abc.yml")
+    # without mirror_public_url: site.yml derives https://<the mirror's ansible_host>:<mirror_port>
+    inv = _inventory(fx, ["venom-fleet/model-a", "venom-fleet/model-b", "venom-fleet/model-c"], "abc.yml",
+                     public_url=False)
     env.ssh(1, "systemctl stop venom-mirror.service")
     hub.counter.reset()
     # the rollout of the model hosts (the mirror's own play is not part of it)
@@ -193,14 +253,14 @@ def test_the_mirror_down_mid_rollout_fails_clearly_and_resumes(mirror_fleet):
     assert res.rc != 0
     for host in _model_hosts(fx):
         msg = res.task("Stop here when the mirror does not answer", host=host)["msg"]
-        assert env.host(1).name in msg and f"127.0.0.1:{MIRROR_PORT}" in msg and "Nothing was installed" in msg, msg
+        assert env.host(1).name in msg and f"({MIRROR_URL})" in msg and "Nothing was installed" in msg, msg
     assert not [r for r in res.results if r["task"] == "Install, verify or update the other models"]
     assert hub.counter.received == 0
     for i in (2, 3, 4):
         assert _installed(fx, i) == [("venom-fleet/model-a", "installed"), ("venom-fleet/model-b", "installed")]
 
     env.ssh(1, "systemctl start venom-mirror.service")
-    _wait_mirror()
+    _wait_mirror(fx)
     res = _site(fx, inv, extra=("--limit", "models"))
     assert res.rc == 0, res.stdout[-8000:]
     c = fx["sizes"]["venom-fleet/model-c"]
@@ -223,6 +283,7 @@ def test_the_cache_size_limit_evicts(mirror_fleet):
     assert facts["cache"]["total_bytes"] <= 1024 * 1024, facts["cache"]
     conf = fx["env"].ssh(1, "cat /etc/venom-models/venom-mirror.toml").stdout
     assert 'cache-size-limit = "1M"' in conf and 'cache-clean-strategy = "LRU"' in conf
+    assert f'ssl-cert = "{TLS_DIR}/mirror.crt"' in conf and 'mirror-scheme = "https"' in conf, conf
 
 
 def test_an_offline_mirror_serves_seeded_repositories(mirror_fleet, tmp_path):

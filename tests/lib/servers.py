@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -83,12 +84,14 @@ def _log_tail(log: str | None, n: int = 3000) -> str:
 
 
 def wait_http(url: str, timeout: float, exited=None, log: str | None = None, ready=lambda status: status < 500,
-              interval: float = 0.05) -> None:
+              interval: float = 0.05, cafile: str | None = None) -> None:
     """Return once a GET of ``url`` answers with a status ``ready`` accepts (default: any below 500).
 
     ``exited()`` is the server's exit code, None while it runs (``Popen.poll``); ``log`` its log
-    file, whose tail the error shows.
+    file, whose tail the error shows. ``cafile``: the CA an https server's certificate is verified
+    with (a certificate that does not verify counts as not answering).
     """
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     deadline = time.monotonic() + timeout
     code = None
     while time.monotonic() < deadline:
@@ -96,7 +99,7 @@ def wait_http(url: str, timeout: float, exited=None, log: str | None = None, rea
         if code is not None:
             raise ServerNotReady(f"the server of {url} exited (code {code}) before it answered\n{_log_tail(log)}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=2, context=context) as resp:  # noqa: S310 (loopback)
                 status = resp.status
         except urllib.error.HTTPError as exc:
             status = exc.code

@@ -6,7 +6,9 @@
     venom_mirror.py cache-info REPOS_PATH [REGISTRY_DIR]
                                               what olah's cache (and the registry's) holds, JSON
     venom_mirror.py prewarm URL REPO [REV [CA [REPOS_PATH]]]
-                                              fetch every file of REPO through the mirror (JSON)
+                                              fetch every file of REPO through the mirror (JSON);
+                                              CA: a PEM bundle that verifies an https mirror
+                                              instead of the system trust store
 
 serve: olah forwards the Authorization header of each client to the upstream and has no token of
 its own. When VENOM_MIRROR_UPSTREAM_TOKEN is set (the role's root-only environment file), it is
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 
 
@@ -108,29 +111,80 @@ def registry_info(root: str) -> dict:
             "blob_bytes": blob_bytes}
 
 
+def _verify(ca: str):
+    """What verifies the mirror's certificate: an SSLContext with the CA bundle ``ca`` (the role's
+    mirror_tls_ca) only, else the system trust store (True). Never off."""
+    if not ca:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(f"mirror_tls_ca {ca} is not a readable PEM CA bundle ({exc}): give the CA that signed "
+                         "the mirror's certificate.") from None
+
+
+def _hub_client_factory(verify):
+    """A factory for huggingface_hub's shared HTTP client (``set_client_factory``, huggingface_hub
+    >= 1.0; olah needs >= 1.27): its default client with ``verify``."""
+    from huggingface_hub.utils import _http as hub_http  # pylint: disable=import-outside-toplevel
+    httpx = getattr(hub_http, "httpx2", None) or getattr(hub_http, "httpx")
+    hook = getattr(hub_http, "hf_request_event_hook", None)
+    return lambda: httpx.Client(event_hooks={"request": [hook]} if hook else None, follow_redirects=True,
+                                timeout=None, verify=verify)
+
+
+def _certificate_cause(exc: BaseException | None) -> str | None:
+    """The reason of a failed certificate check in ``exc`` or the exceptions behind it; else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return str(exc.verify_message or exc.reason or exc)
+        nested = [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
+        exc = exc.__cause__ or exc.__context__ or (nested[0] if nested else None)
+    return None
+
+
+def _failure(url: str, what: str, exc: BaseException, ca: str) -> SystemExit:
+    cause = _certificate_cause(exc)
+    if cause is None:
+        return SystemExit(f"the mirror {url} could not {what}: {exc}")
+    trust = f"mirror_tls_ca ({ca})" if ca else "the system trust store (mirror_tls_ca is not set)"
+    return SystemExit(f"the mirror {url} could not {what}: its TLS certificate could not be verified against "
+                      f"{trust}: {cause}. Set mirror_tls_ca to the CA bundle that signed mirror_tls_cert.")
+
+
 def prewarm(url: str, repo: str, revision: str = "main", ca: str = "", repos_path: str = "") -> dict:
     """Download every file of ``repo`` at ``revision`` through the mirror and throw it away: the
-    mirror keeps it in its cache. Sends no token (the mirror adds its own upstream)."""
+    mirror keeps it in its cache. Sends no token (the mirror adds its own upstream). An https
+    mirror is verified with the CA bundle ``ca`` when given (huggingface_hub's client and the
+    downloads alike), else with the system trust store."""
     import requests  # pylint: disable=import-outside-toplevel
     from huggingface_hub import HfApi  # pylint: disable=import-outside-toplevel
-    from huggingface_hub.utils import HfHubHTTPError  # pylint: disable=import-outside-toplevel
-    verify = ca or True
+    from huggingface_hub.utils import _http as hub_http  # pylint: disable=import-outside-toplevel
+    verify = _verify(ca)
     session = requests.Session()
-    session.verify = verify
+    if ca:
+        hub_http.set_client_factory(_hub_client_factory(verify))
     try:
         api = HfApi(endpoint=url, token=False)
         commit = api.model_info(repo, revision=revision).sha
         files = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True) if hasattr(f, "size")]
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise SystemExit(f"the mirror {url} could not list {repo}@{revision}: {exc}") from exc
+    except Exception as exc:  # pylint: disable=broad-exception-caught  # httpx, huggingface_hub, OS errors
+        raise _failure(url, f"list {repo}@{revision}", exc, ca) from exc
     before = _tree_size(repos_path)[0] if repos_path else None
     fetched = 0
     for f in files:
-        with session.get(f"{url}/{repo}/resolve/{commit}/{f.path}", stream=True, timeout=(10, 300)) as resp:
-            if resp.status_code != 200:
-                raise SystemExit(f"the mirror {url} answered {resp.status_code} for {repo}/{f.path}@{commit}: "
-                                 f"{resp.text[:300]}")
-            got = sum(len(chunk) for chunk in resp.iter_content(1 << 20))
+        try:
+            # verify per request: requests lets REQUESTS_CA_BUNDLE override a session's verify
+            with session.get(f"{url}/{repo}/resolve/{commit}/{f.path}", stream=True, timeout=(10, 300),
+                             verify=ca or True) as resp:
+                if resp.status_code != 200:
+                    raise SystemExit(f"the mirror {url} answered {resp.status_code} for {repo}/{f.path}@{commit}: "
+                                     f"{resp.text[:300]}")
+                got = sum(len(chunk) for chunk in resp.iter_content(1 << 20))
+        except requests.RequestException as exc:
+            raise _failure(url, f"send {repo}/{f.path}@{commit}", exc, ca) from exc
         if got != f.size:
             raise SystemExit(f"the mirror {url} sent {got} bytes of {repo}/{f.path}, expected {f.size}")
         fetched += got

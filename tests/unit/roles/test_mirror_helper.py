@@ -1,14 +1,22 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The mirror role's helper (roles/mirror/files/venom_mirror.py): the upstream-token middleware
-and the cache reports, on layouts as olah 0.5.4 and docker-registry 2.8 write them. The server
-side (serve, prewarm) runs in tests/fleet/test_mirror.py."""
+the cache reports, on layouts as olah 0.5.4 and docker-registry 2.8 write them, and the TLS side of
+prewarm (its client against a tiny HTTPS double). The server side (serve, prewarm through a real
+olah, plain and HTTPS) runs in tests/fleet/test_mirror.py."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import importlib.util
 import json
 import os
+import ssl
+import threading
+
+import pytest
+
+from tests.lib.private_ca import make_private_ca
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                       "roles", "mirror", "files", "venom_mirror.py")
@@ -78,3 +86,74 @@ def test_registry_info_lists_repositories_tags_and_blob_bytes(tmp_path):
     out = helper.registry_info(str(tmp_path))
     assert out["repositories"] == [{"name": "library/tiny", "tags": ["latest"]}, {"name": "ns/deep/model", "tags": ["v2"]}]
     assert out["blobs"] == 2 and out["blob_bytes"] == 320
+
+
+# -- prewarm over TLS: the helper's client side against a tiny HTTPS double of olah's three routes
+# (model info, file tree, resolve); the real olah over TLS runs in tests/fleet/test_mirror.py.
+class _MirrorDouble(http.server.BaseHTTPRequestHandler):
+    ROUTES = {
+        "/api/models/org/m/revision/main": json.dumps({"id": "org/m", "sha": "c0ffee"}).encode(),
+        "/api/models/org/m/tree/c0ffee": json.dumps(
+            [{"type": "file", "path": "config.json", "size": 2, "oid": "a1"}]).encode(),
+        "/org/m/resolve/c0ffee/config.json": b"{}",
+    }
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        body = self.ROUTES.get(self.path.split("?")[0])
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Content-Length", str(len(body or b"")))
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *_args):
+        pass
+
+
+@pytest.fixture(name="tls_mirror")
+def fixture_tls_mirror(tmp_path):
+    from huggingface_hub.utils import _http as hub_http
+    pki = make_private_ca(str(tmp_path / "pki"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MirrorDouble)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki["cert"], pki["key"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    saved = hub_http._GLOBAL_CLIENT_FACTORY  # pylint: disable=protected-access  # the process-wide client
+    try:
+        yield {"url": f"https://127.0.0.1:{server.server_address[1]}", **pki}
+    finally:
+        hub_http.set_client_factory(saved)
+        server.shutdown()
+        server.server_close()
+
+
+def test_prewarm_verifies_an_https_mirror_with_its_ca(tls_mirror, monkeypatch):
+    # a system bundle in the environment (as on many hosts) must not replace mirror_tls_ca
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    out = helper.prewarm(tls_mirror["url"], "org/m", "main", tls_mirror["ca"])
+    assert (out["commit"], out["files"], out["bytes"]) == ("c0ffee", 1, 2), out
+
+
+def test_prewarm_without_the_ca_fails_naming_the_mirror_and_the_fix(tls_mirror):
+    with pytest.raises(SystemExit) as err:
+        helper.prewarm(tls_mirror["url"], "org/m", "main")
+    msg = str(err.value)
+    assert tls_mirror["url"] in msg and "TLS certificate could not be verified" in msg, msg
+    assert "system trust store (mirror_tls_ca is not set)" in msg and "Set mirror_tls_ca" in msg, msg
+
+
+def test_prewarm_with_a_wrong_ca_names_it(tls_mirror, tmp_path):
+    other = make_private_ca(str(tmp_path / "other"))["ca"]
+    with pytest.raises(SystemExit) as err:
+        helper.prewarm(tls_mirror["url"], "org/m", "main", other)
+    assert f"mirror_tls_ca ({other})" in str(err.value) and tls_mirror["url"] in str(err.value), err.value
+
+
+def test_prewarm_refuses_a_ca_that_is_no_pem_bundle(tmp_path):
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    with pytest.raises(SystemExit, match="mirror_tls_ca .*ca.pem is not a readable PEM CA bundle"):
+        helper.prewarm("https://127.0.0.1:1", "org/m", "main", str(bad))
