@@ -132,7 +132,8 @@ def test_check_mode_predicts_activation_and_changes_nothing(scenario):
     assert out["changed"] is True and out["mode"] == "process"
     assert "activate" in out["actions"] and "start" in out["actions"]
     assert out["diff"]["before"]["state"] == "stopped" and out["diff"]["after"] == {
-        "state": "started", "model": "minilm", "healthy": None, "mode": "process"}  # health is not predicted
+        "state": "started", "model": "minilm", "healthy": None, "mode": "process",  # health is not predicted
+        "gpus": None, "cpus": None}  # placed nowhere in particular: all the CPUs, no GPU
     assert not os.path.exists(sc["pid_file"]) and not P.port_in_use("127.0.0.1", sc["port"])
     assert active_in_manifest(sc) == []
 
