@@ -556,8 +556,9 @@ class Manifest:
         validate_instance_name(instance)
         changed = False
         with self.transaction() as doc:
+            served = find_entry(doc, name, provider)  # the one naming rule (model_key)
             for entry in doc["models"]:
-                is_it = entry["provider"] == provider and model_key(entry["name"], provider) == model_key(name, provider)
+                is_it = entry is served
                 had = active_instances(entry)
                 now = (had if instance in had else had + [instance]) if is_it else [n for n in had if n != instance]
                 if now != had or ("active_instances" not in entry and now):
