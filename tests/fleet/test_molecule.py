@@ -7,7 +7,10 @@ idempotence, the upgrade path (each service restarts exactly once), verify (hard
 systemctl reports it, ports on 127.0.0.1, owners and modes, a real vLLM answering
 /v1/embeddings, restarts after kill -9; then venom_runtime in mode systemd driving the vLLM unit:
 activation of a model adopted by venom_model, idempotence, a broken model rolled back, the
-runtime facts, a stop that empties the unit's cgroup). It runs from a collection tree built from the checkout,
+runtime facts, a stop that empties the unit's cgroup; two instances of vllm@.service from
+vllm_instances, one started by the role and one activated by venom.models.activate while the other
+keeps running, then one removed by venom.models.site while the other serves on, and site run again
+with no change). It runs from a collection tree built from the checkout,
 so it tests what a user installs. The whole output goes to tests/output/molecule-<scenario>.log.
 """
 from __future__ import annotations
