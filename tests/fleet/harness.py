@@ -316,7 +316,7 @@ def _container_init(nspawn_pid: int) -> int | None:
 def _processes_in_pidns(pidns: str | None) -> list[int]:
     if not pidns:
         return []
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _pidns(int(e)) == pidns]
+    return [pid for pid in psutil.pids() if _pidns(pid) == pidns]
 
 
 def _mounted(path: str) -> bool:
@@ -329,11 +329,10 @@ def _processes_rooted_in(path: str) -> list[int]:
     """Processes whose root directory is ``path`` (a host's processes that outlived nspawn)."""
     real = os.path.realpath(path)
     pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry}/root") == real:
-                    pids.append(int(entry))
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):  # psutil has no root directory: the link is read here
+            if os.readlink(f"/proc/{pid}/root") == real:
+                pids.append(pid)
     return pids
 
 
