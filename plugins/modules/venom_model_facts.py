@@ -91,7 +91,7 @@ options:
       - In check mode the file is not written; RV(metrics.changed) says whether it would be.
     type: path
 requirements:
-  - psutil (CPU and memory figures; without it they are null)
+  - psutil (CPU and memory figures, and a process-mode runtime's C(pids) and C(rss_bytes); without it they are null or empty)
   - nvidia-ml-py (GPU figures; without it or without a GPU they are null)
 seealso:
   - module: venom.models.venom_model

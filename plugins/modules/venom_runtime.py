@@ -216,6 +216,10 @@ attributes:
         mode) - and fails as the real run would when one is missing.
       - Whether the runtime becomes healthy (the model loads, the GPU has room) cannot be predicted
         without starting it; the diff's C(after.healthy) is null for a run that would start it.
+requirements:
+  - psutil on the managed host (psutil >= 6 from pip, or Debian's and Ubuntu's C(python3-psutil) 5.9) -
+    process mode finds and stops its process tree with it, and every mode checks with it what holds
+    the port after a stop; without it the task fails naming the package
 notes:
   - Process mode records its process in C(<models_dir>/.venom/runtimes/<name>.pid) with the
     process's start time, so a recycled PID is never signalled.

@@ -45,6 +45,8 @@ import tempfile
 import threading
 import time
 
+import psutil
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if REPO not in sys.path:  # run as a script (scripts/fleet.sh): the checkout's tests.lib
     sys.path.insert(0, REPO)
@@ -53,7 +55,7 @@ importlib.import_module("tests.conftest")  # its import makes ansible_collection
 # pylint: disable=wrong-import-position
 from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout  # noqa: E402
 from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock  # noqa: E402
-from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, proc_start_ticks, read_proc  # noqa: E402
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, proc_start_ticks  # noqa: E402
 from tests.lib.ports import port_is_free  # noqa: E402
 
 SUITE = "bookworm"
@@ -64,7 +66,7 @@ VARIANT = "minbase"
 # xz-utils/zstd for the release archives the ollama role unpacks.
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "python3", "python3-venv",
-    "python3-apt", "ca-certificates", "iproute2", "procps", "xz-utils", "zstd",
+    "python3-apt", "python3-psutil", "ca-certificates", "iproute2", "procps", "xz-utils", "zstd",
 )
 # Bump when the steps that prepare the base (below) change: the cache key changes with it.
 BASE_RECIPE = 2
@@ -304,19 +306,17 @@ def _pidns(pid: int) -> str | None:
 def _container_init(nspawn_pid: int) -> int | None:
     """The host-side pid of the container's PID 1: nspawn's child in another pid namespace."""
     own = _pidns(os.getpid())
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        proc = read_proc(int(entry))
-        if proc is not None and proc.ppid == nspawn_pid and _pidns(proc.pid) not in (None, own):
-            return proc.pid
-    return None
+    try:
+        children = psutil.Process(nspawn_pid).children()
+    except psutil.Error:
+        return None
+    return next((c.pid for c in children if _pidns(c.pid) not in (None, own)), None)
 
 
 def _processes_in_pidns(pidns: str | None) -> list[int]:
     if not pidns:
         return []
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _pidns(int(e)) == pidns]
+    return [pid for pid in psutil.pids() if _pidns(pid) == pidns]
 
 
 def _mounted(path: str) -> bool:
@@ -329,11 +329,10 @@ def _processes_rooted_in(path: str) -> list[int]:
     """Processes whose root directory is ``path`` (a host's processes that outlived nspawn)."""
     real = os.path.realpath(path)
     pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(f"/proc/{entry}/root") == real:
-                    pids.append(int(entry))
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):  # psutil has no root directory: the link is read here
+            if os.readlink(f"/proc/{pid}/root") == real:
+                pids.append(pid)
     return pids
 
 

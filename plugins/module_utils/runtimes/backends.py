@@ -10,30 +10,16 @@ import time
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as proc
 from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import cgroup_pids
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of one process (0 if it is gone or unreadable)."""
-    try:
-        with open(f"/proc/{int(pid)}/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import proc_start_ticks
 
 
 def uptime_seconds(pid: int | None) -> float | None:
-    """Seconds since ``pid`` started (None if it is gone)."""
-    if not pid:
-        return None
-    start = proc.read_proc(pid)
-    try:
-        with open("/proc/uptime", encoding="ascii") as fh:
-            since_boot = float(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+    """Seconds since ``pid`` started (None if it is gone): the boot clock minus its start ticks."""
+    start = proc_start_ticks(pid) if pid else None
     if start is None:
         return None
-    return round(max(0.0, since_boot - start.start / os.sysconf("SC_CLK_TCK")), 1)
+    since_boot = time.clock_gettime(time.CLOCK_BOOTTIME)
+    return round(max(0.0, since_boot - start / os.sysconf("SC_CLK_TCK")), 1)
 
 
 class SystemdBackend:
@@ -164,9 +150,10 @@ class ProcessBackend:
         return self.status()["running"]
 
     def tree_pids(self) -> list:
-        """The pids of the running server's whole tree (session, descendants, marker)."""
+        """The pids of the running server's whole tree (session, descendants, marker); none
+        without psutil (the facts' figures of the tree are null then)."""
         rec = proc.read_pid_file(self.pid_file)
-        if rec is None or not proc.record_alive(rec):
+        if rec is None or not proc.have_psutil() or not proc.record_alive(rec):
             return []
         return sorted(proc.find_tree(rec))
 

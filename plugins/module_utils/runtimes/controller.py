@@ -53,9 +53,9 @@ from ansible_collections.venom.models.plugins.module_utils.errors import Runtime
 from ansible_collections.venom.models.plugins.module_utils.host import gpu
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health, placement
 from ansible_collections.venom.models.plugins.module_utils.runtimes.backends import (
-    ProcessBackend, SystemdBackend, rss_bytes, uptime_seconds)
+    ProcessBackend, SystemdBackend, uptime_seconds)
 from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import ENGINES
-from ansible_collections.venom.models.plugins.module_utils.runtimes.process import run_secrets
+from ansible_collections.venom.models.plugins.module_utils.runtimes.process import run_secrets, tree_rss_bytes
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import (
     RUNTIMES, STATES, Activation, Plan, RuntimeSpec)
 from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import Systemd, systemd_booted
@@ -186,7 +186,7 @@ class RuntimeController:
         pids = self.backend.tree_pids() if status.get("running") else []
         act = self.current_activation()
         return {"uptime": uptime_seconds(status.get("pid")), "pids": pids,
-                "rss_bytes": sum(rss_bytes(p) for p in pids) if pids else None,
+                "rss_bytes": tree_rss_bytes(pids) if pids else None,
                 "vram_bytes": gpu_host.vram_of(pids) if gpu_host is not None and pids else None,
                 "gpus": act.gpus if act else None, "cpus": (act.process or {}).get("cpus") if act else None}
 

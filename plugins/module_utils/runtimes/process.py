@@ -2,8 +2,12 @@
 """Local runtime processes: start detached, find the whole tree, stop it completely.
 
 This is the one implementation of process-mode start and of the process-tree stop that every
-part of venom.models uses (the runtime module, the tests, the benchmarks). Linux only: it reads
-``/proc`` directly and needs no third-party package.
+part of venom.models uses (the runtime module, the tests, the benchmarks). Linux only. psutil
+finds and describes the processes (parents, names, states, environments, command lines, memory,
+listening sockets); what psutil lacks is here or in ``store/procinfo.py``: the start time in clock
+ticks that identifies a process, the session (``getsid``), the marker variable, the control
+group, and signals through a pidfd. Without psutil, starting or stopping a runtime raises
+``MissingDependencyError`` naming the package; the facts' figures that need it are null.
 
 Start (``start_process``): the runtime runs in its own session and process group (``fork``,
 ``setsid``, ``execve``: ``spawn.spawn_detached``), stdin from /dev/null, stdout and stderr appended to
@@ -42,14 +46,23 @@ import uuid
 from dataclasses import dataclass, field
 
 from ansible_collections.venom.models.plugins.module_utils.store.safeio import open_state_file, read_state_json
-from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    MissingDependencyError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached
 from ansible_collections.venom.models.plugins.module_utils.runtimes.systemd import (
     cgroup_dir, cgroup_pids, systemd_booted)
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import atomic_write_json
-from ansible_collections.venom.models.plugins.module_utils.store.procinfo import Proc, boot_id, is_alive, read_proc
+from ansible_collections.venom.models.plugins.module_utils.store.procinfo import boot_id, is_alive, proc_start_ticks
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
+
+try:
+    import psutil
+except ImportError as _exc:  # reported by _need_psutil() when a process must be found
+    psutil = None
+    PSUTIL_IMPORT_ERROR: ImportError | None = _exc
+else:
+    PSUTIL_IMPORT_ERROR = None
 
 MARKER_ENV = "VENOM_RUNTIME_ID"
 PID_FILE_KIND = "venom.models/runtime-pid"
@@ -64,41 +77,96 @@ _POLL = 0.05
 
 
 # ---------------------------------------------------------------------------------------------
-# /proc
+# processes (psutil)
+
+
+def _need_psutil() -> None:
+    """Raise a clear error if psutil, which finds and describes the processes, is not installed."""
+    if psutil is None:
+        raise MissingDependencyError(
+            "psutil", "to find the processes of a runtime and what holds its port (venom_runtime; "
+            "Debian and Ubuntu package it as python3-psutil)", PSUTIL_IMPORT_ERROR)
+
+
+def have_psutil() -> bool:
+    return psutil is not None
+
+
+@dataclass(frozen=True)
+class Proc:
+    """One process, as psutil describes it, with the start time its identity is recorded by."""
+
+    pid: int
+    comm: str
+    state: str  # psutil's status: "running", "sleeping", "disk-sleep", "zombie", ...
+    ppid: int
+    sid: int
+    start: int  # start time in clock ticks since boot (store/procinfo.py: why not psutil's float)
+
+    @property
+    def zombie(self) -> bool:
+        """A zombie (or dead) process holds no memory, files or ports; only its parent can reap it."""
+        return self.state in ("zombie", "dead")  # psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD
+
+    def describe(self) -> str:
+        return f"{self.pid} ({self.comm}, state {self.state})"
+
+
+def _snapshot(p) -> Proc | None:
+    """``Proc`` of the psutil process ``p``; None if it is gone. The session comes from
+    ``getsid(2)`` (psutil has no session id), the start ticks from the store's identity."""
+    try:
+        with p.oneshot():
+            name, status, ppid = p.name(), p.status(), p.ppid()
+        sid = os.getsid(p.pid)
+    except (psutil.Error, OSError):
+        return None
+    start = proc_start_ticks(p.pid)
+    return None if start is None else Proc(pid=p.pid, comm=name, state=status, ppid=ppid, sid=sid, start=start)
+
+
+def read_proc(pid: int) -> Proc | None:
+    """The process ``pid`` or None if it does not exist (any more)."""
+    _need_psutil()
+    try:
+        return _snapshot(psutil.Process(int(pid)))
+    except (psutil.Error, ValueError):
+        return None
 
 
 def all_procs() -> list[Proc]:
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            proc = read_proc(int(name))
-            if proc is not None:
-                out.append(proc)
-    return out
+    _need_psutil()
+    return [proc for proc in map(_snapshot, psutil.process_iter()) if proc is not None]
 
 
 def proc_environ(pid: int) -> dict[str, str] | None:
     """The environment ``pid`` was started with (None if unreadable: gone, or another user's)."""
+    _need_psutil()
     try:
-        with open(f"/proc/{int(pid)}/environ", "rb") as fh:
-            data = fh.read()
-    except OSError:
+        return psutil.Process(int(pid)).environ()
+    except (psutil.Error, ValueError):
         return None
-    env = {}
-    for item in data.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep:
-            env[key.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
-    return env
 
 
 def proc_cmdline(pid: int) -> list[str]:
+    _need_psutil()
     try:
-        with open(f"/proc/{int(pid)}/cmdline", "rb") as fh:
-            data = fh.read()
-    except OSError:
+        return psutil.Process(int(pid)).cmdline()
+    except (psutil.Error, ValueError):
         return []
-    return [a.decode("utf-8", "replace") for a in data.split(b"\0") if a]
+
+
+def tree_rss_bytes(pids) -> int | None:
+    """Resident memory of the processes ``pids`` together (the gone ones count 0); None without psutil."""
+    if psutil is None:
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(int(pid)).memory_info().rss
+        except (psutil.Error, ValueError):
+            continue
+    return total
 
 
 def descendants(root: int, procs: list[Proc]) -> set[int]:
@@ -120,48 +188,38 @@ def descendants(root: int, procs: list[Proc]) -> set[int]:
 # ports
 
 
-def _listening_inodes(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as fh:
-                next(fh, None)
-                for line in fh:
-                    cols = line.split()
-                    # local_address is HEXIP:HEXPORT; state 0A is LISTEN
-                    if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
-                        inodes.add(cols[9])
-        except OSError:
-            continue
-    return inodes
+def _listens(conns, port: int) -> bool:
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
+
+
+def tcp_connections(p) -> list:
+    """The TCP sockets of the psutil process ``p``: ``net_connections`` since psutil 6.0,
+    ``connections`` before (Debian 12's python3-psutil is 5.9)."""
+    method = getattr(p, "net_connections", None) or p.connections
+    return method(kind="tcp")
 
 
 def port_holders(port: int) -> list[int]:
-    """Pids of the processes that hold a listening TCP socket on ``port`` (any address)."""
-    inodes = {f"socket:[{i}]" for i in _listening_inodes(port)}
-    if not inodes:
+    """Pids of the processes that hold a listening TCP socket on ``port`` (any address): every
+    one of them (a socket inherited by a child has two holders; ``psutil.net_connections`` names
+    only one, so each process is asked)."""
+    _need_psutil()
+    if not _listens(psutil.net_connections(kind="tcp"), port):
         return []
     holders = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
+    for p in psutil.process_iter():
         try:
-            fds = os.listdir(f"/proc/{name}/fd")
-        except OSError:
+            if _listens(tcp_connections(p), port):
+                holders.append(p.pid)
+        except psutil.Error:
             continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{name}/fd/{fd}") in inodes:
-                    holders.append(int(name))
-                    break
-            except OSError:
-                continue
     return sorted(holders)
 
 
 def port_in_use(host: str, port: int) -> bool:
     """True if a server could not bind ``host:port`` now (a listener holds it)."""
-    if _listening_inodes(port):
+    _need_psutil()
+    if _listens(psutil.net_connections(kind="tcp"), port):  # a listener on any address
         return True
     family = socket.AF_INET6 if ":" in (host or "") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -286,6 +344,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
     """
     if not argv:
         raise RuntimeControlError("No command to start.", fix="Set 'command'.")
+    _need_psutil()
     env = dict(os.environ if env is None else env)
     exe = _resolve_executable(argv[0], env)
     if port is not None and port_in_use(host or "127.0.0.1", port):
@@ -320,8 +379,7 @@ def start_process(argv: list[str], *, pid_file: str, log_file: str, env: dict | 
             logsize.wait_rotator(rotator)
         raise
     os.close(log_fd)
-    proc = read_proc(pid)
-    rec = {"kind": PID_FILE_KIND, "name": name, "pid": pid, "pid_start": proc.start if proc else None,
+    rec = {"kind": PID_FILE_KIND, "name": name, "pid": pid, "pid_start": proc_start_ticks(pid),
            "boot_id": boot_id(), "sid": pid, "marker": marker, "port": port, "host": host,
            "log_file": os.path.abspath(log_file), "argv": list(argv_for_record or argv), "started_at": iso(),
            "scope": unit, "cgroup": None}
@@ -499,8 +557,7 @@ def _signal(proc: Proc, sig: int) -> bool:
         except OSError:
             fd = None  # kernel without pidfd: fall back to kill()
     try:
-        current = read_proc(proc.pid)
-        if current is None or current.start != proc.start or current.zombie:
+        if not is_alive({"pid": proc.pid, "pid_start": proc.start}, strict=True):
             return False
         try:
             if fd is not None:

@@ -3,58 +3,44 @@
 """Process identity without third-party packages: is a recorded (pid, start time) still alive?
 
 A PID alone is not an identity: the kernel recycles PIDs. The library records the process's start
-time (``/proc/<pid>/stat`` field 22, in clock ticks since boot) beside every PID it writes, and
-treats a PID whose start time differs as a different process.
+time (``/proc/<pid>/stat`` field 22, in clock ticks since boot) beside every PID it writes (lock
+files, journal owners, runtime PID files), and treats a PID whose start time differs as a
+different process.
+
+Why this reads the tick count itself rather than ``psutil.Process.create_time()`` (psutil finds
+and describes process trees: ``runtimes/process.py``): the tick count is the one figure psutil
+does not expose. ``create_time()`` is a float of seconds since the epoch, the ticks divided by the
+clock rate plus the boot time, and the kernel derives that boot time (``btime`` in
+``/proc/stat``) from the current wall clock: a clock step (NTP, a suspended VM) moves it, so a
+float recorded by one run would not match the same process in the next. The ticks are an exact
+integer that never changes for the life of a process, and they are what every record already on
+disk holds. And the store (locks, journal) runs in every module on every host: its identity
+needs only the standard library.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
-class Proc:
-    """One process as ``/proc/<pid>/stat`` describes it."""
-
-    pid: int
-    comm: str
-    state: str
-    ppid: int
-    pgrp: int
-    sid: int
-    start: int  # start time, clock ticks since boot
-
-    @property
-    def zombie(self) -> bool:
-        """A zombie (or dead) process holds no memory, files or ports; only its parent can reap it."""
-        return self.state in ("Z", "X", "x")
-
-    def describe(self) -> str:
-        return f"{self.pid} ({self.comm}, state {self.state})"
-
-
-def read_proc(pid: int) -> Proc | None:
-    """The process ``pid`` or None if it does not exist (any more)."""
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) of ``pid``; None if there is none."""
     try:
         with open(f"/proc/{int(pid)}/stat", "rb") as fh:
             data = fh.read()
     except (OSError, ValueError):
         return None
     # The command name (field 2) is in parentheses and may contain spaces or ')'.
-    lpar, rpar = data.find(b"("), data.rfind(b")")
-    fields = data[rpar + 2:].split()  # starts at field 3
+    fields = data[data.rfind(b")") + 2:].split()  # starts at field 3, the state
     try:
-        return Proc(pid=int(pid), comm=data[lpar + 1:rpar].decode("utf-8", "replace"),
-                    state=fields[0].decode(), ppid=int(fields[1]), pgrp=int(fields[2]),
-                    sid=int(fields[3]), start=int(fields[19]))  # field 22: start time
+        return fields[0].decode(), int(fields[19])  # field 22: start time
     except (IndexError, ValueError):
         return None
 
 
 def proc_start_ticks(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot, or None if there is no such process."""
-    proc = read_proc(pid)
-    return proc.start if proc is not None else None
+    stat = _stat(pid)
+    return stat[1] if stat is not None else None
 
 
 def boot_id() -> str | None:
@@ -81,10 +67,10 @@ def is_alive(identity: dict | None, strict: bool = False) -> bool:
     recorded_boot = identity.get("boot_id")
     if recorded_boot and boot_id() and recorded_boot != boot_id():
         return False
-    proc = read_proc(identity["pid"])
+    stat = _stat(identity["pid"])
     if strict:
-        return proc is not None and not proc.zombie and proc.start == identity.get("pid_start")
-    start = proc.start if proc is not None else None
+        return stat is not None and stat[0] not in ("Z", "X", "x") and stat[1] == identity.get("pid_start")
+    start = stat[1] if stat is not None else None
     if start is None:
         if os.path.isdir("/proc/self"):
             return False

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -81,7 +82,7 @@ def test_start_writes_pid_file_log_and_marker(tree):
     assert rec["pid_start"] == P.read_proc(rec["pid"]).start
     assert P.record_alive(rec)
     proc = P.read_proc(rec["pid"])
-    assert proc.sid == rec["pid"] and proc.pgrp == rec["pid"], "not in its own session and process group"
+    assert proc.sid == rec["pid"] and os.getpgid(rec["pid"]) == rec["pid"], "not in its own session and process group"
     for pid in P.find_tree(rec):
         assert P.proc_environ(pid)[P.MARKER_ENV] == rec["marker"]
     assert wait_until(lambda: any(line.startswith("ready hello") for line in P.tail_file(log_file)), 10)
@@ -407,3 +408,94 @@ def test_no_scope_where_systemd_is_not_pid_1(tmp_path, monkeypatch):
         assert rec["scope"] is None and rec["cgroup"] is None and P.scope_pids(rec) == []
     finally:
         P.stop_tree(rec, stop_timeout=2)
+
+
+# -- psutil (issue 19): discovery through psutil, identity by start ticks --------------------------
+
+def test_every_holder_of_an_inherited_listening_socket_is_named():
+    """A child that inherited the listening socket holds the port too; psutil.net_connections
+    names one pid per socket, so port_holders asks each process."""
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        child = os.fork()
+        if child == 0:  # holds the inherited socket until killed
+            time.sleep(60)
+            os._exit(0)
+        try:
+            assert sorted(P.port_holders(port)) == sorted([os.getpid(), child])
+            assert P.port_in_use("127.0.0.1", port)
+        finally:
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
+
+
+class _Psutil59Process:
+    """The shape of a psutil 5.9 Process (Debian 12's python3-psutil): ``connections`` only."""
+
+    def __init__(self, conns):
+        self.conns, self.kinds = conns, []
+
+    def connections(self, kind="inet"):
+        self.kinds.append(kind)
+        return self.conns
+
+
+def test_tcp_connections_work_with_psutil_59_and_6():
+    import psutil
+    old = _Psutil59Process(["c"])
+    assert P.tcp_connections(old) == ["c"] and old.kinds == ["tcp"]
+    with socket.socket() as s:  # psutil >= 6: net_connections, without the deprecated alias
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        conns = P.tcp_connections(psutil.Process())
+        assert any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in conns)
+
+
+def test_recorded_start_ticks_match_what_psutil_reports():
+    """A record on disk holds the start in clock ticks (lock files, journals, PID files written
+    before and after psutil): the process psutil finds is that record's process, and psutil's
+    create_time is the same instant (ticks / CLK_TCK after boot)."""
+    import psutil
+    from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, process_identity
+    child = os.posix_spawn("/bin/sleep", ["sleep", "30"], dict(os.environ))
+    try:
+        rec = process_identity(child)
+        assert rec["pid_start"] == P.read_proc(child).start and is_alive(rec, strict=True)
+        created = psutil.Process(child).create_time()
+        assert abs(created - (psutil.boot_time() + rec["pid_start"] / os.sysconf("SC_CLK_TCK"))) < 0.02
+        assert not is_alive(dict(rec, pid_start=rec["pid_start"] - 1))  # a recycled pid: another process
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+
+
+def test_without_psutil_a_start_names_the_package_and_facts_stay_null(tmp_path):
+    """No ImportError traceback: starting a process-mode runtime raises MissingDependencyError
+    naming psutil and the Debian package; identity (store/procinfo) and the facts' figures work."""
+    import ansible_collections
+    code = textwrap.dedent(f"""
+        import os, sys
+        sys.modules["psutil"] = None  # as on a host without psutil
+        from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError
+        from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+        from ansible_collections.venom.models.plugins.module_utils.runtimes.backends import ProcessBackend
+        from ansible_collections.venom.models.plugins.module_utils.store.procinfo import is_alive, process_identity
+        assert is_alive(process_identity(), strict=True)
+        assert P.tree_rss_bytes([os.getpid()]) is None
+        try:
+            P.start_process(["/bin/true"], pid_file={str(tmp_path / "x.pid")!r}, log_file={str(tmp_path / "x.log")!r})
+        except MissingDependencyError as exc:
+            print(exc)
+        # a live runtime record (this process): running, but its tree is unknown without psutil
+        P.atomic_write_json({str(tmp_path / "me.pid")!r}, dict(process_identity(), kind=P.PID_FILE_KIND, sid=None))
+        backend = ProcessBackend(None, {str(tmp_path / "me.pid")!r}, {str(tmp_path / "x.log")!r})
+        print("status", backend.status()["running"], "tree", backend.tree_pids())
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(list(ansible_collections.__path__)[0]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "The Python package 'psutil' is required" in out.stdout and "python3-psutil" in out.stdout
+    assert "status True tree []" in out.stdout and not (tmp_path / "x.pid").exists()
