@@ -106,12 +106,37 @@ def load_equivalents() -> dict:
     return out
 
 
+def _diffs_cli(names: list[str]) -> int:
+    """Print ``{mutant: diff}`` (JSON) of ``names``, run in the scratch tree: what ``mutmut show``
+    prints, from one process instead of one per mutant (each costs a second under load)."""
+    from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant   # pylint: disable=import-outside-toplevel
+    print(json.dumps({name: get_diff_for_mutant(name, path=find_mutant(name).path) for name in names}))
+    return 0
+
+
+def mutant_diffs(work: Path, names: list[str]) -> dict:
+    """{mutant: (removed, added)} of ``names`` (see ``mutant_diff``), in one subprocess."""
+    if not names:
+        return {}
+    res = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--diffs", *names], cwd=work,
+                         capture_output=True, text=True, check=False)
+    try:
+        diffs = json.loads(res.stdout)
+    except ValueError:   # fall back to one mutmut show per mutant
+        return {name: mutant_diff(work, name) for name in names}
+    return {name: _split_diff(diff) for name, diff in diffs.items()}
+
+
 def mutant_diff(work: Path, name: str) -> tuple[str, str]:
     """The (removed, added) source lines of one mutant, joined and stripped."""
     res = subprocess.run([sys.executable, "-m", "mutmut", "show", name], cwd=work, capture_output=True, text=True,
                          check=False)
+    return _split_diff(res.stdout)
+
+
+def _split_diff(text: str) -> tuple[str, str]:
     minus, plus = [], []
-    for line in res.stdout.splitlines():
+    for line in text.splitlines():
         if line.startswith("---") or line.startswith("+++"):
             continue
         if line.startswith("-"):
@@ -220,6 +245,8 @@ def results(work: Path) -> dict:
 def main() -> int:
     if sys.argv[1:2] == ["--mutmut"]:
         return mutmut_cli(sys.argv[2:])
+    if sys.argv[1:2] == ["--diffs"]:
+        return _diffs_cli(sys.argv[2:])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("subsystems", nargs="*", default=["all"], choices=["all"] + list(SUBSYSTEMS))
     ap.add_argument("--floor", type=float, default=None, help="fail if a subsystem's score is below this percent")
@@ -244,6 +271,7 @@ def main() -> int:
     equivalents = load_equivalents()
     stats = defaultdict(lambda: defaultdict(int))
     survivors, other, matched_equiv = [], [], set()
+    diffs = mutant_diffs(work, [name for name, code in sorted(codes.items()) if code not in KILLED])
     for name, code in sorted(codes.items()):
         fn = name.rsplit("__mutmut_", 1)[0]
         module = fn.rsplit(".", 1)[0]
@@ -253,7 +281,7 @@ def main() -> int:
         if code in KILLED:
             s["killed"] += 1
             continue
-        removed, added = mutant_diff(work, name)
+        removed, added = diffs[name]
         key = (re.sub(r"^ansible_collections\.venom\.models\.plugins\.module_utils\.", "", fn), removed, added)
         if code == SURVIVED and key in equivalents:
             s["equivalent"] += 1

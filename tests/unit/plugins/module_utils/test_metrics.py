@@ -306,3 +306,12 @@ def test_collect_gathers_only_what_is_missing_and_check_mode_writes_nothing(tmp_
     full = {"venom_models": [], "venom_usage": {"disk_usage_bytes": 0}, "venom_runtimes": {}}
     collect(d, str(tmp_path / "n.prom"), facts=full)
     assert asked == [], "nothing gathered when the facts are complete"
+
+
+def test_whole_numbers_are_written_as_integers_up_to_the_int64_limit():
+    below = float(2 ** 63 - 1024)   # the largest float under 2**63
+    text = render({"venom_models": [{"name": "a", "size_bytes": below}, {"name": "b", "size_bytes": float(2 ** 63)},
+                                    {"name": "c", "size_bytes": -below}]})
+    assert f'model="a",provider=""}} {2 ** 63 - 1024}\n' in text
+    assert f'model="b",provider=""}} {float(2 ** 63)!r}\n' in text
+    assert f'model="c",provider=""}} {-(2 ** 63 - 1024)}\n' in text
