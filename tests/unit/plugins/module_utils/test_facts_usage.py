@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.host import facts as facts_mod
 from ansible_collections.venom.models.plugins.module_utils.host import usage as usage_mod
 from ansible_collections.venom.models.plugins.module_utils.host.facts import gather, resolve_subsets
@@ -315,3 +315,30 @@ def test_subset_resolution_edges():
     assert resolve_subsets(["!usage"]) == ["models", "capabilities", "operations", "runtimes", "discovered"]
     with pytest.raises(ValidationError, match="Unknown gather_subset '!nope'"):
         resolve_subsets(["!nope"])
+
+
+def test_operations_are_listed_twenty_by_default(tmp_path):
+    j = Journal(str(tmp_path))
+    for _op in range(21):
+        j.start("verify", "org/a").complete()
+    assert len(gather(str(tmp_path), ["operations"])["venom_operations"]) == 20
+
+
+def test_the_operations_subset_does_not_read_the_manifest(tmp_path):
+    Journal(str(tmp_path)).start("install", "org/a").complete()
+    (tmp_path / "manifest.json").write_text("{not json", encoding="utf-8")
+    assert len(gather(str(tmp_path), ["operations"])["venom_operations"]) == 1
+    with pytest.raises(VenomError):
+        gather(str(tmp_path), ["models"])
+
+
+def test_a_summary_of_an_entry_without_capabilities_or_files():
+    assert facts_mod.model_summary({"name": "x"}, False) == {"name": "x", "files_count": 0}
+    assert facts_mod.model_summary({"name": "x", "capabilities": {"a": 1}, "files": [1, 2]}, True) == {
+        "name": "x", "capabilities": {"a": 1}, "files_count": 2}
+
+
+def test_an_unknown_subset_names_the_fix():
+    with pytest.raises(ValidationError) as err:
+        resolve_subsets(["nope"])
+    assert "'all'" in err.value.fix and "discovered" in err.value.fix and "'!'" in err.value.fix

@@ -253,7 +253,8 @@ class QuirkyNVML(FakeNVML):
 
 def test_probe_edges_text_driver_unreadable_processes_and_a_failing_shutdown():
     nv = QuirkyNVML([(8 * GIB, 6 * GIB, {5: GIB}), (8 * GIB, 7 * GIB, {6: 0, 7: None})])
-    h = host(nv)
+    h, reason = G.probe(nv)
+    assert reason == ""
     assert h.driver_version == "535.1" and nv.shutdowns == 1
     assert [(d.index, d.total, d.free) for d in h.devices] == [(0, 8 * GIB, 6 * GIB), (1, 8 * GIB, 7 * GIB)]
     assert h.devices[0].processes == {}, "a refused process list is unknown, not an error"

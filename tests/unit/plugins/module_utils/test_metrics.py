@@ -315,3 +315,18 @@ def test_whole_numbers_are_written_as_integers_up_to_the_int64_limit():
     assert f'model="a",provider=""}} {2 ** 63 - 1024}\n' in text
     assert f'model="b",provider=""}} {float(2 ** 63)!r}\n' in text
     assert f'model="c",provider=""}} {-(2 ** 63 - 1024)}\n' in text
+
+
+def test_exact_bytes_win_over_rounded_gigabytes_and_nameless_models_have_empty_labels():
+    s = samples(render({"venom_usage": {"disk_limit_bytes": 50_000_000_123, "disk_limit_gb": 50,
+                                        "disk_free_bytes": 7, "disk_free_gb": 0.0},
+                        "venom_models": [{"size_bytes": 1}]}))
+    assert s["venom_models_disk_quota_bytes"] == 50_000_000_123 and s["venom_models_disk_free_bytes"] == 7
+    assert s['venom_model_info{model="",provider="",revision="",status=""}'] == 1
+
+
+def test_collect_without_a_quota_uses_the_default_of_50_gb(tmp_path):
+    d = str(tmp_path / "models")
+    Manifest(d).upsert(new_entry("org/m", "huggingface", size_bytes=42, revision=REV))
+    collect(d, str(tmp_path / "m.prom"), facts={"venom_runtimes": {}})
+    assert samples((tmp_path / "m.prom").read_text())["venom_models_disk_quota_bytes"] == 50 * GB
