@@ -295,7 +295,8 @@ def test_an_unreachable_remote_is_a_warning_and_an_error_field(tmp_path, monkeyp
     assert facts["venom_available"] == {"provider": "huggingface", "endpoint": "http://127.0.0.1:9", "count": 0,
                                         "models": [], "error": "The endpoint refused.", "fix": "Start it."}
     assert seen["provider"] == "huggingface" and seen["models_dir"] == str(tmp_path) and seen["models"] == []
-    assert len(warnings) == 1 and "available" in warnings[0] and "The endpoint refused." in warnings[0]
+    assert len(warnings) == 1 and "The endpoint refused." in warnings[0]
+    assert warnings[0].startswith("The available subset could not be gathered")
 
     def oserror(**_query):
         raise ConnectionRefusedError("refused")
@@ -342,3 +343,32 @@ def test_an_unknown_subset_names_the_fix():
     with pytest.raises(ValidationError) as err:
         resolve_subsets(["nope"])
     assert "'all'" in err.value.fix and "discovered" in err.value.fix and "'!'" in err.value.fix
+
+
+class RoundingNVML(FakeNVML):
+    """Figures with more decimals than the facts keep."""
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return types.SimpleNamespace(used=int(1536.33 * 2 ** 20), total=int(8191.77 * 2 ** 20))
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return types.SimpleNamespace(gpu=10 if h == 0 else 13.33)
+
+
+def test_figures_are_rounded_to_the_documented_places(tmp_path, monkeypatch):
+    fake = FakePsutil()
+    monkeypatch.setattr(usage_mod, "psutil", fake)
+    out = usage([{"size_bytes": 1_234_567_891}], 50, str(tmp_path), nvml=RoundingNVML())
+    assert fake.interval == 0.1, "CPU is sampled for 0.1 s by default"
+    assert out["disk_usage_gb"] == 1.235
+    assert [g["vram_used_mb"] for g in out["gpus"]] == [1536.3, 1536.3]
+    assert [g["vram_total_mb"] for g in out["gpus"]] == [8191.8, 8191.8]
+    assert out["gpu_usage_percent"] == 11.7
+    assert out["vram_usage_mb"] == 3072.6 and out["vram_total_mb"] == 16383.6
+
+
+def test_the_installed_nvml_is_used_when_none_is_given(tmp_path, monkeypatch):
+    monkeypatch.setattr(usage_mod, "pynvml", FakeNVML())
+    gpus, notes = gpu_usage()
+    assert len(gpus) == 2 and notes == []
+    assert usage([], 50, str(tmp_path), cpu_interval=0)["gpu_count"] == 2

@@ -277,3 +277,9 @@ def test_probe_without_the_package_names_it(monkeypatch):
     monkeypatch.setattr(G, "pynvml", None)
     found, reason = G.probe()
     assert found is None and reason.startswith("the Python package nvidia-ml-py (import pynvml) is not installed")
+
+
+def test_probe_uses_the_installed_nvml_when_none_is_given(monkeypatch):
+    monkeypatch.setattr(G, "pynvml", four_gpus())
+    found, reason = G.probe()
+    assert reason == "" and found.count == 4

@@ -234,8 +234,8 @@ def test_rss_and_vram_under_their_other_field_names():
 
 def test_vram_shapes_at_the_edges():
     assert vram_by_gpu({"vram_mb": {"0": 3}}) == {"0": 3.0 * MIB}
-    assert vram_by_gpu({"vram_by_gpu": [{"index": 0, "vram_bytes": 4}, {"index": 1, "vram_mb": 2}, "junk",
-                                        {"used_bytes": 9}]}) == {"0": 4.0, "1": 2.0 * MIB}
+    assert vram_by_gpu({"vram_by_gpu": ["junk", {"used_bytes": 9}, {"index": 0, "vram_bytes": 4},
+                                        {"index": 1, "vram_mb": 2}]}) == {"0": 4.0, "1": 2.0 * MIB}
     assert vram_by_gpu({"vram": 6}) == {"all": 6.0}, "no GPU list: the whole host"
     assert vram_by_gpu({"vram": True, "gpus": [0]}) == {}, "a flag is not a figure"
     assert vram_by_gpu({"vram": "5", "gpus": [0]}) == {}
