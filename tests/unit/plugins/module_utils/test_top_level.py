@@ -8,7 +8,10 @@ from __future__ import annotations
 import datetime
 import http.server
 import json
+import socket
+import ssl
 import threading
+import time
 
 import pytest
 
@@ -17,6 +20,8 @@ from ansible_collections.venom.models.plugins.module_utils import module_support
 from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError, ValidationError, VenomError
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, parse_iso, utcnow
+
+from tests.lib.private_ca import make_private_ca
 
 UTC = datetime.timezone.utc
 
@@ -46,6 +51,16 @@ def test_timestamps_are_utc_milliseconds_with_z():
     now = iso()
     assert now.endswith("Z") and abs((parse_iso(now) - utcnow()).total_seconds()) < 5
     assert utcnow().tzinfo is not None and utcnow().utcoffset() == datetime.timedelta(0)
+
+
+def test_timestamps_are_utc_whatever_the_local_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert iso(datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2026-01-02T03:04:05.000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_parsing_timestamps_with_z_an_offset_or_none():
@@ -80,6 +95,7 @@ def test_a_failed_task_carries_the_error_fix_details_and_extras():
 
 
 def test_the_common_options_and_their_defaults():
+    assert ms.common_argument_spec()["quota_gb"] == {"type": "float"}
     spec = ms.common_argument_spec(extra={"type": "str"}, quota_gb={"type": "int"})
     assert spec == {
         "models_dir": {"type": "path", "default": ms.DEFAULT_MODELS_DIR},
@@ -178,7 +194,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):   # pylint: disable=invalid-name
         data = self.rfile.read(int(self.headers["Content-Length"]))
-        self._answer(201, json.dumps({"got": json.loads(data), "type": self.headers.get("Content-Type")}).encode())
+        self._answer(201, json.dumps({"got": json.loads(data), "type": self.headers.get("Content-Type"),
+                                      "method": self.command}).encode())
+
+    do_PUT = do_POST
 
 
 @pytest.fixture(name="server")
@@ -197,9 +216,11 @@ def test_one_request_returns_the_status_and_body_also_of_an_error(server):
     assert httpclient.http("GET", server + "/missing") == (404, b'{"error": "not here"}')
     assert httpclient.http("GET", server + "/empty-error") == (500, b"")
     status, body = httpclient.http("POST", server + "/p", body={"k": [1]})
-    assert status == 201 and json.loads(body) == {"got": {"k": [1]}, "type": "application/json"}
+    assert status == 201 and json.loads(body) == {"got": {"k": [1]}, "type": "application/json", "method": "POST"}
     status, body = httpclient.http("POST", server + "/p", body=0, headers={"Content-Type": "text/x-json"})
-    assert json.loads(body) == {"got": 0, "type": "text/x-json"}, "a falsy body is still sent; a given type kept"
+    assert json.loads(body) == {"got": 0, "type": "text/x-json", "method": "POST"}, \
+        "a falsy body is still sent; a given type kept"
+    assert json.loads(httpclient.http("PUT", server + "/p", body=[])[1])["method"] == "PUT"
     with pytest.raises(OSError):
         httpclient.http("GET", "http://127.0.0.1:1/", timeout=2)
 
@@ -222,3 +243,36 @@ def test_a_retrying_session_without_requests_says_so(monkeypatch):
     monkeypatch.setattr(httpclient, "requests", None)
     with pytest.raises(ImportError, match="requests is not installed"):
         httpclient.retrying_session()
+
+
+def test_a_server_that_never_answers_is_given_up_after_the_timeout():
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)   # connections queue, nothing is ever read or answered
+        start = time.monotonic()
+        with pytest.raises(OSError):
+            httpclient.http("GET", f"http://127.0.0.1:{listener.getsockname()[1]}/", timeout=0.5)
+        assert time.monotonic() - start < 5
+
+
+def test_https_with_a_private_ca_uses_the_context_given_and_never_a_proxy(tmp_path, monkeypatch):
+    pki = make_private_ca(str(tmp_path / "pki"))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(pki["cert"], pki["key"])
+    srv.socket = server_ctx.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"https://127.0.0.1:{srv.server_address[1]}/tls"
+        for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+            monkeypatch.setenv(var, "http://127.0.0.1:1")
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        status, body = httpclient.http("GET", url, context=ssl.create_default_context(cafile=pki["ca"]), timeout=5)
+        assert status == 200 and json.loads(body)["path"] == "/tls"
+        with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpclient.http("GET", url, timeout=5)   # no context: the host's trust store, which lacks the CA
+    finally:
+        srv.shutdown()
+        srv.server_close()
