@@ -233,3 +233,53 @@ def test_cpus_of_another_running_instance_are_refused_before_anything_stops(mode
                                    command=["good"])
     assert moved.ensure("started", "a")["changed"] is True and fmoved.stops == 1, "leaving 'cpus' out restarts it unconfined"
     assert "cpus" not in R.instance_states(models_dir)["one"]["activation"]["process"]
+
+
+class QuirkyNVML(FakeNVML):
+    """The driver version as text, a device whose process list is refused, a failing shutdown."""
+
+    def nvmlSystemGetDriverVersion(self):
+        return "535.1"
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        if h == 0:
+            raise RuntimeError("NVML_ERROR_NO_PERMISSION")
+        return super().nvmlDeviceGetComputeRunningProcesses(h)
+
+    def nvmlShutdown(self):
+        super().nvmlShutdown()
+        raise RuntimeError("shutdown failed")
+
+
+def test_probe_edges_text_driver_unreadable_processes_and_a_failing_shutdown():
+    nv = QuirkyNVML([(8 * GIB, 6 * GIB, {5: GIB}), (8 * GIB, 7 * GIB, {6: 0, 7: None})])
+    h, reason = G.probe(nv)
+    assert reason == ""
+    assert h.driver_version == "535.1" and nv.shutdowns == 1
+    assert [(d.index, d.total, d.free) for d in h.devices] == [(0, 8 * GIB, 6 * GIB), (1, 8 * GIB, 7 * GIB)]
+    assert h.devices[0].processes == {}, "a refused process list is unknown, not an error"
+    assert h.devices[1].processes == {6: 0, 7: None}
+    assert h.vram_of([6]) == 0, "a process known to use 0 bytes is a figure, not unknown"
+
+
+class BrokenNVML(FakeNVML):
+    def nvmlDeviceGetMemoryInfo(self, h):
+        raise RuntimeError("GPU is lost")
+
+
+def test_a_gpu_lost_while_reading_is_a_reason_and_nvml_is_shut_down():
+    nv = BrokenNVML([(GIB, GIB, {})])
+    found, reason = G.probe(nv)
+    assert found is None and reason == "NVML failed while reading the GPUs (GPU is lost)" and nv.shutdowns == 1
+
+
+def test_probe_without_the_package_names_it(monkeypatch):
+    monkeypatch.setattr(G, "pynvml", None)
+    found, reason = G.probe()
+    assert found is None and reason.startswith("the Python package nvidia-ml-py (import pynvml) is not installed")
+
+
+def test_probe_uses_the_installed_nvml_when_none_is_given(monkeypatch):
+    monkeypatch.setattr(G, "pynvml", four_gpus())
+    found, reason = G.probe()
+    assert reason == "" and found.count == 4
