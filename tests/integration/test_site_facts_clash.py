@@ -32,7 +32,7 @@ def _setup(tmp_path):
 
 
 def test_site_refuses_the_facts_list_hiding_the_inventory_models(tmp_path):
-    inventory, facts_play, _, _ = _setup(tmp_path)
+    inventory, facts_play = _setup(tmp_path)[:2]
     res = run_playbook([facts_play, {"import_playbook": "venom.models.site"}], inventory=inventory)
     assert res.rc != 0, res.stdout[-4000:]
     failed = res.task("Check that venom_models is not the facts' list of installed models", host="node")
