@@ -64,14 +64,16 @@ VARIANT = "minbase"
 # xz-utils/zstd for the release archives the ollama role unpacks.
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "python3", "python3-venv",
-    "python3-apt", "ca-certificates", "iproute2", "procps", "xz-utils", "zstd",
+    "python3-apt", "ca-certificates", "docker-registry", "iproute2", "procps", "xz-utils", "zstd",
 )
 # Bump when the steps that prepare the base (below) change: the cache key changes with it.
 BASE_RECIPE = 2
-# Units that would only add noise or load to a test host.
+# Units that would only add noise or load to a test host. docker-registry.service: the package's
+# own registry listens on :5000 of every interface, which the hosts share (the mirror role runs
+# its own unit).
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
                 "apt-daily-upgrade.service", "systemd-timesyncd.service", "e2scrub_all.timer",
-                "fstrim.timer", "getty@tty1.service", "console-getty.service")
+                "fstrim.timer", "getty@tty1.service", "console-getty.service", "docker-registry.service")
 DEBIAN_DEPS = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
                "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
 
