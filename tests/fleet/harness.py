@@ -63,17 +63,21 @@ VARIANT = "minbase"
 # What every host has. python3 runs Ansible's modules; python3-venv makes the virtualenvs the
 # roles create (ensurepip); python3-apt lets ansible.builtin.apt work without installing it first;
 # ca-certificates for HTTPS downloads (get_url, pip); procps/iproute2 for ps/ss in verify steps;
-# xz-utils/zstd for the release archives the ollama role unpacks.
+# xz-utils/zstd for the release archives the ollama role unpacks; python3-psutil for venom_runtime's
+# process discovery on the bare system Python; docker-registry for the mirror role's registry cache.
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "python3", "python3-venv",
-    "python3-apt", "python3-psutil", "ca-certificates", "iproute2", "procps", "xz-utils", "zstd",
+    "python3-apt", "python3-psutil", "ca-certificates", "docker-registry", "iproute2", "procps", "xz-utils",
+    "zstd",
 )
 # Bump when the steps that prepare the base (below) change: the cache key changes with it.
 BASE_RECIPE = 2
-# Units that would only add noise or load to a test host.
+# Units that would only add noise or load to a test host. docker-registry.service: the package's
+# own registry listens on :5000 of every interface, which the hosts share (the mirror role runs
+# its own unit).
 MASKED_UNITS = ("apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
                 "apt-daily-upgrade.service", "systemd-timesyncd.service", "e2scrub_all.timer",
-                "fstrim.timer", "getty@tty1.service", "console-getty.service")
+                "fstrim.timer", "getty@tty1.service", "console-getty.service", "docker-registry.service")
 DEBIAN_DEPS = {"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
                "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
 

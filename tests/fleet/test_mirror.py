@@ -22,6 +22,13 @@ is what the fleet fetched from outside. In order (each test builds on the one be
 4. olah's cache size limit (mirror_cache_size_limit) evicts the cache when the mirror restarts.
 5. Offline (air-gapped): the mirror serves a git repository seeded into mirror_repos_dir and never
    contacts the upstream; a host installs it through site.yml.
+6. Ollama: the mirror also runs the registry cache (mirror_registry_enabled, Debian's
+   docker-registry, HTTPS with the same certificate) in front of the tests' seeded registry
+   (tests/lib/ollama_env.py, whose blob storage double logs every byte it sends); the mirror play
+   pre-warms one tiny Ollama model, the three hosts (Ollama test double under the ollama role,
+   ollama_ca_path = the private CA) install it through site.yml by the name site.yml's
+   venom_mirror_registry gives: its blobs left the upstream once, every host has it with the
+   published digests, and a second run changes and fetches nothing.
 """
 from __future__ import annotations
 
@@ -35,6 +42,7 @@ import yaml
 from tests.fleet import harness
 from tests.lib.ansible_run import run_playbook
 from tests.lib.fleet_env import start_fleet
+from tests.lib import ollama_env
 from tests.lib.hub_upstream import Hub
 from tests.lib.olah_env import safetensors_bytes
 from tests.lib.olah_mirror import commit_repo
@@ -45,6 +53,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VENV = "/opt/venom-py"  # the modules' Python on the model hosts (requirements-target.txt)
 MIRROR_PORT = 18160
 MIRROR_URL = f"https://127.0.0.1:{MIRROR_PORT}"
+REGISTRY_PORT = 15060  # the registry cache on the mirror host
 TLS_DIR = "/etc/venom-test-tls"  # on the hosts: ca.pem everywhere, mirror.crt and mirror.key on the mirror
 TOKEN = "hf_venomMirrorTestToken0123456789"
 MODELS = {  # name -> megabytes of weights
@@ -304,3 +313,70 @@ def test_an_offline_mirror_serves_seeded_repositories(mirror_fleet, tmp_path):
     assert (name, "installed") in _installed(fx, 2)
     assert hub.counter.received == 0 and hub.counter.connections == 0, "an offline mirror never calls the upstream"
     assert "offline = true" in env.ssh(1, "cat /etc/venom-models/venom-mirror.toml").stdout
+
+
+def test_an_ollama_model_leaves_the_upstream_once_through_the_registry_cache(mirror_fleet, oci_registry):
+    fx, env = mirror_fleet, mirror_fleet["env"]
+    # 16 MiB: large enough to tell one download from two (docker-registry 2.8 answers a cold blob
+    # with a second upstream download; pre-warming drops it after the first socket buffers)
+    spec = ollama_env.ModelSpec("venom-fleet/tiny-cached", size=16 * 1024 * 1024)
+    model = ollama_env.publish_model(oci_registry, spec, str(fx["work"] / "ollama-model"))
+    repo_tag = f"{spec.repo}:{spec.tag}"
+    exe = fx["work"] / "ollama"  # the Ollama test double as the hosts' ollama binary
+    with open(ollama_env.OLLAMA_DOUBLE, encoding="utf-8") as fh:
+        exe.write_text("#!/usr/bin/env python3\n" + fh.read().split("\n", 1)[1])
+    exe.chmod(0o755)
+    inv = _inventory(fx, [], "ollama.yml", mirror_prewarm_models=[],
+                     mirror_registry_enabled=True, mirror_registry_port=REGISTRY_PORT,
+                     mirror_registry_upstream_url=oci_registry.url, mirror_prewarm_ollama_models=[repo_tag])
+    doc = yaml.safe_load(open(inv, encoding="utf-8"))
+    doc["all"]["children"]["models"]["vars"].update({
+        # the name an operator writes: the registry cache as site.yml's mirror play names it
+        "venom_models": [{"name": "{{ venom_mirror_registry }}/" + repo_tag, "provider": "ollama"}],
+        "venom_install_runtimes": ["ollama"], "ollama_install_method": "controller", "ollama_src": str(exe),
+        "ollama_ca_path": f"{TLS_DIR}/ca.pem"})
+    with open(inv, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(doc, fh)
+    oci_registry.reset_faults()  # clears the storage double's request log: from here on, the egress
+
+    def upstream_bytes() -> int:
+        return sum(r["sent"] for r in oci_registry.storage_requests() if r["method"] == "GET")
+
+    res = _site(fx, inv)
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    # every blob (model, template, system, licence, params, config) left the upstream once for the
+    # fleet, plus what the registry's dropped second download sent before it stopped (measured
+    # about 4 MB: socket buffers); three hosts pulling would be 3 x, a cold registry 2 x per pull
+    egress = upstream_bytes()
+    print(f"registry cache: upstream sent {egress} bytes for a model of {model.size} bytes, 3 hosts")
+    assert model.size <= egress < 1.5 * model.size, (egress, model.size, oci_registry.storage_requests())
+    mirror = env.host(1).name
+    warmed = res.task("venom.models.mirror : Pre-warm the registry cache with the listed Ollama models", host=mirror)
+    assert warmed["results"][0]["changed"] is True, warmed
+    name = f"127.0.0.1:{REGISTRY_PORT}/{repo_tag}"
+    for i in (2, 3, 4):
+        host = env.host(i)
+        item = res.task("Install, verify or update the other models", host=host.name)["results"][0]
+        assert item["changed"] is True and item["item"]["name"] == name, item
+        listed = requests.get(f"http://127.0.0.1:{host.ollama_port}/api/tags", timeout=10).json()["models"]
+        tags = {m["name"]: m for m in listed}
+        assert tags[name]["digest"] == model.manifest_digest, tags
+        sums = env.ssh(host, "cd /var/lib/ollama/models/blobs && sha256sum " + " ".join(
+            "sha256-" + layer["digest"][7:] for layer in model.layers)).stdout.split()
+        assert sums[0::2] == [layer["digest"][7:] for layer in model.layers], sums
+    facts = res.task("venom.models.mirror : Set mirror_facts", host=mirror)["ansible_facts"]["mirror_facts"]
+    assert facts["registry_url"] == f"https://127.0.0.1:{REGISTRY_PORT}", facts
+    assert facts["cache"]["registry"]["repositories"] == [{"name": spec.repo, "tags": [spec.tag]}], facts
+    assert facts["cache"]["registry"]["blob_bytes"] >= model.size, facts
+    # the registry runs as the hardened unit of the collection, serving HTTPS only
+    unit = env.ssh(1, "systemctl cat venom-mirror-registry.service").stdout
+    assert "ProtectSystem=strict" in unit and "User=venom-mirror" in unit, unit
+    assert requests.get(f"https://127.0.0.1:{REGISTRY_PORT}/v2/", timeout=10, verify=fx["ca"]).status_code == 200
+    plain = requests.get(f"http://127.0.0.1:{REGISTRY_PORT}/v2/", timeout=10)  # Go's TLS server refuses it so
+    assert plain.status_code == 400 and "HTTPS" in plain.text, (plain.status_code, plain.text)
+
+    oci_registry.reset_faults()
+    again = _site(fx, inv)
+    assert again.rc == 0, again.stdout[-6000:]
+    assert [(r["host"], r["task"]) for r in again.results if r["result"].get("changed")] == []
+    assert upstream_bytes() == 0, oci_registry.storage_requests()

@@ -9,6 +9,10 @@
                                               fetch every file of REPO through the mirror (JSON);
                                               CA: a PEM bundle that verifies an https mirror
                                               instead of the system trust store
+    venom_mirror.py prewarm-registry URL NAME [CA [REGISTRY_DIR]]
+                                              fetch the manifest and every blob of the Ollama
+                                              model NAME (namespace/model:tag) through the
+                                              registry cache at URL (JSON)
 
 serve: olah forwards the Authorization header of each client to the upstream and has no token of
 its own. When VENOM_MIRROR_UPSTREAM_TOKEN is set (the role's root-only environment file), it is
@@ -196,6 +200,69 @@ def prewarm(url: str, repo: str, revision: str = "main", ca: str = "", repos_pat
             "cached_now": grown is not None and grown > 0 and grown >= min(64 * 1024, fetched // 2)}
 
 
+MEDIA_MANIFESTS = ("application/vnd.docker.distribution.manifest.v2+json, "
+                   "application/vnd.oci.image.manifest.v1+json")
+
+
+def _blob_path(root: str, digest: str) -> str:
+    algo, hexdigest = digest.split(":", 1)
+    return os.path.join(root, "docker", "registry", "v2", "blobs", algo, hexdigest[:2], hexdigest, "data")
+
+
+def prewarm_registry(url: str, name: str, ca: str = "", registry_dir: str = "", settle: float = 30.0) -> dict:
+    """Download the manifest and every blob (layers and config) of the Ollama model ``name``
+    (``namespace/model[:tag]``) through the pull-through registry at ``url``, whole and thrown away:
+    the registry stores each blob it fetched for a client that read it to the end. Ollama itself
+    first asks a blob URL for the download URL (reading only the headers) and then fetches ranges,
+    which makes a cold cache fetch a blob twice from its upstream, and concurrent cold pulls more
+    often: pre-warmed, the fleet's pulls are served from the cache. With ``registry_dir``, waits
+    until each blob is stored (the registry commits it after the last byte went out) and reports
+    whether any was new."""
+    import time  # pylint: disable=import-outside-toplevel
+    import requests  # pylint: disable=import-outside-toplevel
+    repo, _sep, tag = name.partition(":")
+    tag = tag or "latest"
+    if repo.count("/") != 1:
+        raise SystemExit(f"mirror_prewarm_ollama_models: {name!r} is not namespace/model[:tag] "
+                         "(for example library/llama3.2:1b)")
+    base = url.rstrip("/")
+    try:
+        resp = requests.get(f"{base}/v2/{repo}/manifests/{tag}", headers={"Accept": MEDIA_MANIFESTS}, timeout=(10, 120),
+                            verify=ca or True)
+    except requests.RequestException as exc:
+        raise _failure(base, f"send the manifest of {name}", exc, ca) from exc
+    if resp.status_code != 200:
+        raise SystemExit(f"the registry cache {base} answered {resp.status_code} for the manifest of {name}: {resp.text[:300]}")
+    manifest = resp.json()
+    blobs = [manifest["config"]] + list(manifest.get("layers", []))
+    new = [b["digest"] for b in blobs if registry_dir and not os.path.exists(_blob_path(registry_dir, b["digest"]))]
+    fetched = 0
+    for blob in blobs:
+        # With registry_dir, a new blob is only asked for: docker-registry 2.x stores a blob it does
+        # not hold with a download of its own and answers the client with a second one, which ends
+        # when the client goes away; the stored copy is awaited below. Else read to the end.
+        whole = not registry_dir or blob["digest"] not in new
+        try:
+            with requests.get(f"{base}/v2/{repo}/blobs/{blob['digest']}", stream=True, timeout=(10, 300),
+                              verify=ca or True) as got:
+                if got.status_code != 200:
+                    raise SystemExit(f"the registry cache {base} answered {got.status_code} for {name} blob {blob['digest']}")
+                size = sum(len(chunk) for chunk in got.iter_content(1 << 20)) if whole else blob["size"]
+        except requests.RequestException as exc:
+            raise _failure(base, f"send {name} blob {blob['digest']}", exc, ca) from exc
+        if size != blob["size"]:
+            raise SystemExit(f"the registry cache {base} sent {size} bytes of {name} blob {blob['digest']}, "
+                             f"expected {blob['size']}")
+        fetched += size
+    deadline = time.monotonic() + settle + sum(b["size"] for b in blobs) / 50e6  # at >= 50 MB/s
+    while registry_dir and any(not os.path.exists(_blob_path(registry_dir, d)) for d in new):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the registry cache {base} sent {name} but did not store it in {registry_dir} "
+                             f"within {settle:.0f}s: see its journal")
+        time.sleep(0.2)
+    return {"name": name, "blobs": len(blobs), "bytes": fetched, "new_blobs": len(new), "cached_now": bool(new)}
+
+
 def main(argv: list) -> int:
     if len(argv) >= 3 and argv[0] == "serve":
         return serve(argv[1], argv[2])
@@ -207,6 +274,9 @@ def main(argv: list) -> int:
         return 0
     if 3 <= len(argv) <= 6 and argv[0] == "prewarm":
         print(json.dumps(prewarm(argv[1], argv[2], *argv[3:6])))
+        return 0
+    if 3 <= len(argv) <= 5 and argv[0] == "prewarm-registry":
+        print(json.dumps(prewarm_registry(argv[1], argv[2], *argv[3:5])))
         return 0
     print(__doc__, file=sys.stderr)
     return 2

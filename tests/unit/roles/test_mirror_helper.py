@@ -157,3 +157,19 @@ def test_prewarm_refuses_a_ca_that_is_no_pem_bundle(tmp_path):
     bad.write_text("not a certificate\n")
     with pytest.raises(SystemExit, match="mirror_tls_ca .*ca.pem is not a readable PEM CA bundle"):
         helper.prewarm("https://127.0.0.1:1", "org/m", "main", str(bad))
+
+
+@pytest.mark.parametrize("name", ["llama3", "a/b/c:1", ""])
+def test_prewarm_registry_refuses_a_name_that_is_not_namespace_model(name):
+    with pytest.raises(SystemExit) as exc:
+        helper.prewarm_registry("http://127.0.0.1:9", name)
+    assert "is not namespace/model[:tag]" in str(exc.value) and "library/llama3.2:1b" in str(exc.value)
+
+
+def test_prewarm_registry_looks_for_blobs_where_docker_registry_stores_them(tmp_path):
+    # the layout registry_info reads too (docker-registry 2.8, filesystem driver)
+    digest = "sha256:" + "ab" * 32
+    path = helper._blob_path(str(tmp_path), digest)  # pylint: disable=protected-access
+    assert path == os.path.join(str(tmp_path), "docker/registry/v2/blobs/sha256/ab", "ab" * 32, "data")
+    _write(path, 10)
+    assert helper.registry_info(str(tmp_path))["blob_bytes"] == 10
