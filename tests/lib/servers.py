@@ -38,9 +38,16 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
 class LocalHTTPServer:
     """``handler`` (a ``BaseHTTPRequestHandler`` class) served on ``host:port`` (0: a free port)."""
 
-    def __init__(self, handler, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, handler, host: str = "127.0.0.1", port: int = 0, tls: tuple | None = None):
+        """``tls``: (certificate, key) files to serve HTTPS with (``url`` then starts with https)."""
         self.server = http.server.ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
+        self.scheme = "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -49,7 +56,7 @@ class LocalHTTPServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.server.server_address[0]}:{self.port}"
+        return f"{self.scheme}://{self.server.server_address[0]}:{self.port}"
 
     def start(self) -> "LocalHTTPServer":
         self.thread.start()

@@ -11,12 +11,11 @@ import http.server
 import importlib.util
 import json
 import os
-import ssl
-import threading
 
 import pytest
 
 from tests.lib.private_ca import make_private_ca
+from tests.lib.servers import LocalHTTPServer
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))),
                       "roles", "mirror", "files", "venom_mirror.py")
@@ -114,19 +113,12 @@ class _MirrorDouble(http.server.BaseHTTPRequestHandler):
 def fixture_tls_mirror(tmp_path):
     from huggingface_hub.utils import _http as hub_http
     pki = make_private_ca(str(tmp_path / "pki"))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MirrorDouble)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pki["cert"], pki["key"])
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     saved = hub_http._GLOBAL_CLIENT_FACTORY  # pylint: disable=protected-access  # the process-wide client
-    try:
-        yield {"url": f"https://127.0.0.1:{server.server_address[1]}", **pki}
-    finally:
-        hub_http.set_client_factory(saved)
-        server.shutdown()
-        server.server_close()
+    with LocalHTTPServer(_MirrorDouble, tls=(pki["cert"], pki["key"])) as server:
+        try:
+            yield {"url": server.url, **pki}
+        finally:
+            hub_http.set_client_factory(saved)
 
 
 def test_prewarm_verifies_an_https_mirror_with_its_ca(tls_mirror, monkeypatch):

@@ -22,6 +22,7 @@ from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso, parse_iso, utcnow
 
 from tests.lib.private_ca import make_private_ca
+from tests.lib.servers import LocalHTTPServer
 
 UTC = datetime.timezone.utc
 
@@ -257,14 +258,8 @@ def test_a_server_that_never_answers_is_given_up_after_the_timeout():
 
 def test_https_with_a_private_ca_uses_the_context_given_and_never_a_proxy(tmp_path, monkeypatch):
     pki = make_private_ca(str(tmp_path / "pki"))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(pki["cert"], pki["key"])
-    srv.socket = server_ctx.wrap_socket(srv.socket, server_side=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"https://127.0.0.1:{srv.server_address[1]}/tls"
+    with LocalHTTPServer(Handler, tls=(pki["cert"], pki["key"])) as srv:
+        url = f"{srv.url}/tls"
         for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
             monkeypatch.setenv(var, "http://127.0.0.1:1")
         monkeypatch.delenv("no_proxy", raising=False)
@@ -273,6 +268,3 @@ def test_https_with_a_private_ca_uses_the_context_given_and_never_a_proxy(tmp_pa
         assert status == 200 and json.loads(body)["path"] == "/tls"
         with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
             httpclient.http("GET", url, timeout=5)   # no context: the host's trust store, which lacks the CA
-    finally:
-        srv.shutdown()
-        srv.server_close()
