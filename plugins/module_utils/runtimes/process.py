@@ -192,6 +192,23 @@ def _listens(conns, port: int) -> bool:
     return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
 
 
+def _listener_on(port: int) -> bool:
+    """True if any TCP socket listens on ``port`` (any address). Read from the kernel's socket
+    tables, which psutil offers only through ``net_connections()``: that maps every socket to its
+    pid by reading every process's file descriptors, too costly for a check polled every 50 ms."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    cols = line.split()  # local_address is HEXIP:HEXPORT; state 0A is LISTEN
+                    if len(cols) > 3 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
 def tcp_connections(p) -> list:
     """The TCP sockets of the psutil process ``p``: ``net_connections`` since psutil 6.0,
     ``connections`` before (Debian 12's python3-psutil is 5.9)."""
@@ -204,7 +221,7 @@ def port_holders(port: int) -> list[int]:
     one of them (a socket inherited by a child has two holders; ``psutil.net_connections`` names
     only one, so each process is asked)."""
     _need_psutil()
-    if not _listens(psutil.net_connections(kind="tcp"), port):
+    if not _listener_on(port):
         return []
     holders = []
     for p in psutil.process_iter():
@@ -218,8 +235,7 @@ def port_holders(port: int) -> list[int]:
 
 def port_in_use(host: str, port: int) -> bool:
     """True if a server could not bind ``host:port`` now (a listener holds it)."""
-    _need_psutil()
-    if _listens(psutil.net_connections(kind="tcp"), port):  # a listener on any address
+    if _listener_on(port):  # a listener on any address
         return True
     family = socket.AF_INET6 if ":" in (host or "") else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
