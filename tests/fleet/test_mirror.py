@@ -315,6 +315,35 @@ def test_an_offline_mirror_serves_seeded_repositories(mirror_fleet, tmp_path):
     assert "offline = true" in env.ssh(1, "cat /etc/venom-models/venom-mirror.toml").stdout
 
 
+def _ollama_inventory(fx, oci_registry, repo_tags: list, name: str) -> str:
+    """site.yml's inventory for Ollama models through the registry cache: the mirror runs it in
+    front of the tests' seeded registry and pre-warms ``repo_tags[0]``; the model hosts run the
+    Ollama test double under the ollama role, trusting the private CA, and install every one of
+    ``repo_tags`` by the name site.yml's venom_mirror_registry gives."""
+    exe = fx["work"] / "ollama"  # the Ollama test double as the hosts' ollama binary
+    with open(ollama_env.OLLAMA_DOUBLE, encoding="utf-8") as fh:
+        exe.write_text("#!/usr/bin/env python3\n" + fh.read().split("\n", 1)[1])
+    exe.chmod(0o755)
+    inv = _inventory(fx, [], name, mirror_prewarm_models=[],
+                     mirror_registry_enabled=True, mirror_registry_port=REGISTRY_PORT,
+                     mirror_registry_upstream_url=oci_registry.url, mirror_prewarm_ollama_models=repo_tags[:1])
+    with open(inv, encoding="utf-8") as fh:
+        doc = yaml.safe_load(fh)
+    doc["all"]["children"]["models"]["vars"].update({
+        # the name an operator writes: the registry cache as site.yml's mirror play names it
+        "venom_models": [{"name": "{{ venom_mirror_registry }}/" + tag, "provider": "ollama"} for tag in repo_tags],
+        "venom_install_runtimes": ["ollama"], "ollama_install_method": "controller", "ollama_src": str(exe),
+        "ollama_ca_path": f"{TLS_DIR}/ca.pem"})
+    with open(inv, "w", encoding="utf-8") as fh:
+        yaml.safe_dump(doc, fh)
+    return inv
+
+
+def _ollama_tags(host) -> dict:
+    listed = requests.get(f"http://127.0.0.1:{host.ollama_port}/api/tags", timeout=10).json()["models"]
+    return {m["name"]: m for m in listed}
+
+
 def test_an_ollama_model_leaves_the_upstream_once_through_the_registry_cache(mirror_fleet, oci_registry):
     fx, env = mirror_fleet, mirror_fleet["env"]
     # 16 MiB: large enough to tell one download from two (docker-registry 2.8 answers a cold blob
@@ -322,21 +351,7 @@ def test_an_ollama_model_leaves_the_upstream_once_through_the_registry_cache(mir
     spec = ollama_env.ModelSpec("venom-fleet/tiny-cached", size=16 * 1024 * 1024)
     model = ollama_env.publish_model(oci_registry, spec, str(fx["work"] / "ollama-model"))
     repo_tag = f"{spec.repo}:{spec.tag}"
-    exe = fx["work"] / "ollama"  # the Ollama test double as the hosts' ollama binary
-    with open(ollama_env.OLLAMA_DOUBLE, encoding="utf-8") as fh:
-        exe.write_text("#!/usr/bin/env python3\n" + fh.read().split("\n", 1)[1])
-    exe.chmod(0o755)
-    inv = _inventory(fx, [], "ollama.yml", mirror_prewarm_models=[],
-                     mirror_registry_enabled=True, mirror_registry_port=REGISTRY_PORT,
-                     mirror_registry_upstream_url=oci_registry.url, mirror_prewarm_ollama_models=[repo_tag])
-    doc = yaml.safe_load(open(inv, encoding="utf-8"))
-    doc["all"]["children"]["models"]["vars"].update({
-        # the name an operator writes: the registry cache as site.yml's mirror play names it
-        "venom_models": [{"name": "{{ venom_mirror_registry }}/" + repo_tag, "provider": "ollama"}],
-        "venom_install_runtimes": ["ollama"], "ollama_install_method": "controller", "ollama_src": str(exe),
-        "ollama_ca_path": f"{TLS_DIR}/ca.pem"})
-    with open(inv, "w", encoding="utf-8") as fh:
-        yaml.safe_dump(doc, fh)
+    inv = _ollama_inventory(fx, oci_registry, [repo_tag], "ollama.yml")
     oci_registry.reset_faults()  # clears the storage double's request log: from here on, the egress
 
     def upstream_bytes() -> int:
@@ -358,8 +373,7 @@ def test_an_ollama_model_leaves_the_upstream_once_through_the_registry_cache(mir
         host = env.host(i)
         item = res.task("Install, verify or update the other models", host=host.name)["results"][0]
         assert item["changed"] is True and item["item"]["name"] == name, item
-        listed = requests.get(f"http://127.0.0.1:{host.ollama_port}/api/tags", timeout=10).json()["models"]
-        tags = {m["name"]: m for m in listed}
+        tags = _ollama_tags(host)
         assert tags[name]["digest"] == model.manifest_digest, tags
         sums = env.ssh(host, "cd /var/lib/ollama/models/blobs && sha256sum " + " ".join(
             "sha256-" + layer["digest"][7:] for layer in model.layers)).stdout.split()
@@ -380,3 +394,40 @@ def test_an_ollama_model_leaves_the_upstream_once_through_the_registry_cache(mir
     assert again.rc == 0, again.stdout[-6000:]
     assert [(r["host"], r["task"]) for r in again.results if r["result"].get("changed")] == []
     assert upstream_bytes() == 0, oci_registry.storage_requests()
+
+
+def test_the_registry_cache_down_fails_clearly_and_resumes(mirror_fleet, oci_registry):
+    """The registry cache stops before a rollout of a second Ollama model: every host fails before
+    it installs anything, naming the registry cache, its mirror and the command that starts it, and
+    keeps the model it had; with the cache back the same run installs the new model everywhere."""
+    fx, env = mirror_fleet, mirror_fleet["env"]
+    first = ollama_env.ModelSpec("venom-fleet/tiny-cached", size=16 * 1024 * 1024)
+    later = ollama_env.ModelSpec("venom-fleet/tiny-later", size=2 * 1024 * 1024)
+    model = ollama_env.publish_model(oci_registry, later, str(fx["work"] / "ollama-later"))
+    tags = [f"{first.repo}:{first.tag}", f"{later.repo}:{later.tag}"]
+    inv = _ollama_inventory(fx, oci_registry, tags, "ollama-down.yml")
+    registry = f"127.0.0.1:{REGISTRY_PORT}"
+    env.ssh(1, "systemctl stop venom-mirror-registry.service")
+    # the rollout of the model hosts (the mirror's own play, which would start it, is not part of it)
+    res = _site(fx, inv, extra=("--limit", "models"))
+    assert res.rc != 0
+    for i in (2, 3, 4):
+        host = env.host(i)
+        msg = res.task("Stop here when the registry cache does not answer", host=host.name)["msg"]
+        assert f"registry cache of the model mirror {env.host(1).name} (https://{registry}/v2/)" in msg, msg
+        assert f"Nothing was installed on {host.name}" in msg and f"{registry}/{tags[1]}" in msg, msg
+        assert f"systemctl start venom-mirror-registry on {env.host(1).name}" in msg, msg
+        held = _ollama_tags(host)
+        assert f"{registry}/{tags[0]}" in held and f"{registry}/{tags[1]}" not in held, sorted(held)
+    assert not [r for r in res.results if r["task"] == "Install, verify or update the other models"]
+
+    env.ssh(1, "systemctl start venom-mirror-registry.service")
+    wait_http(f"https://{registry}/v2/", 60, interval=1, cafile=fx["ca"])
+    res = _site(fx, inv, extra=("--limit", "models"))
+    assert res.rc == 0, res.stdout[-8000:] + res.stderr[-3000:]
+    for i in (2, 3, 4):
+        host = env.host(i)
+        items = res.task("Install, verify or update the other models", host=host.name)["results"]
+        assert [(it["item"]["name"], it["changed"]) for it in items] == [
+            (f"{registry}/{tags[0]}", False), (f"{registry}/{tags[1]}", True)], items
+        assert _ollama_tags(host)[f"{registry}/{tags[1]}"]["digest"] == model.manifest_digest
