@@ -106,8 +106,9 @@ def test_a_symlink_is_refused_never_followed(tmp_path):
             call(root, p)
         assert "symbolic link" in str(err.value)
     assert _mode(outside) == 0o600, "the link's target was not touched"
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as err:
         ownership.apply_path(os.path.join(root, "sub", "link.json"), p)
+    assert "model file" in err.value.msg
     assert _mode(outside) == 0o600
 
 
@@ -285,6 +286,7 @@ def test_more_modes_parse(given, expected):
     ({"mode": -1}, "mode -1 is not an octal mode within 0777"),
     ({"mode": 0o1777}, "within 0777"),           # no sticky bit on files
     ({"mode": 1.5}, "not an octal mode"),
+    ({"mode": "0X64"}, "mode '0X64' is not an octal mode"),
     ({"directory_mode": "4750"}, "directory_mode '4750' is not an octal mode within 2777"),
     ({"directory_mode": False}, "directory_mode False is not"),
     ({"owner": True}, "owner True is not a owner name or id"),
@@ -421,8 +423,9 @@ def test_a_hard_linked_file_is_reported_with_its_link_count_only_when_it_would_c
     with pytest.raises(ValidationError) as err:
         ownership.differences(root, Permissions.parse(mode="0600"))
     assert f"{target} has 3 hard links" in err.value.msg and err.value.details == {"path": target}
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as err:
         ownership.apply_path(target, Permissions.parse(mode="0600"))
+    assert f"{target} has 3 hard links" in err.value.msg and err.value.details == {"path": target}
     assert ownership.differences(root, Permissions.parse(mode="0644", directory_mode="0755")) == []
     assert ownership.apply_path(target, Permissions.parse(mode="0644")) is False, "nothing to change: no refusal"
 
@@ -483,6 +486,18 @@ def test_changing_the_owner_without_the_right_says_to_become_root(tmp_path, monk
         ownership.apply_path(f, Permissions.parse(owner="54321", group="daemon", mode="0600"))
     assert "owner/group 54321:daemon" in err.value.msg and "become: true" in err.value.fix
     assert err.value.details == {"path": f} and _mode(f) == 0o644
+    for given, shown in (({"group": "daemon"}, "owner/group :daemon:"), ({"owner": "54321"}, "owner/group 54321::")):
+        with pytest.raises(ValidationError) as err:
+            ownership.apply_path(f, Permissions.parse(**given))
+        assert shown in err.value.msg
+
+
+def test_without_permissions_nothing_is_walked(tmp_path):
+    root = str(tmp_path / "v")
+    _tree(root)
+    os.symlink(os.path.join(root, "config.json"), os.path.join(root, "link.json"))
+    assert ownership.differences(root, Permissions()) == [] and ownership.apply(root, Permissions()) == []
+    assert ownership.observed(root, Permissions()) == {}
 
 
 def test_apply_lists_at_most_200_changed_paths_but_changes_them_all(tmp_path):
