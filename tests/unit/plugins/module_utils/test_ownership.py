@@ -455,10 +455,11 @@ def test_owner_and_group_are_changed_together_or_alone(tmp_path):
     with open(f, "w", encoding="utf-8"):
         pass
     os.chown(f, 0, 0)
+    assert ownership.apply_path(f, Permissions.parse(owner="1")) is True
+    assert (os.lstat(f).st_uid, os.lstat(f).st_gid) == (1, 0), "the group is kept"
+    os.chown(f, 0, 0)
     assert ownership.apply_path(f, Permissions.parse(group="1")) is True
     assert (os.lstat(f).st_uid, os.lstat(f).st_gid) == (0, 1), "the owner is kept"
-    assert ownership.apply_path(f, Permissions.parse(owner="1")) is True
-    assert (os.lstat(f).st_uid, os.lstat(f).st_gid) == (1, 1), "the group is kept"
     assert ownership.apply_path(f, Permissions.parse(owner="0", group="0", mode="0640")) is True
     st = os.lstat(f)
     assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o640)

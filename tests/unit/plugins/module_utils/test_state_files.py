@@ -128,8 +128,27 @@ def test_a_state_file_another_user_may_change_is_refused_as_root_only(tmp_path, 
     monkeypatch.setattr(safeio.os, "geteuid", lambda: 1000)
     assert safeio.read_state_json(str(path), 10) == {}
     monkeypatch.setattr(safeio.os, "geteuid", lambda: 0)
-    with pytest.raises(ValidationError, match="writable by others"):
+    with pytest.raises(ValidationError, match="writable by others") as err:
         safeio.read_state_json(str(path), 10, what="record")
+    assert err.value.msg.startswith(f"Refusing the record {path}:")
+
+
+def test_the_file_checked_is_the_file_opened_not_what_replaces_it_later(tmp_path, monkeypatch):
+    path = tmp_path / "s.json"
+    path.write_text('{"v": "opened"}')
+    os.chmod(path, 0o644)
+    loose = tmp_path / "loose.json"
+    loose.write_text('{"v": "planted"}')
+    os.chmod(loose, 0o666)
+    real_fstat = os.fstat
+
+    def fstat_after_swap(fd):
+        if loose.exists():
+            os.replace(str(loose), str(path))   # the path now names another, group-writable file
+        return real_fstat(fd)
+    monkeypatch.setattr(safeio.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(safeio.os, "fstat", fstat_after_swap)
+    assert safeio.read_state_json(str(path), 100) == {"v": "opened"}
 
 
 # -- safeio: StrictModes -----------------------------------------------------------------------------
@@ -146,6 +165,12 @@ def test_strict_modes_name_who_may_write(tmp_path, mode, who):
     assert f"it is writable by {who} (owner uid 0, mode {mode:04o})" in err.value.msg
     assert "models_dir" in err.value.msg and str(tmp_path) in err.value.fix
     assert err.value.details == {"path": str(tmp_path), "owner": 0, "mode": f"{mode:04o}"}
+
+
+def test_strict_modes_call_an_unnamed_path_a_path(tmp_path):
+    with pytest.raises(ValidationError) as err:
+        safeio.strict_modes(str(tmp_path), _fake_stat(tmp_path, 0, 0o777), euid=0)
+    assert err.value.msg.startswith(f"Refusing the path {tmp_path}: it is writable by group and others")
 
 
 def test_strict_modes_accept_a_root_owned_directory_without_group_or_other_write(tmp_path):
@@ -188,8 +213,10 @@ def test_check_dir_refuses_links_and_files_and_applies_strict_modes_only_when_as
     os.chmod(loose, 0o777)
     monkeypatch.setattr(safeio.os, "geteuid", lambda: 0)
     safeio.check_dir(str(loose), "state directory")
-    with pytest.raises(ValidationError, match="writable by group and others"):
+    with pytest.raises(ValidationError, match="writable by group and others") as err:
         safeio.check_dir(str(loose), "state directory", strict=True)
+    assert err.value.msg.startswith(f"Refusing the state directory {loose}:")
+    assert err.value.details == {"path": str(loose), "owner": 0, "mode": "0777"}
 
 
 # -- safeio: the digest key --------------------------------------------------------------------------
@@ -214,8 +241,10 @@ def test_a_damaged_digest_key_is_refused_with_its_size(tmp_path):
         for create in (True, False):
             with pytest.raises(ValidationError) as err:
                 safeio.digest_key(str(state), create=create)
-            assert f"({min(size, 65)} bytes, expected 32)" in err.value.msg
+            assert f"The digest key {state / 'digest.key'} is damaged ({min(size, 65)} bytes, expected 32)" \
+                in err.value.msg
             assert err.value.details == {"path": str(state / "digest.key")}
+            assert f"Remove {state / 'digest.key'}" in err.value.fix
     (state / "digest.key").write_bytes(b"k" * 32)
     assert safeio.digest_key(str(state)) == b"k" * 32
 
@@ -295,11 +324,12 @@ def test_the_temp_file_is_hidden_and_named_after_the_target(tmp_path, monkeypatc
     real_replace = os.replace
 
     def replace(src, dst):
-        seen.append(os.path.basename(src))
+        seen.append(src)
         return real_replace(src, dst)
     monkeypatch.setattr(atomic.os, "replace", replace)
     atomic.atomic_write_bytes(str(tmp_path / "m.json"), b"x")
-    assert seen[0].startswith(".m.json.") and seen[0].endswith(".tmp")
+    assert os.path.dirname(seen[0]) == str(tmp_path), "beside the target: the rename stays on one file system"
+    assert os.path.basename(seen[0]).startswith(".m.json.") and seen[0].endswith(".tmp")
 
 
 def test_a_failed_atomic_write_keeps_the_old_content_and_removes_its_temp_file(tmp_path, monkeypatch):
