@@ -112,3 +112,11 @@ def test_a_missing_manifest_with_only_damaged_records_is_rebuilt_and_without_rec
     empty = Manifest(str(tmp_path / "empty"))
     assert ensure_manifest(empty, "rebuilt") == {"changed": False, "valid": True, "warnings": [], "models_count": 0}
     assert not (tmp_path / "empty" / "manifest.json").exists()
+
+
+def test_by_default_an_invalid_manifest_is_only_reported(tmp_path):
+    m = _store(tmp_path)
+    (tmp_path / "manifest.json").write_bytes(b"{garbage")
+    res = ensure_manifest(m)
+    assert res["valid"] is False and res["changed"] is False and "restored" not in res
+    assert (tmp_path / "manifest.json").read_bytes() == b"{garbage"
