@@ -459,6 +459,7 @@ def test_keyed_file_names_are_readable_safe_and_unique():
     assert paths.keyed_file_name("model", "huggingface:org/A", ".lock") != name
     long_key = "a" * 100 + "/é"
     long_name = paths.keyed_file_name("runtime", long_key, ".json")
-    assert long_name == "runtime-" + "a" * 80 + "-" + hashlib.sha256(long_key.encode("utf-8")).hexdigest()[:12] + ".json"
+    long_digest = hashlib.sha256(long_key.encode("utf-8")).hexdigest()[:12]
+    assert long_name == "runtime-" + "a" * 80 + "-" + long_digest + ".json"
     assert paths.keyed_file_name("m", "x.y_z-1", "") == "m-x.y_z-1-" + hashlib.sha256(b"x.y_z-1").hexdigest()[:12]
     assert json.dumps(paths.keyed_file_name("m", "a b//c", "")).startswith('"m-a_b_c-')
