@@ -428,9 +428,24 @@ def test_a_symlinked_state_directory_is_refused_by_check_and_ensure(tmp_path, wh
     os.rmdir(os.path.join(p.state_dir, which))
     os.symlink(str(target), os.path.join(p.state_dir, which))
     for call in (p.check, p.ensure):
-        with pytest.raises(ValidationError, match="symbolic link"):
+        with pytest.raises(ValidationError, match="symbolic link") as err:
             call()
+        assert err.value.msg.startswith(f"The state directory {os.path.join(p.state_dir, which)} is a symbolic link")
     assert os.listdir(target) == []
+
+
+def test_a_state_directory_another_run_creates_meanwhile_is_no_error(tmp_path, monkeypatch):
+    p = paths.StatePaths(str(tmp_path / "models")).ensure()
+    real_isdir = os.path.isdir
+    asked = set()
+
+    def isdir_before_the_other_run(path):   # each state directory is first seen missing, then made by another run
+        if path in (p.state_dir, p.locks_dir, p.operations_dir, p.staging_dir, p.records_dir) and path not in asked:
+            asked.add(path)
+            return False
+        return real_isdir(path)
+    monkeypatch.setattr(paths.os.path, "isdir", isdir_before_the_other_run)
+    assert p.ensure() is p and len(asked) == 5
 
 
 def test_a_state_directory_that_is_a_file_is_refused(tmp_path):
@@ -450,6 +465,22 @@ def test_as_root_a_loose_state_directory_is_refused_but_a_loose_lock_directory_i
     os.chmod(p.state_dir, 0o777)
     with pytest.raises(ValidationError, match="state directory .* writable by group and others"):
         p.check()
+    os.chmod(p.state_dir, 0o750)
+    os.chmod(p.models_dir, 0o777)
+    with pytest.raises(ValidationError) as err:
+        p.check()
+    assert err.value.msg.startswith(f"Refusing the models_dir {p.models_dir}: it is writable by group and others")
+    assert err.value.details["path"] == p.models_dir
+
+
+def test_as_root_a_models_dir_may_be_a_symlink_to_a_directory_only_root_can_write(tmp_path, monkeypatch):
+    real = tmp_path / "data"
+    real.mkdir()
+    os.chmod(real, 0o755)
+    os.symlink(str(real), str(tmp_path / "models"))
+    monkeypatch.setattr(safeio.os, "geteuid", lambda: 0)
+    p = paths.StatePaths(str(tmp_path / "models")).ensure()
+    assert os.path.isdir(str(real / ".venom" / "locks")) and p.check() is p
 
 
 def test_keyed_file_names_are_readable_safe_and_unique():
@@ -457,6 +488,7 @@ def test_keyed_file_names_are_readable_safe_and_unique():
     digest = hashlib.sha256(b"huggingface:org/a").hexdigest()[:12]
     assert name == f"model-huggingface_org_a-{digest}.lock"
     assert paths.keyed_file_name("model", "huggingface:org/A", ".lock") != name
+    assert paths.keyed_file_name("model", "Org/Model.v2", "").startswith("model-Org_Model.v2-"), "case is kept"
     long_key = "a" * 100 + "/é"
     long_name = paths.keyed_file_name("runtime", long_key, ".json")
     long_digest = hashlib.sha256(long_key.encode("utf-8")).hexdigest()[:12]
