@@ -51,7 +51,7 @@ SUBSYSTEMS = {
                ["test_available.py", "test_discovery.py", "test_hf_provider.py", "test_model_ops.py", "test_ollama.py",
                 "test_files.py", "test_manifest.py", "test_filetree.py", "test_hardening.py", "test_health.py",
                 "test_hf_http.py", "test_locks.py", "test_ollama_api.py", "test_ownership.py", "test_tls.py",
-                "test_top_level.py", "test_local_provider.py"]),
+                "test_top_level.py", "test_local_provider.py", "test_hf_install.py", "test_ollama_provider.py"]),
     "runtimes": (["runtimes/*"], ["test_process.py", "test_runtime.py", "test_systemd.py", "test_health.py"]),
     "capabilities": (["capabilities/*"],
                      ["test_capabilities.py", "test_chat.py", "test_chat_turns.py", "test_gguf.py", "../filter/"]),
