@@ -278,3 +278,103 @@ def test_storage_settings_are_recorded_with_the_manifest_and_used_later(tmp_path
         _model_ops.ModelOperations(ModelRequest(name="n", provider="local", models_dir=str(tmp_path),
                                                 revision="v2")).run()
     assert Manifest(str(tmp_path)).get("n", "local") is None
+
+
+def test_absent_names_what_it_removes_and_why(tmp_path):
+    assert run(tmp_path, state="absent")["plan"]["reason"] == "m is not installed"
+    out = run(tmp_path)
+    local_path = out["local_path"]
+    check = run(tmp_path, check=True, state="absent")
+    assert check["action"] == "remove" and check["plan"]["reason"] == f"m is installed at {local_path}"
+    assert check["diff"]["after"] == {} and check["diff"]["before"]["revision"] == "v1" and check["model"] is None
+    out = run(tmp_path, state="absent")
+    assert out["operation"]["message"] == "removed m" and out["operation"]["type"] == "remove"
+    assert Manifest(str(tmp_path)).get("m", "local") is None and not os.path.exists(local_path)
+
+
+def test_absent_removes_a_copy_the_manifest_does_not_record(tmp_path, monkeypatch):
+    unmanaged = {"name": "m", "provider": "local", "local_path": str(tmp_path / "local" / "m" / "v0"), "files": []}
+    monkeypatch.setattr(RecordingProvider, "unmanaged_entry", lambda self: dict(unmanaged))
+    out = run(tmp_path, check=True, state="absent")
+    assert out["action"] == "remove" and out["changed"]
+    assert out["plan"]["reason"] == "m is installed but not recorded in the manifest"
+    assert out["diff"]["before"]["local_path"] == unmanaged["local_path"]
+    out = run(tmp_path, state="absent")
+    assert out["changed"] and "remove" in RecordingProvider.calls
+
+
+def test_absent_discards_what_an_interrupted_download_left(tmp_path, monkeypatch):
+    left = {"bytes": 2500}
+    monkeypatch.setattr(RecordingProvider, "staging_bytes", lambda self: left["bytes"])
+    discarded = []
+    monkeypatch.setattr(RecordingProvider, "discard_staging", lambda self: discarded.append(1) or True)
+    out = run(tmp_path, check=True, state="absent")
+    assert out["action"] == "discard_staging" and out["changed"] and discarded == []
+    assert out["plan"]["reason"] == "m is not installed but an interrupted download left 2.50 kB in the staging area"
+    out = run(tmp_path, state="absent")
+    assert discarded == [1] and out["operation"]["message"] == "removed the staging debris of m"
+    assert out["operation"]["type"] == "remove"
+    left["bytes"] = 0
+    assert run(tmp_path, state="absent")["action"] == "none"
+
+
+def test_a_repair_that_leaves_problems_fails_with_them(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    os.unlink(os.path.join(out["local_path"], "a.bin"))
+    os.unlink(os.path.join(out["local_path"], "b.json"))
+    monkeypatch.setattr(RecordingProvider, "repair", lambda self, entry, problems, progress: {
+        "files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]})
+    with pytest.raises(_model_ops.VenomError) as info:
+        run(tmp_path)
+    assert info.value.msg == "Repairing m left problems: a.bin: missing; b.json: missing"
+    assert "state: absent" in info.value.fix
+
+
+def test_a_repair_keeps_the_detected_capabilities_and_the_install_time(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    installed_at = out["model"]["installed_at"]
+    os.unlink(os.path.join(out["local_path"], "a.bin"))
+
+    def repair(self, entry, problems, progress):
+        fields = RecordingProvider.install(self, Target(entry["revision"], None,
+                                                        [FileSpec.from_record(f) for f in entry["files"]],
+                                                        entry["local_path"]), progress)
+        fields.pop("capabilities_detected")
+        return {k: v for k, v in fields.items() if k in ("files", "local_path", "revision")}
+    monkeypatch.setattr(RecordingProvider, "repair", repair)
+    out = run(tmp_path)
+    assert out["action"] == "repair" and out["model"]["detected_capabilities"] == {"supports_system_role": True}
+    assert out["model"]["capabilities"]["supports_system_role"] is True
+    assert out["model"]["installed_at"] == installed_at, "a repair is not a new install"
+    assert out["operation"]["type"] == "verify" and out["operation"]["message"].startswith("repair of m done: v1, ")
+
+
+def test_latest_with_the_installed_revision_pinned_asks_nothing(tmp_path):
+    run(tmp_path, revision="v1")
+    RecordingProvider.calls = []
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest", revision="v1")
+    assert out["changed"] is False and RecordingProvider.calls == [], "a pinned commit has nothing to re-resolve"
+    out = run(tmp_path, state="latest")
+    assert out["action"] == "update" and out["revision"] == "v2"
+
+
+def test_a_sync_records_the_new_file_list_and_keeps_the_install_time(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    installed_at = out["model"]["installed_at"]
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions, v1={
+        "a.bin": b"A" * 1000, "b.json": b"{}", "c.txt": b"ccc"}))
+    installs = []
+    real = RecordingProvider.install
+
+    def install(self, target, progress, entry=None):
+        installs.append(entry["revision"] if entry else None)
+        return real(self, target, progress, entry)
+    monkeypatch.setattr(RecordingProvider, "install", install)
+    check = run(tmp_path, check=True, state="latest")
+    assert check["action"] == "sync" and check["plan"]["fetch_files"] == 1 and check["plan"]["fetch_bytes"] == 3
+    assert check["plan"]["reason"] == "the file selection changed (3 files instead of 2)"
+    out = run(tmp_path, state="latest")
+    assert out["action"] == "sync" and installs == ["v1"], "the installed entry is handed over to be completed"
+    assert out["model"]["installed_at"] == installed_at and out["model"]["size_bytes"] == 1005
+    assert out["operation"]["type"] == "install"
