@@ -45,6 +45,7 @@ class Hub:
     def __init__(self, files):
         self.files = dict(files)
         self.gets: list = []   # (path, resume_size)
+        self.requests: list = []   # (url, headers, expected_size)
         self.fail: dict = {}   # path -> exception raised by http_get for it
         self.serve: dict = {}  # path -> bytes served instead of the listed content
         self.ignore_range = False
@@ -64,6 +65,7 @@ class Hub:
         path = url.split(f"/resolve/{COMMIT}/", 1)[1]
         with self.lock:
             self.gets.append((path, resume_size))
+            self.requests.append((url, headers, expected_size))
         if path in self.fail:
             raise self.fail[path]
         data = self.serve.get(path, self.files[path])
@@ -355,6 +357,7 @@ def test_a_size_mismatch_reported_by_http_get_starts_the_file_over_once(tmp_path
         _hf.http_get = hub_get
     assert calls == [0, 0], "the short file is started over, not resumed"
     assert progress.done == len(WEIGHTS) and stage.verified(spec)
+    assert progress.transferred == len(WEIGHTS) + 100, "the bytes received and thrown away were transferred too"
 
     def always_short(url, fileobj, resume_size=0, headers=None, expected_size=None):
         fileobj.write(WEIGHTS[:100])
@@ -464,3 +467,64 @@ def test_the_revision_asked_is_the_recorded_one_when_the_task_gives_none(tmp_pat
     _provider(models).resolve(dict(entry, requested_revision=None))
     _provider(models).resolve(None)
     assert asked[1:] == ["v1", COMMIT, "main"]
+
+
+def test_every_file_request_carries_the_token_and_names_the_endpoint_repository_commit_and_file(tmp_path, hub):
+    token = "hf_" + "t" * 34
+    out = _run(tmp_path / "models", endpoint="http://mirror.example:8090", token=token)
+    assert out["changed"]
+    urls = sorted(url for url, _h, _s in hub.requests)
+    assert urls == sorted(f"http://mirror.example:8090/org/model/resolve/{COMMIT}/{p}" for p in FILES)
+    for url, headers, expected in hub.requests:
+        assert {k.lower(): v for k, v in headers.items()}["authorization"] == f"Bearer {token}"
+        assert expected == len(FILES[url.rsplit(f"{COMMIT}/", 1)[1]])
+    entry = Manifest(str(tmp_path / "models")).get("org/model", "huggingface")
+    assert entry["source"] == {"endpoint": "http://mirror.example:8090"} and token not in str(entry)
+
+
+def test_a_partial_as_long_as_the_file_is_verified_without_a_request(tmp_path, hub):
+    models = tmp_path / "models"
+    prov = _provider(models)
+    stage = prov.staging(COMMIT).ensure()
+    with open(stage.partial_path("config.json"), "wb") as fh:
+        fh.write(CONFIG)
+    spec = FileSpec("config.json", len(CONFIG), git_oid=_git_oid(CONFIG))
+
+    def complete(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        assert resume_size == expected_size == len(CONFIG)   # http_get then asks nothing
+    _hf.http_get, real = complete, _hf.http_get
+    try:
+        progress = Progress()
+        digests = prov._download_one(stage, spec, {}, progress, threading.Event(), None)   # pylint: disable=protected-access
+    finally:
+        _hf.http_get = real
+    assert digests["git_oid"] == _git_oid(CONFIG) and stage.verified(spec)
+    assert progress.done == len(CONFIG) and progress.transferred == 0
+
+
+def test_check_mode_reads_a_capability_file_up_to_the_limit_and_no_larger(tmp_path, hub, monkeypatch):
+    limit = 4096   # MAX_CAPABILITY_FILE_BYTES (64 MiB), made small for the test
+    monkeypatch.setattr(_hf, "MAX_CAPABILITY_FILE_BYTES", limit)
+    hub.files = {"config.json": CONFIG.ljust(limit), "tokenizer_config.json": b"{}".ljust(limit + 1)}
+    prov = _provider(tmp_path / "models", token="hf_secret")
+    target = Target(COMMIT, "main", [FileSpec(p, len(d)) for p, d in hub.files.items()] +
+                    [FileSpec("model.safetensors", 5)], None)
+    caps = prov.predict_capabilities(target)
+    assert [p for p, _r in hub.gets] == ["config.json"] and caps["max_context_length"] == 2048
+    assert {k.lower(): v for k, v in hub.requests[0][1].items()}["authorization"] == "Bearer hf_secret"
+    hub.fail["config.json"] = ConnectionError("reset")
+    with pytest.raises(ProviderError) as info:
+        prov.predict_capabilities(target)
+    assert info.value.msg.startswith("Reading config.json of org/model: cannot reach https://huggingface.co")
+
+
+def test_huggingface_hub_hands_the_download_over_in_chunks_of_a_mebibyte_at_most():
+    from huggingface_hub import constants   # pylint: disable=import-outside-toplevel
+    before = constants.DOWNLOAD_CHUNK_SIZE
+    try:
+        for given, after in ((10 * 1024 * 1024, 1024 * 1024), (1024 * 1024 + 1, 1024 * 1024), (4096, 4096)):
+            constants.DOWNLOAD_CHUNK_SIZE = given
+            _hf._smaller_download_chunks()   # pylint: disable=protected-access
+            assert constants.DOWNLOAD_CHUNK_SIZE == after
+    finally:
+        constants.DOWNLOAD_CHUNK_SIZE = before
