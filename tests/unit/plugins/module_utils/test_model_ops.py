@@ -378,3 +378,73 @@ def test_a_sync_records_the_new_file_list_and_keeps_the_install_time(tmp_path, m
     assert out["action"] == "sync" and installs == ["v1"], "the installed entry is handed over to be completed"
     assert out["model"]["installed_at"] == installed_at and out["model"]["size_bytes"] == 1005
     assert out["operation"]["type"] == "install"
+
+
+def test_check_mode_predicts_a_repaired_or_pruned_entry_without_touching_the_recorded_one(tmp_path):
+    first = run(tmp_path)
+    os.unlink(os.path.join(first["local_path"], "a.bin"))
+    old = {"revision": "v0", "local_path": str(tmp_path / "local" / "m" / "v0"), "reason": "active"}
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(status="damaged", retained_versions=[dict(old)])
+    out = run(tmp_path, check=True)
+    assert out["action"] == "repair" and out["model"]["status"] == "installed"
+    assert out["model"]["retained_versions"] == [old]
+    assert Manifest(str(tmp_path)).get("m", "local")["status"] == "damaged", "check mode changes nothing"
+    assert out["diff"]["before"]["status"] == "damaged" and out["diff"]["after"]["status"] == "installed"
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(status="installed")
+    with open(os.path.join(first["local_path"], "a.bin"), "wb") as fh:
+        fh.write(b"A" * 1000)
+    out = run(tmp_path, check=True)
+    assert out["action"] == "prune" and "retained_versions" not in out["model"]
+    assert out["plan"]["reason"] == "1 old version(s) kept for a runtime are no longer needed"
+    assert Manifest(str(tmp_path)).get("m", "local")["retained_versions"], "still recorded"
+    assert out["diff"]["before"]["retained_versions"] and "retained_versions" not in out["diff"]["after"]
+
+
+def test_a_runtime_change_alone_is_a_metadata_change(tmp_path):
+    run(tmp_path)
+    out = run(tmp_path, check=True, runtime="ollama")
+    assert out["action"] == "metadata" and out["plan"]["reason"] == "changed: runtime"
+    assert out["model"]["runtime"] == "ollama" and out["diff"]["before"]["runtime"] == "vllm"
+    assert run(tmp_path, runtime="ollama")["model"]["runtime"] == "ollama"
+    assert run(tmp_path, runtime="ollama")["changed"] is False
+
+
+def test_capability_overrides_are_kept_apart_from_the_detected_ones(tmp_path):
+    run(tmp_path)
+    caps = {"max_context_length": 4096}
+    out = run(tmp_path, capabilities=caps)
+    caps["max_context_length"] = 1
+    entry = Manifest(str(tmp_path)).get("m", "local")
+    assert entry["capability_overrides"] == {"max_context_length": 4096}
+    assert entry["detected_capabilities"] == {"supports_system_role": True}
+    assert entry["capabilities"]["supports_system_role"] is True and out["changed"]
+
+
+def test_updates_while_active_keep_every_earlier_version(tmp_path):
+    run(tmp_path)
+    Manifest(str(tmp_path)).mark_active("a", "m", "local")
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest")
+    assert out["warnings"][0] == (f"The previous version v1 of m stays at {tmp_path / 'local' / 'm' / 'v1'} because the "
+                                  "runtime instance 'a' has the model active; activate the new version "
+                                  "(venom.models.venom_runtime) and run this task again to remove it.")
+    assert out["model"]["retained_versions"] == [{"revision": "v1", "local_path": str(tmp_path / "local" / "m" / "v1"),
+                                                  "reason": "active on the runtime instance 'a'"}]
+    assert out["operation"]["type"] == "update" and out["model"]["installed_at"] == out["model"]["updated_at"]
+    RecordingProvider.versions = dict(RecordingProvider.versions, v3={"a.bin": b"C" * 10, "b.json": b"{}"})
+    try:
+        RecordingProvider.current = "v3"
+        out = run(tmp_path, state="latest")
+    finally:
+        RecordingProvider.versions = {k: v for k, v in RecordingProvider.versions.items() if k != "v3"}
+    assert [v["revision"] for v in out["model"]["retained_versions"]] == ["v1", "v2"]
+    assert not any(c.startswith("remove_version") for c in RecordingProvider.calls)
+
+
+def test_who_serves_an_active_model_is_named_for_the_operator():
+    assert _model_ops._served_by({"active_instances": ["a"]}) == "the runtime instance 'a'"   # pylint: disable=protected-access
+    assert _model_ops._served_by({"active_instances": ["a", "b"]}) == "the runtime instances 'a', 'b'"   # pylint: disable=protected-access
+    assert _model_ops._served_by({"active_runtime": "vllm"}) == "the vllm runtime"   # pylint: disable=protected-access
+    assert _model_ops._served_by({}) == "a runtime"   # pylint: disable=protected-access
