@@ -139,3 +139,165 @@ def test_a_small_file_that_cannot_be_read_leaves_the_row_with_an_error(tmp_path,
                       names=[doc["repo"]])["models"][0]
     assert row["available"] is True and row["capabilities"] is None
     assert "Reading config.json" in row["capabilities_error"] or "cannot reach" in row["capabilities_error"]
+
+
+# -- the Ollama listing, against a loopback server answering /api/tags ------------------------------
+
+TAGS = {"models": [
+    {"name": "llama3:8b", "model": "llama3:8b", "digest": "d1", "size": 4661224676, "modified_at": "2026-11-30T10:00:00Z",
+     "details": {"family": "llama", "parameter_size": "8.0B", "quantization_level": "Q4_0", "format": "gguf"}},
+    {"model": "Qwen2:0.5b", "digest": "d2", "size": 352, "details": "not a mapping"},
+    {"name": "registry.example:5000/team/tiny:latest", "digest": "d3", "size": 7},
+    {"name": 42, "digest": "junk"},
+    {"name": "bad name with spaces", "digest": "d4", "size": 1},
+]}
+
+
+@pytest.fixture(name="ollama_url")
+def fixture_ollama_url():
+    from tests.lib.servers import LocalHTTPServer, QuietHandler  # pylint: disable=import-outside-toplevel
+
+    class Handler(QuietHandler):
+        def do_GET(self):  # pylint: disable=invalid-name
+            body = json.dumps(TAGS if self.path == "/api/tags" else {"error": "not found"}).encode()
+            self.send_response(200 if self.path == "/api/tags" else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    with LocalHTTPServer(Handler) as srv:
+        yield srv.url
+
+
+def test_the_ollama_listing_has_every_model_the_server_has_sorted_with_its_details(tmp_path, ollama_url):
+    models = [{"name": "llama3:8b", "provider": "ollama", "status": "installed", "revision": "d0"}]
+    out = A.available("ollama", str(tmp_path), models=models, endpoint=ollama_url + "/")
+    assert out["endpoint"] == ollama_url and out["provider"] == "ollama" and out["names"] == []
+    names = [m["name"] for m in out["models"]]
+    assert names == ["bad name with spaces", "llama3:8b", "Qwen2:0.5b", "registry.example:5000/team/tiny:latest"]
+    assert out["count"] == 4 and "junk" not in str(out["models"])
+    assert "bad name with spaces" in names, "a name Ollama's rule refuses is listed as the server spells it"
+    llama = next(m for m in out["models"] if m["name"] == "llama3:8b")
+    assert llama == {"name": "llama3:8b", "available": True, "reason": None, "revision": "d1", "size_bytes": 4661224676,
+                     "modified_at": "2026-11-30T10:00:00Z", "family": "llama", "parameter_size": "8.0B",
+                     "quantization_level": "Q4_0", "format": "gguf", "installed": True, "installed_revision": "d0"}
+    qwen = next(m for m in out["models"] if m["name"].lower() == "qwen2:0.5b")
+    assert qwen["family"] is None and qwen["installed"] is False and qwen["installed_revision"] is None
+    assert next(m for m in out["models"] if "tiny" in m["name"])["name"] == "registry.example:5000/team/tiny:latest"
+
+
+def test_the_ollama_listing_is_searched_and_limited(tmp_path, ollama_url):
+    out = A.available("ollama", str(tmp_path), endpoint=ollama_url, search="QWEN")
+    assert [m["name"].lower() for m in out["models"]] == ["qwen2:0.5b"] and out["search"] == "QWEN"
+    out = A.available("ollama", str(tmp_path), endpoint=ollama_url, limit=2)
+    assert out["count"] == 2 and [m["name"] for m in out["models"]] == ["bad name with spaces", "llama3:8b"]
+
+
+def test_ollama_names_are_looked_up_and_a_missing_one_says_where_it_was_asked(tmp_path, ollama_url):
+    models = [{"name": "nothere:1b", "provider": "ollama", "status": "installed", "revision": "x"}]
+    out = A.available("ollama", str(tmp_path), models=models, endpoint=ollama_url,
+                      names=["llama3:8b", "nothere:1b", "qwen2:0.5b"], limit=1)
+    assert out["names"] == ["llama3:8b", "nothere:1b", "qwen2:0.5b"] and out["count"] == 3, "names ignore limit"
+    llama, missing, qwen = out["models"]
+    assert llama["available"] is True and llama["revision"] == "d1"
+    assert missing == {"name": "nothere:1b", "available": False, "revision": None, "size_bytes": None,
+                       "reason": f"the Ollama server at {ollama_url} does not have it (pull it with venom_model)",
+                       "installed": True, "installed_revision": "x"}
+    assert qwen["available"] is True and qwen["revision"] == "d2"
+
+
+# -- the Hugging Face search listing (list_models), with a fake HfApi --------------------------------
+
+class _Listing:
+    def __init__(self, infos=None, exc=None):
+        self.infos, self.exc, self.asked = infos or [], exc, []
+
+    def list_models(self, search=None, limit=None):
+        self.asked.append((search, limit))
+        if self.exc is not None:
+            raise self.exc
+        return iter(self.infos)
+
+
+def _hub_listing(monkeypatch, listing):
+    from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
+    seen = []
+    monkeypatch.setattr(_hf, "hub_api", lambda url, token, tls: seen.append((url, token)) or listing)
+    return seen
+
+
+def test_the_hub_search_lists_each_model_with_its_facts_and_installed_mark(tmp_path, monkeypatch):
+    import datetime  # pylint: disable=import-outside-toplevel
+    when = datetime.datetime(2026, 11, 30, 10, 0, tzinfo=datetime.timezone.utc)
+    infos = [type("I", (), {"id": "Org/Model", "sha": "a" * 40, "pipeline_tag": "text-generation",
+                            "library_name": "transformers", "downloads": 5, "likes": 2, "gated": False,
+                            "private": False, "last_modified": when})(),
+             type("I", (), {"id": "org/other", "created_at": "2026-01-01"})()]
+    listing = _Listing(infos)
+    seen = _hub_listing(monkeypatch, listing)
+    models = [{"name": "org/model", "provider": "huggingface", "status": "installed", "revision": "b" * 40}]
+    out = A.available("huggingface", str(tmp_path), models=models, endpoint="http://mirror:8090/", token="hf_secret",
+                      search="mod", limit=7)
+    assert seen == [("http://mirror:8090", "hf_secret")] and listing.asked == [("mod", 7)]
+    assert out["endpoint"] == "http://mirror:8090" and out["count"] == 2
+    first, second = out["models"]
+    assert first == {"name": "Org/Model", "available": True, "reason": None, "revision": "a" * 40, "capabilities": None,
+                     "pipeline_tag": "text-generation", "library_name": "transformers", "downloads": 5, "likes": 2,
+                     "gated": False, "private": False, "last_modified": when.isoformat(),
+                     "installed": True, "installed_revision": "b" * 40}
+    assert second["last_modified"] == "2026-01-01" and second["revision"] is None and second["installed"] is False
+    A.available("huggingface", str(tmp_path), search="", limit=3)
+    assert listing.asked[-1] == (None, 3) and seen[-1] == ("https://huggingface.co", None)
+
+
+@pytest.mark.parametrize("status, exc_type, what", [(404, RuntimeError, "HTTP 404"), (405, RuntimeError, "HTTP 405"),
+                                                    (501, RuntimeError, "HTTP 501"), (None, ValueError, "no JSON answer")])
+def test_a_mirror_that_cannot_search_says_to_give_names(tmp_path, monkeypatch, status, exc_type, what):
+    exc = exc_type("Expecting value: line 1")
+    exc.response = type("R", (), {"status_code": status})()
+    _hub_listing(monkeypatch, _Listing(exc=exc))
+    with pytest.raises(A.ProviderError) as info:
+        A.available("huggingface", str(tmp_path), endpoint="http://mirror:8090")
+    assert f"http://mirror:8090 does not list models ({what} on /api/models)" in info.value.msg
+    assert "'names'" in info.value.fix
+
+
+def test_a_failed_search_names_the_cause_without_the_token(tmp_path, monkeypatch):
+    exc = RuntimeError("500 Server Error for Bearer hf_secret\nsecond line")
+    exc.response = type("R", (), {"status_code": 500})()
+    _hub_listing(monkeypatch, _Listing(exc=exc))
+    with pytest.raises(A.ProviderError) as info:
+        A.available("huggingface", str(tmp_path), token="hf_secret")
+    assert "Listing the models of https://huggingface.co failed (RuntimeError: 500 Server Error for Bearer" \
+        in info.value.msg
+    assert "hf_secret" not in info.value.msg and "second line" not in info.value.msg
+    _hub_listing(monkeypatch, _Listing(exc=RuntimeError()))
+    with pytest.raises(A.ProviderError) as info:
+        A.available("huggingface", str(tmp_path))
+    assert "(RuntimeError: RuntimeError)" in info.value.msg
+
+
+def test_a_repository_that_is_not_found_is_a_row_saying_why(tmp_path, monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
+
+    def missing(self, entry, latest=False):
+        raise NotFoundError(f"no {self.model_id} at {self.endpoint}", fix="x")
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "resolve", missing)
+    models = [{"name": "org/gone", "provider": "huggingface", "status": "installed", "revision": "c" * 40}]
+    row = A.available("huggingface", str(tmp_path), models=models, endpoint="http://mirror:8090",
+                      names=["org/gone"], revision="v2")["models"][0]
+    assert row == {"name": "org/gone", "available": False, "reason": "no org/gone at http://mirror:8090", "revision": None,
+                   "requested_revision": "v2", "size_bytes": None, "files_count": None, "capabilities": None,
+                   "capabilities_error": None, "installed": True, "installed_revision": "c" * 40}
+    row = A.available("huggingface", str(tmp_path), names=["org/gone"])["models"][0]
+    assert row["requested_revision"] == "main" and row["reason"] == "no org/gone at https://huggingface.co"
+
+
+def test_an_installed_repository_at_another_commit_has_an_update(tmp_path, fixture_hub):
+    doc, _fetched = fixture_hub
+    for revision, update in (("0" * 40, True), (doc["commit"], False)):
+        models = [{"name": doc["repo"], "provider": "huggingface", "status": "installed", "revision": revision}]
+        row = A.available("huggingface", str(tmp_path), models=models, endpoint="http://mirror.invalid:8090",
+                          names=[doc["repo"]], revision="main", token="hf_x")["models"][0]
+        assert row["update_available"] is update and row["installed_revision"] == revision
+        assert row["revision"] == doc["commit"] and row["requested_revision"] == "main" and row["reason"] is None

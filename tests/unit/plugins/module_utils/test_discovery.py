@@ -63,3 +63,101 @@ def test_dir_size_counts_links_only_when_asked(tmp_path):
     (tree / "dangling").symlink_to(tmp_path / "gone")
     assert dir_size(str(tree)) == 7  # the store: a link is not a file of the model
     assert dir_size(str(tree), follow_symlinks=True) == 57  # a Hub cache snapshot: links to blobs
+
+
+def test_the_hub_caches_looked_in_follow_the_environment_each_once(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.models.discovery import hf_cache_dirs  # pylint: disable=import-outside-toplevel
+    home = str(tmp_path / "home")
+    assert hf_cache_dirs({"HOME": home}) == [os.path.join(home, ".cache", "huggingface", "hub")]
+    env = {"HF_HUB_CACHE": "/srv/cache", "HF_HOME": "/srv/hf", "HOME": home}
+    assert hf_cache_dirs(env) == ["/srv/cache", "/srv/hf/hub", os.path.join(home, ".cache", "huggingface", "hub")]
+    same = {"HF_HUB_CACHE": os.path.join(home, ".cache", "huggingface", "hub"), "HF_HOME": os.path.join(home, "x", ".."),
+            "HOME": home}
+    assert hf_cache_dirs(same) == [same["HF_HUB_CACHE"], os.path.join(same["HF_HOME"], "hub")], "one directory once"
+    os.makedirs(os.path.join(home, "real"))
+    os.symlink(os.path.join(home, "real"), os.path.join(home, "alias"))
+    linked = {"HF_HUB_CACHE": os.path.join(home, "real"), "HF_HOME": os.path.join(home, "alias", ".."), "HOME": home}
+    assert len(hf_cache_dirs(linked)) == 3
+    assert hf_cache_dirs({"HF_HUB_CACHE": os.path.join(home, "alias"), "HOME": home, "HF_HOME": ""})[0] == \
+        os.path.join(home, "alias")
+    os.environ.setdefault("HOME", home)
+    assert hf_cache_dirs()[-1] == os.path.join(os.environ["HOME"], ".cache", "huggingface", "hub")
+
+
+def test_what_is_found_says_how_to_adopt_it(tmp_path):
+    models_dir = tmp_path / "models"
+    found_dir = _model_dir(models_dir / "team" / "bert", size=30)
+    (models_dir / "team" / "bert" / "extra.gguf").write_bytes(b"g" * 9)   # inside a model directory: not apart
+    (models_dir / "loose").mkdir()
+    (models_dir / "loose" / "a.gguf").write_bytes(b"a" * 11)
+    (models_dir / "loose" / "b.gguf").write_bytes(b"b" * 12)
+    (models_dir / "loose" / "notes.txt").write_text("x")
+    _model_dir(models_dir / ".hidden" / "m")
+    cache = tmp_path / "hf"
+    for commit in ("1" * 40, "2" * 40):
+        snap = cache / "models--org--sub--m" / "snapshots" / commit
+        snap.mkdir(parents=True)
+        (snap / "config.json").write_text("{}")
+    (cache / "datasets--x--y" / "snapshots" / "3").mkdir(parents=True)
+    (cache / "models--org--nosnap").mkdir()
+    (cache / "version.txt").write_text("1")
+    env = {"HF_HUB_CACHE": str(cache), "HOME": str(tmp_path / "home")}
+    known = [{"local_path": str(cache / "models--org--sub--m" / "snapshots" / ("1" * 40))}, {"local_path": None}]
+    found = discover(str(models_dir), known, environ=env)
+    assert found == [
+        {"path": str(models_dir / "loose" / "a.gguf"), "kind": "gguf_file", "size_bytes": 11,
+         "adopt_with": {"provider": "local", "name": "a", "source": str(models_dir / "loose" / "a.gguf")}},
+        {"path": str(models_dir / "loose" / "b.gguf"), "kind": "gguf_file", "size_bytes": 12,
+         "adopt_with": {"provider": "local", "name": "b", "source": str(models_dir / "loose" / "b.gguf")}},
+        {"path": str(found_dir), "kind": "model_directory", "size_bytes": 2 + 30 + 9,
+         "adopt_with": {"provider": "local", "name": "team/bert", "source": str(found_dir)}},
+        {"path": str(cache / "models--org--sub--m" / "snapshots" / ("2" * 40)), "kind": "huggingface_cache",
+         "repo_id": "org/sub/m", "revision": "2" * 40, "size_bytes": 2,
+         "adopt_with": {"provider": "local", "name": "org/sub/m",
+                        "source": str(cache / "models--org--sub--m" / "snapshots" / ("2" * 40))},
+         "install_with": {"provider": "huggingface", "name": "org/sub/m", "revision": "2" * 40}}]
+
+
+def test_a_gguf_file_the_manifest_knows_is_not_found_again(tmp_path):
+    models_dir = tmp_path / "models"
+    (models_dir / "g").mkdir(parents=True)
+    for name in ("a.gguf", "b.gguf"):
+        (models_dir / "g" / name).write_bytes(b"x")
+    env = {"HF_HUB_CACHE": str(tmp_path / "none"), "HOME": str(tmp_path / "home")}
+    found = discover(str(models_dir), [{"local_path": str(models_dir / "g" / "a.gguf")}], environ=env)
+    assert [f["path"] for f in found] == [str(models_dir / "g" / "b.gguf")]
+
+
+def test_the_search_stops_at_its_depth_and_its_count(tmp_path, monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.models import discovery  # pylint: disable=import-outside-toplevel
+    base = tmp_path / "models"
+    deep = base
+    for level in range(7):
+        deep = deep / f"d{level}"
+        (deep).mkdir(parents=True)
+        (deep / f"at{level}.gguf").write_bytes(b"x")
+    env = {"HF_HUB_CACHE": str(tmp_path / "none"), "HOME": str(tmp_path / "home")}
+    found = [f["adopt_with"]["name"] for f in discover(str(base) + "/", [], environ=env)]
+    assert found == [f"at{level}" for level in range(discovery.MAX_DEPTH)], "five levels below models_dir"
+    monkeypatch.setattr(discovery, "MAX_RESULTS", 3)
+    assert len(discover(str(base), [], environ=env)) == 3
+    cache = tmp_path / "hf"
+    for commit in "abcd":
+        (cache / "models--o--m" / "snapshots" / commit).mkdir(parents=True)
+    found = discover(str(tmp_path / "empty"), [], environ={"HF_HUB_CACHE": str(cache), "HOME": str(tmp_path / "h")})
+    assert [f["revision"] for f in found] == ["a", "b", "c"]
+    monkeypatch.setattr(discovery, "MAX_RESULTS", 1)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("x.gguf", "y.gguf"):
+        (flat / name).write_bytes(b"x")
+    assert [f["adopt_with"]["name"] for f in discover(str(flat), [], environ=env)] == ["x"]
+
+
+def test_a_suggested_name_is_a_valid_local_name():
+    from ansible_collections.venom.models.plugins.module_utils.models.discovery import _suggest_name  # pylint: disable=import-outside-toplevel
+    assert _suggest_name("Llama 3 (8B) Q4_K_M") == "Llama-3--8B--Q4_K_M"
+    assert _suggest_name("a/b/c/d/e") == "c/d/e"
+    assert _suggest_name("-.x/..y/-z.") == "x/y/z"
+    assert _suggest_name("ünïcode") == "n-code"
+    assert _suggest_name("...") == "discovered-model" and _suggest_name("") == "discovered-model"

@@ -149,3 +149,102 @@ def test_remove_tree_inside(tmp_path):
     assert not remove_tree_inside(str(base), str(base / "huggingface" / "o" / "n" / "c"))
     prune_empty_parents(str(base / "huggingface" / "o" / "n"), stop=str(base))
     assert not (base / "huggingface").exists() and base.exists()
+
+
+def test_a_file_record_read_back_is_the_same_record():
+    for rec in ({"path": "w.safetensors", "size": 5, "sha256": "a" * 64, "lfs": True},
+                {"path": "config.json", "size": 2, "sha256": "b" * 64, "git_oid": "c" * 40},
+                {"path": "x", "size": 0, "sha256": None}):
+        spec = FileSpec.from_record(rec)
+        assert spec.record() == rec
+    assert FileSpec.from_record({"path": "y", "size": 1}).lfs is False
+
+
+def test_hash_problems_names_each_problem_and_counts_every_byte_once(tmp_path):
+    (tmp_path / "short").write_bytes(b"ab")
+    (tmp_path / "nodigest").write_bytes(b"abc")
+    (tmp_path / "changed").write_bytes(b"XYZ")
+    (tmp_path / "good").write_bytes(b"good")
+    files = [{"path": "gone", "size": 10, "sha256": "0" * 64},
+             {"path": "short", "size": 3, "sha256": "1" * 64},
+             {"path": "nodigest", "size": 3, "sha256": None},
+             {"path": "changed", "size": 3, "sha256": hashlib.sha256(b"xyz").hexdigest()},
+             {"path": "good", "size": 4, "sha256": hashlib.sha256(b"good").hexdigest()}]
+    from ansible_collections.venom.models.plugins.module_utils.models.providers import Progress  # pylint: disable=import-outside-toplevel
+    progress = Progress()
+    problems = hash_problems(str(tmp_path), files, progress)
+    assert [p.as_dict() for p in problems] == [
+        {"path": "gone", "kind": "missing", "expected": None, "actual": None},
+        {"path": "short", "kind": "size", "expected": 3, "actual": 2},
+        {"path": "nodigest", "kind": "digest", "expected": "a recorded sha256", "actual": None},
+        {"path": "changed", "kind": "digest", "expected": hashlib.sha256(b"xyz").hexdigest(),
+         "actual": hashlib.sha256(b"XYZ").hexdigest()}]
+    assert str(problems[0]) == "gone: missing" and str(problems[1]) == "short: size is 2, expected 3"
+    assert progress.done == 10 + 3 + 3 + 4, "a missing or short file counts as checked; one without digest is not read"
+    assert progress.transferred == 0, "checking transfers nothing"
+    assert [p.kind for p in hash_problems(None, files)] == ["missing"] * 5
+
+
+def test_the_disk_full_and_integrity_errors_say_what_is_kept_and_what_to_do():
+    import errno  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.models import staging  # pylint: disable=import-outside-toplevel
+    exc = OSError(errno.ENOSPC, "No space left on device")
+    assert staging.is_disk_full(exc) and staging.is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not staging.is_disk_full(OSError(errno.EACCES, "Permission denied")) and not staging.is_disk_full(ValueError())
+    err = staging.disk_full(exc, "/srv/models")
+    assert err.msg == ("The disk holding /srv/models is full (No space left on device). The partial download is kept "
+                       "and resumes on the next run.")
+    assert "Free space on that filesystem" in err.fix
+    err = staging.integrity_error("org/m", "w.bin", "size 1, expected 2")
+    assert err.msg == "The file w.bin of org/m does not match its published digest after a retry (size 1, expected 2)."
+    assert "check the mirror" in err.fix
+
+
+def test_removing_a_link_removes_the_link_only_and_the_models_dir_itself_is_refused(tmp_path):
+    base = tmp_path / "models"
+    (base / "local" / "v").mkdir(parents=True)
+    (base / "local" / "v" / "f").write_text("x")
+    os.symlink(str(base / "local" / "v" / "f"), str(base / "local" / "link"))
+    assert remove_tree_inside(str(base), str(base / "local" / "link"))
+    assert not os.path.lexists(base / "local" / "link") and (base / "local" / "v" / "f").exists()
+    (base / "local" / "file").write_text("y")
+    assert remove_tree_inside(str(base), str(base / "local" / "file")) and not (base / "local" / "file").exists()
+    with pytest.raises(VenomError) as info:
+        remove_tree_inside(str(base), str(base) + "/")
+    assert "it is the models directory itself" in info.value.msg and "venom_manifest" in info.value.fix
+    assert not remove_tree_inside(str(base), "")
+
+
+def test_taking_a_version_back_replaces_an_empty_tree_and_never_a_full_one(tmp_path):
+    stage = StagingArea(str(tmp_path / "staging" / "m" / "c1"))
+    final = tmp_path / "final"
+    final.mkdir()
+    (final / "w").write_text("w")
+    stage.ensure()
+    stage.adopt_tree(str(final))
+    assert not final.exists() and (tmp_path / "staging" / "m" / "c1" / "tree" / "w").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    stage.adopt_tree(str(other))
+    assert other.exists(), "a tree with files is kept; the other directory is left alone"
+    fresh = StagingArea(str(tmp_path / "staging" / "m" / "c2"))
+    fresh.adopt_tree(str(other))
+    assert not other.exists() and os.stat(fresh.root).st_mode & 0o777 == 0o750
+
+
+def test_a_file_moved_into_place_gets_its_permissions_and_new_directories(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.store.ownership import Permissions  # pylint: disable=import-outside-toplevel
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    os.makedirs(os.path.dirname(stage.tree_path("d/e/f")))
+    with open(stage.tree_path("d/e/f"), "w", encoding="utf-8") as fh:
+        fh.write("x")
+    final = tmp_path / "final"
+    final.mkdir()
+    umask = os.umask(0)   # even then, the new directories are not writable by others
+    try:
+        stage.move_to("d/e/f", str(final), Permissions.parse(None, None, "0600", None))
+    finally:
+        os.umask(umask)
+    assert (final / "d" / "e" / "f").read_text() == "x"
+    assert os.stat(final / "d" / "e" / "f").st_mode & 0o777 == 0o600
+    assert os.stat(final / "d" / "e").st_mode & 0o777 == 0o755, "the file's own directory"

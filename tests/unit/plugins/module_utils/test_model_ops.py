@@ -278,3 +278,173 @@ def test_storage_settings_are_recorded_with_the_manifest_and_used_later(tmp_path
         _model_ops.ModelOperations(ModelRequest(name="n", provider="local", models_dir=str(tmp_path),
                                                 revision="v2")).run()
     assert Manifest(str(tmp_path)).get("n", "local") is None
+
+
+def test_absent_names_what_it_removes_and_why(tmp_path):
+    assert run(tmp_path, state="absent")["plan"]["reason"] == "m is not installed"
+    out = run(tmp_path)
+    local_path = out["local_path"]
+    check = run(tmp_path, check=True, state="absent")
+    assert check["action"] == "remove" and check["plan"]["reason"] == f"m is installed at {local_path}"
+    assert check["diff"]["after"] == {} and check["diff"]["before"]["revision"] == "v1" and check["model"] is None
+    out = run(tmp_path, state="absent")
+    assert out["operation"]["message"] == "removed m" and out["operation"]["type"] == "remove"
+    assert Manifest(str(tmp_path)).get("m", "local") is None and not os.path.exists(local_path)
+
+
+def test_absent_removes_a_copy_the_manifest_does_not_record(tmp_path, monkeypatch):
+    unmanaged = {"name": "m", "provider": "local", "local_path": str(tmp_path / "local" / "m" / "v0"), "files": []}
+    monkeypatch.setattr(RecordingProvider, "unmanaged_entry", lambda self: dict(unmanaged))
+    out = run(tmp_path, check=True, state="absent")
+    assert out["action"] == "remove" and out["changed"]
+    assert out["plan"]["reason"] == "m is installed but not recorded in the manifest"
+    assert out["diff"]["before"]["local_path"] == unmanaged["local_path"]
+    out = run(tmp_path, state="absent")
+    assert out["changed"] and "remove" in RecordingProvider.calls
+
+
+def test_absent_discards_what_an_interrupted_download_left(tmp_path, monkeypatch):
+    left = {"bytes": 2500}
+    monkeypatch.setattr(RecordingProvider, "staging_bytes", lambda self: left["bytes"])
+    discarded = []
+    monkeypatch.setattr(RecordingProvider, "discard_staging", lambda self: discarded.append(1) or True)
+    out = run(tmp_path, check=True, state="absent")
+    assert out["action"] == "discard_staging" and out["changed"] and discarded == []
+    assert out["plan"]["reason"] == "m is not installed but an interrupted download left 2.50 kB in the staging area"
+    out = run(tmp_path, state="absent")
+    assert discarded == [1] and out["operation"]["message"] == "removed the staging debris of m"
+    assert out["operation"]["type"] == "remove"
+    left["bytes"] = 0
+    assert run(tmp_path, state="absent")["action"] == "none"
+
+
+def test_a_repair_that_leaves_problems_fails_with_them(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    os.unlink(os.path.join(out["local_path"], "a.bin"))
+    os.unlink(os.path.join(out["local_path"], "b.json"))
+    monkeypatch.setattr(RecordingProvider, "repair", lambda self, entry, problems, progress: {
+        "files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]})
+    with pytest.raises(_model_ops.VenomError) as info:
+        run(tmp_path)
+    assert info.value.msg == "Repairing m left problems: a.bin: missing; b.json: missing"
+    assert "state: absent" in info.value.fix
+
+
+def test_a_repair_keeps_the_detected_capabilities_and_the_install_time(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    installed_at = out["model"]["installed_at"]
+    os.unlink(os.path.join(out["local_path"], "a.bin"))
+
+    def repair(self, entry, problems, progress):
+        fields = RecordingProvider.install(self, Target(entry["revision"], None,
+                                                        [FileSpec.from_record(f) for f in entry["files"]],
+                                                        entry["local_path"]), progress)
+        fields.pop("capabilities_detected")
+        return {k: v for k, v in fields.items() if k in ("files", "local_path", "revision")}
+    monkeypatch.setattr(RecordingProvider, "repair", repair)
+    out = run(tmp_path)
+    assert out["action"] == "repair" and out["model"]["detected_capabilities"] == {"supports_system_role": True}
+    assert out["model"]["capabilities"]["supports_system_role"] is True
+    assert out["model"]["installed_at"] == installed_at, "a repair is not a new install"
+    assert out["operation"]["type"] == "verify" and out["operation"]["message"].startswith("repair of m done: v1, ")
+
+
+def test_latest_with_the_installed_revision_pinned_asks_nothing(tmp_path):
+    run(tmp_path, revision="v1")
+    RecordingProvider.calls = []
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest", revision="v1")
+    assert out["changed"] is False and RecordingProvider.calls == [], "a pinned commit has nothing to re-resolve"
+    out = run(tmp_path, state="latest")
+    assert out["action"] == "update" and out["revision"] == "v2"
+
+
+def test_a_sync_records_the_new_file_list_and_keeps_the_install_time(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    installed_at = out["model"]["installed_at"]
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions, v1={
+        "a.bin": b"A" * 1000, "b.json": b"{}", "c.txt": b"ccc"}))
+    installs = []
+    real = RecordingProvider.install
+
+    def install(self, target, progress, entry=None):
+        installs.append(entry["revision"] if entry else None)
+        return real(self, target, progress, entry)
+    monkeypatch.setattr(RecordingProvider, "install", install)
+    check = run(tmp_path, check=True, state="latest")
+    assert check["action"] == "sync" and check["plan"]["fetch_files"] == 1 and check["plan"]["fetch_bytes"] == 3
+    assert check["plan"]["reason"] == "the file selection changed (3 files instead of 2)"
+    out = run(tmp_path, state="latest")
+    assert out["action"] == "sync" and installs == ["v1"], "the installed entry is handed over to be completed"
+    assert out["model"]["installed_at"] == installed_at and out["model"]["size_bytes"] == 1005
+    assert out["operation"]["type"] == "install"
+
+
+def test_check_mode_predicts_a_repaired_or_pruned_entry_without_touching_the_recorded_one(tmp_path):
+    first = run(tmp_path)
+    os.unlink(os.path.join(first["local_path"], "a.bin"))
+    old = {"revision": "v0", "local_path": str(tmp_path / "local" / "m" / "v0"), "reason": "active"}
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(status="damaged", retained_versions=[dict(old)])
+    out = run(tmp_path, check=True)
+    assert out["action"] == "repair" and out["model"]["status"] == "installed"
+    assert out["model"]["retained_versions"] == [old]
+    assert Manifest(str(tmp_path)).get("m", "local")["status"] == "damaged", "check mode changes nothing"
+    assert out["diff"]["before"]["status"] == "damaged" and out["diff"]["after"]["status"] == "installed"
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(status="installed")
+    with open(os.path.join(first["local_path"], "a.bin"), "wb") as fh:
+        fh.write(b"A" * 1000)
+    out = run(tmp_path, check=True)
+    assert out["action"] == "prune" and "retained_versions" not in out["model"]
+    assert out["plan"]["reason"] == "1 old version(s) kept for a runtime are no longer needed"
+    assert Manifest(str(tmp_path)).get("m", "local")["retained_versions"], "still recorded"
+    assert out["diff"]["before"]["retained_versions"] and "retained_versions" not in out["diff"]["after"]
+
+
+def test_a_runtime_change_alone_is_a_metadata_change(tmp_path):
+    run(tmp_path)
+    out = run(tmp_path, check=True, runtime="ollama")
+    assert out["action"] == "metadata" and out["plan"]["reason"] == "changed: runtime"
+    assert out["model"]["runtime"] == "ollama" and out["diff"]["before"]["runtime"] == "vllm"
+    assert run(tmp_path, runtime="ollama")["model"]["runtime"] == "ollama"
+    assert run(tmp_path, runtime="ollama")["changed"] is False
+
+
+def test_capability_overrides_are_kept_apart_from_the_detected_ones(tmp_path):
+    run(tmp_path)
+    caps = {"max_context_length": 4096}
+    out = run(tmp_path, capabilities=caps)
+    caps["max_context_length"] = 1
+    entry = Manifest(str(tmp_path)).get("m", "local")
+    assert entry["capability_overrides"] == {"max_context_length": 4096}
+    assert entry["detected_capabilities"] == {"supports_system_role": True}
+    assert entry["capabilities"]["supports_system_role"] is True and out["changed"]
+
+
+def test_updates_while_active_keep_every_earlier_version(tmp_path):
+    run(tmp_path)
+    Manifest(str(tmp_path)).mark_active("a", "m", "local")
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest")
+    assert out["warnings"][0] == (f"The previous version v1 of m stays at {tmp_path / 'local' / 'm' / 'v1'} because the "
+                                  "runtime instance 'a' has the model active; activate the new version "
+                                  "(venom.models.venom_runtime) and run this task again to remove it.")
+    assert out["model"]["retained_versions"] == [{"revision": "v1", "local_path": str(tmp_path / "local" / "m" / "v1"),
+                                                  "reason": "active on the runtime instance 'a'"}]
+    assert out["operation"]["type"] == "update" and out["model"]["installed_at"] == out["model"]["updated_at"]
+    RecordingProvider.versions = dict(RecordingProvider.versions, v3={"a.bin": b"C" * 10, "b.json": b"{}"})
+    try:
+        RecordingProvider.current = "v3"
+        out = run(tmp_path, state="latest")
+    finally:
+        RecordingProvider.versions = {k: v for k, v in RecordingProvider.versions.items() if k != "v3"}
+    assert [v["revision"] for v in out["model"]["retained_versions"]] == ["v1", "v2"]
+    assert not any(c.startswith("remove_version") for c in RecordingProvider.calls)
+
+
+def test_who_serves_an_active_model_is_named_for_the_operator():
+    assert _model_ops._served_by({"active_instances": ["a"]}) == "the runtime instance 'a'"   # pylint: disable=protected-access
+    assert _model_ops._served_by({"active_instances": ["a", "b"]}) == "the runtime instances 'a', 'b'"   # pylint: disable=protected-access
+    assert _model_ops._served_by({"active_runtime": "vllm"}) == "the vllm runtime"   # pylint: disable=protected-access
+    assert _model_ops._served_by({}) == "a runtime"   # pylint: disable=protected-access

@@ -133,3 +133,82 @@ def test_the_standard_library_transport_answers_alike():
     gone.session = None
     with pytest.raises(RuntimeControlError, match=rf"cannot be reached \(GET {srv.url}/api/version: URLError"):
         gone.version()
+
+
+def _lines(*docs) -> bytes:
+    return b"".join((d if isinstance(d, bytes) else json.dumps(d).encode()) + b"\n" for d in docs)
+
+
+def test_a_pull_streams_every_line_and_returns_the_last():
+    seen = []
+    body = _lines({"status": "pulling manifest"}, b"", [1, 2], {"status": "pulling abc", "completed": 5},
+                  {"status": "success"})
+    with _server({("POST", "/api/pull"): [(200, body)]}) as srv:
+        assert OllamaClient(srv.url).pull("m:1b", insecure=True, on_line=seen.append) == {"status": "success"}
+        assert OllamaClient(srv.url).pull("m:1b") == {"status": "success"}, "without a line callback"
+    assert seen == [{"status": "pulling manifest"}, {"status": "pulling abc", "completed": 5}, {"status": "success"}]
+    assert srv.seen == [("POST", "/api/pull")] * 2, "a pull is sent once"
+
+
+@pytest.mark.parametrize("answer, cls, text", [
+    ((200, _lines({"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"})),
+     NotFoundError, "Ollama found no model m:1b in the registry reg.example"),
+    ((404, b'{"error":"pull model manifest: file does not exist"}'), NotFoundError, "(pull model manifest: file does"),
+    ((500, b'{"error":"insecure protocol http"}'), ProviderError, "Ollama could not pull m:1b: insecure protocol http."),
+    ((200, _lines({"status": "pulling manifest"}, b"<html>")), ProviderError,
+     "Ollama sent a line that is not JSON while pulling m:1b: b'<html>'."),
+    ((200, _lines({"status": "pulling manifest"}, {"status": "downloading"})), ProviderError,
+     "The Ollama server ended the pull of m:1b before it finished (last status: 'downloading')."),
+    ((200, b""), ProviderError, "before it finished (last status: 'none')."),
+])
+def test_a_pull_that_fails_names_the_cause(answer, cls, text):
+    with _server({("POST", "/api/pull"): [answer]}) as srv:
+        with pytest.raises(cls) as err:
+            OllamaClient(srv.url).pull("m:1b", registry_host="reg.example")
+    assert text in err.value.msg and err.value.fix
+
+
+def test_a_pull_whose_connection_drops_says_it_resumes():
+    with _server({("POST", "/api/pull"): [(None, b"")]}) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b")
+    assert f"cannot be reached (POST {srv.url}/api/pull" in err.value.msg
+
+
+def test_blob_and_delete_answers():
+    with _server({("HEAD", "/api/blobs/sha256:a"): [(200, b"")], ("HEAD", "/api/blobs/sha256:b"): [(404, b"")],
+                  ("HEAD", "/api/blobs/sha256:c"): [(500, b"")],
+                  ("DELETE", "/api/delete"): [(200, b""), (404, b'{"error":"not found"}'),
+                                              (500, b'{"error":"disk busy"}')]}) as srv:
+        client = OllamaClient(srv.url, retries=0)
+        assert client.blob_exists("sha256:a") is True and client.blob_exists("sha256:b") is False
+        with pytest.raises(ProviderError) as err:
+            client.blob_exists("sha256:c")
+        assert err.value.msg == "The Ollama server answered HEAD /api/blobs/sha256:c with HTTP 500."
+        assert client.delete("m:1b") is True and client.delete("m:1b") is False
+        with pytest.raises(ProviderError) as err:
+            client.delete("m:1b")
+        assert err.value.msg == "Ollama could not delete m:1b: HTTP 500: disk busy."
+
+
+def test_pull_errors_give_the_way_out_for_each_cause():
+    from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import pull_error  # pylint: disable=import-outside-toplevel
+    for error, fix in (("write /x: No space left on device", "Free space in the Ollama store"),
+                       ("dial tcp: connection refused", "reaches the registry"),
+                       ("lookup r: no such host", "reaches the registry"),
+                       ("i/o timeout", "reaches the registry"),
+                       ('http: server gave HTTP response to HTTPS client', "insecure: true")):
+        err = pull_error("m:1b", error, "reg")
+        assert err.msg == f"Ollama could not pull m:1b: {error}." and fix in err.fix
+
+
+def test_without_requests_the_purpose_is_named(monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.models import ollama_api  # pylint: disable=import-outside-toplevel
+    ollama_api.require_requests()
+    monkeypatch.setattr(ollama_api, "requests", None)
+    with pytest.raises(MissingDependencyError) as err:
+        ollama_api.require_requests()
+    assert "requests" in str(err.value) and "to talk to the Ollama server" in str(err.value)
+    with pytest.raises(MissingDependencyError, match="to pull a model"):
+        ollama_api.require_requests("to pull a model")

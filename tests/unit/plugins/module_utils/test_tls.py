@@ -175,3 +175,22 @@ def test_the_lookups_pass_the_settings_on(monkeypatch, tmp_path):
     monkeypatch.setattr(ollama.OllamaClient, "tags", lambda self: seen.append(self.tls) or [])
     result = available(models_dir=str(tmp_path), models=[], **query)
     assert result["count"] == 0 and seen == [query["tls"]] and len(query["tls"].warnings()) == 1
+
+
+def test_the_hub_client_keeps_huggingface_hub_s_request_hook_on_either_httpx():
+    made = []
+
+    def fake_httpx():
+        return types.SimpleNamespace(Client=lambda **kw: made.append(kw) or kw,
+                                     Timeout=lambda read, connect: (connect, read))
+
+    def hook(request):
+        return request
+    old = types.SimpleNamespace(httpx=fake_httpx(), hf_request_event_hook=hook)   # huggingface_hub 1.x
+    hf._hub_client(old)
+    assert made[-1]["event_hooks"] == {"request": [hook]} and made[-1]["timeout"] == (10.0, 60.0)
+    assert "verify" not in made[-1]
+    new = types.SimpleNamespace(httpx2=fake_httpx(), httpx=None)   # 2.x, without a hook
+    context = object()
+    hf._hub_client(new, context)
+    assert made[-1]["event_hooks"] is None and made[-1]["verify"] is context and made[-1]["follow_redirects"] is True

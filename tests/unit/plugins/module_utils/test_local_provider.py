@@ -1,0 +1,392 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The local provider (models/local.py) in process: adopting a directory on the host, copied or
+hard-linked, every file verified; hidden metadata and links out of the source left out; ``latest``
+re-reading a changed source; a repair from the source; the source's checks and their fixes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    IntegrityError, NotFoundError, ProviderError, ValidationError)
+from ansible_collections.venom.models.plugins.module_utils.models import local as _local
+from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
+from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations
+from ansible_collections.venom.models.plugins.module_utils.models.providers import (
+    FileSpec, ModelRequest, Problem, Progress, files_digest)
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
+
+CONFIG = b'{"model_type": "llama", "max_position_embeddings": 2048}\n'
+WEIGHTS = bytes(range(256)) * 64   # 16 KiB
+FILES = {"config.json": CONFIG, "model.safetensors": WEIGHTS, "sub/tokenizer.json": b'{"a": 1}\n'}
+
+
+def _write(root, files):
+    for rel, data in files.items():
+        path = os.path.join(str(root), rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            fh.write(data)
+
+
+def _source(tmp_path, files=None):
+    src = tmp_path / "incoming" / "model"
+    _write(src, FILES if files is None else files)
+    return src
+
+
+def _run(models, check=False, **kw):
+    kw.setdefault("name", "team/m")
+    req = ModelRequest(provider="local", models_dir=str(models), **kw)
+    return ModelOperations(req, check_mode=check).run()
+
+
+def _provider(models, **kw):
+    kw.setdefault("name", "team/m")
+    return LocalProvider(ModelRequest(provider="local", models_dir=str(models), **kw), StatePaths(str(models)))
+
+
+def _read(path):
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def test_a_directory_is_adopted_as_a_copy_with_every_file_and_digest(tmp_path):
+    src = _source(tmp_path)
+    # what is not part of the model: hidden metadata, a cache, a link to a directory, a dangling link
+    _write(src, {".git/HEAD": b"ref", ".cache/huggingface/x.metadata": b"m", ".venom/x": b"v",
+                 "__pycache__/a.pyc": b"c"})
+    os.symlink(str(src / "sub"), str(src / "linked-dir"))
+    os.symlink(str(src / "nowhere"), str(src / "dangling"))
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    assert out["changed"] and out["action"] == "install"
+    assert out["plan"]["fetch_bytes"] == sum(len(d) for d in FILES.values()), "a copy counts its bytes"
+    entry = Manifest(str(models)).get("team/m", "local")
+    assert sorted(f["path"] for f in entry["files"]) == sorted(FILES)
+    for rec in entry["files"]:
+        assert rec["sha256"] == hashlib.sha256(FILES[rec["path"]]).hexdigest()
+        assert rec["size"] == len(FILES[rec["path"]])
+        assert rec["mtime_ns"] == os.stat(src / rec["path"]).st_mtime_ns
+    version = files_digest(entry["files"])
+    assert entry["revision"] == version and entry["requested_revision"] is None
+    assert entry["local_path"] == str(models / "local" / "team" / "m" / version[:12])
+    assert entry["source"] == {"path": str(src)} and entry["size_bytes"] == sum(len(d) for d in FILES.values())
+    assert entry["runtime"] == "vllm" and entry["capabilities"]["max_context_length"] == 2048
+    for rel, data in FILES.items():
+        installed = os.path.join(entry["local_path"], rel)
+        assert _read(installed) == data
+        assert os.stat(installed).st_ino != os.stat(src / rel).st_ino, "copied, not linked"
+        assert os.stat(installed).st_mode & 0o777 == 0o644
+    assert os.stat(os.path.join(entry["local_path"], "sub")).st_mode & 0o777 == 0o755
+    assert not os.path.exists(models / ".venom" / "staging" / "local-team-m") or not os.listdir(
+        models / ".venom" / "staging"), "the staging area is gone"
+    again = _run(models, source=str(src), adopt_mode="copy")
+    assert again["changed"] is False and again["action"] == "none"
+
+
+def test_a_hard_linked_adoption_takes_no_space_and_shares_the_inode(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    check = _run(models, check=True, source=str(src))
+    assert check["plan"]["fetch_bytes"] == 0 and check["plan"]["fetch_files"] == 3
+    assert check["model"]["capabilities"]["max_context_length"] == 2048, "predicted from the source's files"
+    assert check["plan"]["capabilities_predicted"] is True
+    out = _run(models, source=str(src), adopt_mode="hardlink")
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    assert os.stat(installed).st_ino == os.stat(src / "model.safetensors").st_ino
+    assert out["bytes_downloaded"] == 0 or out["bytes_downloaded"] == sum(len(d) for d in FILES.values())
+
+
+def test_a_copy_is_never_more_readable_than_its_source(tmp_path):
+    src = _source(tmp_path)
+    os.chmod(src / "config.json", 0o600)
+    os.chmod(src / "model.safetensors", 0o755)
+    out = _run(tmp_path / "models", source=str(src), adopt_mode="copy")
+    assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.join(out["local_path"], "model.safetensors")).st_mode & 0o777 == 0o644
+
+
+def test_a_link_out_of_the_source_is_refused_by_name_and_a_link_inside_is_followed(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("root:x\n")
+    src = _source(tmp_path)
+    os.symlink(str(src / "config.json"), str(src / "alias.json"))
+    os.symlink(str(secret), str(src / "shadow"))
+    models = tmp_path / "models"
+    with pytest.raises(ValidationError) as info:
+        _run(models, source=str(src))
+    assert f"holds shadow, a symbolic link to {secret}" in info.value.msg
+    assert str(src / "shadow") in info.value.fix and "ignore_patterns" in info.value.fix
+    assert Manifest(str(models)).get("team/m", "local") is None
+    out = _run(models, source=str(src), ignore_patterns=["shadow"], adopt_mode="copy")
+    installed = os.path.join(out["local_path"], "alias.json")
+    assert not os.path.islink(installed) and _read(installed) == CONFIG
+
+
+def test_a_hub_cache_snapshot_may_link_into_its_blobs_only(tmp_path):
+    repo = tmp_path / "hub" / "models--org--m"
+    snap = repo / "snapshots" / ("c" * 40)
+    _write(snap, {"config.json": CONFIG})
+    _write(repo / "blobs", {"abc": WEIGHTS})
+    os.symlink(str(repo / "blobs" / "abc"), str(snap / "model.safetensors"))
+    assert LocalProvider.link_root(str(snap)) == str(repo)
+    plain = tmp_path / "plain" / "snapshots" / "x"
+    assert LocalProvider.link_root(str(plain)) == str(plain), "a 'snapshots' dir outside a models-- repo"
+    out = _run(tmp_path / "models", source=str(snap), adopt_mode="copy")
+    assert _read(os.path.join(out["local_path"], "model.safetensors")) == WEIGHTS
+
+
+def test_the_source_is_checked_with_the_fix(tmp_path):
+    models = tmp_path / "models"
+    with pytest.raises(ValidationError) as info:
+        _provider(models, source="relative/dir")
+    assert "'relative/dir' is not an absolute path" in info.value.msg
+    with pytest.raises(NotFoundError) as info:
+        _provider(models, source=str(tmp_path / "nope"))
+    assert "does not exist" in info.value.msg and "copy the model directory" in info.value.fix.lower()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotFoundError):
+        _provider(models, source=str(tmp_path / "file"))
+    for inside in (models / "local", models / "local" / "x", models / ".venom" / "y"):
+        inside.mkdir(parents=True, exist_ok=True)
+        with pytest.raises(ValidationError) as info:
+            _provider(models, source=str(inside))
+        assert "inside the directories venom.models manages" in info.value.msg
+    neighbour = models / "localish"
+    neighbour.mkdir()
+    assert _provider(models, source=str(neighbour)).source == str(neighbour), "a sibling that only shares a prefix"
+    with pytest.raises(ValidationError):
+        _provider(models, source=str(_source(tmp_path)), adopt_mode="symlink")
+
+
+def test_without_source_the_recorded_one_is_used_else_the_error_names_the_option(tmp_path):
+    models = tmp_path / "models"
+    with pytest.raises(ValidationError) as info:
+        _run(models)
+    assert "provider local needs source" in info.value.msg and "team/m" in info.value.msg
+    assert "absolute path" in info.value.fix
+    src = _source(tmp_path)
+    _run(models, source=str(src))
+    os.unlink(os.path.join(Manifest(str(models)).get("team/m", "local")["local_path"], "config.json"))
+    out = _run(models)   # the repair reads the recorded source
+    assert out["action"] == "repair" and out["changed"]
+    assert _read(os.path.join(out["local_path"], "config.json")) == CONFIG
+
+
+def test_nothing_left_to_adopt_is_refused(tmp_path):
+    src = _source(tmp_path)
+    with pytest.raises(NotFoundError) as info:
+        _run(tmp_path / "models", source=str(src), allow_patterns=["*.gguf"])
+    assert "has no files to adopt" in info.value.msg and "allow_patterns" in info.value.fix
+
+
+def test_latest_adopts_a_changed_source_and_present_keeps_the_adopted_version(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    first = _run(models, source=str(src), adopt_mode="copy")
+    _write(src, {"config.json": b'{"model_type": "llama", "max_position_embeddings": 4096}\n'})
+    assert _run(models, source=str(src), adopt_mode="copy")["changed"] is False, "present keeps it"
+    out = _run(models, source=str(src), adopt_mode="copy", state="latest")
+    assert out["action"] == "update" and out["local_path"] != first["local_path"]
+    assert not os.path.exists(first["local_path"]) and out["capabilities"]["max_context_length"] == 4096
+    assert _run(models, source=str(src), adopt_mode="copy", state="latest")["changed"] is False
+
+
+def test_latest_rehashes_a_file_whose_time_changed(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    hashed = []
+    real = _local.file_digests
+
+    def counting(path, size=None, git=False, progress=None):
+        hashed.append(os.path.basename(path))
+        return real(path, size, git=git, progress=progress)
+    monkeypatch.setattr(_local, "file_digests", counting)
+    prov = _provider(models, source=str(src))
+    target = prov.resolve(entry)
+    assert hashed == [] and target.revision == entry["revision"] and target.pending == []
+    os.utime(src / "config.json", ns=(1, 1))
+    target = prov.resolve(entry)
+    assert sorted(hashed) == sorted(os.path.basename(p) for p in FILES), "a changed time: the source is hashed"
+    assert target.revision == entry["revision"], "same content, same version"
+
+
+def test_a_source_with_other_files_than_recorded_is_not_unchanged(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    prov = _provider(models, source=str(src))
+    assert prov._unchanged(entry, str(src))   # pylint: disable=protected-access
+    assert not prov._unchanged(entry, str(tmp_path))   # pylint: disable=protected-access
+    _write(src, {"extra.txt": b"x"})
+    assert not prov._unchanged(entry, str(src))   # pylint: disable=protected-access
+    os.unlink(src / "extra.txt")
+    _write(src, {"config.json": CONFIG + b" "})
+    assert not prov._unchanged(entry, str(src))   # pylint: disable=protected-access
+
+
+def test_a_repair_the_source_can_no_longer_provide_fails_with_the_way_out(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    with open(installed, "r+b") as fh:
+        fh.write(b"\xff\xff")
+    repaired = _run(models, source=str(src), adopt_mode="copy", state="verified")
+    assert repaired["action"] == "repair" and _read(installed) == WEIGHTS
+    os.unlink(installed)
+    (src / "model.safetensors").write_bytes(b"different")
+    with pytest.raises(ProviderError) as info:
+        _run(models, source=str(src), adopt_mode="copy")
+    assert "Cannot repair model.safetensors of team/m" in info.value.msg
+    assert "no longer has the recorded content" in info.value.msg and "state: latest" in info.value.fix
+    os.unlink(src / "model.safetensors")
+    with pytest.raises(ProviderError):
+        _run(models, source=str(src), adopt_mode="copy")
+
+
+def test_a_repair_of_a_file_of_the_same_size_but_other_content_is_refused(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    (src / "model.safetensors").write_bytes(b"\0" * len(WEIGHTS))
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    with pytest.raises(ProviderError, match="no longer has the recorded content"):
+        prov.repair(entry, [Problem(path="model.safetensors", kind="missing")], Progress())
+    assert _read(os.path.join(out["local_path"], "model.safetensors")) == WEIGHTS
+
+
+def test_a_repair_brings_only_the_damaged_files_and_reports_its_total(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    os.unlink(os.path.join(out["local_path"], "sub", "tokenizer.json"))
+    os.rmdir(os.path.join(out["local_path"], "sub"))
+    seen = []
+    progress = Progress(lambda done, total, message, force: seen.append((done, total, message)))
+    fields = _provider(models, source=str(src), adopt_mode="copy").repair(
+        entry, [Problem(path="sub/tokenizer.json", kind="missing")], progress)
+    assert fields == {"files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]}
+    size = len(FILES["sub/tokenizer.json"])
+    assert seen[0] == (0, size, "repairing 1 file(s) of team/m") and progress.done == size
+    assert _read(os.path.join(out["local_path"], "sub", "tokenizer.json")) == FILES["sub/tokenizer.json"]
+    assert not os.path.exists(_provider(models).staging_root()), "the staging area is discarded"
+
+
+def test_a_file_that_changes_while_it_is_adopted_is_an_integrity_error(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256="0" * 64)
+    with pytest.raises(IntegrityError) as info:
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    assert "the source changed while it was adopted" in info.value.msg and "config.json" in info.value.msg
+    assert not os.path.exists(stage.partial_path("config.json")) and not stage.verified(spec)
+    good = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+    with open(stage.partial_path("config.json"), "wb") as fh:
+        fh.write(b"left by a killed run")
+    progress = Progress()
+    prov._bring(stage, str(src), good, False, progress)   # pylint: disable=protected-access
+    assert stage.verified(good) and progress.transferred == len(CONFIG)
+
+
+def test_a_source_that_cannot_be_read_is_a_provider_error_naming_it(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+    real_open = open
+
+    def refusing(path, *args, **kw):
+        if str(path) == str(src / "config.json"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kw)
+    monkeypatch.setattr("builtins.open", refusing)
+    with pytest.raises(ProviderError) as info:
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    assert f"Cannot read {src / 'config.json'}" in info.value.msg and "Permission denied" in info.value.msg
+    assert "permissions of the source directory" in info.value.fix
+
+
+def test_hardlink_cannot_carry_its_own_owner_or_mode(tmp_path):
+    src = _source(tmp_path)
+    with pytest.raises(ValidationError) as info:
+        _run(tmp_path / "models", source=str(src), adopt_mode="hardlink", mode="0640")
+    assert "hardlink cannot give the model its own owner, group or mode" in info.value.msg
+    out = _run(tmp_path / "models", source=str(src), mode="0640")   # auto copies then
+    installed = os.path.join(out["local_path"], "config.json")
+    assert os.stat(installed).st_ino != os.stat(src / "config.json").st_ino
+    assert os.stat(installed).st_mode & 0o777 == 0o640
+
+
+def test_hardlink_across_filesystems_is_refused_and_auto_copies(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    real_stat = os.stat
+
+    class Other:   # pylint: disable=too-few-public-methods
+        st_dev = -1
+
+    def other_device(path, *args, **kw):
+        return Other() if str(path) == str(src) else real_stat(path, *args, **kw)
+    hardlink, auto = _provider(models, source=str(src), adopt_mode="hardlink"), _provider(models, source=str(src))
+    copy = _provider(models, source=str(src), adopt_mode="copy")
+    assert auto._linkable(str(src)), "models_dir not created yet: its parent decides"   # pylint: disable=protected-access
+    assert not copy._linkable(str(src))   # pylint: disable=protected-access
+    monkeypatch.setattr(_local.os, "stat", other_device)
+    with pytest.raises(ValidationError) as info:
+        hardlink._linkable(str(src))   # pylint: disable=protected-access
+    assert "needs the source" in info.value.msg and "same filesystem" in info.value.msg
+    assert "adopt_mode copy" in info.value.fix
+    assert not auto._linkable(str(src))   # pylint: disable=protected-access
+
+
+def test_a_failed_hard_link_falls_back_to_a_copy_unless_hardlink_was_asked(tmp_path, monkeypatch):
+    import errno   # pylint: disable=import-outside-toplevel
+    src = _source(tmp_path)
+
+    def no_link(*args, **kw):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+    monkeypatch.setattr(_local.os, "link", no_link)
+    out = _run(tmp_path / "models", source=str(src))
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    assert _read(installed) == WEIGHTS and os.stat(installed).st_ino != os.stat(src / "model.safetensors").st_ino
+    with pytest.raises(ProviderError):
+        _run(tmp_path / "models2", source=str(src), adopt_mode="hardlink")
+
+
+def test_detected_capabilities_come_from_the_config_or_the_largest_gguf(tmp_path, monkeypatch):
+    prov = _provider(tmp_path / "models")
+    assert prov.detect_capabilities(None) == {} and prov.detect_capabilities(str(tmp_path / "none")) == {}
+    hf_dir = tmp_path / "hf"
+    _write(hf_dir, {"tokenizer_config.json": json.dumps({"chat_template": "{{ messages }}"}).encode()})
+    assert prov.detect_capabilities(str(hf_dir)) == _local.detect_hf_capabilities(str(hf_dir))
+    gguf_dir = tmp_path / "gguf"
+    _write(gguf_dir, {"small.gguf": b"x", "big/large.gguf": b"xxxx", "readme.md": b"y" * 100})
+    monkeypatch.setattr(_local, "detect_gguf_capabilities", lambda path: {"from": path})
+    monkeypatch.setattr(_local, "detect_hf_capabilities", lambda path: {"hf": path})
+    assert prov.detect_capabilities(str(gguf_dir)) == {"from": str(gguf_dir / "big" / "large.gguf")}
+    _write(gguf_dir, {"config.json": b"{}"})
+    assert prov.detect_capabilities(str(gguf_dir)) == {"hf": str(gguf_dir)}, "a config.json wins over GGUF files"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert prov.detect_capabilities(str(empty)) == {"hf": str(empty)}
+
+
+def test_check_mode_cannot_predict_without_a_source_directory(tmp_path):
+    prov = _provider(tmp_path / "models")
+    from ansible_collections.venom.models.plugins.module_utils.models.providers import Target   # pylint: disable=import-outside-toplevel
+    assert prov.predict_capabilities(Target("v", None, [], None, extra={})) is None
+    assert prov.predict_capabilities(Target("v", None, [], None, extra={"source": {"path": str(tmp_path / "x")}})) is None
