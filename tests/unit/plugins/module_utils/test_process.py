@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import os
 import signal
 import socket
@@ -442,10 +443,23 @@ class _Psutil59Process:
         return self.conns
 
 
+class _Psutil6Process(_Psutil59Process):
+    """The shape of a psutil >= 6 Process: ``net_connections``; ``connections`` is deprecated."""
+
+    def net_connections(self, kind="inet"):
+        self.kinds.append(kind)
+        return self.conns
+
+    def connections(self, kind="inet"):
+        raise AssertionError("the deprecated alias was used")
+
+
 def test_tcp_connections_work_with_psutil_59_and_6():
     import psutil
     old = _Psutil59Process(["c"])
     assert P.tcp_connections(old) == ["c"] and old.kinds == ["tcp"]
+    new = _Psutil6Process(["n"])
+    assert P.tcp_connections(new) == ["n"] and new.kinds == ["tcp"], "psutil >= 6: net_connections"
     with socket.socket() as s:  # psutil >= 6: net_connections, without the deprecated alias
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -499,3 +513,118 @@ def test_without_psutil_a_start_names_the_package_and_facts_stay_null(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "The Python package 'psutil' is required" in out.stdout and "python3-psutil" in out.stdout
     assert "status True tree []" in out.stdout and not (tmp_path / "x.pid").exists()
+
+
+# -- mutation round (issue 20): what the survivors of runtimes/process.py showed untested ----------
+
+def test_a_start_that_dies_shows_the_last_20_lines_of_its_log_and_the_fix(tmp_path):
+    script = "import sys\nfor i in range(30):\n    print(f'line {i}')\nsys.exit(3)\n"
+    with pytest.raises(RuntimeControlError) as err:
+        P.start_process([sys.executable, "-c", script], pid_file=str(tmp_path / "p"), log_file=str(tmp_path / "l"),
+                        name="chatty", startup_check=1.0)
+    tail = [f"line {i}" for i in range(10, 30)]
+    assert err.value.details["log_tail"] == tail
+    assert err.value.msg.endswith(":\n" + "\n".join(tail))
+    assert "Read the log" in err.value.fix
+
+
+def _fake_scope_wait(monkeypatch, groups, state="sleeping"):
+    """``_wait_for_scope`` against a process whose control group reads ``groups`` one after the other."""
+    seen = []
+
+    def proc_cgroup(pid):
+        seen.append(pid)
+        return groups[min(len(seen), len(groups)) - 1]
+    monkeypatch.setattr(P, "proc_cgroup", proc_cgroup)
+    monkeypatch.setattr(P, "read_proc", lambda pid: P.Proc(pid=pid, comm="python", state=state, ppid=1, sid=pid, start=1))
+    return seen
+
+
+def test_the_start_waits_until_systemd_run_moved_the_process_into_its_scope(monkeypatch):
+    unit = "venom-runtime-a-0123456789ab.scope"
+    seen = _fake_scope_wait(monkeypatch, ["/user.slice/session-1.scope"] * 3 + [f"/system.slice/{unit}/"])
+    sleeps = []
+    monkeypatch.setattr(P.time, "sleep", sleeps.append)
+    assert P._wait_for_scope(4242, unit, timeout=30) == f"/system.slice/{unit}/"
+    assert len(seen) == 4
+    assert sleeps == [0.01] * 3, "asked every 10 ms: the start is not held up longer than that"
+
+
+def test_a_process_never_placed_in_its_scope_is_given_up_after_the_timeout(monkeypatch):
+    seen = _fake_scope_wait(monkeypatch, ["/user.slice/session-1.scope"])
+    assert P._wait_for_scope(4242, "venom-runtime-a-0123456789ab.scope", timeout=0.05) is None
+    assert len(seen) >= 2, "asked again until the timeout"
+
+
+def test_a_zombie_or_a_process_without_a_cgroup_ends_the_scope_wait_at_once(monkeypatch):
+    seen = _fake_scope_wait(monkeypatch, ["/user.slice/session-1.scope"], state="zombie")
+    assert P._wait_for_scope(4242, "venom-runtime-a-0123456789ab.scope", timeout=1) is None
+    assert len(seen) == 1
+    seen = _fake_scope_wait(monkeypatch, [None])
+    assert P._wait_for_scope(4242, "venom-runtime-a-0123456789ab.scope", timeout=1) is None
+    assert len(seen) == 1
+
+
+def test_a_control_group_whose_unit_name_has_a_colon_is_read_whole():
+    # systemd allows ':' in unit names
+    assert P.parse_proc_cgroup("0::/system.slice/app:1.scope\n") == "/system.slice/app:1.scope"
+    assert P.parse_proc_cgroup("1:name=systemd:/system.slice/a:b:c.scope\n") == "/system.slice/a:b:c.scope"
+
+
+def test_scope_unit_names_are_cut_at_64_characters_and_take_the_markers_random_part():
+    assert P.scope_unit_name("n" * 100, "x:0123456789abcdef") == f"venom-runtime-{'n' * 64}-0123456789ab.scope"
+    assert P.scope_unit_name("a:b", "a:b:0123456789abcdef") == "venom-runtime-a_b-0123456789ab.scope"
+
+
+def test_the_memory_of_a_tree_adds_up_and_a_gone_process_counts_nothing(monkeypatch):
+    real = P.psutil
+
+    class Process:  # pylint: disable=too-few-public-methods
+        def __init__(self, pid):
+            if pid == 3:
+                raise real.NoSuchProcess(pid)
+            self.rss = pid * 1000
+
+        def memory_info(self):
+            return self
+    monkeypatch.setattr(P, "psutil", type("FakePsutil", (), {"Process": Process, "Error": real.Error}))
+    assert P.tree_rss_bytes([1, 3, 2]) == 3000
+    assert P.tree_rss_bytes(["4"]) == 4000
+    assert P.tree_rss_bytes([]) == 0
+
+
+def test_a_stop_reports_what_it_found_signalled_and_killed_with_the_duration_in_milliseconds():
+    res = P.StopResult(found=[3, 4, 5], terminated=[3, 4], killed=[5], duration=1.23456, port_free=True)
+    assert res.as_dict() == {"found": [3, 4, 5], "terminated": [3, 4], "killed": [5], "duration": 1.235,
+                             "port_free": True}
+    assert P.StopResult(duration=0.0004).as_dict()["duration"] == 0.0
+
+
+def test_a_log_tail_reads_only_the_last_bytes_of_a_large_log(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_text("".join(f"line {i:04d}\n" for i in range(1000)))   # 10 bytes a line
+    assert P.tail_file(str(log), lines=1000, max_bytes=30) == ["line 0997", "line 0998", "line 0999"]
+    assert P.tail_file(str(log), lines=2) == ["line 0998", "line 0999"]
+    assert P.tail_file(str(log)) == [f"line {i:04d}" for i in range(960, 1000)], "40 lines by default"
+    (tmp_path / "small.log").write_text("first\nsecond\n")
+    assert P.tail_file(str(tmp_path / "small.log")) == ["first", "second"], "a log smaller than the limit: whole"
+    assert P.tail_file(None) == [] and P.tail_file(str(tmp_path / "none.log")) == []
+
+
+def test_a_log_with_bytes_that_are_not_utf8_is_shown_with_replacement_characters(tmp_path):
+    (tmp_path / "bin.log").write_bytes(b"ok\nbad \xff\xfe byte\n")
+    assert P.tail_file(str(tmp_path / "bin.log")) == ["ok", "bad \ufffd\ufffd byte"]
+
+
+def test_processes_are_described_by_pid_name_state_and_the_start_of_their_command_line():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "x" * 200])
+    try:
+        assert wait_until(lambda: len(P.proc_cmdline(child.pid)) == 4, 10)
+        proc = P.read_proc(child.pid)
+        cmd = " ".join(P.proc_cmdline(child.pid))
+        text = P.describe_pids([child.pid])
+        assert re.fullmatch(rf"{child.pid} \({re.escape(proc.comm)}, state [a-z-]+: {re.escape(cmd[:120])}\)", text), text
+    finally:
+        child.kill()
+        child.wait()
+    assert P.describe_pids([child.pid]) == f"{child.pid} (?)", "a process that is gone"
