@@ -4,6 +4,7 @@ the URL rules. The HTTP checks themselves run against a real vLLM in the integra
 against the Ollama test double in the Ollama tests."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import healt
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
 from tests.lib.ports import free_port
+from tests.lib.servers import LocalHTTPServer, QuietHandler
 
 
 @pytest.mark.parametrize("host,url", [
@@ -60,3 +62,75 @@ def test_checks_report_a_closed_port_as_not_ready():
     assert H.ollama_check(client)[0] is False
     with pytest.raises(RuntimeControlError, match=r"cannot be reached \(POST http://127\.0\.0\.1:\d+/api/generate"):
         client.keep_alive("m:latest", -1, timeout=1)
+
+
+class _FakeVllm(QuietHandler):
+    """vLLM's /health and /v1/models as the tests set them: ``answers`` {path: (status, body, delay)};
+    every request's method, path and Authorization header is recorded in ``seen``."""
+
+    answers: dict = {}
+    seen: list = []
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        self.seen.append(("GET", self.path, self.headers.get("Authorization")))
+        status, body, delay = self.answers.get(self.path, (404, b"", 0))
+        time.sleep(delay)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+MODELS = json.dumps({"object": "list", "data": [{"id": "org/m", "root": "/models/m"}, "junk"]}).encode()
+
+
+@pytest.fixture
+def vllm_server():
+    handler = type("Handler", (_FakeVllm,), {"answers": {"/health": (200, b"", 0), "/v1/models": (200, MODELS, 0)},
+                                             "seen": []})
+    with LocalHTTPServer(handler) as server:
+        yield server, handler
+
+
+def test_the_served_models_are_read_with_the_api_key_as_a_bearer_token(vllm_server):
+    server, handler = vllm_server
+    assert H.vllm_models(server.url, "s3cret") == [{"id": "org/m", "root": "/models/m"}]
+    assert H.vllm_models(server.url) == [{"id": "org/m", "root": "/models/m"}]
+    assert handler.seen == [("GET", "/v1/models", "Bearer s3cret"), ("GET", "/v1/models", None)]
+    handler.answers["/v1/models"] = (200, b'[{"id": "org/m"}]', 0)
+    assert H.vllm_models(server.url) == [], "an answer that is not an object lists nothing"
+    handler.answers["/v1/models"] = (200, b'{"object": "list"}', 0)
+    assert H.vllm_models(server.url) == []
+
+
+def test_a_refused_api_key_is_named_and_other_errors_carry_the_servers_text(vllm_server):
+    server, handler = vllm_server
+    handler.answers["/v1/models"] = (401, b'{"error": "Unauthorized"}', 0)
+    with pytest.raises(RuntimeControlError) as err:
+        H.vllm_models(server.url, "wrong")
+    assert err.value.msg == "vLLM /v1/models answered 401 (wrong or missing api_key): Unauthorized"
+    handler.answers["/v1/models"] = (503, b"", 0)
+    with pytest.raises(RuntimeControlError) as err:
+        H.vllm_models(server.url)
+    assert err.value.msg == "vLLM /v1/models answered 503: HTTP 503"
+
+
+def test_the_models_request_gives_up_after_its_timeout(vllm_server):
+    server, handler = vllm_server
+    handler.answers["/v1/models"] = (200, MODELS, 0.4)
+    with pytest.raises(OSError):
+        H.vllm_models(server.url, timeout=0.1)
+
+
+def test_vllm_is_ready_when_health_answers_and_the_served_name_is_listed(vllm_server):
+    server, handler = vllm_server
+    assert H.vllm_check(server.url, "org/m", "k") == (True, "healthy", [{"id": "org/m", "root": "/models/m"}])
+    assert H.vllm_check(server.url) == (True, "healthy", [{"id": "org/m", "root": "/models/m"}])
+    assert handler.seen[:2] == [("GET", "/health", None), ("GET", "/v1/models", "Bearer k")], "/health needs no key"
+    ok, reason, models = H.vllm_check(server.url, "other")
+    assert (ok, reason) == (False, "/v1/models lists ['org/m'], not 'other'") and models[0]["id"] == "org/m"
+    handler.answers["/v1/models"] = (401, b'{"error": "Unauthorized"}', 0)
+    assert H.vllm_check(server.url, "org/m") == (
+        False, "vLLM /v1/models answered 401 (wrong or missing api_key): Unauthorized", [])
+    handler.answers["/health"] = (503, b"", 0)
+    assert H.vllm_check(server.url, "org/m") == (False, f"GET {server.url}/health answered 503", [])

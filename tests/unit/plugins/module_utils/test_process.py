@@ -628,3 +628,44 @@ def test_processes_are_described_by_pid_name_state_and_the_start_of_their_comman
         child.kill()
         child.wait()
     assert P.describe_pids([child.pid]) == f"{child.pid} (?)", "a process that is gone"
+    assert P.describe_pids([2 ** 22 + 1, child.pid]) == f"{child.pid} (?), {2 ** 22 + 1} (?)", "by pid"
+
+
+def test_the_scope_is_killed_at_once_through_its_cgroup_kill_file(tmp_path, monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path))
+    unit = "venom-runtime-a-0123456789ab.scope"
+    group = tmp_path / "system.slice" / unit
+    group.mkdir(parents=True)
+    (group / "cgroup.procs").write_text("4242\n")
+    rec = {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+    assert P.kill_scope(rec) is False, "a kernel without cgroup.kill"
+    (group / "cgroup.kill").write_text("")
+    assert P.kill_scope(rec) is True
+    assert (group / "cgroup.kill").read_text() == "1"
+    (group / "cgroup.kill").write_text("")
+    (group / "cgroup.procs").write_text("")
+    assert P.kill_scope(rec) is False, "an empty scope is not killed"
+    assert P.kill_scope({"scope": None, "cgroup": None}) is False
+    assert (group / "cgroup.kill").read_text() == ""
+
+
+def test_a_scope_kill_never_follows_a_symlink_and_reports_a_refused_write(tmp_path, monkeypatch):
+    import stat  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path))
+    unit = "venom-runtime-a-0123456789ab.scope"
+    group = tmp_path / "system.slice" / unit
+    group.mkdir(parents=True)
+    (group / "cgroup.procs").write_text("4242\n")
+    rec = {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (group / "cgroup.kill").symlink_to(target)
+    assert P.kill_scope(rec) is False and target.read_text() == ""
+    (group / "cgroup.kill").unlink()
+    try:  # a file whose every write fails (as /dev/full): the kernel refusing the kill
+        os.mknod(group / "cgroup.kill", stat.S_IFCHR | 0o600, os.makedev(1, 7))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    assert P.kill_scope(rec) is False

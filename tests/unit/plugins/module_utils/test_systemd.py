@@ -120,3 +120,23 @@ def test_journal_tail_uses_journalctl():
     run = J()
     assert S.Systemd(run, journalctl="/bin/journalctl").journal_tail("vllm.service", 2) == ["b", "c"]
     assert run.calls[0] == ["/bin/journalctl", "--no-pager", "-o", "cat", "-n", "2", "-u", "vllm.service"]
+
+
+def test_restart_and_daemon_reload_run_systemctl_with_the_unit_after_double_dash():
+    run = Runner(props={"LoadState": "loaded"})
+    S.Systemd(run).restart("vllm.service")
+    assert run.calls[-1] == ["systemctl", "restart", "--", "vllm.service"]
+    assert run.calls[0][-1] == "vllm.service", "the unit's LoadState is checked first"
+    S.Systemd(run).daemon_reload()
+    assert run.calls[-1] == ["systemctl", "daemon-reload"]
+    with pytest.raises(RuntimeControlError, match=r"'systemctl restart -- vllm.service' failed \(rc 1\): restarting "
+                                                   r"vllm.service: Job failed"):
+        S.Systemd(Runner(props={"LoadState": "loaded"}, answers={"restart": (1, "", "Job failed")})).restart("vllm.service")
+    with pytest.raises(RuntimeControlError, match="daemon-reload' failed"):
+        S.Systemd(Runner(answers={"daemon-reload": (1, "", "no bus")})).daemon_reload()
+
+
+def test_is_active_asks_for_the_unit_and_says_unknown_when_systemctl_says_nothing():
+    run = Runner(answers={"is-active": (4, "", "")})
+    assert S.Systemd(run).is_active("vllm.service") == "unknown"
+    assert run.calls == [["systemctl", "is-active", "--", "vllm.service"]]
