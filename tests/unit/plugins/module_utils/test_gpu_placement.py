@@ -200,8 +200,9 @@ def test_cpus_are_checked_against_the_host_and_the_other_instances():
     with pytest.raises(ValidationError, match=r"asks for CPU 4, but this host lets it use CPUs 0-3") as err:
         check_cpus("a", [3, 4], "process", {0, 1, 2, 3})
     assert "lscpu" in err.value.fix
-    with pytest.raises(ValidationError, match="CPU 1 is the CPU of the instance 'b'"):
+    with pytest.raises(ValidationError, match="CPU 1 is the CPU of the instance 'b'") as err:
         check_cpus("a", [0, 1], "process", {0, 1, 2}, others=[{"name": "c", "cpus": None}, {"name": "b", "cpus": [1, 2]}])
+    assert "CPUs of its own" in err.value.fix
     assert check_cpus("a", [0], "process", {0, 1}, others=[{"name": "b", "cpus": [1]}]) == ["CPUs 0 of 0-1"]
     with pytest.raises(ValidationError, match="runs under systemd") as err:
         check_cpus("a", [0], "systemd", {0, 1})

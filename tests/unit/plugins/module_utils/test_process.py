@@ -669,3 +669,26 @@ def test_a_scope_kill_never_follows_a_symlink_and_reports_a_refused_write(tmp_pa
     except PermissionError:
         pytest.skip("creating a device node needs root")
     assert P.kill_scope(rec) is False
+
+
+def test_a_stop_checks_the_port_it_is_given_over_the_recorded_one(tmp_path):
+    pid_file = str(tmp_path / "p")
+    P.start_process(["sleep", "30"], pid_file=pid_file, log_file=str(tmp_path / "l"), name="sleeper",
+                    startup_check=0, log_max_bytes=None, scope=None)
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        port = stranger.getsockname()[1]
+        with pytest.raises(RuntimeControlError, match=f"sleeper stopped, but port {port} is still in use"):
+            P.stop_pid_file(pid_file, stop_timeout=2, port=port, port_grace=0.1)
+
+
+def test_a_stop_checks_the_port_on_the_address_the_runtime_was_recorded_with(tmp_path):
+    with socket.socket() as other:   # 127.0.0.1:port is taken (bound, not listening); 127.0.0.2:port is free
+        other.bind(("127.0.0.1", 0))
+        port = other.getsockname()[1]
+        pid_file = str(tmp_path / "p")
+        rec = P.start_process(["sleep", "30"], pid_file=pid_file, log_file=str(tmp_path / "l"), name="sleeper",
+                              port=port, host="127.0.0.2", startup_check=0, log_max_bytes=None, scope=None)
+        res = P.stop_pid_file(pid_file, stop_timeout=2, port_grace=0.1)
+        assert res.port_free is True and res.found == [rec["pid"]]

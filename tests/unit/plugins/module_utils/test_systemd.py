@@ -140,3 +140,22 @@ def test_is_active_asks_for_the_unit_and_says_unknown_when_systemctl_says_nothin
     run = Runner(answers={"is-active": (4, "", "")})
     assert S.Systemd(run).is_active("vllm.service") == "unknown"
     assert run.calls == [["systemctl", "is-active", "--", "vllm.service"]]
+
+
+def test_a_control_group_is_found_under_the_unified_or_the_v1_systemd_hierarchy(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    _fake_cgroup(tmp_path / "unified", "/system.slice/a.service", {"": [1]})
+    _fake_cgroup(tmp_path / "systemd", "/system.slice/b.service", {"": [2]})
+    _fake_cgroup(tmp_path, "/Xwayland.slice/c.scope", {"": [3]})
+    assert S.cgroup_dir("/system.slice/a.service") == str(tmp_path / "unified" / "system.slice" / "a.service")
+    assert S.cgroup_dir("/system.slice/b.service") == str(tmp_path / "systemd" / "system.slice" / "b.service")
+    assert S.cgroup_dir("/Xwayland.slice/c.scope") == str(tmp_path / "Xwayland.slice" / "c.scope")
+    assert S.cgroup_dir("/") is None and S.cgroup_dir("/system.slice/none.service") is None
+
+
+def test_a_control_group_path_that_climbs_out_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path / "cgroup"))
+    _fake_cgroup(tmp_path / "cgroup", "/system.slice/a.service", {"": [1]})
+    _fake_cgroup(tmp_path, "/outside", {"": [2]})
+    assert S.cgroup_dir("/system.slice/../../outside") is None
+    assert S.cgroup_pids("/system.slice/../../outside") == []
