@@ -134,3 +134,15 @@ def test_vllm_is_ready_when_health_answers_and_the_served_name_is_listed(vllm_se
         False, "vLLM /v1/models answered 401 (wrong or missing api_key): Unauthorized", [])
     handler.answers["/health"] = (503, b"", 0)
     assert H.vllm_check(server.url, "org/m") == (False, f"GET {server.url}/health answered 503", [])
+
+
+def test_an_unanswered_health_check_gives_the_reason_and_gives_up_after_its_timeout(vllm_server):
+    url = H.base_url("127.0.0.1", free_port())
+    assert H.vllm_check(url, "x", timeout=1) == (False, f"GET {url}/health: [Errno 111] Connection refused", [])
+    server, handler = vllm_server
+    handler.answers["/health"] = (200, b"", 0.4)
+    ok, reason, models = H.vllm_check(server.url, "org/m", timeout=0.1)
+    assert (ok, models) == (False, []) and reason == f"GET {server.url}/health: timed out"
+    handler.answers["/health"] = (200, b"", 0)
+    handler.answers["/v1/models"] = (200, MODELS, 0.4)
+    assert H.vllm_check(server.url, "org/m", timeout=0.1) == (False, f"GET {server.url}/v1/models: timed out", [])

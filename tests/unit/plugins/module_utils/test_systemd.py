@@ -159,3 +159,18 @@ def test_a_control_group_path_that_climbs_out_is_refused(tmp_path, monkeypatch):
     _fake_cgroup(tmp_path, "/outside", {"": [2]})
     assert S.cgroup_dir("/system.slice/../../outside") is None
     assert S.cgroup_pids("/system.slice/../../outside") == []
+
+
+def test_a_groups_pids_are_its_own_not_its_siblings(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    _fake_cgroup(tmp_path, "/system.slice/a.service", {"": [1], "sub": [2]})
+    _fake_cgroup(tmp_path, "/system.slice/b.service", {"": [3]})
+    assert S.cgroup_pids("/system.slice/a.service") == [1, 2]
+
+
+def test_a_directory_without_cgroup_procs_is_not_the_group(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    (tmp_path / "system.slice" / "a.service").mkdir(parents=True)   # a hybrid host: v1 controller dir
+    _fake_cgroup(tmp_path / "unified", "/system.slice/a.service", {"": [7]})
+    assert S.cgroup_dir("/system.slice/a.service") == str(tmp_path / "unified" / "system.slice" / "a.service")
+    assert S.cgroup_pids("/system.slice/a.service") == [7]
