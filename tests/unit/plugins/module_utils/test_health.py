@@ -146,3 +146,25 @@ def test_an_unanswered_health_check_gives_the_reason_and_gives_up_after_its_time
     handler.answers["/health"] = (200, b"", 0)
     handler.answers["/v1/models"] = (200, MODELS, 0.4)
     assert H.vllm_check(server.url, "org/m", timeout=0.1) == (False, f"GET {server.url}/v1/models: timed out", [])
+
+
+class _Ollama:
+    """An Ollama client that answers from a list of loaded models (``loaded=None``: /api/ps fails)."""
+
+    def __init__(self, loaded):
+        self.models = loaded
+
+    def version(self):
+        return "0.5.1"
+
+    def loaded(self):
+        if self.models is None:
+            raise RuntimeControlError("/api/ps failed")
+        return self.models
+
+
+def test_ollama_is_up_when_it_answers_and_a_model_is_loaded_when_ps_lists_it():
+    assert H.ollama_check(_Ollama(None)) == (True, "healthy (Ollama 0.5.1)"), "no model asked: /api/ps not needed"
+    assert H.ollama_check(_Ollama(["a:latest"]), "a:latest") == (True, "healthy (Ollama 0.5.1)")
+    assert H.ollama_check(_Ollama(["a:latest"]), "b:latest") == (False, "/api/ps lists ['a:latest'], not 'b:latest'")
+    assert H.ollama_check(_Ollama(None), "a:latest") == (False, "/api/ps failed")

@@ -692,3 +692,28 @@ def test_a_stop_checks_the_port_on_the_address_the_runtime_was_recorded_with(tmp
                               port=port, host="127.0.0.2", startup_check=0, log_max_bytes=None, scope=None)
         res = P.stop_pid_file(pid_file, stop_timeout=2, port_grace=0.1)
         assert res.port_free is True and res.found == [rec["pid"]]
+
+
+@pytest.mark.parametrize("rec", [{"kind": P.PID_FILE_KIND, "pid": 5},
+                                 {"kind": P.PID_FILE_KIND, "pid": "5", "pid_start": 1},
+                                 {"kind": "other", "pid": 5, "pid_start": 1}])
+def test_a_pid_file_without_its_kind_pid_and_start_is_refused(tmp_path, rec):
+    path = tmp_path / "x.pid"
+    path.write_text(json.dumps(rec))
+    with pytest.raises(RuntimeControlError, match="is not a venom.models PID file"):
+        P.read_pid_file(str(path))
+
+
+def test_a_stop_waits_for_the_port_only_as_long_as_it_is_told(tmp_path, monkeypatch):
+    pid_file = str(tmp_path / "p")
+    P.start_process(["sleep", "30"], pid_file=pid_file, log_file=str(tmp_path / "l"), name="sleeper",
+                    startup_check=0, log_max_bytes=None, scope=None)
+    asked = []
+
+    def port_in_use(host, port):   # the port frees up on the third look
+        asked.append((host, port))
+        return len(asked) <= 2
+    monkeypatch.setattr(P, "port_in_use", port_in_use)
+    with pytest.raises(RuntimeControlError, match="port 1 is still in use"):
+        P.stop_pid_file(pid_file, stop_timeout=2, port=1, port_grace=0)
+    assert len(asked) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 
 import pytest
@@ -111,3 +112,13 @@ def test_a_rotator_whose_python_cannot_run_fails_the_start(tmp_path):
     with pytest.raises(FileNotFoundError):
         logsize.start_rotator(str(tmp_path / "rt.log"), python=str(tmp_path / "no-python"))
     assert set(os.listdir("/proc/self/fd")) == before, "no pipe end is left open"
+
+
+def test_the_wait_for_a_rotator_that_does_not_end_gives_up_after_its_timeout():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        logsize.wait_rotator(child.pid, timeout=0.1)
+        assert child.poll() is None, "still running: the wait gave up instead of hanging"
+    finally:
+        child.kill()
+        child.wait()

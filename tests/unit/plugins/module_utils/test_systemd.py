@@ -174,3 +174,27 @@ def test_a_directory_without_cgroup_procs_is_not_the_group(tmp_path, monkeypatch
     _fake_cgroup(tmp_path / "unified", "/system.slice/a.service", {"": [7]})
     assert S.cgroup_dir("/system.slice/a.service") == str(tmp_path / "unified" / "system.slice" / "a.service")
     assert S.cgroup_pids("/system.slice/a.service") == [7]
+
+
+def test_the_journal_tail_is_40_lines_by_default_and_empty_when_journalctl_fails():
+    class J(Runner):
+        rc = 0
+
+        def __call__(self, argv):
+            self.calls.append(argv)
+            return self.rc, "".join(f"line {i}\n" for i in range(50)), ""
+
+    run = J()
+    assert S.Systemd(run).journal_tail("vllm.service") == [f"line {i}" for i in range(10, 50)]
+    assert run.calls[0][5] == "40"
+    run.rc = 1
+    assert S.Systemd(run).journal_tail("vllm.service") == []
+
+
+def test_a_units_status_asks_systemctl_for_every_property_it_reports():
+    run = Runner(props={"ActiveState": "active", "MainPID": "42", "NRestarts": "2"})
+    st = S.Systemd(run).status("vllm.service")
+    assert run.calls == [["systemctl", "show", "--no-pager", "-p", "LoadState", "-p", "ActiveState", "-p", "SubState",
+                          "-p", "MainPID", "-p", "ControlGroup", "-p", "ExecMainStartTimestampMonotonic",
+                          "-p", "NRestarts", "-p", "Result", "--", "vllm.service"]]
+    assert st["ActiveState"] == "active" and st["MainPID"] == "42" and st["NRestarts"] == "2"
