@@ -700,8 +700,9 @@ def test_a_stop_checks_the_port_on_the_address_the_runtime_was_recorded_with(tmp
 def test_a_pid_file_without_its_kind_pid_and_start_is_refused(tmp_path, rec):
     path = tmp_path / "x.pid"
     path.write_text(json.dumps(rec))
-    with pytest.raises(RuntimeControlError, match="is not a venom.models PID file"):
+    with pytest.raises(RuntimeControlError, match="is not a venom.models PID file") as err:
         P.read_pid_file(str(path))
+    assert "then delete the file" in err.value.fix
 
 
 def test_a_stop_waits_for_the_port_only_as_long_as_it_is_told(tmp_path, monkeypatch):
