@@ -61,3 +61,7 @@ def test_a_lone_quote_is_a_value_and_a_trailing_backslash_stays():
     assert envfile.parse("A=\"\nB='\nC=\"x\\\"\nD=\"a\\\\\"\n") == {"A": '"', "B": "'", "C": "x\\", "D": "a\\"}
     assert envfile.parse('A="\\$\\`\\"\\\\x"') == {"A": '$`"\\x'}
     assert envfile.parse("A='x\"\nB=\"x'") == {"A": "'x\"", "B": "\"x'"}
+
+
+def test_empty_quoted_values_are_empty():
+    assert envfile.parse("A=''\nB=\"\"\n") == {"A": "", "B": ""}

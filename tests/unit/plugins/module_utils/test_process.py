@@ -718,3 +718,10 @@ def test_a_stop_waits_for_the_port_only_as_long_as_it_is_told(tmp_path, monkeypa
     with pytest.raises(RuntimeControlError, match="port 1 is still in use"):
         P.stop_pid_file(pid_file, stop_timeout=2, port=1, port_grace=0)
     assert len(asked) == 2
+
+
+def test_a_process_that_is_gone_is_not_signalled():
+    child = subprocess.Popen(["true"])
+    child.wait()   # reaped: the pid names no process now
+    gone = P.Proc(pid=child.pid, comm="true", state="zombie", ppid=os.getpid(), sid=0, start=1)
+    assert P._signal(gone, signal.SIGTERM) is False

@@ -198,3 +198,34 @@ def test_a_units_status_asks_systemctl_for_every_property_it_reports():
                           "-p", "MainPID", "-p", "ControlGroup", "-p", "ExecMainStartTimestampMonotonic",
                           "-p", "NRestarts", "-p", "Result", "--", "vllm.service"]]
     assert st["ActiveState"] == "active" and st["MainPID"] == "42" and st["NRestarts"] == "2"
+
+
+def test_a_start_checks_that_same_unit_and_names_an_unknown_state():
+    run = Runner(props={"LoadState": "loaded"}, answers={"start": (1, "", "Job failed")})
+    with pytest.raises(RuntimeControlError, match=r"'systemctl start -- vllm.service' failed \(rc 1\): starting "
+                                                   r"vllm.service: Job failed"):
+        S.Systemd(run).start("vllm.service")
+    assert run.calls[0] == ["systemctl", "show", "--no-pager", "-p", "LoadState", "--", "vllm.service"]
+
+    class Silent(Runner):
+        def __call__(self, argv):
+            self.calls.append(list(argv))
+            return 0, "", ""
+    with pytest.raises(RuntimeControlError, match=r"does not exist on this host \(LoadState unknown\)"):
+        S.Systemd(Silent()).start("vllm.service")
+    assert S.Systemd(Silent()).main_pid("vllm.service") is None, "no MainPID shown: none"
+    with pytest.raises(RuntimeControlError) as err:
+        S.Systemd(Runner(props={"LoadState": "masked"})).start("vllm.service")
+    assert err.value.fix == "Unmask it: systemctl unmask vllm.service."
+
+
+def test_main_pid_asks_for_the_unit_and_reads_any_positive_pid():
+    run = Runner(props={"MainPID": "1"})
+    assert S.Systemd(run).main_pid("vllm.service") == 1
+    assert run.calls == [["systemctl", "show", "--no-pager", "-p", "MainPID", "--", "vllm.service"]]
+
+
+def test_reset_failed_names_the_unit_and_ignores_a_unit_that_was_not_failed():
+    run = Runner(answers={"reset-failed": (1, "", "Unit vllm.service not loaded.")})
+    S.Systemd(run).reset_failed("vllm.service")
+    assert run.calls == [["systemctl", "reset-failed", "--", "vllm.service"]]
