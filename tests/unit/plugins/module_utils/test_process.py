@@ -536,7 +536,8 @@ def _fake_scope_wait(monkeypatch, groups, state="sleeping"):
         seen.append(pid)
         return groups[min(len(seen), len(groups)) - 1]
     monkeypatch.setattr(P, "proc_cgroup", proc_cgroup)
-    monkeypatch.setattr(P, "read_proc", lambda pid: P.Proc(pid=pid, comm="python", state=state, ppid=1, sid=pid, start=1))
+    monkeypatch.setattr(P, "read_proc",
+                        lambda pid: P.Proc(pid=pid, comm="python", state=state, ppid=1, sid=pid, start=1))
     return seen
 
 
@@ -623,7 +624,8 @@ def test_processes_are_described_by_pid_name_state_and_the_start_of_their_comman
         proc = P.read_proc(child.pid)
         cmd = " ".join(P.proc_cmdline(child.pid))
         text = P.describe_pids([child.pid])
-        assert re.fullmatch(rf"{child.pid} \({re.escape(proc.comm)}, state [a-z-]+: {re.escape(cmd[:120])}\)", text), text
+        expected = rf"{child.pid} \({re.escape(proc.comm)}, state [a-z-]+: {re.escape(cmd[:120])}\)"
+        assert re.fullmatch(expected, text), text
     finally:
         child.kill()
         child.wait()
