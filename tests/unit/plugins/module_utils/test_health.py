@@ -12,6 +12,8 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
+from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import RuntimeController
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import Activation, RuntimeSpec
 from tests.lib.ports import free_port
 from tests.lib.servers import LocalHTTPServer, QuietHandler
 
@@ -168,3 +170,19 @@ def test_ollama_is_up_when_it_answers_and_a_model_is_loaded_when_ps_lists_it():
     assert H.ollama_check(_Ollama(["a:latest"]), "a:latest") == (True, "healthy (Ollama 0.5.1)")
     assert H.ollama_check(_Ollama(["a:latest"]), "b:latest") == (False, "/api/ps lists ['a:latest'], not 'b:latest'")
     assert H.ollama_check(_Ollama(None), "a:latest") == (False, "/api/ps failed")
+
+
+def test_vllm_is_healthy_only_serving_the_activations_model_from_its_path(models_dir, vllm_server):
+    server, handler = vllm_server
+    c = RuntimeController(RuntimeSpec(name="vllm", models_dir=models_dir, mode="process", port=server.port, api_key="k"))
+    right = Activation(model="m", model_path="/models/m", served_model_name="org/m")
+    assert c.engine.health(right) == (True, "healthy")
+    assert handler.seen[-1] == ("GET", "/v1/models", "Bearer k")
+    wrong = Activation(model="m", model_path="/models/other", served_model_name="org/m")
+    assert c.engine.health(wrong) == (False, "'org/m' is served from /models/m, not /models/other")
+    assert c.engine.health(Activation(model_path="/models/x", served_model_name="other"))[0] is False
+    assert c.engine.health(None) == (True, "healthy"), "no activation: the server answers"
+    handler.answers["/v1/models"] = (200, json.dumps({"data": [{"id": "org/m"}]}).encode(), 0)
+    assert c.engine.health(wrong) == (True, "healthy"), "a server that does not say its root is believed"
+    handler.answers["/v1/models"] = (200, MODELS, 0.4)
+    assert c.engine.health(right, timeout=0.1)[0] is False

@@ -492,3 +492,75 @@ def test_the_diff_shows_where_an_instance_runs_before_and_after():
     assert starting["before"]["cpus"] is None, "a stopped runtime runs nowhere, whatever its last activation said"
     assert starting["after"] == {"state": "started", "model": "a", "healthy": True, "mode": "process",
                                  "gpus": None, "cpus": None}
+
+
+# -- mutation round (issue 20): the vLLM engine's env file, argv and flags ------------------------
+
+def test_the_env_file_keeps_the_api_key_it_has_when_none_is_given_and_says_who_manages_it(models_dir, tmp_path):
+    env_file = str(tmp_path / "etc" / "vllm.env")
+    act = R.Activation(model="a", model_path="/m/a", served_model_name="a", flags=[])
+    ctl(models_dir, env_file=env_file, api_key="s3cret").engine.write_env_file(act)
+    ctl(models_dir, env_file=env_file).engine.write_env_file(R.Activation(model_path="/m/b", served_model_name="b"))
+    text = open(env_file, encoding="utf-8").read()
+    assert text.startswith("# Managed by venom.models.venom_runtime")
+    assert 'VLLM_MODEL="/m/b"' in text and 'VLLM_API_KEY="s3cret"' in text
+    ctl(models_dir, env_file=env_file, api_key="").engine.write_env_file(act)
+    assert "VLLM_API_KEY" not in open(env_file, encoding="utf-8").read(), "api_key '' removes it"
+
+
+def test_an_env_file_without_a_model_or_with_a_spaced_flag_is_refused_with_the_fix(models_dir, tmp_path):
+    c = ctl(models_dir, env_file=str(tmp_path / "vllm.env"))
+    with pytest.raises(ValidationError, match="VLLM_MODEL has no value for the vLLM environment file") as err:
+        c.engine.write_env_file(R.Activation(served_model_name="a"))
+    assert err.value.fix == "Activate an installed model (set 'model')."
+    with pytest.raises(ValidationError) as err:
+        c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["a b"]))
+    assert err.value.fix == "Pass flags without spaces (--flag=value)."
+
+
+def test_the_env_files_directory_is_made_world_readable_whatever_the_umask(models_dir, tmp_path):
+    env_file = tmp_path / "etc" / "venom-models" / "vllm.env"
+    old = os.umask(0)
+    try:
+        ctl(models_dir, env_file=str(env_file)).engine.write_env_file(R.Activation(model_path="/m/a",
+                                                                                    served_model_name="a"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(env_file.parent).st_mode) == 0o755
+
+
+def test_an_env_file_that_cannot_be_read_says_so_and_asks_for_become(models_dir, tmp_path):
+    (tmp_path / "vllm.env").mkdir()
+    with pytest.raises(RuntimeControlError, match=r"Cannot read the runtime environment file .*vllm.env: Is a "
+                                                  r"directory\.") as err:
+        ctl(models_dir, env_file=str(tmp_path / "vllm.env")).engine.read_env_file()
+    assert err.value.fix == "Run the task with become: true."
+
+
+def test_an_env_file_activation_of_a_model_the_state_does_not_know_has_no_name(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text('VLLM_MODEL="/srv/other"\n')
+    c = ctl(models_dir, env_file=str(env_file))
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
+    act = c.engine.env_file_activation()
+    assert act.model_path == "/srv/other" and act.model is None and act.provider is None and act.gpus is None
+    assert act.served_model_name is None and act.flags == []
+
+
+def test_a_vllm_process_needs_a_model_path(models_dir):
+    c = ctl(models_dir)
+    for act in (None, R.Activation(model="a")):
+        with pytest.raises(RuntimeControlError, match="vLLM has no model to serve") as err:
+            c.engine.process_argv(act)
+        assert err.value.fix == "Set 'model' to an installed model."
+
+
+def test_whole_number_options_are_passed_as_vllm_reads_them():
+    assert ctl_flags(gpu_memory_utilization=1.0) == ["--gpu-memory-utilization", "1.0"]
+    assert ctl_flags(max_model_len=4096) == ["--max-model-len", "4096"]
+
+
+def ctl_flags(**spec):
+    c = R.RuntimeController.__new__(R.RuntimeController)   # only the engine's flags: no state is read
+    c.spec = R.RuntimeSpec(name="vllm", **spec)
+    return R.ENGINES["vllm"](c).flags(None)
