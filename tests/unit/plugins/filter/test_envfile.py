@@ -52,7 +52,7 @@ def test_only_a_secret_keys_value_is_hidden_in_the_refusal():
 
 
 def test_the_reader_skips_comments_blank_and_malformed_lines_and_strips_keys():
-    text = "# c\n; also a comment\n\n   \nNOEQUALS\n  KEY  =  \"v=w\"  \nE=\nQ='single \"q\"'\n"
+    text = "# c\n; also a comment\n# X=1\n  ; Y=2\n\n   \nNOEQUALS\n  KEY  =  \"v=w\"  \nE=\nQ='single \"q\"'\n"
     assert envfile.parse(text) == {"KEY": "v=w", "E": "", "Q": 'single "q"'}
 
 

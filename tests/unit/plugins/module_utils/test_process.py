@@ -727,3 +727,29 @@ def test_a_process_that_is_gone_is_not_signalled():
     child.wait()   # reaped: the pid names no process now
     gone = P.Proc(pid=child.pid, comm="true", state="zombie", ppid=os.getpid(), sid=0, start=1)
     assert P._signal(gone, signal.SIGTERM) is False
+
+
+def test_a_zombie_is_not_signalled():
+    child = subprocess.Popen(["sleep", "0.2"])
+    try:
+        start = P.proc_start_ticks(child.pid)
+        assert start is not None
+        assert wait_until(lambda: (P.read_proc(child.pid) or P.Proc(0, "", "zombie", 0, 0, 0)).zombie, 10)
+        assert P._signal(P.Proc(child.pid, "sleep", "zombie", os.getpid(), 0, start), signal.SIGTERM) is False
+    finally:
+        child.wait()
+
+
+def test_without_pidfds_the_signal_goes_through_kill(monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(P.os, "pidfd_open", no_pidfd)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        proc = P.read_proc(child.pid)
+        assert P._signal(proc, signal.SIGTERM) is True
+        assert child.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

@@ -229,3 +229,53 @@ def test_reset_failed_names_the_unit_and_ignores_a_unit_that_was_not_failed():
     run = Runner(answers={"reset-failed": (1, "", "Unit vllm.service not loaded.")})
     S.Systemd(run).reset_failed("vllm.service")
     assert run.calls == [["systemctl", "reset-failed", "--", "vllm.service"]]
+
+
+class _Clock:
+    """``time`` for Systemd.stop: each look at the clock is 0.12345 s later; sleeping is free."""
+
+    def __init__(self):
+        self.now, self.sleeps = 100.0, []
+
+    def monotonic(self):
+        self.now += 0.12345
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+
+
+def test_a_unit_stop_waits_for_the_control_group_to_empty_and_reports_it(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(S, "time", clock)
+    looks = []
+    monkeypatch.setattr(S, "cgroup_pids", lambda group: looks.append(group) or ([10, 11] if len(looks) <= 3 else []))
+    run = Runner(props={"ControlGroup": "/system.slice/vllm.service"})
+    res = S.Systemd(run).stop("vllm.service", confirm_timeout=5)
+    assert res == {"found": [10, 11], "cgroup": "/system.slice/vllm.service", "duration": round(4 * 0.12345, 3)}
+    assert clock.sleeps == [0.1, 0.1] and set(looks) == {"/system.slice/vllm.service"}
+    assert run.calls == [["systemctl", "show", "--no-pager", "-p", "ControlGroup", "--", "vllm.service"],
+                         ["systemctl", "stop", "--", "vllm.service"]]
+
+
+def test_a_failed_stop_and_a_failed_command_without_a_purpose_are_worded_exactly():
+    with pytest.raises(RuntimeControlError) as err:
+        S.Systemd(Runner(answers={"stop": (1, "", "Access denied")})).stop("vllm.service")
+    assert err.value.msg == "'systemctl stop -- vllm.service' failed (rc 1): stopping vllm.service: Access denied"
+    assert err.value.fix == "Check the unit with 'systemctl status' and 'journalctl -u <unit>'."
+    with pytest.raises(RuntimeControlError) as err:
+        S.Systemd(Runner(answers={"daemon-reload": (1, "", "no bus\n")})).daemon_reload()
+    assert err.value.msg == "'systemctl daemon-reload' failed (rc 1): no bus"
+
+
+def test_show_keeps_an_equals_sign_inside_a_value_and_the_journal_is_journalctls():
+    class Env(Runner):
+        def __call__(self, argv):
+            self.calls.append(list(argv))
+            return 0, "Environment=A=1 B=2\nControlGroup=/system.slice/vllm.service\n", ""
+    run = Env()
+    assert S.Systemd(run).show("vllm.service", "Environment")["Environment"] == "A=1 B=2"
+    assert S.Systemd(run).control_group("vllm.service") == "/system.slice/vllm.service"
+    assert run.calls[-1][-1] == "vllm.service"
+    S.Systemd(run).journal_tail("vllm.service")
+    assert run.calls[-1][0] == "journalctl"
