@@ -564,3 +564,22 @@ def ctl_flags(**spec):
     c = R.RuntimeController.__new__(R.RuntimeController)   # only the engine's flags: no state is read
     c.spec = R.RuntimeSpec(name="vllm", **spec)
     return R.ENGINES["vllm"](c).flags(None)
+
+
+def test_the_vllm_command_line_carries_model_name_address_and_flags_and_the_key_only_in_the_env(models_dir):
+    c = ctl(models_dir, command=["/opt/vllm/bin/python", "-m", "vllm"], host="0.0.0.0", port=8123, api_key="s3cret",
+            env={"HF_HOME": "/srv/hf"})
+    act = R.Activation(model="a", model_path="/m/a", served_model_name="org/a", flags=["--max-model-len", "256"])
+    argv, env = c.engine.process_argv(act)
+    assert argv == ["/opt/vllm/bin/python", "-m", "vllm", "--model", "/m/a", "--served-model-name", "org/a",
+                    "--host", "0.0.0.0", "--port", "8123", "--max-model-len", "256"]
+    assert env["VLLM_API_KEY"] == "s3cret" and env["HF_HOME"] == "/srv/hf" and "s3cret" not in argv
+
+
+def test_the_process_description_records_the_address_and_only_a_digest_of_the_env(models_dir):
+    c = ctl(models_dir, command=["srv"], host="127.0.0.2", port=8124, env={"B": "2", "A": "1"})
+    desc = c.engine.process_desc()
+    digest = S.sha(json.dumps({"A": "1", "B": "2"}), models_dir)
+    assert desc == {"command": ["srv"], "host": "127.0.0.2", "port": 8124, "env_keys": ["A", "B"],
+                    "env_sha256": digest} and digest
+    assert ctl(models_dir, command=["srv"]).engine.process_desc()["env_sha256"] is None, "no env: no digest"
