@@ -186,3 +186,31 @@ def test_vllm_is_healthy_only_serving_the_activations_model_from_its_path(models
     assert c.engine.health(wrong) == (True, "healthy"), "a server that does not say its root is believed"
     handler.answers["/v1/models"] = (200, MODELS, 0.4)
     assert c.engine.health(right, timeout=0.1)[0] is False
+
+
+class _Clock:
+    """``time`` for wait_ready: each look at the clock is 0.12345 s later; sleeping is free."""
+
+    def __init__(self):
+        self.now, self.sleeps = 100.0, []
+
+    def monotonic(self):
+        self.now += 0.12345
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+
+
+def test_the_wait_reports_its_seconds_to_the_millisecond_and_a_zero_timeout_checks_once(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(H, "time", clock)
+    answers = iter([(False, "loading"), (True, "healthy")])
+    res = H.wait_ready(lambda: next(answers), timeout=10, what="vLLM", interval=0.01)
+    assert res["reason"] == "healthy" and isinstance(res["seconds"], float)
+    assert res["seconds"] == round(res["seconds"], 3) and 0 < res["seconds"] < 1
+    assert clock.sleeps == [0.01]
+    checks = []
+    with pytest.raises(RuntimeControlError, match=r"within 0s \(last check: no\)"):
+        H.wait_ready(lambda: checks.append(1) or (False, "no"), timeout=0, what="vLLM")
+    assert checks == [1], "a zero timeout: one check, no wait"

@@ -749,7 +749,30 @@ def test_without_pidfds_the_signal_goes_through_kill(monkeypatch):
         proc = P.read_proc(child.pid)
         assert P._signal(proc, signal.SIGTERM) is True
         assert child.wait(timeout=10) == -signal.SIGTERM
+
+        def gone(pid, sig):
+            raise ProcessLookupError(pid)
+        monkeypatch.setattr(P.os, "kill", gone)   # it ended between the identity check and the kill
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            assert P._signal(P.read_proc(other.pid), signal.SIGTERM) is False
+        finally:
+            monkeypatch.undo()
+            other.kill()
+            other.wait()
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_signal_leaves_no_file_descriptor_open():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        proc = P.read_proc(child.pid)
+        before = sorted(os.listdir("/proc/self/fd"))
+        assert P._signal(proc, 0) is True
+        assert sorted(os.listdir("/proc/self/fd")) == before
+    finally:
+        child.kill()
+        child.wait()

@@ -583,3 +583,15 @@ def test_the_process_description_records_the_address_and_only_a_digest_of_the_en
     assert desc == {"command": ["srv"], "host": "127.0.0.2", "port": 8124, "env_keys": ["A", "B"],
                     "env_sha256": digest} and digest
     assert ctl(models_dir, command=["srv"]).engine.process_desc()["env_sha256"] is None, "no env: no digest"
+
+
+def test_a_first_model_that_fails_says_there_is_nothing_to_go_back_to(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    with pytest.raises(RuntimeControlError, match="with 'a': .*There is no previous model to go back to, so the "
+                                                  "runtime is left stopped") as err:
+        c.ensure("started", "a")
+    assert err.value.details["rolled_back"] is False and fake.running is None
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"], rollback=False)
+    with pytest.raises(RuntimeControlError, match="with 'b': .*Rollback is off, so the runtime is left stopped"):
+        c.ensure("started", "b")

@@ -279,3 +279,10 @@ def test_show_keeps_an_equals_sign_inside_a_value_and_the_journal_is_journalctls
     assert run.calls[-1][-1] == "vllm.service"
     S.Systemd(run).journal_tail("vllm.service")
     assert run.calls[-1][0] == "journalctl"
+
+
+def test_an_unreadable_procs_file_does_not_hide_the_sub_groups(tmp_path, monkeypatch):
+    monkeypatch.setattr(S, "CGROUP_ROOT", str(tmp_path))
+    _fake_cgroup(tmp_path, "/system.slice/a.service", {"": [], "sub": [5], "zsub": [6]})
+    (tmp_path / "system.slice" / "a.service" / "cgroup.procs").write_text("garbage\n")
+    assert S.cgroup_pids("/system.slice/a.service") == [5, 6]
