@@ -54,7 +54,7 @@ SUBSYSTEMS = {
                  ["test_process.py", "test_runtime.py", "test_systemd.py", "test_health.py", "test_gpu_placement.py",
                   "test_preflight.py", "test_process_logs.py", "test_runtime_options.py", "test_available.py",
                   "test_ollama_api.py", "test_hardening.py", "test_locks.py", "test_runtime_backends.py",
-                  "test_runtime_ollama.py", "../filter/test_envfile.py"]),
+                  "test_runtime_ollama.py", "test_runtime_spec.py", "../filter/test_envfile.py"]),
     "capabilities": (["capabilities/*"],
                      ["test_capabilities.py", "test_chat.py", "test_chat_turns.py", "test_gguf.py", "../filter/"]),
     "host": (["host/*"], ["test_facts_usage.py", "test_metrics.py", "test_gpu_placement.py", "test_available.py"]),
