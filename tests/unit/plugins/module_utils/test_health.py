@@ -174,7 +174,8 @@ def test_ollama_is_up_when_it_answers_and_a_model_is_loaded_when_ps_lists_it():
 
 def test_vllm_is_healthy_only_serving_the_activations_model_from_its_path(models_dir, vllm_server):
     server, handler = vllm_server
-    c = RuntimeController(RuntimeSpec(name="vllm", models_dir=models_dir, mode="process", port=server.port, api_key="k"))
+    c = RuntimeController(RuntimeSpec(name="vllm", models_dir=models_dir, mode="process", port=server.port,
+                                      api_key="k"))
     right = Activation(model="m", model_path="/models/m", served_model_name="org/m")
     assert c.engine.health(right) == (True, "healthy")
     assert handler.seen[-1] == ("GET", "/v1/models", "Bearer k")

@@ -44,7 +44,8 @@ def test_lists_and_values_are_normalised():
     assert spec.gpus == [1, 0] and spec.tensor_parallel_size == 2, "tensor parallel over the instance's GPUs"
     assert spec.cpus == [1, 3]
     assert RuntimeSpec(name="vllm", gpus=[0, 1], tensor_parallel_size=1).tensor_parallel_size == 1
-    assert RuntimeSpec(name="vllm", gpus=[]).gpus == [] and RuntimeSpec(name="vllm", gpus=[]).tensor_parallel_size is None
+    no_gpus = RuntimeSpec(name="vllm", gpus=[])
+    assert no_gpus.gpus == [] and no_gpus.tensor_parallel_size is None
     assert RuntimeSpec(name="vllm", cpus=[]).cpus is None
     assert RuntimeSpec(name="ollama", gpus=[]).gpus == [], "an empty list is no placement, also for Ollama"
 

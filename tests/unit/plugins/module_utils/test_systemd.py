@@ -131,7 +131,8 @@ def test_restart_and_daemon_reload_run_systemctl_with_the_unit_after_double_dash
     assert run.calls[-1] == ["systemctl", "daemon-reload"]
     with pytest.raises(RuntimeControlError, match=r"'systemctl restart -- vllm.service' failed \(rc 1\): restarting "
                                                    r"vllm.service: Job failed"):
-        S.Systemd(Runner(props={"LoadState": "loaded"}, answers={"restart": (1, "", "Job failed")})).restart("vllm.service")
+        failing = Runner(props={"LoadState": "loaded"}, answers={"restart": (1, "", "Job failed")})
+        S.Systemd(failing).restart("vllm.service")
     with pytest.raises(RuntimeControlError, match="daemon-reload' failed"):
         S.Systemd(Runner(answers={"daemon-reload": (1, "", "no bus")})).daemon_reload()
 
