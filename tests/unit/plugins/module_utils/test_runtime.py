@@ -595,3 +595,80 @@ def test_a_first_model_that_fails_says_there_is_nothing_to_go_back_to(models_dir
     c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"], rollback=False)
     with pytest.raises(RuntimeControlError, match="with 'b': .*Rollback is off, so the runtime is left stopped"):
         c.ensure("started", "b")
+
+
+def _logging_starts(c, fake, monkeypatch, healthy=("good",)):
+    """Each start appends its own log section (start mark, then '<command> says hi'); a server is
+    healthy only when its command is in ``healthy``."""
+    def start_process(argv, env=None, **_kw):
+        with open(c.log_file, "a", encoding="utf-8") as fh:
+            fh.write(f"{P.LOG_START_MARK}{argv[0]}\n{argv[0]} says hi\n")
+        fake.started.append((list(argv), dict(env)))
+        fake.running = (list(argv), dict(env))
+        return {"pid": 4242}
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    fake.healthy = lambda act, timeout=5.0: ((fake.running is not None and fake.running[0][0] in healthy),
+                                             "engine failed")
+    c.engine.health = fake.healthy
+
+
+def test_a_rollback_reports_both_models_the_fix_and_the_failed_starts_log(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    _logging_starts(c, fake, monkeypatch)
+    with pytest.raises(RuntimeControlError, match=r"Why 'b' failed: vLLM serving 'b' did not become healthy") as err:
+        c.ensure("started", "b")
+    details = err.value.details
+    assert details["rolled_back"] is True and details["previous_model"] == "a" and details["failed_model"] == "b"
+    assert details["log_tail"] == [f"{P.LOG_START_MARK}bad", "bad says hi"]
+    assert "raise health_timeout" in err.value.fix
+
+
+def test_a_failed_rollback_shows_the_rollbacks_log_and_what_to_do(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    _logging_starts(c, fake, monkeypatch, healthy=())
+    with pytest.raises(RuntimeControlError, match=r"Rolling back to 'a' failed too: vLLM serving 'a' \(rollback\) did "
+                                                  r"not become healthy") as err:
+        c.ensure("started", "b")
+    assert err.value.details["log_tail"] == [f"{P.LOG_START_MARK}good", "good says hi"], "the rollback's own start"
+    assert err.value.fix == "Read both log excerpts; fix the previous model or activate a working one."
+
+
+def test_a_rollback_whose_stop_fails_says_so(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    _logging_starts(c, fake, monkeypatch, healthy=())
+    stops = []
+
+    def stop():
+        stops.append(1)
+        if len(stops) == 3:   # the old server, the failed new one, then what the rollback started
+            raise RuntimeControlError("port 8039 still in use")
+        fake.running = None
+        return {"found": [4242]}
+    fake.stop = stop
+    with pytest.raises(RuntimeControlError, match="Stopping what the rollback started failed as well: port 8039 still "
+                                                  "in use"):
+        c.ensure("started", "b")
+
+
+def test_a_first_model_that_fails_keeps_its_log_and_fix(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    _logging_starts(c, fake, monkeypatch)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "a")
+    assert err.value.details["log_tail"] == [f"{P.LOG_START_MARK}bad", "bad says hi"]
+    assert "raise health_timeout" in err.value.fix
+
+
+def test_a_server_that_exits_while_loading_ends_the_wait_at_once(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    c.spec.health_timeout = 30   # would wait that long for a server that does not run
+
+    def start_process(argv, env=None, **_kw):   # the server dies at once: nothing runs
+        fake.started.append((list(argv), dict(env)))
+        return {"pid": 4242}
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    with pytest.raises(RuntimeControlError, match=r"vLLM serving 'a' exited before it became healthy"):
+        c.ensure("started", "a")
