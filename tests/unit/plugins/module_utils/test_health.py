@@ -25,6 +25,9 @@ from tests.lib.servers import LocalHTTPServer, QuietHandler
     ("::", "http://[::1]:8000"),
     ("::1", "http://[::1]:8000"),
     ("gpu1.example", "http://gpu1.example:8000"),
+    ("[::]", "http://[::1]:8000"),
+    ("[fe80::1]", "http://[fe80::1]:8000"),
+    ("", "http://127.0.0.1:8000"),
 ])
 def test_base_url(host, url):
     assert H.base_url(host, 8000) == url
@@ -212,6 +215,22 @@ def test_the_wait_reports_its_seconds_to_the_millisecond_and_a_zero_timeout_chec
     assert res["seconds"] == round(res["seconds"], 3) and 0 < res["seconds"] < 1
     assert clock.sleeps == [0.01]
     checks = []
-    with pytest.raises(RuntimeControlError, match=r"within 0s \(last check: no\)"):
+    with pytest.raises(RuntimeControlError) as err:
         H.wait_ready(lambda: checks.append(1) or (False, "no"), timeout=0, what="vLLM")
     assert checks == [1], "a zero timeout: one check, no wait"
+    assert err.value.msg == "vLLM did not become healthy within 0s (last check: no)."
+    assert err.value.details["seconds"] == round(2 * 0.12345, 3) and err.value.details["log_tail"] == []
+
+
+@pytest.mark.parametrize("timeout,interval,first_sleep", [
+    (10, 0.5, 0.5),                      # the interval
+    (0.3, 0.5, 0.3 - 2 * 0.12345),       # no longer than the time left
+    (0.2, 0.5, 0.01),                    # none left at the last look: a short pause before the last check
+])
+def test_the_wait_between_checks_is_the_interval_but_never_past_the_deadline(monkeypatch, timeout, interval,
+                                                                              first_sleep):
+    clock = _Clock()
+    monkeypatch.setattr(H, "time", clock)
+    answers = iter([(False, "loading"), (True, "healthy")])
+    H.wait_ready(lambda: next(answers), timeout=timeout, what="vLLM", interval=interval)
+    assert clock.sleeps == [pytest.approx(first_sleep)]
