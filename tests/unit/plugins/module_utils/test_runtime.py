@@ -672,3 +672,37 @@ def test_a_server_that_exits_while_loading_ends_the_wait_at_once(models_dir, mon
     monkeypatch.setattr(backends.proc, "start_process", start_process)
     with pytest.raises(RuntimeControlError, match=r"vLLM serving 'a' exited before it became healthy"):
         c.ensure("started", "a")
+
+
+def _answers(c, fake, replies):
+    """The server's health: ``replies`` one after the other, then healthy."""
+    replies = list(replies)
+
+    def health(act, timeout=5.0):  # pylint: disable=unused-argument
+        return replies.pop(0) if replies else (True, "healthy")
+    c.engine.health = fake.healthy = health
+
+
+def test_a_running_server_still_loading_is_waited_for_not_restarted(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    _answers(c, fake, [(False, f"GET {c.url}/health: [Errno 111] Connection refused")])
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["waited-until-healthy"] and res["changed"] is False and "health_seconds" in res
+    assert fake.stops == 0 and fake.started == []
+
+
+def test_a_running_server_serving_something_else_is_restarted_not_waited_for(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    _answers(c, fake, [(False, "/v1/models lists ['x'], not 'a'")])
+    res = c.ensure("started", "a")
+    assert "restart-unhealthy" in res["actions"] and fake.stops == 1 and len(fake.started) == 1
+
+
+def test_a_failed_health_wait_shows_the_log_file_and_its_last_lines(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    _logging_starts(c, fake, monkeypatch)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "a")
+    assert f"Last lines of {c.log_file}:\n{P.LOG_START_MARK}bad\nbad says hi" in err.value.msg
