@@ -776,3 +776,28 @@ def test_a_signal_leaves_no_file_descriptor_open():
     finally:
         child.kill()
         child.wait()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_a_listener_on_another_local_address_or_on_ipv6_holds_the_port():
+    with socket.socket() as other:
+        other.bind(("127.0.0.2", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert P.port_in_use("127.0.0.1", port) is True, "vLLM on 0.0.0.0 would not bind"
+    assert P.port_in_use(None, free_port()) is False
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    assert P.port_in_use("::1", free_port()) is False
+    with socket.socket(socket.AF_INET6) as six:
+        six.bind(("::1", 0))
+        six.listen()
+        assert P.port_in_use("127.0.0.1", six.getsockname()[1]) is True, "the IPv6 table is read too"
