@@ -706,3 +706,30 @@ def test_a_failed_health_wait_shows_the_log_file_and_its_last_lines(models_dir, 
     with pytest.raises(RuntimeControlError) as err:
         c.ensure("started", "a")
     assert f"Last lines of {c.log_file}:\n{P.LOG_START_MARK}bad\nbad says hi" in err.value.msg
+
+
+def test_a_loading_server_whose_mark_is_wrong_is_waited_for_and_marked(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    Manifest(models_dir).mark_active("vllm", "b", "local")
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    _answers(c, fake, [(False, f"GET {c.url}/health: timed out")])
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["mark-active", "waited-until-healthy"] and res["changed"] is True
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"] and fake.stops == 0
+
+
+def test_a_first_start_stops_nothing_and_a_switch_reports_its_stop(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    res = c.ensure("started", "a")
+    assert fake.stops == 0 and "stop" not in res and isinstance(res["health_seconds"], float)
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    res = c.ensure("started", "b")
+    assert res["stop"] == {"found": [4242]} and fake.stops == 1
+
+
+def test_a_crashed_runtime_is_cleaned_up_before_it_starts_again(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    fake.status = lambda: {"running": False, "crashed": True, "pid": None}
+    res = c.ensure("started", "a")
+    assert res["actions"][0] == "recover" and res["recovered"] is True
+    assert fake.stops == 1 and len(fake.started) == 1, "the leftovers stopped, then a fresh start"
