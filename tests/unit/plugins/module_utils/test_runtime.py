@@ -733,3 +733,21 @@ def test_a_crashed_runtime_is_cleaned_up_before_it_starts_again(models_dir, monk
     res = c.ensure("started", "a")
     assert res["actions"][0] == "recover" and res["recovered"] is True
     assert fake.stops == 1 and len(fake.started) == 1, "the leftovers stopped, then a fresh start"
+
+
+def test_a_switch_on_a_running_server_plans_a_restart(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    assert c.ensure("started", "b")["actions"] == ["activate", "restart", "mark-active"]
+    assert fake.stops == 1
+
+
+def test_the_desired_activation_keeps_the_current_one_where_nothing_is_asked(models_dir):
+    c = ctl(models_dir)
+    act, entry = c.desired_activation("a")
+    assert (act.model, act.provider, entry["name"]) == ("a", "local", "a")
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="alias"))
+    kept, entry = ctl(models_dir).desired_activation(None)
+    assert (kept.model, kept.provider, kept.model_path, kept.served_model_name, entry) == (
+        "a", "local", "/m/a", "alias", None)
+    assert ctl(models_dir, served_model_name="new").desired_activation(None)[0].served_model_name == "new"
