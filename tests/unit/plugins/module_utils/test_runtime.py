@@ -751,3 +751,14 @@ def test_the_desired_activation_keeps_the_current_one_where_nothing_is_asked(mod
     assert (kept.model, kept.provider, kept.model_path, kept.served_model_name, entry) == (
         "a", "local", "/m/a", "alias", None)
     assert ctl(models_dir, served_model_name="new").desired_activation(None)[0].served_model_name == "new"
+
+
+def test_a_run_that_leaves_options_out_keeps_the_current_flags_gpus_and_key(models_dir):
+    c = ctl(models_dir)
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a",
+                               flags=["--max-model-len", "256"], gpus=[1], api_key_sha256="digest"))
+    for model in (None, "a"):
+        act, _entry = ctl(models_dir).desired_activation(model)
+        assert act.flags == ["--max-model-len", "256"] and act.gpus == [1] and act.api_key_sha256 == "digest", model
+    act, _entry = ctl(models_dir, gpus=[]).desired_activation(None)
+    assert act.gpus is None, "gpus: [] takes the instance off its GPUs"
