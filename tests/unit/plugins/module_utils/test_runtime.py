@@ -762,3 +762,10 @@ def test_a_run_that_leaves_options_out_keeps_the_current_flags_gpus_and_key(mode
         assert act.flags == ["--max-model-len", "256"] and act.gpus == [1] and act.api_key_sha256 == "digest", model
     act, _entry = ctl(models_dir, gpus=[]).desired_activation(None)
     assert act.gpus is None, "gpus: [] takes the instance off its GPUs"
+
+
+def test_flags_between_the_managed_ones_and_a_dangling_one_are_kept(models_dir):
+    base = R.Activation(flags=["--enforce-eager", "--dtype=float32", "--max-model-len", "256"])
+    assert ctl(models_dir).engine.flags(base) == ["--max-model-len", "256", "--enforce-eager", "--dtype=float32"]
+    dangling = R.Activation(flags=["--enforce-eager", "--max-model-len"])
+    assert ctl(models_dir).engine.flags(dangling) == ["--enforce-eager", "--max-model-len"]
