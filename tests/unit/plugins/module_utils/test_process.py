@@ -801,3 +801,53 @@ def test_a_listener_on_another_local_address_or_on_ipv6_holds_the_port():
         six.bind(("::1", 0))
         six.listen()
         assert P.port_in_use("127.0.0.1", six.getsockname()[1]) is True, "the IPv6 table is read too"
+
+
+# -- the tree of a runtime, from a process table given to find_tree ------------------------------
+
+def _p(pid, ppid, sid, start, state="sleeping"):
+    return P.Proc(pid=pid, comm="python", state=state, ppid=ppid, sid=sid, start=start)
+
+
+@pytest.fixture
+def table(monkeypatch):
+    """find_tree against a made-up process table: {pid: env} for the marker, no scope, this boot."""
+    envs = {}
+    monkeypatch.setattr(P, "proc_environ", envs.get)
+    monkeypatch.setattr(P, "scope_pids", lambda rec: [])
+    monkeypatch.setattr(P, "boot_id", lambda: "boot-1")
+    return envs
+
+
+REC = {"pid": 100, "pid_start": 50, "sid": 100, "boot_id": "boot-1", "marker": "vllm:abc"}
+
+
+def test_the_tree_is_the_root_its_descendants_and_its_session(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51), _p(102, 101, 999, 52), _p(103, 1, 100, 53),
+             _p(200, 1, 200, 10), _p(201, 200, 200, 60)]
+    assert sorted(P.find_tree(REC, procs)) == [100, 101, 102, 103], "a stranger's tree is not ours"
+
+
+def test_a_recycled_root_and_its_session_are_not_ours(table):
+    procs = [_p(100, 1, 100, 60), _p(101, 100, 100, 61)]   # pid 100 now started at 60, not 50
+    assert P.find_tree(REC, procs) == {}
+    assert P.find_tree(dict(REC, boot_id="boot-0"), [_p(100, 1, 100, 50), _p(101, 100, 100, 51)]) == {}, \
+        "another boot: the same pid and start are another process"
+
+
+def test_after_the_root_died_its_session_and_marked_orphans_are_found(table):
+    procs = [_p(101, 1, 100, 55), _p(104, 1, 100, 40), _p(300, 1, 300, 70), _p(301, 300, 300, 71),
+             _p(302, 1, 302, 45), _p(303, 1, 303, 80)]
+    table.update({300: {P.MARKER_ENV: "vllm:abc"}, 302: {P.MARKER_ENV: "vllm:abc"}, 303: {P.MARKER_ENV: "other"}})
+    assert sorted(P.find_tree(REC, procs)) == [101, 300, 301], \
+        "session members and marked processes started after the runtime, with their children"
+
+
+def test_zombies_and_the_caller_itself_are_not_part_of_the_tree(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51, state="zombie"), _p(os.getpid(), 100, 100, 52)]
+    assert sorted(P.find_tree(REC, procs)) == [100]
+
+
+def test_a_tree_without_session_or_marker_is_the_root_and_its_descendants(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51), _p(105, 1, 100, 52)]
+    assert sorted(P.find_tree({"pid": 100, "pid_start": 50}, procs)) == [100, 101]
