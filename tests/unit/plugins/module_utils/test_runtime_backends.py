@@ -177,3 +177,19 @@ def test_a_running_tree_is_relaunched_as_it_runs_without_its_marker_and_not_seen
         assert b.tree_pids() == []
     finally:
         P.stop_pid_file(b.pid_file, stop_timeout=2)
+
+
+def test_a_recycled_or_unreadable_process_is_never_relaunched(tmp_path, monkeypatch):
+    b = _process_backend(tmp_path)
+    P.atomic_write_json(b.pid_file, {"kind": P.PID_FILE_KIND, "pid": os.getpid(), "pid_start": 1})
+    assert b.launch() is None, "the pid is another process now (its start differs)"
+    P.start_process(["sleep", "30"], pid_file=b.pid_file, log_file=b.log_file, env={"PATH": os.defpath},
+                    startup_check=0, log_max_bytes=None, scope=None)
+    try:
+        monkeypatch.setattr(P, "proc_environ", lambda pid: None)
+        assert b.launch() is None, "an environment that cannot be read: no relaunch"
+        monkeypatch.setattr(P, "proc_environ", lambda pid: {"PATH": "/bin"})
+        assert b.launch() == (["sleep", "30"], {"PATH": "/bin"}), "a process that dropped the marker"
+    finally:
+        monkeypatch.undo()
+        P.stop_pid_file(b.pid_file, stop_timeout=2)
