@@ -74,7 +74,8 @@ def unit_backend(stop_timeout=30.0, **props):
     ({}, {"running": False, "crashed": False, "pid": None, "active_state": "", "sub_state": "", "restarts": None}),
 ])
 def test_a_units_status_is_read_from_systemctl(props, expected):
-    assert unit_backend(**props).status() == expected
+    b = unit_backend(**props)
+    assert b.status() == expected and b.systemd.calls == [("status", "vllm.service")]
 
 
 def test_a_unit_is_described_by_its_name_and_env_file_and_logs_to_the_journal():
@@ -183,6 +184,7 @@ def test_a_recycled_or_unreadable_process_is_never_relaunched(tmp_path, monkeypa
     b = _process_backend(tmp_path)
     P.atomic_write_json(b.pid_file, {"kind": P.PID_FILE_KIND, "pid": os.getpid(), "pid_start": 1})
     assert b.launch() is None, "the pid is another process now (its start differs)"
+    assert b.status() == {"running": False, "crashed": True, "pid": None}
     P.start_process(["sleep", "30"], pid_file=b.pid_file, log_file=b.log_file, env={"PATH": os.defpath},
                     startup_check=0, log_max_bytes=None, scope=None)
     try:
