@@ -769,3 +769,13 @@ def test_flags_between_the_managed_ones_and_a_dangling_one_are_kept(models_dir):
     assert ctl(models_dir).engine.flags(base) == ["--max-model-len", "256", "--enforce-eager", "--dtype=float32"]
     dangling = R.Activation(flags=["--enforce-eager", "--max-model-len"])
     assert ctl(models_dir).engine.flags(dangling) == ["--enforce-eager", "--max-model-len"]
+
+
+def test_a_model_of_another_runtime_or_without_its_files_says_what_to_do(models_dir):
+    c = ctl(models_dir)
+    with pytest.raises(ValidationError) as err:
+        c.engine.model_entry("llama3.2:latest")
+    assert err.value.fix == "Activate it on the runtime that serves ollama models."
+    with pytest.raises(NotFoundError, match=r"The files of 'gone' are missing") as err:
+        c.engine.model_entry("gone")
+    assert err.value.fix == "Reinstall it with venom.models.venom_model (state: verified or present)."
