@@ -195,3 +195,24 @@ def test_a_recycled_or_unreadable_process_is_never_relaunched(tmp_path, monkeypa
     finally:
         monkeypatch.undo()
         P.stop_pid_file(b.pid_file, stop_timeout=2)
+
+
+def test_a_unit_stop_gives_the_port_time_to_close(monkeypatch):
+    looks = []
+
+    def port_in_use(host, port):   # the socket closes at the third look
+        looks.append((host, port))
+        return len(looks) <= 2
+    monkeypatch.setattr(P, "port_in_use", port_in_use)
+    b = unit_backend(ActiveState="active")
+    b.spec.host = "127.0.0.2"
+    assert b.stop() == {"found": [42]}
+    assert len(looks) == 4 and set(looks) == {("127.0.0.2", b.spec.port)}
+
+
+def test_a_unit_stop_checks_the_port_on_the_units_own_address():
+    b = unit_backend(ActiveState="active")
+    b.spec.host = "127.0.0.2"
+    with socket.socket() as other:   # 127.0.0.1:port is bound by someone else (not listening)
+        other.bind(("127.0.0.1", b.spec.port))
+        assert b.stop() == {"found": [42]}
