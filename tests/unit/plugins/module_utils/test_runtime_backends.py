@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import backends as B
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
-from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import RuntimeSpec
+from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import Activation, RuntimeSpec
 from tests.lib.ports import free_port
 
 
@@ -216,3 +216,21 @@ def test_a_unit_stop_checks_the_port_on_the_units_own_address():
     with socket.socket() as other:   # 127.0.0.1:port is bound by someone else (not listening)
         other.bind(("127.0.0.1", b.spec.port))
         assert b.stop() == {"found": [42]}
+
+
+def test_a_process_start_passes_the_instance_its_address_cpus_and_no_startup_wait(tmp_path, monkeypatch):
+    b = _process_backend(tmp_path)
+    b.spec.host = "127.0.0.2"
+    calls = []
+    monkeypatch.setattr(P, "start_process", lambda argv, **kw: calls.append((argv, kw)) or {"pid": 7})
+
+    class Engine:  # pylint: disable=too-few-public-methods
+        def process_argv(self, act):
+            return ["srv", "--x"], {"K": "v"}
+    act = Activation(process={"cpus": [0, 1]})
+    assert b.start(Engine(), act) == {"pid": 7}
+    assert calls[-1] == (["srv", "--x"], {"pid_file": b.pid_file, "log_file": b.log_file, "env": {"K": "v"},
+                                          "cwd": "/", "name": "vllm", "port": b.spec.port, "host": "127.0.0.2",
+                                          "argv_for_record": ["srv", "--x"], "cpus": [0, 1], "startup_check": 0})
+    b.start(Engine(), None, launch=(["old"], {"K": "old"}))
+    assert calls[-1][0] == ["old"] and calls[-1][1]["env"] == {"K": "old"} and calls[-1][1]["cpus"] is None
