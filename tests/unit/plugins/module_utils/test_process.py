@@ -851,3 +851,14 @@ def test_zombies_and_the_caller_itself_are_not_part_of_the_tree(table):
 def test_a_tree_without_session_or_marker_is_the_root_and_its_descendants(table):
     procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51), _p(105, 1, 100, 52)]
     assert sorted(P.find_tree({"pid": 100, "pid_start": 50}, procs)) == [100, 101]
+
+
+# -- spawn_detached: an exec that fails is the caller's OSError ----------------------------------
+
+@pytest.mark.parametrize("exe", ["/nonexistent/dir:with:colons/srv", os.fsdecode(b"/nonexistent/caf\xe9/srv")])
+def test_an_exec_that_fails_raises_in_the_caller_with_errno_and_file(exe):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached  # pylint: disable=import-outside-toplevel
+    with pytest.raises(OSError) as err:
+        spawn_detached(exe, [exe], {"PATH": os.defpath})
+    assert err.value.errno == errno.ENOENT and err.value.strerror == os.strerror(errno.ENOENT)
+    assert err.value.filename == exe.encode("utf-8", "replace").decode("utf-8")
