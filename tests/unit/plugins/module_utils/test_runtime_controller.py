@@ -136,3 +136,40 @@ def test_an_instance_configured_is_one_with_a_state_file(models_dir, monkeypatch
     c.resolve_mode()
     c.write_state(None)
     assert c.configured() is True
+
+
+def _systemctl(load_state, calls):
+    def runner(argv):
+        calls.append(list(argv))
+        if argv[1] == "show":
+            props = {"LoadState": load_state, "ActiveState": "inactive", "MainPID": "0", "NRestarts": "0"}
+            wanted = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+            return 0, "".join(f"{p}={props.get(p, '')}\n" for p in wanted), ""
+        return 0, "", ""
+    return runner
+
+
+def test_instances_never_managed_are_listed_as_not_configured(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    calls = []
+    out = R.runtimes_status(models_dir, runner=_systemctl("not-found", calls))
+    assert sorted(out) == ["ollama", "vllm"] and calls, "systemctl asked through the runner given"
+    assert out["vllm"] == {"name": "vllm", "runtime": "vllm", "mode": "process", "url": "http://127.0.0.1:8000",
+                           "running": False, "healthy": False, "health": "not configured on this host", "pid": None,
+                           "port": 8000, "model": None, "model_path": None, "served_model_name": None,
+                           "crashed": False, "restarts": None, "uptime": None, "pids": [], "rss_bytes": None,
+                           "vram_bytes": None, "gpus": None, "cpus": None, "unit": None, "configured": False}
+
+
+def test_an_installed_unit_is_configured_without_a_state_file(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir), runner=_systemctl("loaded", []))
+    assert c.configured() is True
+    st = R.runtimes_status(models_dir, runner=_systemctl("loaded", []))["vllm"]
+    assert st["configured"] is True and st["mode"] == "systemd" and st["unit"] == "vllm.service"
+
+
+def test_an_instance_without_an_activation_has_no_placement(models_dir):
+    c = ctl(models_dir)
+    assert c.resources({"running": False, "pid": None}) == {"uptime": None, "pids": [], "rss_bytes": None,
+                                                             "vram_bytes": None, "gpus": None, "cpus": None}
