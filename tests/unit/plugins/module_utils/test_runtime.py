@@ -779,3 +779,11 @@ def test_a_model_of_another_runtime_or_without_its_files_says_what_to_do(models_
     with pytest.raises(NotFoundError, match=r"The files of 'gone' are missing") as err:
         c.engine.model_entry("gone")
     assert err.value.fix == "Reinstall it with venom.models.venom_model (state: verified or present)."
+
+
+def test_reading_the_env_files_activation_never_creates_the_digest_key(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text('VLLM_MODEL="/srv/m"\nVLLM_API_KEY="s3cret"\n')
+    act = ctl(models_dir, env_file=str(env_file)).engine.env_file_activation()
+    assert act.model_path == "/srv/m" and act.api_key_sha256 is None, "no key yet: no digest"
+    assert not os.path.exists(os.path.join(models_dir, ".venom", "digest.key"))
