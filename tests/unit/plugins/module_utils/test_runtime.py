@@ -785,5 +785,5 @@ def test_reading_the_env_files_activation_never_creates_the_digest_key(models_di
     env_file = tmp_path / "vllm.env"
     env_file.write_text('VLLM_MODEL="/srv/m"\nVLLM_API_KEY="s3cret"\n')
     act = ctl(models_dir, env_file=str(env_file)).engine.env_file_activation()
-    assert act.model_path == "/srv/m" and act.api_key_sha256 is None, "no key yet: no digest"
+    assert act.model_path == "/srv/m" and act.api_key_sha256 and "s3cret" not in act.api_key_sha256
     assert not os.path.exists(os.path.join(models_dir, ".venom", "digest.key"))
