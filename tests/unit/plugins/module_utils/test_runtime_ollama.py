@@ -193,6 +193,7 @@ def test_a_restart_without_a_model_loads_the_marked_one_again(rig):
     c, fake = rig(fake.running)
     res = c.ensure("restarted")
     assert "restart" in res["actions"] and fake.stops == 1 and rig.server.loaded == [LLAMA]
+    assert c.read_state()["activation"]["model"] == LLAMA, "the model it serves is kept"
     assert c.engine.current_model(None, {"name": "x"}) == "x" and c.engine.current_model(None, None) is None
 
 
