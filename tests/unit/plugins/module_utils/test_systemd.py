@@ -287,3 +287,9 @@ def test_an_unreadable_procs_file_does_not_hide_the_sub_groups(tmp_path, monkeyp
     _fake_cgroup(tmp_path, "/system.slice/a.service", {"": [], "sub": [5], "zsub": [6]})
     (tmp_path / "system.slice" / "a.service" / "cgroup.procs").write_text("garbage\n")
     assert S.cgroup_pids("/system.slice/a.service") == [5, 6]
+
+
+def test_systemd_booted_looks_where_sd_booted_looks(monkeypatch):
+    asked = []
+    monkeypatch.setattr(S.os.path, "isdir", lambda path: asked.append(path) or True)
+    assert S.systemd_booted() is True and asked == ["/run/systemd/system"]
