@@ -234,3 +234,23 @@ def test_a_process_start_passes_the_instance_its_address_cpus_and_no_startup_wai
                                           "argv_for_record": ["srv", "--x"], "cpus": [0, 1], "startup_check": 0})
     b.start(Engine(), None, launch=(["old"], {"K": "old"}))
     assert calls[-1][0] == ["old"] and calls[-1][1]["env"] == {"K": "old"} and calls[-1][1]["cpus"] is None
+
+
+def test_a_process_stop_passes_the_instances_timeout_and_address(tmp_path, monkeypatch):
+    b = _process_backend(tmp_path)
+    b.spec.host, b.spec.stop_timeout = "127.0.0.2", 7.0
+    calls = []
+    monkeypatch.setattr(P, "stop_pid_file", lambda path, **kw: calls.append((path, kw)) or P.StopResult(found=[3]))
+    assert b.stop()["found"] == [3]
+    assert calls == [(b.pid_file, {"stop_timeout": 7.0, "port": b.spec.port, "host": "127.0.0.2"})]
+
+
+def test_a_unit_stop_that_leaves_the_port_to_no_one_visible_still_fails_with_the_fix(monkeypatch):
+    monkeypatch.setattr(P, "PORT_GRACE", 0.05)
+    monkeypatch.setattr(P, "port_in_use", lambda host, port: True)
+    monkeypatch.setattr(P, "port_holders", lambda port: [])
+    b = unit_backend(ActiveState="active")
+    with pytest.raises(RuntimeControlError) as err:
+        b.stop()
+    assert err.value.msg == f"vllm.service is stopped, but port {b.spec.port} is still in use."
+    assert err.value.fix == "Stop what holds the port, or point the unit and 'port' at another one."

@@ -97,6 +97,7 @@ def test_a_flag_is_read_in_both_spellings_and_a_trailing_flag_has_no_value():
     assert Activation(flags=["--gpu-memory-utilization=0.5"]).gpu_memory_utilization == 0.5
     assert Activation().gpu_memory_utilization is None
     assert Activation(flags=["--ab", "1"]).flag("--a") is None
+    assert Activation(flags=["--a", "1"]).flag("--a") == "1", "the last flag and its value"
 
 
 def _plan(state="started", running=True, **kw):
