@@ -31,3 +31,37 @@ def test_line_breaks_are_refused_and_secrets_not_shown():
         systemd_env_quote("s3cret\0")
     assert "s3cret" not in str(err.value)
     assert systemd_env_quote("$x") == '"\\$x"'
+
+
+def test_a_rendered_file_has_header_comments_then_quoted_lines_and_leaves_none_out():
+    text = envfile.render({"A": "x y", "B": None, "C": 3}, ["managed by venom", "do not edit"])
+    assert text == '# managed by venom\n# do not edit\nA="x y"\nC="3"\n'
+    assert envfile.render({}) == "\n"
+    assert envfile.render({"A": ""}) == 'A=""\n'
+
+
+def test_only_a_secret_keys_value_is_hidden_in_the_refusal():
+    with pytest.raises(ValidationError, match=r"TOKEN \(hidden\)") as err:
+        envfile.render({"TOKEN": "abc\rdef"}, secret_keys=("TOKEN",))
+    assert "abc" not in str(err.value)
+    with pytest.raises(ValidationError, match=r"PLAIN 'abc\\rdef' cannot go into") as err:
+        envfile.render({"PLAIN": "abc\rdef"}, secret_keys=("TOKEN",))
+    assert "Give PLAIN without line breaks" in err.value.fix
+    with pytest.raises(ValidationError, match="value 'a\\\\x00b'"):
+        envfile.quote("a\0b")
+
+
+def test_the_reader_skips_comments_blank_and_malformed_lines_and_strips_keys():
+    text = "# c\n; also a comment\n# X=1\n  ; Y=2\n\n   \nNOEQUALS\n  KEY  =  \"v=w\"  \nE=\nQ='single \"q\"'\n"
+    assert envfile.parse(text) == {"KEY": "v=w", "E": "", "Q": 'single "q"'}
+
+
+def test_a_lone_quote_is_a_value_and_a_trailing_backslash_stays():
+    # C="x\" (a lone backslash at the end) and D="a\\" (an escaped backslash) both read as x\ and a\
+    assert envfile.parse("A=\"\nB='\nC=\"x\\\"\nD=\"a\\\\\"\n") == {"A": '"', "B": "'", "C": "x\\", "D": "a\\"}
+    assert envfile.parse('A="\\$\\`\\"\\\\x"') == {"A": '$`"\\x'}
+    assert envfile.parse("A='x\"\nB=\"x'") == {"A": "'x\"", "B": "\"x'"}
+
+
+def test_empty_quoted_values_are_empty():
+    assert envfile.parse("A=''\nB=\"\"\n") == {"A": "", "B": ""}

@@ -200,8 +200,9 @@ def test_cpus_are_checked_against_the_host_and_the_other_instances():
     with pytest.raises(ValidationError, match=r"asks for CPU 4, but this host lets it use CPUs 0-3") as err:
         check_cpus("a", [3, 4], "process", {0, 1, 2, 3})
     assert "lscpu" in err.value.fix
-    with pytest.raises(ValidationError, match="CPU 1 is the CPU of the instance 'b'"):
+    with pytest.raises(ValidationError, match="CPU 1 is the CPU of the instance 'b'") as err:
         check_cpus("a", [0, 1], "process", {0, 1, 2}, others=[{"name": "c", "cpus": None}, {"name": "b", "cpus": [1, 2]}])
+    assert "CPUs of its own" in err.value.fix
     assert check_cpus("a", [0], "process", {0, 1}, others=[{"name": "b", "cpus": [1]}]) == ["CPUs 0 of 0-1"]
     with pytest.raises(ValidationError, match="runs under systemd") as err:
         check_cpus("a", [0], "systemd", {0, 1})
@@ -283,3 +284,72 @@ def test_probe_uses_the_installed_nvml_when_none_is_given(monkeypatch):
     monkeypatch.setattr(G, "pynvml", four_gpus())
     found, reason = G.probe()
     assert reason == "" and found.count == 4
+
+
+def test_every_placement_refusal_says_what_to_do():
+    h = host(four_gpus())
+    sharer = {"name": "embed", "gpus": [2], "gpu_share": True, "utilization": 0.8}
+    cases = [(("chat", [0], None, "no driver"), {}, "nvidia-ml-py"),
+             (("chat", [1, 1], h), {}, "List each GPU index once"),
+             (("chat", [4], h), {}, "as nvidia-smi lists them"),
+             (("chat", [0, 1], h), {"tensor_parallel_size": 4}, "as many 'gpus' as tensor_parallel_size"),
+             (("chat", [2], h), {"others": [dict(sharer, gpu_share=False)]}, "set gpu_share: true"),
+             (("chat", [2], h), {"others": [sharer], "gpu_share": True, "utilization": 0.5},
+              "Lower gpu_memory_utilization so that")]
+    for args, kwargs, fix in cases:
+        with pytest.raises(ValidationError) as err:
+            check_placement(*args, **kwargs)
+        assert fix in (err.value.fix or ""), (args, kwargs, err.value.fix)
+
+
+def test_a_gpu_another_instance_shares_is_refused_unless_this_one_shares_too():
+    h = host(four_gpus())
+    sharer = {"name": "embed", "gpus": [2], "gpu_share": True, "utilization": 0.3}
+    with pytest.raises(ValidationError, match="GPU 2 is held by the instance 'embed'"):
+        check_placement("chat", [2], h, others=[sharer], utilization=0.5)
+    assert len(check_placement("chat", [2], h, others=[sharer], utilization=0.5, gpu_share=True)) == 2
+
+
+def test_shares_that_add_up_to_exactly_the_whole_gpu_fit():
+    h = host(four_gpus(free=80))
+    sharer = {"name": "embed", "gpus": [0], "gpu_share": True, "utilization": 0.25}
+    assert len(check_placement("chat", [0], h, others=[sharer], utilization=0.75, gpu_share=True)) == 2
+    with pytest.raises(ValidationError, match="would add up to 1.01"):
+        check_placement("chat", [0], h, others=[sharer], utilization=0.76, gpu_share=True)
+
+
+def test_a_host_whose_nvml_shows_no_gpu_says_so():
+    empty = SimpleNamespace(count=0, driver_version="550.54.15", devices=[])
+    with pytest.raises(ValidationError, match=r"asks for GPU 0, but this host has no GPU \(NVML, driver 550.54.15\)"):
+        check_placement("chat", [0], empty)
+
+
+def test_cpu_lists_read_as_ranges_and_single_cpus():
+    assert check_cpus("a", [0, 2, 3, 7], "process", {0, 1, 2, 3, 4, 5, 6, 7}) == ["CPUs 0,2-3,7 of 0-7"]
+    assert check_cpus("a", [4], "process", {0, 4, 5, 9}) == ["CPUs 4 of 0,4-5,9"]
+
+
+def test_memory_boundaries_free_exactly_the_budget_and_weights_exactly_filling_it_fit():
+    exact = FakeNVML([(80 * GIB, 40 * GIB, {})])
+    assert len(check_placement("chat", [0], host(exact), utilization=0.5)) == 2, "free == budget fits"
+    share = 10 ** 10 * (1 + 0.1)   # what 10 GB of weights take on one GPU with the margin
+    filled = FakeNVML([(share, share, {})])
+    assert len(check_placement("chat", [0], host(filled), utilization=1.0, weights_bytes=10 ** 10)) == 2
+
+
+def test_a_weight_share_is_the_model_divided_over_the_tensor_parallel_gpus():
+    h = host(four_gpus())
+    with pytest.raises(ValidationError, match=r"GPU 0: the model's weight share 20.0 GiB \(\+10% margin: 22.0 GiB\)"):
+        check_placement("chat", [0, 1], h, utilization=0.1, weights_bytes=40 * GIB)
+    with pytest.raises(ValidationError) as err:
+        check_placement("chat", [0, 1], h, utilization=0.1, weights_bytes=40 * GIB)
+    assert "spread the model over more GPUs" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        check_placement("chat", [0], h)
+    assert "Free the GPU" in err.value.fix
+
+
+def test_an_own_process_whose_memory_nvml_does_not_know_frees_nothing():
+    h = host(FakeNVML([(80 * GIB, 40 * GIB - 1, {500: None})]))
+    with pytest.raises(ValidationError, match="GPU 0 has 40.0 GiB free"):
+        check_placement("chat", [0], h, utilization=0.5, own_pids=[500])

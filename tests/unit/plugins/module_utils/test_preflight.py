@@ -37,3 +37,24 @@ def test_missing_python_module_is_named():
 def test_present_command_and_module():
     assert command_problem([sys.executable, "-m", "json.tool"], dict(os.environ)) is None
     assert command_problem(["sh", "-c", "true"], dict(os.environ)) is None
+
+
+def test_without_an_env_the_command_is_looked_for_on_the_hosts_path(tmp_path, monkeypatch):
+    server = tmp_path / "myserver"
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert _command_problem(["myserver", "serve"], None, _run) is None
+    assert "not found on the PATH" in _command_problem(["myserver", "serve"], {"PATH": "/nonexistent"}, _run)
+
+
+def test_a_failed_module_lookup_shows_the_end_of_what_python_said():
+    def answer(rc, out, err):
+        return lambda args, env: (rc, out, err)
+    exe = sys.executable
+    assert _command_problem([exe, "-m", "a.b"], None, answer(1, "  only stdout \n", "")) == \
+        f"{exe} failed to look for the module a: only stdout"
+    assert _command_problem([exe, "-m", "a.b"], None, answer(1, "out", "err")).endswith(": err")
+    assert _command_problem([exe, "-m", "a.b"], None, answer(1, "", "")).endswith("module a: ")
+    long_err = "x" * 100 + "e" * 500
+    assert _command_problem([exe, "-m", "a.b"], None, answer(1, "", long_err)).endswith(": " + "e" * 500)

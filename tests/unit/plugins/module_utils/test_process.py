@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import os
 import signal
 import socket
@@ -442,10 +443,23 @@ class _Psutil59Process:
         return self.conns
 
 
+class _Psutil6Process(_Psutil59Process):
+    """The shape of a psutil >= 6 Process: ``net_connections``; ``connections`` is deprecated."""
+
+    def net_connections(self, kind="inet"):
+        self.kinds.append(kind)
+        return self.conns
+
+    def connections(self, kind="inet"):
+        raise AssertionError("the deprecated alias was used")
+
+
 def test_tcp_connections_work_with_psutil_59_and_6():
     import psutil
     old = _Psutil59Process(["c"])
     assert P.tcp_connections(old) == ["c"] and old.kinds == ["tcp"]
+    new = _Psutil6Process(["n"])
+    assert P.tcp_connections(new) == ["n"] and new.kinds == ["tcp"], "psutil >= 6: net_connections"
     with socket.socket() as s:  # psutil >= 6: net_connections, without the deprecated alias
         s.bind(("127.0.0.1", 0))
         s.listen()
@@ -499,3 +513,352 @@ def test_without_psutil_a_start_names_the_package_and_facts_stay_null(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "The Python package 'psutil' is required" in out.stdout and "python3-psutil" in out.stdout
     assert "status True tree []" in out.stdout and not (tmp_path / "x.pid").exists()
+
+
+# -- mutation round (issue 20): what the survivors of runtimes/process.py showed untested ----------
+
+def test_a_start_that_dies_shows_the_last_20_lines_of_its_log_and_the_fix(tmp_path):
+    script = "import sys\nfor i in range(30):\n    print(f'line {i}')\nsys.exit(3)\n"
+    with pytest.raises(RuntimeControlError) as err:
+        P.start_process([sys.executable, "-c", script], pid_file=str(tmp_path / "p"), log_file=str(tmp_path / "l"),
+                        name="chatty", startup_check=1.0)
+    tail = [f"line {i}" for i in range(10, 30)]
+    assert err.value.details["log_tail"] == tail
+    assert err.value.msg.endswith(":\n" + "\n".join(tail))
+    assert "Read the log" in err.value.fix
+
+
+def _fake_scope_wait(monkeypatch, groups, state="sleeping"):
+    """``_wait_for_scope`` against a process whose control group reads ``groups`` one after the other."""
+    seen = []
+
+    def proc_cgroup(pid):
+        seen.append(pid)
+        return groups[min(len(seen), len(groups)) - 1]
+    monkeypatch.setattr(P, "proc_cgroup", proc_cgroup)
+    monkeypatch.setattr(P, "read_proc",
+                        lambda pid: P.Proc(pid=pid, comm="python", state=state, ppid=1, sid=pid, start=1))
+    return seen
+
+
+def test_the_start_waits_until_systemd_run_moved_the_process_into_its_scope(monkeypatch):
+    unit = "venom-runtime-a-0123456789ab.scope"
+    seen = _fake_scope_wait(monkeypatch, ["/user.slice/session-1.scope"] * 3 + [f"/system.slice/{unit}/"])
+    sleeps = []
+    monkeypatch.setattr(P.time, "sleep", sleeps.append)
+    assert P._wait_for_scope(4242, unit, timeout=30) == f"/system.slice/{unit}/"
+    assert len(seen) == 4
+    assert sleeps == [0.01] * 3, "asked every 10 ms: the start is not held up longer than that"
+
+
+def test_a_process_never_placed_in_its_scope_is_given_up_after_the_timeout(monkeypatch):
+    seen = _fake_scope_wait(monkeypatch, ["/user.slice/session-1.scope"])
+    assert P._wait_for_scope(4242, "venom-runtime-a-0123456789ab.scope", timeout=0.05) is None
+    assert len(seen) >= 2, "asked again until the timeout"
+
+
+def test_a_zombie_or_a_process_without_a_cgroup_ends_the_scope_wait_at_once(monkeypatch):
+    seen = _fake_scope_wait(monkeypatch, ["/user.slice/session-1.scope"], state="zombie")
+    assert P._wait_for_scope(4242, "venom-runtime-a-0123456789ab.scope", timeout=1) is None
+    assert len(seen) == 1
+    seen = _fake_scope_wait(monkeypatch, [None])
+    assert P._wait_for_scope(4242, "venom-runtime-a-0123456789ab.scope", timeout=1) is None
+    assert len(seen) == 1
+
+
+def test_a_control_group_whose_unit_name_has_a_colon_is_read_whole():
+    # systemd allows ':' in unit names
+    assert P.parse_proc_cgroup("0::/system.slice/app:1.scope\n") == "/system.slice/app:1.scope"
+    assert P.parse_proc_cgroup("1:name=systemd:/system.slice/a:b:c.scope\n") == "/system.slice/a:b:c.scope"
+
+
+def test_scope_unit_names_are_cut_at_64_characters_and_take_the_markers_random_part():
+    assert P.scope_unit_name("n" * 100, "x:0123456789abcdef") == f"venom-runtime-{'n' * 64}-0123456789ab.scope"
+    assert P.scope_unit_name("a:b", "a:b:0123456789abcdef") == "venom-runtime-a_b-0123456789ab.scope"
+
+
+def test_the_memory_of_a_tree_adds_up_and_a_gone_process_counts_nothing(monkeypatch):
+    real = P.psutil
+
+    class Process:  # pylint: disable=too-few-public-methods
+        def __init__(self, pid):
+            if pid == 3:
+                raise real.NoSuchProcess(pid)
+            self.rss = pid * 1000
+
+        def memory_info(self):
+            return self
+    monkeypatch.setattr(P, "psutil", type("FakePsutil", (), {"Process": Process, "Error": real.Error}))
+    assert P.tree_rss_bytes([1, 3, 2]) == 3000
+    assert P.tree_rss_bytes(["4"]) == 4000
+    assert P.tree_rss_bytes([]) == 0
+
+
+def test_a_stop_reports_what_it_found_signalled_and_killed_with_the_duration_in_milliseconds():
+    res = P.StopResult(found=[3, 4, 5], terminated=[3, 4], killed=[5], duration=1.23456, port_free=True)
+    assert res.as_dict() == {"found": [3, 4, 5], "terminated": [3, 4], "killed": [5], "duration": 1.235,
+                             "port_free": True}
+    assert P.StopResult(duration=0.0004).as_dict()["duration"] == 0.0
+
+
+def test_a_log_tail_reads_only_the_last_bytes_of_a_large_log(tmp_path):
+    log = tmp_path / "big.log"
+    log.write_text("".join(f"line {i:04d}\n" for i in range(1000)))   # 10 bytes a line
+    assert P.tail_file(str(log), lines=1000, max_bytes=30) == ["line 0997", "line 0998", "line 0999"]
+    assert P.tail_file(str(log), lines=2) == ["line 0998", "line 0999"]
+    assert P.tail_file(str(log)) == [f"line {i:04d}" for i in range(960, 1000)], "40 lines by default"
+    (tmp_path / "small.log").write_text("first\nsecond\n")
+    assert P.tail_file(str(tmp_path / "small.log")) == ["first", "second"], "a log smaller than the limit: whole"
+    assert P.tail_file(None) == [] and P.tail_file(str(tmp_path / "none.log")) == []
+
+
+def test_a_log_with_bytes_that_are_not_utf8_is_shown_with_replacement_characters(tmp_path):
+    (tmp_path / "bin.log").write_bytes(b"ok\nbad \xff\xfe byte\n")
+    assert P.tail_file(str(tmp_path / "bin.log")) == ["ok", "bad \ufffd\ufffd byte"]
+
+
+def test_processes_are_described_by_pid_name_state_and_the_start_of_their_command_line():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "x" * 200])
+    try:
+        assert wait_until(lambda: len(P.proc_cmdline(child.pid)) == 4, 10)
+        proc = P.read_proc(child.pid)
+        cmd = " ".join(P.proc_cmdline(child.pid))
+        text = P.describe_pids([child.pid])
+        expected = rf"{child.pid} \({re.escape(proc.comm)}, state [a-z-]+: {re.escape(cmd[:120])}\)"
+        assert re.fullmatch(expected, text), text
+    finally:
+        child.kill()
+        child.wait()
+    assert P.describe_pids([child.pid]) == f"{child.pid} (?)", "a process that is gone"
+    assert P.describe_pids([2 ** 22 + 1, child.pid]) == f"{child.pid} (?), {2 ** 22 + 1} (?)", "by pid"
+
+
+def test_the_scope_is_killed_at_once_through_its_cgroup_kill_file(tmp_path, monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path))
+    unit = "venom-runtime-a-0123456789ab.scope"
+    group = tmp_path / "system.slice" / unit
+    group.mkdir(parents=True)
+    (group / "cgroup.procs").write_text("4242\n")
+    rec = {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+    assert P.kill_scope(rec) is False, "a kernel without cgroup.kill"
+    (group / "cgroup.kill").write_text("")
+    assert P.kill_scope(rec) is True
+    assert (group / "cgroup.kill").read_text() == "1"
+    (group / "cgroup.kill").write_text("")
+    (group / "cgroup.procs").write_text("")
+    assert P.kill_scope(rec) is False, "an empty scope is not killed"
+    assert P.kill_scope({"scope": None, "cgroup": None}) is False
+    assert (group / "cgroup.kill").read_text() == ""
+
+
+def test_a_scope_kill_never_follows_a_symlink_and_reports_a_refused_write(tmp_path, monkeypatch):
+    import stat  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path))
+    unit = "venom-runtime-a-0123456789ab.scope"
+    group = tmp_path / "system.slice" / unit
+    group.mkdir(parents=True)
+    (group / "cgroup.procs").write_text("4242\n")
+    rec = {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+    target = tmp_path / "elsewhere"
+    target.write_text("")
+    (group / "cgroup.kill").symlink_to(target)
+    assert P.kill_scope(rec) is False and target.read_text() == ""
+    (group / "cgroup.kill").unlink()
+    try:  # a file whose every write fails (as /dev/full): the kernel refusing the kill
+        os.mknod(group / "cgroup.kill", stat.S_IFCHR | 0o600, os.makedev(1, 7))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    assert P.kill_scope(rec) is False
+
+
+def test_a_stop_checks_the_port_it_is_given_over_the_recorded_one(tmp_path):
+    pid_file = str(tmp_path / "p")
+    P.start_process(["sleep", "30"], pid_file=pid_file, log_file=str(tmp_path / "l"), name="sleeper",
+                    startup_check=0, log_max_bytes=None, scope=None)
+    with socket.socket() as stranger:
+        stranger.bind(("127.0.0.1", 0))
+        stranger.listen()
+        port = stranger.getsockname()[1]
+        with pytest.raises(RuntimeControlError, match=f"sleeper stopped, but port {port} is still in use"):
+            P.stop_pid_file(pid_file, stop_timeout=2, port=port, port_grace=0.1)
+
+
+def test_a_stop_checks_the_port_on_the_address_the_runtime_was_recorded_with(tmp_path):
+    with socket.socket() as other:   # 127.0.0.1:port is taken (bound, not listening); 127.0.0.2:port is free
+        other.bind(("127.0.0.1", 0))
+        port = other.getsockname()[1]
+        pid_file = str(tmp_path / "p")
+        rec = P.start_process(["sleep", "30"], pid_file=pid_file, log_file=str(tmp_path / "l"), name="sleeper",
+                              port=port, host="127.0.0.2", startup_check=0, log_max_bytes=None, scope=None)
+        res = P.stop_pid_file(pid_file, stop_timeout=2, port_grace=0.1)
+        assert res.port_free is True and res.found == [rec["pid"]]
+
+
+@pytest.mark.parametrize("rec", [{"kind": P.PID_FILE_KIND, "pid": 5},
+                                 {"kind": P.PID_FILE_KIND, "pid": "5", "pid_start": 1},
+                                 {"kind": "other", "pid": 5, "pid_start": 1}])
+def test_a_pid_file_without_its_kind_pid_and_start_is_refused(tmp_path, rec):
+    path = tmp_path / "x.pid"
+    path.write_text(json.dumps(rec))
+    with pytest.raises(RuntimeControlError, match="is not a venom.models PID file") as err:
+        P.read_pid_file(str(path))
+    assert "then delete the file" in err.value.fix
+
+
+def test_a_stop_waits_for_the_port_only_as_long_as_it_is_told(tmp_path, monkeypatch):
+    pid_file = str(tmp_path / "p")
+    P.start_process(["sleep", "30"], pid_file=pid_file, log_file=str(tmp_path / "l"), name="sleeper",
+                    startup_check=0, log_max_bytes=None, scope=None)
+    asked = []
+
+    def port_in_use(host, port):   # the port frees up on the third look
+        asked.append((host, port))
+        return len(asked) <= 2
+    monkeypatch.setattr(P, "port_in_use", port_in_use)
+    with pytest.raises(RuntimeControlError, match="port 1 is still in use"):
+        P.stop_pid_file(pid_file, stop_timeout=2, port=1, port_grace=0)
+    assert len(asked) == 2
+
+
+def test_a_process_that_is_gone_is_not_signalled():
+    child = subprocess.Popen(["true"])
+    child.wait()   # reaped: the pid names no process now
+    gone = P.Proc(pid=child.pid, comm="true", state="zombie", ppid=os.getpid(), sid=0, start=1)
+    assert P._signal(gone, signal.SIGTERM) is False
+
+
+def test_a_zombie_is_not_signalled():
+    child = subprocess.Popen(["sleep", "0.2"])
+    try:
+        start = P.proc_start_ticks(child.pid)
+        assert start is not None
+        assert wait_until(lambda: (P.read_proc(child.pid) or P.Proc(0, "", "zombie", 0, 0, 0)).zombie, 10)
+        assert P._signal(P.Proc(child.pid, "sleep", "zombie", os.getpid(), 0, start), signal.SIGTERM) is False
+    finally:
+        child.wait()
+
+
+def test_without_pidfds_the_signal_goes_through_kill(monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(P.os, "pidfd_open", no_pidfd)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        proc = P.read_proc(child.pid)
+        assert P._signal(proc, signal.SIGTERM) is True
+        assert child.wait(timeout=10) == -signal.SIGTERM
+
+        def gone(pid, sig):
+            raise ProcessLookupError(pid)
+        monkeypatch.setattr(P.os, "kill", gone)   # it ended between the identity check and the kill
+        other = subprocess.Popen(["sleep", "30"])
+        try:
+            assert P._signal(P.read_proc(other.pid), signal.SIGTERM) is False
+        finally:
+            monkeypatch.undo()
+            other.kill()
+            other.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_a_signal_leaves_no_file_descriptor_open():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        proc = P.read_proc(child.pid)
+        before = sorted(os.listdir("/proc/self/fd"))
+        assert P._signal(proc, 0) is True
+        assert sorted(os.listdir("/proc/self/fd")) == before
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def test_a_listener_on_another_local_address_or_on_ipv6_holds_the_port():
+    with socket.socket() as other:
+        other.bind(("127.0.0.2", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert P.port_in_use("127.0.0.1", port) is True, "vLLM on 0.0.0.0 would not bind"
+    assert P.port_in_use(None, free_port()) is False
+    if not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    assert P.port_in_use("::1", free_port()) is False
+    with socket.socket(socket.AF_INET6) as six:
+        six.bind(("::1", 0))
+        six.listen()
+        assert P.port_in_use("127.0.0.1", six.getsockname()[1]) is True, "the IPv6 table is read too"
+
+
+# -- the tree of a runtime, from a process table given to find_tree ------------------------------
+
+def _p(pid, ppid, sid, start, state="sleeping"):
+    return P.Proc(pid=pid, comm="python", state=state, ppid=ppid, sid=sid, start=start)
+
+
+@pytest.fixture
+def table(monkeypatch):
+    """find_tree against a made-up process table: {pid: env} for the marker, no scope, this boot."""
+    envs = {}
+    monkeypatch.setattr(P, "proc_environ", envs.get)
+    monkeypatch.setattr(P, "scope_pids", lambda rec: [])
+    monkeypatch.setattr(P, "boot_id", lambda: "boot-1")
+    return envs
+
+
+REC = {"pid": 100, "pid_start": 50, "sid": 100, "boot_id": "boot-1", "marker": "vllm:abc"}
+
+
+def test_the_tree_is_the_root_its_descendants_and_its_session(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51), _p(102, 101, 999, 52), _p(103, 1, 100, 53),
+             _p(200, 1, 200, 10), _p(201, 200, 200, 60)]
+    assert sorted(P.find_tree(REC, procs)) == [100, 101, 102, 103], "a stranger's tree is not ours"
+
+
+def test_a_recycled_root_and_its_session_are_not_ours(table):
+    procs = [_p(100, 1, 100, 60), _p(101, 100, 100, 61)]   # pid 100 now started at 60, not 50
+    assert P.find_tree(REC, procs) == {}
+    assert P.find_tree(dict(REC, boot_id="boot-0"), [_p(100, 1, 100, 50), _p(101, 100, 100, 51)]) == {}, \
+        "another boot: the same pid and start are another process"
+
+
+def test_after_the_root_died_its_session_and_marked_orphans_are_found(table):
+    procs = [_p(101, 1, 100, 55), _p(104, 1, 100, 40), _p(300, 1, 300, 70), _p(301, 300, 300, 71),
+             _p(302, 1, 302, 45), _p(303, 1, 303, 80)]
+    table.update({300: {P.MARKER_ENV: "vllm:abc"}, 302: {P.MARKER_ENV: "vllm:abc"}, 303: {P.MARKER_ENV: "other"}})
+    assert sorted(P.find_tree(REC, procs)) == [101, 300, 301], \
+        "session members and marked processes started after the runtime, with their children"
+
+
+def test_zombies_and_the_caller_itself_are_not_part_of_the_tree(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51, state="zombie"), _p(os.getpid(), 100, 100, 52)]
+    assert sorted(P.find_tree(REC, procs)) == [100]
+
+
+def test_a_tree_without_session_or_marker_is_the_root_and_its_descendants(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51), _p(105, 1, 100, 52)]
+    assert sorted(P.find_tree({"pid": 100, "pid_start": 50}, procs)) == [100, 101]
+
+
+# -- spawn_detached: an exec that fails is the caller's OSError ----------------------------------
+
+@pytest.mark.parametrize("exe", ["/nonexistent/dir:with:colons/srv", os.fsdecode(b"/nonexistent/caf\xe9/srv")])
+def test_an_exec_that_fails_raises_in_the_caller_with_errno_and_file(exe):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached  # pylint: disable=import-outside-toplevel
+    with pytest.raises(OSError) as err:
+        spawn_detached(exe, [exe], {"PATH": os.defpath})
+    assert err.value.errno == errno.ENOENT and err.value.strerror == os.strerror(errno.ENOENT)
+    assert err.value.filename == exe.encode("utf-8", "replace").decode("utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 
 import pytest
@@ -72,3 +73,52 @@ def test_bad_limits_are_refused(tmp_path):
         logsize.start_rotator(str(tmp_path / "x.log"), max_bytes=10, keep=1)
     with pytest.raises(ValueError, match="keep >= 1"):
         logsize.validate(4096, 0)
+
+
+def test_the_smallest_limits_are_accepted():
+    logsize.validate(1024, 1)
+    with pytest.raises(ValueError, match=r"got 1023, 1"):
+        logsize.validate(1023, 1)
+
+
+def _write_all(fd, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def test_the_rotator_keeps_whole_writes_rotates_past_the_limit_and_is_reaped(tmp_path):
+    log = str(tmp_path / "rt.log")
+    sink, pid = logsize.start_rotator(log, max_bytes=1024, keep=1)
+    try:
+        assert P.proc_cmdline(pid)[:2] == [sys.executable, "-c"]
+        assert P.proc_cmdline(pid)[-3:] == [log, "1024", "1"]
+        # the rotator gets none of the runtime's environment (secrets stay with the runtime)
+        assert P.proc_environ(pid) == {"PATH": os.defpath, "LC_ALL": "C"}
+        _write_all(sink, b"a" * 1000)
+        assert wait_until(lambda: os.path.exists(log) and os.path.getsize(log) == 1000, 10)
+        _write_all(sink, b"b" * 100)   # 1,100 bytes would pass the limit: log becomes log.1
+    finally:
+        os.close(sink)
+    logsize.wait_rotator(pid)   # returns once the rotator wrote its last bytes and was reaped
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    assert open(log + ".1", "rb").read() == b"a" * 1000
+    assert open(log, "rb").read() == b"b" * 100
+
+
+def test_a_rotator_whose_python_cannot_run_fails_the_start(tmp_path):
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(FileNotFoundError):
+        logsize.start_rotator(str(tmp_path / "rt.log"), python=str(tmp_path / "no-python"))
+    assert set(os.listdir("/proc/self/fd")) == before, "no pipe end is left open"
+
+
+def test_the_wait_for_a_rotator_that_does_not_end_gives_up_after_its_timeout():
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        logsize.wait_rotator(child.pid, timeout=0.1)
+        assert child.poll() is None, "still running: the wait gave up instead of hanging"
+    finally:
+        child.kill()
+        child.wait()

@@ -492,3 +492,298 @@ def test_the_diff_shows_where_an_instance_runs_before_and_after():
     assert starting["before"]["cpus"] is None, "a stopped runtime runs nowhere, whatever its last activation said"
     assert starting["after"] == {"state": "started", "model": "a", "healthy": True, "mode": "process",
                                  "gpus": None, "cpus": None}
+
+
+# -- mutation round (issue 20): the vLLM engine's env file, argv and flags ------------------------
+
+def test_the_env_file_keeps_the_api_key_it_has_when_none_is_given_and_says_who_manages_it(models_dir, tmp_path):
+    env_file = str(tmp_path / "etc" / "vllm.env")
+    act = R.Activation(model="a", model_path="/m/a", served_model_name="a", flags=[])
+    ctl(models_dir, env_file=env_file, api_key="s3cret").engine.write_env_file(act)
+    ctl(models_dir, env_file=env_file).engine.write_env_file(R.Activation(model_path="/m/b", served_model_name="b"))
+    text = open(env_file, encoding="utf-8").read()
+    assert text.startswith("# Managed by venom.models.venom_runtime")
+    assert 'VLLM_MODEL="/m/b"' in text and 'VLLM_API_KEY="s3cret"' in text
+    ctl(models_dir, env_file=env_file, api_key="").engine.write_env_file(act)
+    assert "VLLM_API_KEY" not in open(env_file, encoding="utf-8").read(), "api_key '' removes it"
+
+
+def test_an_env_file_without_a_model_or_with_a_spaced_flag_is_refused_with_the_fix(models_dir, tmp_path):
+    c = ctl(models_dir, env_file=str(tmp_path / "vllm.env"))
+    with pytest.raises(ValidationError, match="VLLM_MODEL has no value for the vLLM environment file") as err:
+        c.engine.write_env_file(R.Activation(served_model_name="a"))
+    assert err.value.fix == "Activate an installed model (set 'model')."
+    with pytest.raises(ValidationError) as err:
+        c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["a b"]))
+    assert err.value.fix == "Pass flags without spaces (--flag=value)."
+
+
+def test_the_env_files_directory_is_made_world_readable_whatever_the_umask(models_dir, tmp_path):
+    env_file = tmp_path / "etc" / "venom-models" / "vllm.env"
+    old = os.umask(0)
+    try:
+        ctl(models_dir, env_file=str(env_file)).engine.write_env_file(R.Activation(model_path="/m/a",
+                                                                                    served_model_name="a"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(env_file.parent).st_mode) == 0o755
+
+
+def test_an_env_file_that_cannot_be_read_says_so_and_asks_for_become(models_dir, tmp_path):
+    (tmp_path / "vllm.env").mkdir()
+    with pytest.raises(RuntimeControlError, match=r"Cannot read the runtime environment file .*vllm.env: Is a "
+                                                  r"directory\.") as err:
+        ctl(models_dir, env_file=str(tmp_path / "vllm.env")).engine.read_env_file()
+    assert err.value.fix == "Run the task with become: true."
+
+
+def test_an_env_file_activation_of_a_model_the_state_does_not_know_has_no_name(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text('VLLM_MODEL="/srv/other"\n')
+    c = ctl(models_dir, env_file=str(env_file))
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a"))
+    act = c.engine.env_file_activation()
+    assert act.model_path == "/srv/other" and act.model is None and act.provider is None and act.gpus is None
+    assert act.served_model_name is None and act.flags == []
+
+
+def test_a_vllm_process_needs_a_model_path(models_dir):
+    c = ctl(models_dir)
+    for act in (None, R.Activation(model="a")):
+        with pytest.raises(RuntimeControlError, match="vLLM has no model to serve") as err:
+            c.engine.process_argv(act)
+        assert err.value.fix == "Set 'model' to an installed model."
+
+
+def test_whole_number_options_are_passed_as_vllm_reads_them():
+    assert ctl_flags(gpu_memory_utilization=1.0) == ["--gpu-memory-utilization", "1.0"]
+    assert ctl_flags(max_model_len=4096) == ["--max-model-len", "4096"]
+
+
+def ctl_flags(**spec):
+    c = R.RuntimeController.__new__(R.RuntimeController)   # only the engine's flags: no state is read
+    c.spec = R.RuntimeSpec(name="vllm", **spec)
+    return R.ENGINES["vllm"](c).flags(None)
+
+
+def test_the_vllm_command_line_carries_model_name_address_and_flags_and_the_key_only_in_the_env(models_dir):
+    c = ctl(models_dir, command=["/opt/vllm/bin/python", "-m", "vllm"], host="0.0.0.0", port=8123, api_key="s3cret",
+            env={"HF_HOME": "/srv/hf"})
+    act = R.Activation(model="a", model_path="/m/a", served_model_name="org/a", flags=["--max-model-len", "256"])
+    argv, env = c.engine.process_argv(act)
+    assert argv == ["/opt/vllm/bin/python", "-m", "vllm", "--model", "/m/a", "--served-model-name", "org/a",
+                    "--host", "0.0.0.0", "--port", "8123", "--max-model-len", "256"]
+    assert env["VLLM_API_KEY"] == "s3cret" and env["HF_HOME"] == "/srv/hf" and "s3cret" not in argv
+
+
+def test_the_process_description_records_the_address_and_only_a_digest_of_the_env(models_dir):
+    c = ctl(models_dir, command=["srv"], host="127.0.0.2", port=8124, env={"B": "2", "A": "1"})
+    desc = c.engine.process_desc()
+    digest = S.sha(json.dumps({"A": "1", "B": "2"}), models_dir)
+    assert desc == {"command": ["srv"], "host": "127.0.0.2", "port": 8124, "env_keys": ["A", "B"],
+                    "env_sha256": digest} and digest
+    assert ctl(models_dir, command=["srv"]).engine.process_desc()["env_sha256"] is None, "no env: no digest"
+
+
+def test_a_first_model_that_fails_says_there_is_nothing_to_go_back_to(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    with pytest.raises(RuntimeControlError, match="with 'a': .*There is no previous model to go back to, so the "
+                                                  "runtime is left stopped") as err:
+        c.ensure("started", "a")
+    assert err.value.details["rolled_back"] is False and fake.running is None
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"], rollback=False)
+    with pytest.raises(RuntimeControlError, match="with 'b': .*Rollback is off, so the runtime is left stopped"):
+        c.ensure("started", "b")
+
+
+def _logging_starts(c, fake, monkeypatch, healthy=("good",)):
+    """Each start appends its own log section (start mark, then '<command> says hi'); a server is
+    healthy only when its command is in ``healthy``."""
+    def start_process(argv, env=None, **_kw):
+        with open(c.log_file, "a", encoding="utf-8") as fh:
+            fh.write(f"{P.LOG_START_MARK}{argv[0]}\n{argv[0]} says hi\n")
+        fake.started.append((list(argv), dict(env)))
+        fake.running = (list(argv), dict(env))
+        return {"pid": 4242}
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    fake.healthy = lambda act, timeout=5.0: ((fake.running is not None and fake.running[0][0] in healthy),
+                                             "engine failed")
+    c.engine.health = fake.healthy
+
+
+def test_a_rollback_reports_both_models_the_fix_and_the_failed_starts_log(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    _logging_starts(c, fake, monkeypatch)
+    with pytest.raises(RuntimeControlError, match=r"Why 'b' failed: vLLM serving 'b' did not become healthy") as err:
+        c.ensure("started", "b")
+    details = err.value.details
+    assert details["rolled_back"] is True and details["previous_model"] == "a" and details["failed_model"] == "b"
+    assert details["log_tail"] == [f"{P.LOG_START_MARK}bad", "bad says hi"]
+    assert "raise health_timeout" in err.value.fix
+
+
+def test_a_failed_rollback_shows_the_rollbacks_log_and_what_to_do(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    _logging_starts(c, fake, monkeypatch, healthy=())
+    with pytest.raises(RuntimeControlError, match=r"Rolling back to 'a' failed too: vLLM serving 'a' \(rollback\) did "
+                                                  r"not become healthy") as err:
+        c.ensure("started", "b")
+    assert err.value.details["log_tail"] == [f"{P.LOG_START_MARK}good", "good says hi"], "the rollback's own start"
+    assert err.value.fix == "Read both log excerpts; fix the previous model or activate a working one."
+
+
+def test_a_rollback_whose_stop_fails_says_so(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    _logging_starts(c, fake, monkeypatch, healthy=())
+    stops = []
+
+    def stop():
+        stops.append(1)
+        if len(stops) == 3:   # the old server, the failed new one, then what the rollback started
+            raise RuntimeControlError("port 8039 still in use")
+        fake.running = None
+        return {"found": [4242]}
+    fake.stop = stop
+    with pytest.raises(RuntimeControlError, match="Stopping what the rollback started failed as well: port 8039 still "
+                                                  "in use"):
+        c.ensure("started", "b")
+
+
+def test_a_first_model_that_fails_keeps_its_log_and_fix(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    _logging_starts(c, fake, monkeypatch)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "a")
+    assert err.value.details["log_tail"] == [f"{P.LOG_START_MARK}bad", "bad says hi"]
+    assert "raise health_timeout" in err.value.fix
+
+
+def test_a_server_that_exits_while_loading_ends_the_wait_at_once(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    c.spec.health_timeout = 30   # would wait that long for a server that does not run
+
+    def start_process(argv, env=None, **_kw):   # the server dies at once: nothing runs
+        fake.started.append((list(argv), dict(env)))
+        return {"pid": 4242}
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    with pytest.raises(RuntimeControlError, match=r"vLLM serving 'a' exited before it became healthy"):
+        c.ensure("started", "a")
+
+
+def _answers(c, fake, replies):
+    """The server's health: ``replies`` one after the other, then healthy."""
+    replies = list(replies)
+
+    def health(act, timeout=5.0):  # pylint: disable=unused-argument
+        return replies.pop(0) if replies else (True, "healthy")
+    c.engine.health = fake.healthy = health
+
+
+def test_a_running_server_still_loading_is_waited_for_not_restarted(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    _answers(c, fake, [(False, f"GET {c.url}/health: [Errno 111] Connection refused")])
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["waited-until-healthy"] and res["changed"] is False and "health_seconds" in res
+    assert fake.stops == 0 and fake.started == []
+
+
+def test_a_running_server_serving_something_else_is_restarted_not_waited_for(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    _answers(c, fake, [(False, "/v1/models lists ['x'], not 'a'")])
+    res = c.ensure("started", "a")
+    assert "restart-unhealthy" in res["actions"] and fake.stops == 1 and len(fake.started) == 1
+
+
+def test_a_failed_health_wait_shows_the_log_file_and_its_last_lines(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"])
+    _logging_starts(c, fake, monkeypatch)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "a")
+    assert f"Last lines of {c.log_file}:\n{P.LOG_START_MARK}bad\nbad says hi" in err.value.msg
+
+
+def test_a_loading_server_whose_mark_is_wrong_is_waited_for_and_marked(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    Manifest(models_dir).mark_active("vllm", "b", "local")
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    _answers(c, fake, [(False, f"GET {c.url}/health: timed out")])
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["mark-active", "waited-until-healthy"] and res["changed"] is True
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"] and fake.stops == 0
+
+
+def test_a_first_start_stops_nothing_and_a_switch_reports_its_stop(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    res = c.ensure("started", "a")
+    assert fake.stops == 0 and "stop" not in res and isinstance(res["health_seconds"], float)
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    res = c.ensure("started", "b")
+    assert res["stop"] == {"found": [4242]} and fake.stops == 1
+
+
+def test_a_crashed_runtime_is_cleaned_up_before_it_starts_again(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    fake.status = lambda: {"running": False, "crashed": True, "pid": None}
+    res = c.ensure("started", "a")
+    assert res["actions"][0] == "recover" and res["recovered"] is True
+    assert fake.stops == 1 and len(fake.started) == 1, "the leftovers stopped, then a fresh start"
+
+
+def test_a_switch_on_a_running_server_plans_a_restart(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    assert c.ensure("started", "b")["actions"] == ["activate", "restart", "mark-active"]
+    assert fake.stops == 1
+
+
+def test_the_desired_activation_keeps_the_current_one_where_nothing_is_asked(models_dir):
+    c = ctl(models_dir)
+    act, entry = c.desired_activation("a")
+    assert (act.model, act.provider, entry["name"]) == ("a", "local", "a")
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="alias"))
+    kept, entry = ctl(models_dir).desired_activation(None)
+    assert (kept.model, kept.provider, kept.model_path, kept.served_model_name, entry) == (
+        "a", "local", "/m/a", "alias", None)
+    assert ctl(models_dir, served_model_name="new").desired_activation(None)[0].served_model_name == "new"
+
+
+def test_a_run_that_leaves_options_out_keeps_the_current_flags_gpus_and_key(models_dir):
+    c = ctl(models_dir)
+    c.write_state(R.Activation(model="a", provider="local", model_path="/m/a", served_model_name="a",
+                               flags=["--max-model-len", "256"], gpus=[1], api_key_sha256="digest"))
+    for model in (None, "a"):
+        act, _entry = ctl(models_dir).desired_activation(model)
+        assert act.flags == ["--max-model-len", "256"] and act.gpus == [1] and act.api_key_sha256 == "digest", model
+    act, _entry = ctl(models_dir, gpus=[]).desired_activation(None)
+    assert act.gpus is None, "gpus: [] takes the instance off its GPUs"
+
+
+def test_flags_between_the_managed_ones_and_a_dangling_one_are_kept(models_dir):
+    base = R.Activation(flags=["--enforce-eager", "--dtype=float32", "--max-model-len", "256"])
+    assert ctl(models_dir).engine.flags(base) == ["--max-model-len", "256", "--enforce-eager", "--dtype=float32"]
+    dangling = R.Activation(flags=["--enforce-eager", "--max-model-len"])
+    assert ctl(models_dir).engine.flags(dangling) == ["--enforce-eager", "--max-model-len"]
+
+
+def test_a_model_of_another_runtime_or_without_its_files_says_what_to_do(models_dir):
+    c = ctl(models_dir)
+    with pytest.raises(ValidationError) as err:
+        c.engine.model_entry("llama3.2:latest")
+    assert err.value.fix == "Activate it on the runtime that serves ollama models."
+    with pytest.raises(NotFoundError, match=r"The files of 'gone' are missing") as err:
+        c.engine.model_entry("gone")
+    assert err.value.fix == "Reinstall it with venom.models.venom_model (state: verified or present)."
+
+
+def test_reading_the_env_files_activation_never_creates_the_digest_key(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text('VLLM_MODEL="/srv/m"\nVLLM_API_KEY="s3cret"\n')
+    act = ctl(models_dir, env_file=str(env_file)).engine.env_file_activation()
+    assert act.model_path == "/srv/m" and act.api_key_sha256 and "s3cret" not in act.api_key_sha256
+    assert not os.path.exists(os.path.join(models_dir, ".venom", "digest.key"))

@@ -3,6 +3,7 @@
 """From venom_runtime's options to a RuntimeSpec, and the check-mode pre-flight, without Ansible."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -57,3 +58,28 @@ def test_check_mode_fails_a_start_that_cannot_happen_and_leaves_health_open():
     check_mode_preflight(ok, result, _run)
     assert result["diff"]["after"]["healthy"] is None, "health after a start cannot be predicted"
     check_mode_preflight(spec, {"actions": ["none"], "mode": "process"}, _run)  # no start: nothing to check
+
+
+def test_check_mode_looks_for_the_default_command_on_the_path_the_runtime_would_get(tmp_path):
+    calls = []
+
+    def run(args, env):
+        calls.append((list(args), env))
+        return 3, "", ""
+    spec = RuntimeSpec(name="vllm", mode="process")   # no command: vLLM's default, python3 -m vllm...
+    with pytest.raises(RuntimeControlError, match="No module named 'vllm'") as err:
+        check_mode_preflight(spec, {"actions": ["start"], "mode": "process"}, run)
+    assert "Install vllm (the venom.models.vllm role)" in err.value.fix
+    assert calls[0][0][1:] == ["-c", calls[0][0][2], "vllm"] and calls[0][0][0].endswith("python3")
+    server = tmp_path / "bin" / "myserver"
+    server.parent.mkdir()
+    server.write_text("#!/bin/sh\n")
+    server.chmod(0o755)
+    calls.clear()
+    own_path = RuntimeSpec(name="vllm", mode="process", command=["myserver", "-m", "srv.main"],
+                           env={"PATH": str(server.parent)})
+    with pytest.raises(RuntimeControlError, match="No module named 'srv'"):
+        check_mode_preflight(own_path, {"actions": ["restart"], "mode": "process"}, run)
+    args, env = calls[0]
+    assert args[0] == str(server), "found on the PATH of the instance's env"
+    assert env["PATH"] == str(server.parent) and env.get("HOME") == os.environ.get("HOME"), "the host's env plus env"

@@ -1,0 +1,211 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Ollama runtime's activation without an Ollama: the server keeps running, a new model is
+preloaded and must show in /api/ps before the previous one is unloaded; a failed load leaves the
+previous model active. The Ollama API is a stand-in that keeps what is loaded; the server process
+is the faked process backend of test_runtime.py. A real Ollama is in the integration tier."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
+from ansible_collections.venom.models.plugins.module_utils.runtimes import engines as E
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
+
+from tests.unit.plugins.module_utils.test_runtime import FakeProcesses, ctl
+
+LLAMA, QWEN = "llama3.2:latest", "qwen2:latest"
+
+
+class Server:
+    """What the stand-in Ollama knows: up or not, the loaded models, models that fail to load."""
+
+    def __init__(self):
+        self.up, self.loaded, self.fail_load, self.fail_unload = True, [], set(), False
+        self.calls, self.clients = [], []
+
+
+def fake_client(server):
+    class FakeOllamaClient:
+        def __init__(self, url, timeout=5.0, error=None):
+            server.clients.append((url, timeout, error))
+
+        def version(self):
+            if not server.up:
+                raise RuntimeControlError("Ollama cannot be reached")
+            return "0.5.1"
+
+        def loaded(self):
+            if not server.up:
+                raise RuntimeControlError("Ollama cannot be reached")
+            return list(server.loaded)
+
+        def keep_alive(self, model, keep_alive, timeout=None):
+            server.calls.append((model, keep_alive, timeout))
+            if keep_alive == 0:
+                if server.fail_unload:
+                    raise RuntimeControlError("unload refused")
+                server.loaded = [m for m in server.loaded if m != model]
+            elif model not in server.fail_load and model not in server.loaded:
+                server.loaded.append(model)
+    return FakeOllamaClient
+
+
+@pytest.fixture
+def rig(models_dir, monkeypatch):
+    """make(running=..., **spec) -> (controller, fake process backend); the shared Ollama stand-in."""
+    Manifest(models_dir).upsert(new_entry(QWEN, "ollama", runtime="ollama"))
+    server = Server()
+    monkeypatch.setattr(E, "OllamaClient", fake_client(server))
+    warnings = []
+
+    def make(running=None, **spec):
+        spec.setdefault("health_timeout", 0.3)
+        c = ctl(models_dir, name="ollama", **spec)
+        c.warn = warnings.append
+        c.resolve_mode()
+        fake = FakeProcesses(c.spec, c.pid_file, c.log_file, running)
+
+        def start_process(argv, env=None, **_kw):
+            fake.started.append((list(argv), dict(env)))
+            fake.running = (list(argv), dict(env))
+            return {"pid": 4242}
+        monkeypatch.setattr(backends.proc, "start_process", start_process)
+        c._backend = fake
+        return c, fake
+    make.server, make.warnings, make.models_dir = server, warnings, models_dir
+    return make
+
+
+def _marked(models_dir):
+    return [e["name"] for e in Manifest(models_dir).models() if e.get("active")]
+
+
+def serving_llama(rig):
+    c, fake = rig()
+    res = c.ensure("started", LLAMA)
+    return c, fake, res
+
+
+def test_a_start_runs_ollama_serve_on_the_instances_address_then_preloads_the_model(rig):
+    c, fake, res = serving_llama(rig)
+    assert res["changed"] and res["actions"] == ["activate", "start"] and "health_seconds" in res
+    argv, env = fake.started[0]
+    assert argv == ["ollama", "serve"] and env["OLLAMA_HOST"] == "127.0.0.1:8039"
+    assert rig.server.calls == [(LLAMA, -1, 5.0)], "loaded with keep_alive -1 (kept), at least 5 s to answer"
+    assert rig.server.loaded == [LLAMA] and _marked(rig.models_dir) == [LLAMA]
+    act = c.read_state()["activation"]
+    assert act["model"] == LLAMA and act["provider"] == "ollama" and act["process"]["command"] == ["ollama", "serve"]
+    assert (c.url, 5.0, RuntimeControlError) in rig.server.clients
+
+
+def test_switching_models_preloads_the_new_one_then_unloads_the_previous_without_a_restart(rig):
+    c, fake, _res = serving_llama(rig)
+    c, fake = rig(fake.running)
+    res = c.ensure("started", QWEN)
+    assert res["changed"] and res["actions"] == ["activate"] and res["previous_model"] == LLAMA
+    assert rig.server.calls[-2:] == [(QWEN, -1, 5.0), (LLAMA, 0, 60)]
+    assert rig.server.loaded == [QWEN] and _marked(rig.models_dir) == [QWEN] and fake.started == []
+    again, fake = rig(fake.running)
+    assert again.ensure("started", QWEN)["changed"] is False, "the same model, loaded and healthy"
+
+
+def test_a_model_that_is_not_loaded_any_more_is_loaded_again(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.loaded = []   # Ollama unloaded it (its keep_alive ran out)
+    c, fake = rig(fake.running)
+    res = c.ensure("started", LLAMA)
+    assert res["actions"] == ["activate"] and rig.server.loaded == [LLAMA]
+    assert rig.server.calls[-1] == (LLAMA, -1, 5.0), "the model it still serves is not unloaded"
+
+
+def test_a_model_that_does_not_load_leaves_the_previous_one_active(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.fail_load = {QWEN}
+    c, fake = rig(fake.running)
+    with pytest.raises(RuntimeControlError, match=rf"Activating '{QWEN}' on Ollama failed: Ollama model {QWEN} did "
+                                                  rf"not become healthy.* Rolled back: '{LLAMA}' stays the active model"
+                       ) as err:
+        c.ensure("started", QWEN)
+    assert err.value.details["rolled_back"] is True and err.value.details["previous_model"] == LLAMA
+    assert rig.server.loaded == [LLAMA] and _marked(rig.models_dir) == [LLAMA]
+
+
+def test_a_previous_model_that_was_unloaded_is_loaded_again_after_a_failed_activation(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.fail_load = {QWEN}
+    rig.server.loaded = []
+    c, fake = rig(fake.running)
+    with pytest.raises(RuntimeControlError, match="Rolled back") as err:
+        c.ensure("started", QWEN)
+    assert err.value.details["rolled_back"] is True and rig.server.loaded == [LLAMA]
+    rig.server.fail_load = {QWEN, LLAMA}
+    rig.server.loaded = []
+    c, fake = rig(fake.running)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", QWEN)
+    assert err.value.details["rolled_back"] is False and "Rolled back" not in err.value.msg
+
+
+def test_a_first_model_that_does_not_load_has_nothing_to_roll_back_to(rig):
+    rig.server.fail_load = {LLAMA}
+    c, fake = rig()
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", LLAMA)
+    assert err.value.details["rolled_back"] is False and err.value.details["previous_model"] is None
+    assert fake.running is not None, "the server itself stays up"
+
+
+def test_a_previous_model_that_cannot_be_unloaded_is_a_warning(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.fail_unload = True
+    c, fake = rig(fake.running)
+    assert c.ensure("started", QWEN)["changed"]
+    assert rig.warnings and LLAMA in rig.warnings[-1] and "unload refused" in rig.warnings[-1]
+
+
+def test_a_server_that_does_not_answer_is_restarted_and_its_model_loaded_again(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.up = False
+    c, fake = rig(fake.running)
+    plan = c.make_plan("started", LLAMA)
+    assert plan.actions == ["activate", "restart-unhealthy"]
+    rig.server.up = True
+    rig.server.loaded = []
+    res = c._apply(plan, plan.result())
+    assert fake.stops == 1 and len(fake.started) == 1 and rig.server.loaded == [LLAMA]
+    assert "health_seconds" in res
+
+
+def test_a_changed_command_restarts_the_server_and_the_model_stays(rig):
+    c, fake, _res = serving_llama(rig)
+    c, fake = rig(fake.running, command=["ollama", "serve", "--verbose"])
+    res = c.ensure("started", LLAMA)
+    assert "restart" in res["actions"] and fake.stops == 1
+    assert fake.started[-1][0] == ["ollama", "serve", "--verbose"]
+    assert rig.server.loaded == [LLAMA]
+    assert rig(fake.running, command=["ollama", "serve", "--verbose"])[0].ensure("started", LLAMA)["changed"] is False
+
+
+def test_a_restart_without_a_model_loads_the_marked_one_again(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.loaded = []
+    c, fake = rig(fake.running)
+    res = c.ensure("restarted")
+    assert "restart" in res["actions"] and fake.stops == 1 and rig.server.loaded == [LLAMA]
+    assert c.read_state()["activation"]["model"] == LLAMA, "the model it serves is kept"
+    assert c.engine.current_model(None, {"name": "x"}) == "x" and c.engine.current_model(None, None) is None
+
+
+def test_the_ollama_health_asks_for_the_activations_model(rig):
+    c, _fake = rig()
+    rig.server.loaded = [LLAMA]
+    assert c.engine.health(E.Activation(model=LLAMA)) == (True, "healthy (Ollama 0.5.1)")
+    assert c.engine.health(E.Activation(model=QWEN))[0] is False
+    assert c.engine.health(None) == (True, "healthy (Ollama 0.5.1)")
+    assert (c.url, 5.0, RuntimeControlError) in rig.server.clients
+    c.engine.health(None, timeout=2.5)
+    assert rig.server.clients[-1][1] == 2.5
+    rig.server.up = False
+    assert c.engine.server_healthy({}) is False and c.engine.loaded(LLAMA) is False
+    assert c.engine.restarts_for(None) is False
