@@ -740,3 +740,18 @@ def test_override_notes_say_what_was_detected():
     assert out["detected_from"]["supports_system_role"] == "override"
     assert detected == before
     assert merge_overrides({"quantization": "F16"}, {})["detected_from"] == {k: None for k in CAPABILITY_KEYS}
+
+
+# --- which files of a Hugging Face repository check mode fetches ----------------------------------
+
+@pytest.mark.parametrize("path,expected", [
+    ("config.json", True), ("tokenizer_config.json", True), ("chat_template.json", True),
+    ("chat_template.jinja", True), ("additional_chat_templates/tool_use.jinja", True),
+    ("additional_chat_templates/sub/x.jinja", False), ("additional_chat_templates/notes.txt", False),
+    ("additional_chat_templates/x.JINJA", False), ("other/tool_use.jinja", False),
+    ("x/additional_chat_templates/a.jinja", False),
+    ("tool_use.jinja", False), ("model.safetensors", False), ("sub/config.json", False),
+])
+def test_only_the_small_files_detection_reads_are_capability_files(path, expected):
+    from ansible_collections.venom.models.plugins.module_utils.capabilities.files import is_capability_file
+    assert is_capability_file(path) is expected
