@@ -25,8 +25,8 @@ def fresh_template_state() -> None:
     template must reach the code that concludes it, not an answer kept from an earlier test (or from
     the process a mutation run forks its workers from).
     """
-    from ansible_collections.venom.models.plugins.module_utils.capabilities import (  # pylint: disable=import-outside-toplevel
-        detect, sandbox)
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import detect, sandbox
     with detect._ANALYSIS_LOCK:  # pylint: disable=protected-access
         detect._ANALYSIS_CACHE.clear()  # pylint: disable=protected-access
     with sandbox._ENV_LOCK:  # pylint: disable=protected-access
