@@ -60,7 +60,8 @@ SUBSYSTEMS = {
                   "test_runtime_ollama.py", "test_runtime_spec.py", "test_runtime_controller.py",
                   "../filter/test_envfile.py"]),
     "capabilities": (["capabilities/*"],
-                     ["test_capabilities.py", "test_chat.py", "test_chat_turns.py", "test_gguf.py", "../filter/"]),
+                     ["test_capabilities.py", "test_chat.py", "test_chat_turns.py", "test_gguf.py", "../filter/",
+                      "test_hf_provider.py", "test_ollama.py", "test_model_ops.py", "test_available.py"]),
     "host": (["host/*"], ["test_facts_usage.py", "test_metrics.py", "test_gpu_placement.py", "test_available.py"]),
     "top": (["errors.py", "timeutil.py", "module_support.py", "httpclient.py"], [""]),
 }

@@ -6,7 +6,14 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.venom.models.plugins.filter.adapt_messages import FilterModule, adapt_messages
-from tests.unit.plugins.module_utils.chat_data import capabilities_for
+from tests.unit.plugins.module_utils.chat_data import capabilities_for, fresh_template_state
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates():
+    """Each test analyses and compiles its templates itself (no answer cached by an earlier test)."""
+    fresh_template_state()
+
 
 MESSAGES = [{"role": "system", "content": "Answer in one sentence."},
             {"role": "user", "content": "What is Ansible?"}]

@@ -6,7 +6,15 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.venom.models.plugins.filter.render_chat import FilterModule, render_chat
-from tests.unit.plugins.module_utils.chat_data import HF_TEMPLATES, OLLAMA_TEMPLATES, capabilities_for
+from tests.unit.plugins.module_utils.chat_data import (
+    HF_TEMPLATES, OLLAMA_TEMPLATES, capabilities_for, fresh_template_state)
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates():
+    """Each test analyses and compiles its templates itself (no answer cached by an earlier test)."""
+    fresh_template_state()
+
 
 USER = [{"role": "user", "content": "Weather in Paris?"}]
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}

@@ -18,6 +18,22 @@ HF_TEMPLATES = _load("chat_templates.json")
 OLLAMA_TEMPLATES = _load("ollama_templates.json")
 
 
+def fresh_template_state() -> None:
+    """Forget every compiled template, template analysis and the sandbox environment itself.
+
+    They are cached per process; a test that checks what detection or rendering concludes about a
+    template must reach the code that concludes it, not an answer kept from an earlier test (or from
+    the process a mutation run forks its workers from).
+    """
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import detect, sandbox
+    with detect._ANALYSIS_LOCK:  # pylint: disable=protected-access
+        detect._ANALYSIS_CACHE.clear()  # pylint: disable=protected-access
+    with sandbox._ENV_LOCK:  # pylint: disable=protected-access
+        sandbox._CACHE.clear()  # pylint: disable=protected-access
+        sandbox._ENV = None  # pylint: disable=protected-access
+
+
 def tokens(name: str) -> dict:
     t = HF_TEMPLATES[name]
     return {k: t[k] for k in ("bos_token", "eos_token") if t.get(k)}

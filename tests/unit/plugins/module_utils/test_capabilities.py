@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -12,7 +13,15 @@ from ansible_collections.venom.models.plugins.module_utils.capabilities.detect i
 from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import ChatTemplateError
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
 from tests.lib.gguf_writer import T, gguf_model
-from tests.unit.plugins.module_utils.chat_data import HF_TEMPLATES, OLLAMA_TEMPLATES, tokens
+from tests.unit.plugins.module_utils.chat_data import (
+    HF_TEMPLATES, OLLAMA_TEMPLATES, fresh_template_state, tokens)
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates():
+    """Each test analyses and compiles its templates itself (no answer cached by an earlier test)."""
+    fresh_template_state()
+
 
 # what each real template accepts: system role, function calling, allowed roles, alternation
 EXPECTED = {
@@ -302,3 +311,448 @@ def test_bad_overrides(overrides, words):
     with pytest.raises(ValidationError, match=words) as err:
         merge_overrides({}, overrides)
     assert err.value.fix
+
+
+# --- where each value comes from, and what detection notes on the way ----------------------------
+
+def test_analysing_a_template_twice_gives_equal_answers_that_do_not_share_lists():
+    first = analyze_chat_template(HF_TEMPLATES["llama-3"]["template"], tokens("llama-3"))
+    first["allowed_roles"].append("changed")
+    first["notes"].append("changed")
+    second = analyze_chat_template(HF_TEMPLATES["llama-3"]["template"], tokens("llama-3"))
+    assert second["allowed_roles"] == ["system", "user", "assistant"] and "changed" not in second["notes"]
+    second["notes"].append("changed")
+    assert "changed" not in analyze_chat_template(HF_TEMPLATES["llama-3"]["template"], tokens("llama-3"))["notes"]
+
+
+def test_the_analysis_cache_keeps_the_64_most_recent_templates():
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import detect as _detect
+    templates = [f"{{% for m in messages %}}{{{{ m.role }}}} {i}: {{{{ m.content }}}}{{% endfor %}}" for i in range(65)]
+    for template in templates:
+        assert analyze_chat_template(template)["supports_system_role"] is True
+    kept = [key[0] for key in _detect._ANALYSIS_CACHE]  # pylint: disable=protected-access
+    assert len(kept) == 64 and templates[0] not in kept and kept[-1] == templates[-1]
+
+
+# needs the tokenizer's bos_token: without it every render fails (an undefined value added to text)
+BOS_TEMPLATE = ("{% for m in messages %}{{ bos_token + m['role'] + ': ' + m['content'] }}\n{% endfor %}"
+                "{% if tools %}{% for t in tools %}{{ t['function']['name'] }}{% endfor %}{% endif %}")
+
+
+def test_special_tokens_from_the_tokenizer_config_reach_the_template(tmp_path):
+    for bos in ("<s>", {"content": "<s>", "__type": "AddedToken"}):
+        caps = detect_hf_capabilities(_model_dir(tmp_path / str(type(bos).__name__), {"n_positions": 8},
+                                                 {"chat_template": BOS_TEMPLATE, "bos_token": bos}))
+        assert caps["supports_system_role"] is True and caps["supports_function_calling"] is True
+        assert caps["allowed_roles"] == ["system", "user", "assistant", "tool"]
+    caps = detect_hf_capabilities(_model_dir(tmp_path / "none", {"n_positions": 8},
+                                             {"chat_template": BOS_TEMPLATE, "bos_token": {"id": 1}}))
+    assert caps["supports_system_role"] is None and caps["allowed_roles"] is None
+
+
+def test_a_tool_use_template_gets_the_special_tokens_too(tmp_path):
+    tok = {"chat_template": [{"name": "default", "template": HF_TEMPLATES["llama-3"]["template"]},
+                             {"name": "tool_use", "template": BOS_TEMPLATE}], "bos_token": "<s>"}
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, tok))
+    assert caps["supports_function_calling"] is True
+    assert any("'tool_use' chat template" in n and "selects" in n for n in caps["notes"])
+
+
+def test_a_broken_tool_use_template_is_noted_and_function_calling_stays_false(tmp_path):
+    tok = {"chat_template": [{"name": "default", "template": HF_TEMPLATES["llama-3"]["template"]},
+                             {"name": "tool_use", "template": "{% for m in messages %}"}]}
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, tok))
+    assert caps["supports_function_calling"] is False
+    assert caps["detected_from"]["supports_function_calling"] == "tokenizer_config.json"
+    assert any(n.startswith("the 'tool_use' chat template cannot be used") for n in caps["notes"])
+
+
+def test_without_a_default_template_the_first_by_name_is_the_main_one(tmp_path):
+    tok = {"chat_template": [{"name": "zeta", "template": HF_TEMPLATES["gemma-2"]["template"]},
+                             {"name": "rag", "template": HF_TEMPLATES["llama-3"]["template"]}], **tokens("llama-3")}
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, tok))
+    assert caps["prompt_template"] == HF_TEMPLATES["llama-3"]["template"] and caps["supports_system_role"] is True
+    assert "named chat templates besides 'rag': zeta" in caps["notes"]
+
+
+def test_every_template_value_names_its_source(tmp_path):
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, _tok("qwen2.5")))
+    assert {k: caps["detected_from"][k] for k in CAPABILITY_KEYS} == {
+        "supports_system_role": "tokenizer_config.json", "supports_function_calling": "tokenizer_config.json",
+        "allowed_roles": "tokenizer_config.json", "prompt_template": "tokenizer_config.json",
+        "max_context_length": "config.json:n_positions", "quantization": None}
+
+
+def test_unknown_values_have_no_source(tmp_path):
+    caps = detect_hf_capabilities(_model_dir(tmp_path))
+    assert caps["detected_from"] == {k: None for k in CAPABILITY_KEYS}
+    assert "no readable config.json: context length and quantization are unknown" in caps["notes"]
+    assert "no readable config.json: context length and quantization are unknown" not in detect_hf_capabilities(
+        _model_dir(tmp_path / "with", {"n_positions": 8}))["notes"]
+
+
+def test_a_processor_chat_template_json_is_read(tmp_path):
+    d = _model_dir(tmp_path, {"n_positions": 8},
+                   files={"chat_template.json": json.dumps({"chat_template": HF_TEMPLATES["gemma-2"]["template"]})})
+    caps = detect_hf_capabilities(d)
+    assert caps["prompt_template"] == HF_TEMPLATES["gemma-2"]["template"]
+    assert caps["detected_from"]["allowed_roles"] == "chat_template.json"
+    assert caps["supports_system_role"] is False
+    bad = _model_dir(tmp_path / "bad", {"n_positions": 8}, files={"chat_template.json": "[1]"})
+    assert "chat_template.json is not a JSON object; ignored" in detect_hf_capabilities(bad)["notes"]
+
+
+def test_named_templates_beside_chat_template_jinja(tmp_path):
+    files = {"chat_template.jinja": HF_TEMPLATES["llama-3"]["template"],
+             "additional_chat_templates/tool_use.jinja": HF_TEMPLATES["qwen2.5"]["template"],
+             "additional_chat_templates/blank.jinja": "  \n", "additional_chat_templates/notes.txt": "x"}
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, files=files))
+    assert caps["supports_function_calling"] is True
+    assert caps["detected_from"]["supports_function_calling"] == "chat_template.jinja (tool_use template)"
+    assert "named chat templates besides 'default': tool_use" in caps["notes"]
+
+
+def test_at_most_32_additional_templates_are_read(tmp_path):
+    files = {"chat_template.jinja": HF_TEMPLATES["llama-3"]["template"]}
+    files.update({f"additional_chat_templates/t{i:02d}.jinja": "{{ messages }}" for i in range(33)})
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, files=files))
+    named = next(n for n in caps["notes"] if n.startswith("named chat templates"))
+    assert "t31" in named and "t32" not in named
+
+
+def test_files_that_cannot_be_used_are_noted_by_name(tmp_path, monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import detect as _detect
+    monkeypatch.setattr(_detect, "MAX_JSON_BYTES", 100)
+    exact = json.dumps({"n_positions": 64, "p": "x" * (100 - len(json.dumps({"n_positions": 64, "p": ""})))})
+    assert len(exact) == 100
+    caps = detect_hf_capabilities(_model_dir(tmp_path / "a", files={
+        "config.json": exact, "tokenizer_config.json": "{bad", "generation_config.json": " " * 101,
+        "sentence_bert_config.json": "[]"}))
+    assert caps["max_context_length"] == 64
+    notes = caps["notes"]
+    assert any(n.startswith("tokenizer_config.json cannot be read as JSON (JSONDecodeError: ") for n in notes)
+    assert "generation_config.json is 101 bytes, beyond the 100 bytes read; ignored" in notes
+    assert "sentence_bert_config.json is not a JSON object; ignored" in notes
+
+
+def test_chat_template_jinja_size_and_encoding(tmp_path):
+    limit = 1024 * 1024
+    exact = _model_dir(tmp_path / "exact", files={"chat_template.jinja": "{{ messages }}" + " " * (limit - 14)})
+    caps = detect_hf_capabilities(exact)
+    assert len(caps["prompt_template"]) == limit  # read, then refused as too long to be a chat template
+    assert any("cannot be used" in n for n in caps["notes"])
+    over = _model_dir(tmp_path / "over", files={"chat_template.jinja": "{{ messages }}" + " " * (limit - 13)})
+    caps = detect_hf_capabilities(over)
+    assert caps["prompt_template"] is None
+    assert f"chat_template.jinja is larger than {limit} bytes; ignored" in caps["notes"]
+    latin = tmp_path / "latin"
+    latin.mkdir()
+    (latin / "chat_template.jinja").write_bytes("{{ 'é' }}".encode("latin-1"))
+    assert "chat_template.jinja is not UTF-8 text; ignored" in detect_hf_capabilities(str(latin))["notes"]
+
+
+def test_odd_chat_template_values_are_noted(tmp_path):
+    tok = {"chat_template": [{"name": "default", "template": HF_TEMPLATES["llama-3"]["template"]},
+                             {"name": "x"}, {"template": "y"}, "z"], **tokens("llama-3")}
+    caps = detect_hf_capabilities(_model_dir(tmp_path / "list", {"n_positions": 8}, tok))
+    assert caps["supports_system_role"] is True
+    assert caps["notes"].count("an entry of the chat_template list is not {name, template}; ignored") == 3
+    caps = detect_hf_capabilities(_model_dir(tmp_path / "int", {"n_positions": 8}, {"chat_template": 5}))
+    assert "chat_template is neither a string nor a list of {name, template}; ignored" in caps["notes"]
+    caps = detect_hf_capabilities(_model_dir(tmp_path / "blank", {"n_positions": 8}, {"chat_template": "  "}))
+    assert caps["prompt_template"] is None
+
+
+def test_generation_max_length_is_noted_but_not_the_context(tmp_path):
+    d = _model_dir(tmp_path, {"max_position_embeddings": 4096},
+                   files={"generation_config.json": json.dumps({"max_length": 20})})
+    caps = detect_hf_capabilities(d)
+    assert caps["max_context_length"] == 4096
+    assert ("generation_config.json max_length 20 is a generation default, not the context length"
+            in caps["notes"])
+
+
+def test_a_sentence_transformers_directory(tmp_path):
+    d = _model_dir(tmp_path, {"max_position_embeddings": 512},
+                   files={"sentence_bert_config.json": json.dumps({"max_seq_length": 256})})
+    caps = detect_hf_capabilities(d)
+    assert caps["max_context_length"] == 256
+    assert caps["detected_from"]["max_context_length"] == "sentence_bert_config.json:max_seq_length"
+
+
+def test_probes_are_rendered_as_a_request_with_tools_and_documents_passed():
+    template = ("{% if tools is not defined or documents is not defined or not add_generation_prompt %}"
+                "{{ raise_exception('called unlike transformers') }}{% endif %}"
+                "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    info = analyze_chat_template(template)
+    assert info["supports_system_role"] is True and info["allowed_roles"] == ["system", "user", "assistant"]
+
+
+@pytest.mark.parametrize("config,expected", [
+    ({"max_position_embeddings": 4096.0}, 4096),
+    ({"max_position_embeddings": 1}, 1),
+    ({"max_position_embeddings": 0, "n_positions": 2048}, 2048),
+    ({"max_position_embeddings": True, "n_positions": 2048}, 2048),
+    ({"max_position_embeddings": 4096.5}, None),
+    ({"max_position_embeddings": float("inf")}, None),
+])
+def test_context_values_must_be_positive_whole_numbers(config, expected):
+    assert max_context_from_config(config)[0] == expected
+
+
+@pytest.mark.parametrize("config,tok,source", [
+    ({"max_position_embeddings": 4096, "n_positions": 4096}, None, "config.json:max_position_embeddings"),
+    ({"max_position_embeddings": 4096}, {"model_max_length": 4096}, "config.json:max_position_embeddings"),
+    ({"max_position_embeddings": 4096, "model_max_length": 8192}, None, "config.json:model_max_length"),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"type": "linear", "factor": 2.0}}, None,
+     "config.json:max_position_embeddings x rope factor"),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"type": "linear", "factor": 1.0}}, None,
+     "config.json:max_position_embeddings"),
+])
+def test_the_context_source_names_the_key_that_decided(config, tok, source):
+    assert max_context_from_config(config, tok)[1] == source
+
+
+def test_rope_scaling_is_noted():
+    value, source, notes = max_context_from_config({"max_position_embeddings": 2048,
+                                                    "rope_scaling": {"type": "dynamic", "factor": 2.5}})
+    assert (value, source) == (5120, "config.json:max_position_embeddings x rope factor")
+    assert notes == ["context length scaled by the rope scaling factor 2.5"]
+    value, source, notes = max_context_from_config({"max_position_embeddings": 2048,
+                                                    "rope_scaling": {"type": "yarn", "factor": 4.0}})
+    assert (value, source) == (None, None)
+    assert notes == ["yarn rope scaling without original_max_position_embeddings; context length not derived"]
+    value, source, notes = max_context_from_config({"max_position_embeddings": 131072,
+                                                    "original_max_position_embeddings": 4096,
+                                                    "rope_scaling": {"rope_type": "longrope", "factor": 32.0}})
+    assert (value, source) == (4096, "config.json:original_max_position_embeddings (LongRoPE)")
+    assert notes == ["LongRoPE model: vLLM defaults to original_max_position_embeddings 4096 "
+                     "(the model supports up to 131072)"]
+
+
+@pytest.mark.parametrize("config,expected", [
+    # the older 'type' key names the same scalings as 'rope_type'
+    ({"max_position_embeddings": 131072, "rope_scaling": {"type": "llama3", "factor": 8.0}}, 131072),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "su", "factor": 4.0}}, 4096),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"rope_type": "su", "factor": 4.0}}, 4096),
+    ({"max_position_embeddings": 4096, "rope_scaling": {"type": "longrope", "factor": 4.0}}, 4096),
+    # transformers v5 names them rope_parameters; one set or one per layer type
+    ({"max_position_embeddings": 2048, "rope_parameters": {"rope_type": "linear", "factor": 2.0}}, 4096),
+    ({"max_position_embeddings": 32768, "rope_parameters": {
+        "full_attention": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 8192},
+        "sliding_attention": {"rope_type": "default"}}}, 16384),
+    # one set whose fields include a mapping is still one set
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear", "factor": 2.0, "extra": {"a": 1}}},
+     4096),
+    # a factor that is missing, zero, negative, a bool or text leaves the length unscaled
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear"}}, 2048),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear", "factor": 0}}, 2048),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear", "factor": -2.0}}, 2048),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear", "factor": True}}, 2048),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear", "factor": "4"}}, 2048),
+    ({"max_position_embeddings": 2048, "rope_scaling": {"rope_type": "linear", "factor": 0.5}}, 1024),
+    # a rope_scaling that is not a mapping is ignored
+    ({"max_position_embeddings": 2048, "rope_scaling": "linear"}, 2048),
+    # Gemma 3: the model type in text_config or at the top leaves the length unscaled
+    ({"model_type": "gemma3", "text_config": {"max_position_embeddings": 131072,
+                                              "rope_scaling": {"rope_type": "linear", "factor": 8.0}}}, 131072),
+    ({"text_config": {"model_type": "gemma3_text", "max_position_embeddings": 131072,
+                      "rope_scaling": {"rope_type": "linear", "factor": 8.0}}}, 131072),
+    ({"model_type": "llama", "text_config": {"max_position_embeddings": 2048,
+                                             "rope_scaling": {"rope_type": "linear", "factor": 2.0}}}, 4096),
+])
+def test_rope_scaling_shapes(config, expected):
+    assert max_context_from_config(config)[0] == expected
+
+
+@pytest.mark.parametrize("config,expected,source", [
+    ({"quantization_config": {"quant_method": "awq", "w_bit": 4, "version": "gemm"}}, "awq-4bit",
+     "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "gptq", "bits": 8, "w_bit": 4}}, "gptq-8bit",
+     "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "gptq", "bits": "4", "w_bit": "4"}}, "gptq",
+     "config.json:quantization_config"),
+    ({"quantization_config": {"load_in_8bit": True}}, "bitsandbytes-8bit", "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "", "load_in_4bit": True}}, "bitsandbytes-4bit",
+     "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": 7}}, None, None),
+    ({"quantization_config": {"quant_method": "bitsandbytes"}}, "bitsandbytes", "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "fp8", "bits": True}}, "fp8", "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
+        "g0": {"weights": {"num_bits": 4}}, "g1": {"weights": {"num_bits": 8}}}}}, "compressed-tensors",
+     "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
+        "g0": {"weights": {"num_bits": 4}}, "g1": {"input_activations": {"num_bits": 8}}, "g2": "x"}}},
+     "compressed-tensors-4bit", "config.json:quantization_config"),
+    ({"quantization_config": {"quant_method": "compressed-tensors", "config_groups": {
+        "g0": {"weights": {"num_bits": "4"}}}}}, "compressed-tensors", "config.json:quantization_config"),
+    ({"torch_dtype": "bfloat16"}, "BF16", "config.json:torch_dtype (not quantized)"),
+    ({"dtype": "float16"}, "F16", "config.json:torch_dtype (not quantized)"),
+    ({"torch_dtype": "half"}, "F16", "config.json:torch_dtype (not quantized)"),
+    ({"torch_dtype": "float"}, "F32", "config.json:torch_dtype (not quantized)"),
+    ({"text_config": {"torch_dtype": "bfloat16"}}, "BF16", "config.json:torch_dtype (not quantized)"),
+    ({"text_config": {"dtype": "float32"}}, "F32", "config.json:torch_dtype (not quantized)"),
+    ({"dtype": "float16", "text_config": {"dtype": "float32"}}, "F16", "config.json:torch_dtype (not quantized)"),
+    ({"torch_dtype": "int8"}, None, None),
+    ({"torch_dtype": ["bfloat16"]}, None, None),
+])
+def test_quantization_from_real_config_shapes(tmp_path, config, expected, source):
+    caps = detect_hf_capabilities(_model_dir(tmp_path, dict(config, max_position_embeddings=8)))
+    assert (caps["quantization"], caps["detected_from"]["quantization"]) == (expected, source)
+
+
+def test_gguf_sources_tokens_and_notes(tmp_path):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf_model("llama", file_type=2, context_length=4096, chat_template=BOS_TEMPLATE))
+    caps = detect_gguf_capabilities(str(path))
+    assert caps["supports_system_role"] is True and caps["supports_function_calling"] is True
+    assert caps["detected_from"]["supports_system_role"] == "gguf:tokenizer.chat_template"
+    assert caps["detected_from"]["prompt_template"] == "gguf:tokenizer.chat_template"
+    assert caps["quantization"] == "Q4_0" and "GGUF architecture llama, version 3" in caps["notes"]
+    assert not any("not a known llama.cpp file type" in n for n in caps["notes"])
+
+
+@pytest.mark.parametrize("key", ["bos", "eos", "unk", "pad"])
+def test_each_gguf_special_token_reaches_the_template(tmp_path, key):
+    template = (f"{{% for m in messages %}}{{{{ {key}_token + m['role'] + ': ' + m['content'] }}}}\n"
+                "{% endfor %}")
+    path = tmp_path / "m.gguf"
+    extra = [] if key in ("bos", "eos") else [(f"tokenizer.ggml.{key}_token_id", T.UINT32, 3)]
+    path.write_bytes(gguf_model("llama", chat_template=template, extra=extra))
+    caps = detect_gguf_capabilities(str(path))
+    assert caps["supports_system_role"] is True and caps["allowed_roles"] == ["system", "user", "assistant"]
+
+
+def test_a_gguf_without_architecture_or_file_type(tmp_path):
+    from tests.lib.gguf_writer import build_gguf
+    path = tmp_path / "bare.gguf"
+    path.write_bytes(build_gguf([("general.name", T.STRING, "bare")]))
+    caps = detect_gguf_capabilities(str(path))
+    assert caps["max_context_length"] is None and caps["quantization"] is None
+    assert not any("architecture" in n or "file type" in n for n in caps["notes"])
+    assert caps["detected_from"]["max_context_length"] is None
+
+
+# --- Ollama, further shapes -----------------------------------------------------------------------
+
+def test_ollama_sources_are_named():
+    caps = detect_from_ollama_show(_show("llama3.2", ("completion", "tools")))
+    assert {k: caps["detected_from"][k] for k in CAPABILITY_KEYS} == {
+        "supports_system_role": "ollama:template", "supports_function_calling": "ollama:capabilities",
+        "allowed_roles": "ollama:template", "prompt_template": "ollama:template",
+        "max_context_length": "ollama:model_info.llama.context_length",
+        "quantization": "ollama:details.quantization_level"}
+    assert "Ollama capabilities: completion, tools" in caps["notes"]
+    assert not any("does not look like a Go template" in n for n in caps["notes"])
+
+
+def test_ollama_file_type_when_no_quantization_level_is_given():
+    for file_type, name in ((0, "F32"), (15, "Q4_K_M"), (1, "F16")):
+        show = {"model_info": {"general.file_type": file_type}, "details": {"quantization_level": " "}}
+        caps = detect_from_ollama_show(show)
+        assert caps["quantization"] == name
+        assert caps["detected_from"]["quantization"] == "ollama:model_info.general.file_type"
+    assert detect_from_ollama_show({"model_info": {"general.file_type": -1}})["quantization"] is None
+    assert detect_from_ollama_show({"model_info": {"general.file_type": 15}, "details": "Q4"})["quantization"] == \
+        "Q4_K_M"
+    caps = detect_from_ollama_show({"details": {"quantization_level": " Q8_0 "}})
+    assert caps["quantization"] == "Q8_0"
+
+
+def test_ollama_templates_that_print_the_role_accept_every_role():
+    template = "{{- range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}"
+    caps = detect_from_ollama_show({"template": template})
+    assert caps["supports_system_role"] is True
+    assert caps["allowed_roles"] == ["system", "user", "assistant", "tool"]
+    assert caps["supports_function_calling"] is False
+    assert caps["detected_from"]["supports_function_calling"] == "ollama:template"
+    # without .Messages a printed role is not enough: no place for a system message
+    legacy = detect_from_ollama_show({"template": "{{ .Role }}: {{ .Prompt }}"})
+    assert legacy["supports_system_role"] is False and legacy["allowed_roles"] == ["user", "assistant"]
+    assert any("no place for a system message" in n for n in legacy["notes"])
+
+
+def test_ollama_roles_compared_in_the_template():
+    template = ('{{- range .Messages }}{{ if eq .Role "user" }}U: {{ .Content }}{{ else if eq .Role "assistant" }}'
+                'A: {{ .Content }}{{ end }}{{ end }}')
+    caps = detect_from_ollama_show({"template": template})
+    assert caps["supports_system_role"] is False and caps["allowed_roles"] == ["user", "assistant"]
+    with_system = detect_from_ollama_show({"template": "{{ .System }}" + template})
+    assert with_system["allowed_roles"] == ["system", "user", "assistant"]
+    tools = detect_from_ollama_show({"template": template + "{{ if .Tools }}{{ .Tools }}{{ end }}"})
+    assert tools["supports_function_calling"] is True
+    calls = detect_from_ollama_show({"template": template + "{{ range .ToolCalls }}{{ .Name }}{{ end }}"})
+    assert calls["supports_function_calling"] is True
+
+
+def test_ollama_odd_answers():
+    note = "the Ollama template does not look like a Go template; reading it anyway"
+    caps = detect_from_ollama_show({"template": "{% for m in messages %}{{ m }}{% endfor %}"})
+    assert note in caps["notes"] and caps["supports_system_role"] is False
+    caps = detect_from_ollama_show({"template": 5, "capabilities": ["completion"], "model_info": [],
+                                    "details": None})
+    assert caps["prompt_template"] is None and caps["supports_function_calling"] is False
+    assert "Ollama returned no template: system role and roles are unknown" in caps["notes"]
+    caps = detect_from_ollama_show({"model_info": {"general.architecture": "", ".context_length": 4096}})
+    assert caps["max_context_length"] is None and caps["detected_from"]["max_context_length"] is None
+    caps = detect_from_ollama_show({"model_info": {"general.architecture": 7}})
+    assert caps["max_context_length"] is None
+    caps = detect_from_ollama_show({"parameters": "stop x\nnum_ctx 8192\n"})
+    assert "the Modelfile sets num_ctx 8192 (the context Ollama runs it with)" in caps["notes"]
+    with pytest.raises(ValidationError) as err:
+        detect_from_ollama_show("not a mapping")
+    assert "mapping" in err.value.msg and "/api/show" in err.value.fix
+
+
+# --- overrides, further -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides,words", [
+    ({"supports_function_calling": "yes"}, "true or false"),
+    ({"prompt_template": 5}, "chat template text"),
+    ({"quantization": "  "}, "short name"),
+    ({"quantization": 4}, "short name"),
+    ({"quantization": "q" * 65}, "short name"),
+])
+def test_more_bad_overrides(overrides, words):
+    with pytest.raises(ValidationError, match=words) as err:
+        merge_overrides({}, overrides)
+    key = next(iter(overrides))
+    assert err.value.msg.startswith(f"Capability override {key}=") and key in err.value.fix
+
+
+def test_override_values_at_their_bounds_are_accepted():
+    out = merge_overrides(None, {"quantization": "q" * 64, "max_context_length": 4096.0,
+                                 "supports_function_calling": True, "prompt_template": "{{ messages }}"})
+    assert out["quantization"] == "q" * 64 and out["max_context_length"] == 4096
+    assert isinstance(out["max_context_length"], int) and out["supports_function_calling"] is True
+    assert set(CAPABILITY_KEYS) <= set(out) and out["detected_from"]["quantization"] == "override"
+    assert out["detected_from"]["allowed_roles"] is None
+
+
+def test_override_notes_say_what_was_detected():
+    detected = detect_from_ollama_show(_show("llama3.2", ("completion", "tools")))
+    before = copy.deepcopy(detected)
+    out = merge_overrides(detected, {"quantization": None, "prompt_template": "{{ messages }}",
+                                     "supports_system_role": True})
+    assert "quantization overridden (detected: \"Q4_K_M\")" in out["notes"]
+    shown = json.dumps(OLLAMA_TEMPLATES["llama3.2"]["template"])[:80]
+    assert f"prompt_template overridden (detected: {shown})" in out["notes"]
+    assert not any(n.startswith("supports_system_role overridden") for n in out["notes"])  # the same value
+    assert out["detected_from"]["supports_system_role"] == "override"
+    assert detected == before
+    assert merge_overrides({"quantization": "F16"}, {})["detected_from"] == {k: None for k in CAPABILITY_KEYS}
+
+
+# --- which files of a Hugging Face repository check mode fetches ----------------------------------
+
+@pytest.mark.parametrize("path,expected", [
+    ("config.json", True), ("tokenizer_config.json", True), ("chat_template.json", True),
+    ("chat_template.jinja", True), ("additional_chat_templates/tool_use.jinja", True),
+    ("additional_chat_templates/sub/x.jinja", False), ("additional_chat_templates/notes.txt", False),
+    ("additional_chat_templates/x.JINJA", False), ("other/tool_use.jinja", False),
+    ("x/additional_chat_templates/a.jinja", False),
+    ("tool_use.jinja", False), ("model.safetensors", False), ("sub/config.json", False),
+])
+def test_only_the_small_files_detection_reads_are_capability_files(path, expected):
+    from ansible_collections.venom.models.plugins.module_utils.capabilities.files import is_capability_file
+    assert is_capability_file(path) is expected

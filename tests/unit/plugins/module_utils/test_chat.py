@@ -15,7 +15,15 @@ from ansible_collections.venom.models.plugins.module_utils.capabilities.chat imp
 from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import (
     ChatTemplateError, content_format, render_template)
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError, VenomError
-from tests.unit.plugins.module_utils.chat_data import HF_TEMPLATES, OLLAMA_TEMPLATES, capabilities_for
+from tests.unit.plugins.module_utils.chat_data import (
+    HF_TEMPLATES, OLLAMA_TEMPLATES, capabilities_for, fresh_template_state)
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates():
+    """Each test analyses and compiles its templates itself (no answer cached by an earlier test)."""
+    fresh_template_state()
+
 
 CONVERSATION = [
     {"role": "system", "content": "You are a terse assistant. Answer in French."},

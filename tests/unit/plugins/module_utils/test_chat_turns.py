@@ -3,8 +3,17 @@
 """Which consecutive turns are merged for a model that needs user/assistant alternation."""
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.venom.models.plugins.module_utils.capabilities.chat import adapt_messages
-from tests.unit.plugins.module_utils.chat_data import capabilities_for
+from tests.unit.plugins.module_utils.chat_data import capabilities_for, fresh_template_state
+
+
+@pytest.fixture(autouse=True)
+def fresh_templates():
+    """Each test analyses and compiles its templates itself (no answer cached by an earlier test)."""
+    fresh_template_state()
+
 
 GEMMA = capabilities_for("gemma-2")   # needs alternation, no system role
 
