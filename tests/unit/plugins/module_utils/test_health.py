@@ -227,8 +227,8 @@ def test_the_wait_reports_its_seconds_to_the_millisecond_and_a_zero_timeout_chec
     (0.3, 0.5, 0.3 - 2 * 0.12345),       # no longer than the time left
     (0.2, 0.5, 0.01),                    # none left at the last look: a short pause before the last check
 ])
-def test_the_wait_between_checks_is_the_interval_but_never_past_the_deadline(monkeypatch, timeout, interval,
-                                                                              first_sleep):
+def test_the_wait_between_checks_is_the_interval_but_never_past_the_deadline(
+        monkeypatch, timeout, interval, first_sleep):
     clock = _Clock()
     monkeypatch.setattr(H, "time", clock)
     answers = iter([(False, "loading"), (True, "healthy")])

@@ -522,8 +522,8 @@ def test_the_env_files_directory_is_made_world_readable_whatever_the_umask(model
     env_file = tmp_path / "etc" / "venom-models" / "vllm.env"
     old = os.umask(0)
     try:
-        ctl(models_dir, env_file=str(env_file)).engine.write_env_file(R.Activation(model_path="/m/a",
-                                                                                    served_model_name="a"))
+        activation = R.Activation(model_path="/m/a", served_model_name="a")
+        ctl(models_dir, env_file=str(env_file)).engine.write_env_file(activation)
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(env_file.parent).st_mode) == 0o755

@@ -171,5 +171,5 @@ def test_an_installed_unit_is_configured_without_a_state_file(models_dir, monkey
 
 def test_an_instance_without_an_activation_has_no_placement(models_dir):
     c = ctl(models_dir)
-    assert c.resources({"running": False, "pid": None}) == {"uptime": None, "pids": [], "rss_bytes": None,
-                                                             "vram_bytes": None, "gpus": None, "cpus": None}
+    expected = {"uptime": None, "pids": [], "rss_bytes": None, "vram_bytes": None, "gpus": None, "cpus": None}
+    assert c.resources({"running": False, "pid": None}) == expected

@@ -129,8 +129,8 @@ def test_restart_and_daemon_reload_run_systemctl_with_the_unit_after_double_dash
     assert run.calls[0][-1] == "vllm.service", "the unit's LoadState is checked first"
     S.Systemd(run).daemon_reload()
     assert run.calls[-1] == ["systemctl", "daemon-reload"]
-    with pytest.raises(RuntimeControlError, match=r"'systemctl restart -- vllm.service' failed \(rc 1\): restarting "
-                                                   r"vllm.service: Job failed"):
+    expected = r"'systemctl restart -- vllm.service' failed \(rc 1\): restarting vllm.service: Job failed"
+    with pytest.raises(RuntimeControlError, match=expected):
         failing = Runner(props={"LoadState": "loaded"}, answers={"restart": (1, "", "Job failed")})
         S.Systemd(failing).restart("vllm.service")
     with pytest.raises(RuntimeControlError, match="daemon-reload' failed"):
@@ -203,8 +203,8 @@ def test_a_units_status_asks_systemctl_for_every_property_it_reports():
 
 def test_a_start_checks_that_same_unit_and_names_an_unknown_state():
     run = Runner(props={"LoadState": "loaded"}, answers={"start": (1, "", "Job failed")})
-    with pytest.raises(RuntimeControlError, match=r"'systemctl start -- vllm.service' failed \(rc 1\): starting "
-                                                   r"vllm.service: Job failed"):
+    expected = r"'systemctl start -- vllm.service' failed \(rc 1\): starting vllm.service: Job failed"
+    with pytest.raises(RuntimeControlError, match=expected):
         S.Systemd(run).start("vllm.service")
     assert run.calls[0] == ["systemctl", "show", "--no-pager", "-p", "LoadState", "--", "vllm.service"]
 
