@@ -16,6 +16,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes.controller i
 from ansible_collections.venom.models.plugins.module_utils.runtimes.spec import Activation, RuntimeSpec
 from tests.lib.ports import free_port
 from tests.lib.servers import LocalHTTPServer, QuietHandler
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 @pytest.mark.parametrize("host,url", [
@@ -192,22 +193,10 @@ def test_vllm_is_healthy_only_serving_the_activations_model_from_its_path(models
     assert c.engine.health(right, timeout=0.1)[0] is False
 
 
-class _Clock:
-    """``time`` for wait_ready: each look at the clock is 0.12345 s later; sleeping is free."""
-
-    def __init__(self):
-        self.now, self.sleeps = 100.0, []
-
-    def monotonic(self):
-        self.now += 0.12345
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
 
 
 def test_the_wait_reports_its_seconds_to_the_millisecond_and_a_zero_timeout_checks_once(monkeypatch):
-    clock = _Clock()
+    clock = FakeClock()
     monkeypatch.setattr(H, "time", clock)
     answers = iter([(False, "loading"), (True, "healthy")])
     res = H.wait_ready(lambda: next(answers), timeout=10, what="vLLM", interval=0.01)
@@ -229,7 +218,7 @@ def test_the_wait_reports_its_seconds_to_the_millisecond_and_a_zero_timeout_chec
 ])
 def test_the_wait_between_checks_is_the_interval_but_never_past_the_deadline(
         monkeypatch, timeout, interval, first_sleep):
-    clock = _Clock()
+    clock = FakeClock()
     monkeypatch.setattr(H, "time", clock)
     answers = iter([(False, "loading"), (True, "healthy")])
     H.wait_ready(lambda: next(answers), timeout=timeout, what="vLLM", interval=interval)

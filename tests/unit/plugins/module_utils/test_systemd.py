@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as S
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 class Runner:
@@ -232,22 +233,10 @@ def test_reset_failed_names_the_unit_and_ignores_a_unit_that_was_not_failed():
     assert run.calls == [["systemctl", "reset-failed", "--", "vllm.service"]]
 
 
-class _Clock:
-    """``time`` for Systemd.stop: each look at the clock is 0.12345 s later; sleeping is free."""
-
-    def __init__(self):
-        self.now, self.sleeps = 100.0, []
-
-    def monotonic(self):
-        self.now += 0.12345
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
 
 
 def test_a_unit_stop_waits_for_the_control_group_to_empty_and_reports_it(monkeypatch):
-    clock = _Clock()
+    clock = FakeClock()
     monkeypatch.setattr(S, "time", clock)
     looks = []
     monkeypatch.setattr(S, "cgroup_pids", lambda group: looks.append(group) or ([10, 11] if len(looks) <= 3 else []))
