@@ -193,8 +193,6 @@ def test_vllm_is_healthy_only_serving_the_activations_model_from_its_path(models
     assert c.engine.health(right, timeout=0.1)[0] is False
 
 
-
-
 def test_the_wait_reports_its_seconds_to_the_millisecond_and_a_zero_timeout_checks_once(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(H, "time", clock)

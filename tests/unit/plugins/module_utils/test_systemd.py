@@ -233,8 +233,6 @@ def test_reset_failed_names_the_unit_and_ignores_a_unit_that_was_not_failed():
     assert run.calls == [["systemctl", "reset-failed", "--", "vllm.service"]]
 
 
-
-
 def test_a_unit_stop_waits_for_the_control_group_to_empty_and_reports_it(monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(S, "time", clock)
