@@ -633,14 +633,19 @@ def test_processes_are_described_by_pid_name_state_and_the_start_of_their_comman
     assert P.describe_pids([2 ** 22 + 1, child.pid]) == f"{child.pid} (?), {2 ** 22 + 1} (?)", "by pid"
 
 
-def test_the_scope_is_killed_at_once_through_its_cgroup_kill_file(tmp_path, monkeypatch):
+def _fake_scope(tmp_path, monkeypatch) -> tuple:
+    """A scope's cgroup directory under a fake cgroup root, holding pid 4242; (its directory, its record)."""
     from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path))
     unit = "venom-runtime-a-0123456789ab.scope"
     group = tmp_path / "system.slice" / unit
     group.mkdir(parents=True)
     (group / "cgroup.procs").write_text("4242\n")
-    rec = {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+    return group, {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+
+
+def test_the_scope_is_killed_at_once_through_its_cgroup_kill_file(tmp_path, monkeypatch):
+    group, rec = _fake_scope(tmp_path, monkeypatch)
     assert P.kill_scope(rec) is False, "a kernel without cgroup.kill"
     (group / "cgroup.kill").write_text("")
     assert P.kill_scope(rec) is True
@@ -654,13 +659,7 @@ def test_the_scope_is_killed_at_once_through_its_cgroup_kill_file(tmp_path, monk
 
 def test_a_scope_kill_never_follows_a_symlink_and_reports_a_refused_write(tmp_path, monkeypatch):
     import stat  # pylint: disable=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils.runtimes import systemd as SD  # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(SD, "CGROUP_ROOT", str(tmp_path))
-    unit = "venom-runtime-a-0123456789ab.scope"
-    group = tmp_path / "system.slice" / unit
-    group.mkdir(parents=True)
-    (group / "cgroup.procs").write_text("4242\n")
-    rec = {"scope": unit, "cgroup": f"/system.slice/{unit}"}
+    group, rec = _fake_scope(tmp_path, monkeypatch)
     target = tmp_path / "elsewhere"
     target.write_text("")
     (group / "cgroup.kill").symlink_to(target)

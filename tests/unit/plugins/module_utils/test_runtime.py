@@ -334,8 +334,11 @@ class FakeProcesses(backends.ProcessBackend):
         return ok, "answers" if ok else "engine failed"
 
 
-def fake_processes(models_dir, monkeypatch, running, **spec):
-    c = ctl(models_dir, health_timeout=0.3, **spec)
+def fake_processes(models_dir, monkeypatch, running, fake_health=True, **spec):
+    """A controller whose process backend is FakeProcesses; ``fake_health``: the engine's health
+    check is the fake's too (else the engine's own, e.g. against an Ollama stand-in)."""
+    spec.setdefault("health_timeout", 0.3)
+    c = ctl(models_dir, **spec)
     c.resolve_mode()
     fake = FakeProcesses(c.spec, c.pid_file, c.log_file, running)
 
@@ -345,7 +348,9 @@ def fake_processes(models_dir, monkeypatch, running, **spec):
         return {"pid": 4242}
 
     monkeypatch.setattr(backends.proc, "start_process", start_process)
-    c._backend, c.engine.health = fake, fake.healthy
+    c._backend = fake
+    if fake_health:
+        c.engine.health = fake.healthy
     return c, fake
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
-from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import engines as E
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 
-from tests.unit.plugins.module_utils.test_runtime import FakeProcesses, ctl
+from tests.unit.plugins.module_utils.test_runtime import fake_processes
 
 LLAMA, QWEN = "llama3.2:latest", "qwen2:latest"
 
@@ -60,18 +59,8 @@ def rig(models_dir, monkeypatch):
     warnings = []
 
     def make(running=None, **spec):
-        spec.setdefault("health_timeout", 0.3)
-        c = ctl(models_dir, name="ollama", **spec)
+        c, fake = fake_processes(models_dir, monkeypatch, running, fake_health=False, name="ollama", **spec)
         c.warn = warnings.append
-        c.resolve_mode()
-        fake = FakeProcesses(c.spec, c.pid_file, c.log_file, running)
-
-        def start_process(argv, env=None, **_kw):
-            fake.started.append((list(argv), dict(env)))
-            fake.running = (list(argv), dict(env))
-            return {"pid": 4242}
-        monkeypatch.setattr(backends.proc, "start_process", start_process)
-        c._backend = fake
         return c, fake
     make.server, make.warnings, make.models_dir = server, warnings, models_dir
     return make
