@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Mutation testing of plugins/module_utils against the unit tier, with mutmut.
 
-    scripts/mutation.py [SUBSYSTEM ...] [--floor PCT] [--max-children N] [--keep]
+    scripts/mutation.py [SUBSYSTEM ...] [--floor PCT] [--max-children N] [--only MODULES] [--retest]
 
 SUBSYSTEM is one of store, models, runtimes, capabilities, host, top (errors.py, timeutil.py,
 module_support.py) or all (the default). ``store`` is the CI-sized run: the five store modules of
@@ -16,6 +16,11 @@ with a copy of plugins/ and the unit tests: the path and the import name then ag
 Equivalent mutants (a change no test can observe, because the behaviour is the same) are listed in
 scripts/mutation-equivalent.txt with the reason; they are counted apart, not hidden. The score is
 killed / (mutants - equivalent). With --floor, the run fails when any subsystem scores below it.
+
+--retest reuses the scratch tree of the previous run with the same arguments: it copies the current
+unit tests in and runs again only the mutants that were not killed. That is sound only while the
+library and the subsystem's test list are those of that run (tests are only added), so it refuses
+when either changed.
 """
 from __future__ import annotations
 
@@ -159,15 +164,50 @@ def _split_diff(text: str) -> tuple[str, str]:
     return " ".join(minus), " ".join(plus)
 
 
+def _copy_tests(pkg: Path) -> None:
+    if (pkg / "tests").exists():
+        shutil.rmtree(pkg / "tests")
+    (pkg / "tests").mkdir(parents=True)
+    shutil.copy2(REPO / "tests/conftest.py", pkg / "tests/conftest.py")
+    shutil.copytree(REPO / "tests/lib", pkg / "tests/lib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "tests/unit", pkg / "tests/unit", ignore=shutil.ignore_patterns("__pycache__", "roles"))
+
+
+def _tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def refresh_tests(work: Path, subsystems: list[str], only_modules: list[str] | None = None) -> str | None:
+    """Copy the current unit tests into the scratch tree of a finished run (--retest); the reason it
+    cannot be reused, or None."""
+    pkg = work / PKG
+    if not (work / "mutants").is_dir() or not results(work):
+        return f"no finished run in {work}; run without --retest first"
+    if _tree_digest(pkg / "plugins") != _tree_digest(REPO / "plugins"):
+        return "the library changed since that run; run without --retest"
+    old_cfg = (work / "setup.cfg").read_text()
+    write_config(work, subsystems, only_modules)
+    if (work / "setup.cfg").read_text() != old_cfg:
+        (work / "setup.cfg").write_text(old_cfg)
+        return "the subsystem's test list changed since that run; run without --retest"
+    _copy_tests(pkg)
+    return None
+
+
 def build_tree(work: Path, subsystems: list[str], only_modules: list[str] | None = None) -> None:
     if work.exists():
         shutil.rmtree(work)
     pkg = work / PKG
     shutil.copytree(REPO / "plugins", pkg / "plugins", ignore=shutil.ignore_patterns("__pycache__"))
-    (pkg / "tests").mkdir(parents=True)
-    shutil.copy2(REPO / "tests/conftest.py", pkg / "tests/conftest.py")
-    shutil.copytree(REPO / "tests/lib", pkg / "tests/lib", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(REPO / "tests/unit", pkg / "tests/unit", ignore=shutil.ignore_patterns("__pycache__", "roles"))
+    _copy_tests(pkg)
+    write_config(work, subsystems, only_modules)
+
+
+def write_config(work: Path, subsystems: list[str], only_modules: list[str] | None = None) -> None:
     only = sorted({f"{LIB}/{m}" for s in subsystems for m in (only_modules or SUBSYSTEMS[s][0])})
     tests = sorted({str(PKG / (UNIT + t)) for s in subsystems for t in SUBSYSTEMS[s][1]})
     if any(t.endswith("/module_utils/") for t in tests):   # "top" needs the whole unit tier
@@ -236,9 +276,10 @@ def mutmut_cli(argv: list[str]) -> int:
     return 0
 
 
-def run(work: Path, max_children: int) -> int:
+def run(work: Path, max_children: int, names: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", VENOM_NO_SKIP="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--mutmut", "run", "--max-children", str(max_children)]
+    cmd += names or []
     log = work / "mutmut-run.log"
     with open(log, "w") as fh:
         rc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
@@ -268,14 +309,27 @@ def main() -> int:
     ap.add_argument("--workdir", default=os.environ.get("VENOM_MUTATION_DIR"))
     ap.add_argument("--only", default=None,
                     help="comma-separated modules of the subsystem to mutate (e.g. store/quota.py,store/locks.py)")
+    ap.add_argument("--retest", action="store_true",
+                    help="run again only the mutants the previous run with the same arguments did not kill, "
+                         "against the current unit tests")
     args = ap.parse_args()
     subsystems = ALL if "all" in args.subsystems else list(dict.fromkeys(args.subsystems))
     tag = hashlib.sha256(f"{REPO}:{','.join(subsystems)}:{args.only}".encode()).hexdigest()[:10]
     work = Path(args.workdir or Path(tempfile.gettempdir()) / f"venom-mutation-{os.getuid()}-{tag}")
 
     start = time.monotonic()
-    build_tree(work, subsystems, args.only.split(",") if args.only else None)
-    rc = run(work, args.max_children)
+    only_modules = args.only.split(",") if args.only else None
+    names = None
+    if args.retest:
+        why = refresh_tests(work, subsystems, only_modules)
+        if why:
+            print(f"mutation: cannot retest: {why}", file=sys.stderr)
+            return 2
+        names = sorted(name for name, code in results(work).items() if code not in KILLED)
+        print(f"mutation: retesting the {len(names)} mutants not killed by the previous run")
+    else:
+        build_tree(work, subsystems, only_modules)
+    rc = run(work, args.max_children, names) if names != [] else 0
     codes = results(work)
     if rc != 0 or not codes:
         print(f"mutation: mutmut failed (exit {rc}); log: {work / 'mutmut-run.log'}", file=sys.stderr)
