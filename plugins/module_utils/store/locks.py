@@ -24,7 +24,7 @@ import time
 from ansible_collections.venom.models.plugins.module_utils.errors import LockTimeout, VenomError
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths, keyed_file_name
 from ansible_collections.venom.models.plugins.module_utils.store.procinfo import process_identity
-from ansible_collections.venom.models.plugins.module_utils.store.safeio import check_dir, open_state_file, read_state_file
+from ansible_collections.venom.models.plugins.module_utils.store.safeio import check_dir, open_state_file, read_state_json
 from ansible_collections.venom.models.plugins.module_utils.timeutil import iso
 
 # The default of every lock wait, and of the modules' lock_timeout option (doc fragment common)
@@ -53,8 +53,8 @@ class FileLock:
     def holder(self) -> dict | None:
         """What the lock file says about its current holder (best effort)."""
         try:
-            data = json.loads(read_state_file(self.path, 64 * 1024, "lock file") or b"null")
-        except (OSError, ValueError, RecursionError, VenomError):
+            data = read_state_json(self.path, 64 * 1024, "lock file")
+        except (OSError, VenomError):
             return None
         return data if isinstance(data, dict) else None
 

@@ -8,12 +8,15 @@ import datetime
 import fcntl
 import os
 import json
+import socket
+import stat
 import time
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     LockTimeout, ManifestError, QuotaError, ValidationError, VenomError)
+from ansible_collections.venom.models.plugins.module_utils.store import locks as locks_module
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
 from ansible_collections.venom.models.plugins.module_utils.store.locks import FileLock, manifest_lock, model_lock, runtime_lock
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
@@ -461,3 +464,138 @@ def test_a_model_without_a_size_is_listed_as_zero_bytes(tmp_path):
     with pytest.raises(QuotaError) as err:
         require_fit(rep, "new", models)
     assert "(largest: nosize (0 B))" in err.value.fix
+
+
+# --- locks: the second round of survivors (docs/testing.md, third round) -----------------------
+
+def test_a_lock_records_its_host_and_an_empty_purpose_when_none_is_given(tmp_path):
+    lock = FileLock(str(tmp_path / "locks" / "x.lock"))
+    with lock:
+        info = lock.holder()
+    assert info["host"] == socket.gethostname() and info["purpose"] == "" and info["operation_id"] is None
+
+
+def test_a_waiter_polls_every_50_ms_by_default(tmp_path, monkeypatch):
+    path = tmp_path / "x.lock"
+    naps = []
+    monkeypatch.setattr(locks_module.time, "sleep", naps.append)
+    with open(path, "w", encoding="utf-8") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(LockTimeout):
+            FileLock(str(path), timeout=0.2).acquire()
+    assert naps and set(naps) == {0.05}
+
+
+def test_a_timeout_of_zero_never_sleeps_even_on_a_clock_that_has_not_moved(tmp_path, monkeypatch):
+    path = tmp_path / "x.lock"
+    clock = [1000.0]
+    naps = []
+
+    def nap(seconds):
+        naps.append(seconds)
+        clock[0] += seconds
+
+    monkeypatch.setattr(locks_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(locks_module.time, "sleep", nap)
+    with open(path, "w", encoding="utf-8") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(LockTimeout):
+            FileLock(str(path), timeout=0).acquire()
+        assert naps == [], "the deadline is reached the moment it is set"
+        with pytest.raises(LockTimeout):
+            FileLock(str(path), timeout=0.5, poll_interval=0.25).acquire()
+    assert naps == [0.25, 0.25], "a 0.5 s wait on a clock moved only by the waits ends exactly at 0.5 s"
+
+
+def test_the_locks_directory_is_created_private_to_the_group(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with FileLock(str(tmp_path / ".venom" / "locks" / "x.lock")) as lock:
+            assert stat.S_IMODE(os.stat(os.path.dirname(lock.path)).st_mode) == 0o750
+            assert stat.S_IMODE(os.stat(lock.path).st_mode) == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_a_lock_file_or_locks_directory_replaced_by_a_link_is_refused_by_name(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / ".venom").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / ".venom" / "locks")
+    with pytest.raises(ValidationError) as err:
+        FileLock(str(tmp_path / ".venom" / "locks" / "x.lock")).acquire()
+    assert err.value.msg.startswith("The state directory ") and "symbolic link" in err.value.msg
+    (tmp_path / "locks").mkdir()
+    os.symlink(tmp_path / "elsewhere" / "target", tmp_path / "locks" / "y.lock")
+    with pytest.raises(ValidationError) as err:
+        FileLock(str(tmp_path / "locks" / "y.lock")).acquire()
+    assert err.value.msg.startswith("The lock file ") and "symbolic link" in err.value.msg
+    assert not (tmp_path / "elsewhere" / "target").exists()
+
+
+def _flock_that_lets_the_holder_release_first(monkeypatch, path, replace):
+    """The previous holder releases (removes its file; a third process may create a new one) between
+    our open and our flock: the file we lock is then no longer the lock."""
+    real = fcntl.flock
+    raced = []
+
+    def flock(fd, op):
+        if not raced and op & fcntl.LOCK_EX:
+            raced.append(fd)
+            os.unlink(path)
+            if replace:
+                with open(path, "w", encoding="utf-8") as new:
+                    new.write("{}")
+        return real(fd, op)
+    monkeypatch.setattr(locks_module.fcntl, "flock", flock)
+    return raced
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["removed", "replaced"])
+def test_a_lock_file_removed_by_its_holder_before_our_flock_is_not_trusted(tmp_path, monkeypatch, replace):
+    path = tmp_path / "x.lock"
+    path.write_text("{}")
+    raced = _flock_that_lets_the_holder_release_first(monkeypatch, path, replace)
+    lock = FileLock(str(path), timeout=1)
+    with lock:
+        assert raced, "the race was played"
+        assert lock.locked and os.path.samestat(os.fstat(lock._fd), os.stat(path))   # pylint: disable=protected-access
+        assert lock.holder()["pid"] == os.getpid()
+    with pytest.raises(OSError):
+        os.fstat(raced[0])   # the descriptor of the stale file was closed, not leaked
+
+
+def test_a_holder_record_is_read_up_to_64_kib_and_not_one_byte_more(tmp_path):
+    path = tmp_path / "x.lock"
+    lock = FileLock(str(path))
+    head = '{"pid": 7, "pad": "'
+    for size, readable in ((64 * 1024, True), (64 * 1024 + 1, False)):
+        path.write_text(head + "x" * (size - len(head) - 2) + '"}')
+        assert path.stat().st_size == size
+        assert (lock.holder() is not None) is readable, size
+
+
+# --- quota: which value a refusal names ---------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["quota_gb", "reserve_gb"])
+def test_a_bad_limit_is_refused_naming_the_option_as_a_word(tmp_path, field):
+    limits = {"quota_gb": 1, "reserve_gb": 1, field: -0.5}
+    with pytest.raises(ValidationError) as err:
+        plan([], 0, path=str(tmp_path), disk_free=0, **limits)
+    assert err.value.msg.startswith(f"{field} must be")
+
+
+def test_a_bad_recorded_size_is_refused_naming_the_model_or_the_replaced_version(tmp_path):
+    with pytest.raises(ValidationError) as err:
+        plan([{"name": "org/m", "size_bytes": -3}], 0, quota_gb=1, reserve_gb=0, path=str(tmp_path), disk_free=0)
+    assert "the size of org/m" in err.value.msg
+    with pytest.raises(ValidationError) as err:
+        plan([], 0, quota_gb=1, reserve_gb=0, path=str(tmp_path), disk_free=0, replaced_bytes="12")
+    assert "the size of the replaced version" in err.value.msg
+
+
+def test_models_without_a_size_are_listed_after_those_with_one_byte(tmp_path):
+    models = [{"name": "sizeless", "size_bytes": None}, {"name": "tiny", "size_bytes": 1}]
+    rep = plan(models, 2 * GB, quota_gb=1, reserve_gb=0, path=str(tmp_path), disk_free=10 ** 15)
+    with pytest.raises(QuotaError) as err:
+        require_fit(rep, "new", models)
+    assert "(largest: tiny (1 B), sizeless (0 B))" in err.value.fix
