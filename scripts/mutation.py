@@ -46,7 +46,8 @@ UNIT = "tests/unit/plugins/module_utils/"
 SUBSYSTEMS = {
     "store": (["store/manifest.py", "store/locks.py", "store/journal.py", "store/quota.py", "store/validation.py"],
               ["test_manifest.py", "test_locks.py", "test_journal.py", "test_quota.py", "test_validation.py",
-               "test_files.py", "test_model_ops.py", "test_store_boundaries.py", "test_hardening.py"]),
+               "test_files.py", "test_model_ops.py", "test_store_boundaries.py", "test_hardening.py",
+               "test_manifest_operations.py"]),
     "store-rest": (["store/atomic.py", "store/paths.py", "store/procinfo.py", "store/manifest_state.py",
                     "store/ownership.py", "store/safeio.py"],
                    ["test_manifest.py", "test_locks.py", "test_journal.py", "test_files.py", "test_model_ops.py",
