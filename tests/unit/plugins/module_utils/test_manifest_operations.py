@@ -187,3 +187,27 @@ def test_marking_an_ollama_model_active_follows_its_naming_rule(tmp_path):
     m.record_install(new_entry("llama3:latest", "ollama", size_bytes=3, revision="a" * 64))
     assert m.mark_active("ollama", "LIBRARY/llama3", "ollama") is True
     assert m.served_by("ollama")["name"] == "llama3:latest"
+
+
+def test_pruning_a_model_that_kept_no_version_changes_nothing_else(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.record_install(_version(tmp_path, "m", "v1"))
+    after = m.drop_retained_versions("m", "local")
+    assert "retained_versions" not in after and after["revision"] == "v1"
+
+
+def test_pruning_touches_only_the_named_provider_of_a_shared_name(tmp_path):
+    m = Manifest(str(tmp_path))
+    hf_dir = tmp_path / "huggingface" / "org" / "m" / ("a" * 40)
+    hf_dir.mkdir(parents=True)
+    kept = {"revision": "b" * 40, "local_path": str(tmp_path / "huggingface" / "org" / "m" / ("b" * 40)),
+            "reason": "active on a"}
+    m.record_install(dict(new_entry("org/m", "huggingface", size_bytes=3, local_path=str(hf_dir), revision="a" * 40,
+                                    files=[{"path": "w.bin", "size": 3, "sha256": None}]),
+                          retained_versions=[kept]))
+    m.record_install(dict(_version(tmp_path, "org/m", "v2"), retained_versions=[
+        {"revision": "v1", "local_path": _version(tmp_path, "org/m", "v1")["local_path"], "reason": "active on b"}]))
+    m.drop_retained_versions("org/m", "local")
+    by_provider = {e["provider"]: e for e in m.load()["models"]}
+    assert "retained_versions" not in by_provider["local"]
+    assert by_provider["huggingface"]["retained_versions"] == [kept]
