@@ -196,18 +196,60 @@ def test_pruning_a_model_that_kept_no_version_changes_nothing_else(tmp_path):
     assert "retained_versions" not in after and after["revision"] == "v1"
 
 
+def _hf_org_m(models_dir, **extra):
+    """A Hugging Face entry named like a local one ('org/m'): the provider tells them apart."""
+    hf_dir = models_dir / "huggingface" / "org" / "m" / ("a" * 40)
+    hf_dir.mkdir(parents=True, exist_ok=True)
+    return dict(new_entry("org/m", "huggingface", size_bytes=3, local_path=str(hf_dir), revision="a" * 40,
+                          files=[{"path": "w.bin", "size": 3, "sha256": None}]), **extra)
+
+
 def test_pruning_touches_only_the_named_provider_of_a_shared_name(tmp_path):
     m = Manifest(str(tmp_path))
-    hf_dir = tmp_path / "huggingface" / "org" / "m" / ("a" * 40)
-    hf_dir.mkdir(parents=True)
     kept = {"revision": "b" * 40, "local_path": str(tmp_path / "huggingface" / "org" / "m" / ("b" * 40)),
             "reason": "active on a"}
-    m.record_install(dict(new_entry("org/m", "huggingface", size_bytes=3, local_path=str(hf_dir), revision="a" * 40,
-                                    files=[{"path": "w.bin", "size": 3, "sha256": None}]),
-                          retained_versions=[kept]))
+    m.record_install(_hf_org_m(tmp_path, retained_versions=[kept]))
     m.record_install(dict(_version(tmp_path, "org/m", "v2"), retained_versions=[
         {"revision": "v1", "local_path": _version(tmp_path, "org/m", "v1")["local_path"], "reason": "active on b"}]))
     m.drop_retained_versions("org/m", "local")
     by_provider = {e["provider"]: e for e in m.load()["models"]}
     assert "retained_versions" not in by_provider["local"]
     assert by_provider["huggingface"]["retained_versions"] == [kept]
+
+
+def test_a_new_local_model_does_not_inherit_the_marks_of_a_hugging_face_model_of_the_same_name(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.record_install(_hf_org_m(tmp_path))
+    m.mark_active("a", "org/m", "huggingface")
+    entry = m.record_install(_version(tmp_path, "org/m", "v1"))
+    assert entry["active"] is False and entry["active_runtime"] is None and "active_instances" not in entry
+    assert m.served_by("a")["provider"] == "huggingface"
+
+
+def test_marking_a_model_of_one_provider_leaves_the_other_providers_model_of_that_name(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.record_install(_hf_org_m(tmp_path))
+    m.record_install(_version(tmp_path, "org/m", "v1"))
+    assert m.mark_active("a", "org/m", "local") is True
+    by_provider = {e["provider"]: e for e in m.load()["models"]}
+    assert by_provider["local"]["active_instances"] == ["a"]
+    assert by_provider["huggingface"]["active"] is False and not active_instances(by_provider["huggingface"])
+
+
+def test_an_entry_written_before_instances_and_no_longer_active_is_served_by_none(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.upsert(dict(_version(tmp_path, "m", "v1"), active=False, active_runtime="vllm"))
+    assert active_instances(m.get("m", "local")) == [] and m.served_by("vllm") is None
+
+
+def test_a_metadata_change_is_stamped_and_a_missing_model_names_the_manifest(tmp_path):
+    m = Manifest(str(tmp_path))
+    m.record_install(_version(tmp_path, "m", "v1"))
+    with m.transaction() as doc:
+        doc["models"][0]["updated_at"] = "2020-01-02T03:04:05Z"
+    after = m.set_metadata("m", "local", {"display_name": "M"})
+    assert after["updated_at"] != "2020-01-02T03:04:05Z" and after["updated_at"].startswith("20")
+    assert _on_disk(tmp_path)["m"]["updated_at"] == after["updated_at"]
+    with pytest.raises(ManifestError) as err:
+        m.set_metadata("ghost", "local", {"display_name": "G"})
+    assert err.value.details["path"] == m.path
