@@ -437,3 +437,35 @@ def test_removing_a_path_that_does_not_exist_removes_nothing(tmp_path):
     os.symlink(str(tmp_path / "nowhere"), str(tmp_path / "dangling"))
     assert remove_tree_inside(str(tmp_path), str(tmp_path / "dangling")) is True
     assert not os.path.lexists(tmp_path / "dangling")
+
+
+def test_the_directory_a_version_is_committed_into_is_made_readable_by_all_and_writable_by_the_service(tmp_path):
+    stage = StagingArea(str(tmp_path / "staging" / "c1")).ensure()
+    final = tmp_path / "models" / "huggingface" / "o" / "n" / "c1"
+    umask = os.umask(0)
+    try:
+        stage.commit(str(final))
+    finally:
+        os.umask(umask)
+    assert os.stat(final.parent).st_mode & 0o777 == 0o755
+    assert os.stat(final).st_mode & 0o777 == 0o755 and os.listdir(final) == []
+
+
+def test_a_placed_file_directory_is_not_writable_by_others_whatever_the_umask(tmp_path):
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    src = tmp_path / "w"
+    src.write_bytes(b"w")
+    umask = os.umask(0)
+    try:
+        stage.place(str(src), FileSpec("d/w", 1), {"sha256": "1"})
+    finally:
+        os.umask(umask)
+    assert os.stat(os.path.dirname(stage.tree_path("d/w"))).st_mode & 0o777 == 0o755
+    assert os.stat(stage.tree_path("d/w")).st_mode & 0o777 == 0o644
+
+
+def test_a_pattern_without_a_trailing_slash_matches_the_name_exactly():
+    paths = ["config.json", "config.json.bak", "onnx", "onnx/model.onnx"]
+    assert select_paths(paths, "config.json") == ["config.json"]
+    assert select_paths(paths, None, ["config.json", "onnx"]) == ["config.json.bak", "onnx/model.onnx"]
+    assert select_paths(paths, "onnx/") == ["onnx/model.onnx"]

@@ -873,3 +873,38 @@ def test_a_hub_error_out_of_a_download_thread_names_the_commit_being_downloaded(
         prov._download_all(stage, [FileSpec("a", 1)], Progress())   # pylint: disable=protected-access
     assert info.value.msg.startswith(
         f"Downloading org/model: http://mirror:8090 failed with HTTP 502 for commit {COMMIT}")
+
+
+def test_bytes_of_a_corrupt_download_thrown_away_count_as_transferred_but_not_as_done(tmp_path, hub):
+    hub.serve["config.json"] = b"X" + CONFIG[1:]
+    served = []
+    real = hub.http_get
+
+    def corrupt_once(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        served.append(url)
+        if len(served) == 2:
+            hub.serve.clear()
+        real(url, fileobj, resume_size=resume_size, headers=headers, expected_size=expected_size)
+    _hf.http_get, saved = corrupt_once, _hf.http_get
+    try:
+        prov = _provider(tmp_path / "models")
+        stage = prov.staging(COMMIT).ensure()
+        progress = Progress()
+        prov._download_one(stage, _spec_of("config.json"), {}, progress, threading.Event(), None)   # pylint: disable=protected-access
+    finally:
+        _hf.http_get = saved
+    assert len(served) == 2 and _read(stage.tree_path("config.json")) == CONFIG
+    assert progress.done == len(CONFIG) and progress.transferred == 2 * len(CONFIG)
+
+
+def test_one_installed_file_with_another_git_id_does_not_stop_the_others_being_reused(tmp_path, hub):
+    models = tmp_path / "models"
+    _run(models)
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    target = Target(COMMIT, "main", [_spec_of(p) for p in FILES], _final(models))
+    changed = [dict(f, git_oid="0" * 40) if f["path"] == "config.json" else f for f in entry["files"]]
+    assert _provider(models)._reusable(dict(entry, files=changed), target) == {   # pylint: disable=protected-access
+        "model.safetensors", "sub/tokenizer.json"}
+    wrong_size = [dict(f, size=1) if f["path"] == "config.json" else f for f in entry["files"]]
+    assert _provider(models)._reusable(dict(entry, files=wrong_size), target) == {   # pylint: disable=protected-access
+        "model.safetensors", "sub/tokenizer.json"}
