@@ -469,3 +469,32 @@ def test_a_pattern_without_a_trailing_slash_matches_the_name_exactly():
     assert select_paths(paths, "config.json") == ["config.json"]
     assert select_paths(paths, None, ["config.json", "onnx"]) == ["config.json.bak", "onnx/model.onnx"]
     assert select_paths(paths, "onnx/") == ["onnx/model.onnx"]
+
+
+def test_a_staged_file_with_a_non_ascii_name_stays_verified_under_an_ascii_locale(tmp_path):
+    import locale  # pylint: disable=import-outside-toplevel
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    spec = FileSpec("modèle/poids.bin", 2, sha256="s" * 64)
+    os.makedirs(os.path.dirname(stage.tree_path(spec.path)))
+    with open(stage.tree_path(spec.path), "wb") as fh:
+        fh.write(b"ab")
+    stage.record(spec, {"sha256": "s" * 64})
+    saved = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+        assert StagingArea(stage.root).verified(spec)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+
+
+def test_the_staging_layout_on_disk_is_the_documented_one_so_another_version_resumes_it(tmp_path):
+    root = tmp_path / "s"
+    (root / "partial" / "d").mkdir(parents=True)
+    (root / "partial" / "d" / "w.bin").write_bytes(b"1234")
+    (root / "tree").mkdir()
+    (root / "tree" / "c.json").write_bytes(b"{}")
+    (root / "state.json").write_text('{"c.json": {"size": 2, "sha256": "x"}}')
+    stage = StagingArea(str(root))
+    assert stage.partial_size("d/w.bin") == 4 and stage.partial_path("d/w.bin") == str(root / "partial" / "d" / "w.bin")
+    assert stage.verified(FileSpec("c.json", 2, sha256="x")) and stage.tree_path("c.json") == str(root / "tree" / "c.json")
+    assert stage.state_path == str(root / "state.json")

@@ -908,3 +908,18 @@ def test_one_installed_file_with_another_git_id_does_not_stop_the_others_being_r
     wrong_size = [dict(f, size=1) if f["path"] == "config.json" else f for f in entry["files"]]
     assert _provider(models)._reusable(dict(entry, files=wrong_size), target) == {   # pylint: disable=protected-access
         "model.safetensors", "sub/tokenizer.json"}
+
+
+def test_a_mirror_failing_to_list_a_commit_names_that_commit(tmp_path, hub, monkeypatch):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub import errors as hub_errors   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+
+    def failing(repo, revision=None, recursive=False):
+        response = httpx.Response(500, request=httpx.Request("GET", "http://mirror:8090/api/x"))
+        raise hub_errors.HfHubHTTPError("500 Server Error", response=response)
+    monkeypatch.setattr(hub, "list_repo_tree", failing)
+    with pytest.raises(NotFoundError) as info:
+        _provider(tmp_path / "models", endpoint="http://mirror:8090").resolve(None)
+    assert info.value.msg.startswith(f"Listing the files of org/model@{COMMIT[:12]}: http://mirror:8090 failed with "
+                                     f"HTTP 500 for commit {COMMIT} of org/model")

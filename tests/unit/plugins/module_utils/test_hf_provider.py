@@ -300,6 +300,7 @@ def test_the_messages_of_a_gated_missing_or_offline_repository_name_it_and_the_f
     assert "(http://mirror:8090/org/model)" in err.fix
     err = prov._translate(_hub_error(404, "RevisionNotFound"), "v9", "Resolving")  # pylint: disable=protected-access
     assert err.msg == "The revision 'v9' does not exist in org/model at http://mirror:8090."
+    assert err.fix == "Give an existing branch, tag or full commit id in revision."
     probes = []
     monkeypatch.setattr(prov, "_exists_at", lambda rev: probes.append(rev) or True)
     for revision in (None, "main"):
@@ -308,6 +309,11 @@ def test_the_messages_of_a_gated_missing_or_offline_repository_name_it_and_the_f
                                   "not exist, or it is private or gated and no token was given")
         assert "with a mirror, check that it serves this repository" in err.fix
     assert probes == [], "the default revision is not probed: it is the one asked"
+    err = prov._translate(_hub_error(401, "RepoNotFound"), "v9", "Resolving")  # pylint: disable=protected-access
+    assert err.msg == ("The revision 'v9' does not exist in org/model at http://mirror:8090 (the repository itself "
+                       "exists).")
+    assert err.fix == "Give an existing branch, tag or full commit id in revision." and probes == ["main"]
+    probes.clear()
     monkeypatch.setattr(prov, "_exists_at", lambda rev: probes.append(rev) and False)
     err = prov._translate(_hub_error(401, "RepoNotFound"), "v9", "Resolving")  # pylint: disable=protected-access
     assert "was not found" in err.msg and probes == ["main"]
@@ -401,3 +407,29 @@ def test_an_installed_entry_satisfies_the_revision_it_was_asked_or_resolved_to(t
     assert _provider(tmp_path, revision="c" * 40).satisfies(dict(entry, requested_revision=None))
     assert not _provider(tmp_path, revision="main").satisfies(entry)
     assert not _provider(tmp_path).satisfies(dict(entry, status=None))
+
+
+def test_a_certificate_failure_names_the_step_and_the_endpoint(tmp_path):
+    import ssl  # pylint: disable=import-outside-toplevel
+    exc = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
+    exc.verify_message = "unable to get local issuer certificate"
+    err = _provider(tmp_path, endpoint="https://hub.internal")._translate(exc, "main", "Resolving org/model@main")  # pylint: disable=protected-access
+    assert err.msg.startswith("Resolving org/model@main: the TLS certificate of https://hub.internal could not be "
+                              "verified against the host's default trust store (unable to get local issuer certificate)")
+
+
+def test_a_full_disk_names_the_models_directory(tmp_path):
+    import errno  # pylint: disable=import-outside-toplevel
+    err = _provider(tmp_path)._translate(OSError(errno.EDQUOT, "Disk quota exceeded"), "main", "Downloading x")  # pylint: disable=protected-access
+    assert type(err).__name__ == "QuotaError"
+    assert err.msg.startswith(f"The disk holding {tmp_path} is full (Disk quota exceeded).")
+
+
+def test_the_hub_api_carries_the_token_and_notes_an_unverified_https_endpoint(monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(_hf, "configure_hub_tls", lambda tls: None)
+    tls = Tls(False)
+    api = _hf.hub_api("https://hub.internal", TOKEN, tls)
+    assert api.endpoint == "https://hub.internal" and api.token == TOKEN
+    assert len(tls.warnings()) == 1 and "https://hub.internal" in tls.warnings()[0]
+    assert _hf.hub_api("http://mirror:8090", None, Tls()).token is None
