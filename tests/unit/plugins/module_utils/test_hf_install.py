@@ -923,3 +923,40 @@ def test_a_mirror_failing_to_list_a_commit_names_that_commit(tmp_path, hub, monk
         _provider(tmp_path / "models", endpoint="http://mirror:8090").resolve(None)
     assert info.value.msg.startswith(f"Listing the files of org/model@{COMMIT[:12]}: http://mirror:8090 failed with "
                                      f"HTTP 500 for commit {COMMIT} of org/model")
+
+
+def test_a_revision_the_hub_does_not_know_is_named_in_the_error(tmp_path, hub, monkeypatch):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub.utils import hf_raise_for_status   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+
+    def unknown(self, revision):
+        url = f"https://huggingface.co/api/models/org/model/revision/{revision}"
+        hf_raise_for_status(httpx.Response(404, headers={"X-Error-Code": "RevisionNotFound"},
+                                           request=httpx.Request("GET", url)))
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info", unknown)
+    with pytest.raises(NotFoundError) as info:
+        _provider(tmp_path / "models", revision="v9").resolve(None)
+    assert info.value.msg == "The revision 'v9' does not exist in org/model at https://huggingface.co."
+
+
+def test_a_folder_listed_before_the_files_does_not_end_the_listing(tmp_path, hub, monkeypatch):
+    items = list(hub.items())
+    monkeypatch.setattr(hub, "list_repo_tree", lambda repo, revision=None, recursive=False: items[-1:] + items[:-1])
+    target = _provider(tmp_path / "models").resolve(None)
+    assert sorted(s.path for s in target.files) == sorted(FILES)
+
+
+def test_a_hub_that_returns_no_commit_is_refused_with_the_fix(tmp_path, hub, monkeypatch):
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info", lambda self, revision: types.SimpleNamespace(sha="v1"))
+    with pytest.raises(ProviderError) as info:
+        _provider(tmp_path / "models", endpoint="http://mirror:8090").resolve(None)
+    assert info.value.msg == "http://mirror:8090 returned no commit id for org/model@main."
+    assert info.value.fix == "Check that the endpoint is a Hugging Face Hub API or mirror."
+
+
+def test_nothing_matching_the_selection_says_how_to_loosen_it(tmp_path, hub):
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+    with pytest.raises(NotFoundError) as info:
+        _run(tmp_path / "models", allow_patterns=["*.gguf"])
+    assert info.value.fix == "Loosen allow_patterns / ignore_patterns (globs such as '*.safetensors', 'onnx/')."

@@ -212,6 +212,8 @@ def test_an_endpoint_must_be_an_http_url_without_credentials_in_its_host():
     assert _hf.validate_endpoint("") == "https://huggingface.co"
     assert _hf.validate_endpoint("https://hub.example//") == "https://hub.example"
     assert _hf.validate_endpoint("http://mirror:8090/hf/a@b") == "http://mirror:8090/hf/a@b", "an @ in the path is fine"
+    assert _hf.validate_endpoint("http://mirror:8090/x/y/a@b/") == "http://mirror:8090/x/y/a@b"
+    assert _hf.validate_endpoint("http://mirror:8090/HF-PREFIX/") == "http://mirror:8090/HF-PREFIX"
     for bad in (8090, "http://mirror\t:8090", "https://user@hub.example/x", "HTTP://mirror", "http:/mirror"):
         with pytest.raises(ValidationError) as info:
             _hf.validate_endpoint(bad)
@@ -324,8 +326,9 @@ def test_the_messages_of_a_gated_missing_or_offline_repository_name_it_and_the_f
 
 def test_a_revision_exists_when_the_hub_answers_for_it(tmp_path, monkeypatch):
     prov = _provider(tmp_path)
-    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info", lambda self, rev: object())
-    assert prov._exists_at("main") is True  # pylint: disable=protected-access
+    asked = []
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info", lambda self, rev: asked.append(rev) or object())
+    assert prov._exists_at("main") is True and asked == ["main"]  # pylint: disable=protected-access
 
     def missing(self, rev):
         raise _hub_error(404, "RepoNotFound")
@@ -372,7 +375,9 @@ def test_a_missing_huggingface_hub_is_a_missing_dependency(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(MissingDependencyError) as info:
         _hf.load_hub()
-    assert "huggingface_hub" in str(info.value) and _hf.HfApi is None
+    assert info.value.msg.startswith("The Python package 'huggingface_hub' is required for provider huggingface but "
+                                     "cannot be imported (import of huggingface_hub halted")
+    assert _hf.HfApi is None and isinstance(_hf.HF_IMPORT_ERROR, ImportError)
     monkeypatch.delitem(sys.modules, "huggingface_hub")
     with pytest.raises(MissingDependencyError):
         _hf.load_hub()   # the first failure is remembered: not imported again
@@ -433,3 +438,16 @@ def test_the_hub_api_carries_the_token_and_notes_an_unverified_https_endpoint(mo
     assert api.endpoint == "https://hub.internal" and api.token == TOKEN
     assert len(tls.warnings()) == 1 and "https://hub.internal" in tls.warnings()[0]
     assert _hf.hub_api("http://mirror:8090", None, Tls()).token is None
+
+
+def test_a_huggingface_hub_without_a_client_factory_is_refused_as_too_old(monkeypatch):
+    from huggingface_hub.utils import _http as hub_http  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError  # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls  # pylint: disable=import-outside-toplevel
+    monkeypatch.setattr(_hf, "_HUB_TLS", None)
+    monkeypatch.delattr(hub_http, "set_client_factory")
+    with pytest.raises(MissingDependencyError) as info:
+        _hf.configure_hub_tls(Tls())
+    assert info.value.msg == ("The Python package 'huggingface_hub >= 1.0' is required for provider huggingface but "
+                              "cannot be imported (huggingface_hub has no set_client_factory).")
+    assert _hf._HUB_TLS is None  # pylint: disable=protected-access
