@@ -729,7 +729,8 @@ def test_files_in_the_staging_tree_without_a_record_are_adopted_after_recorded_o
     for spec in specs:
         with open(stage.tree_path(spec.path), "wb") as fh:
             fh.write(FILES[spec.path])
-    stage.record(specs[0], {"sha256": hashlib.sha256(CONFIG).hexdigest()})
+    stage.record(specs[0], {"sha256": hashlib.sha256(CONFIG).hexdigest(), "git_oid": _git_oid(CONFIG)})
+    assert stage.verified(specs[0])
     with open(stage.tree_path("sub/tokenizer.json"), "r+b") as fh:
         fh.write(b"X")   # same size, other content: not adopted
     _hf.HuggingFaceProvider._adopt_unrecorded(stage, specs)   # pylint: disable=protected-access
