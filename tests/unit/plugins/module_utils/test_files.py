@@ -248,3 +248,253 @@ def test_a_file_moved_into_place_gets_its_permissions_and_new_directories(tmp_pa
     assert (final / "d" / "e" / "f").read_text() == "x"
     assert os.stat(final / "d" / "e" / "f").st_mode & 0o777 == 0o600
     assert os.stat(final / "d" / "e").st_mode & 0o777 == 0o755, "the file's own directory"
+
+
+def test_a_git_blob_id_cannot_be_computed_without_the_size_up_front():
+    with pytest.raises(ValueError, match="the git blob id needs the size up front"):
+        Hasher(git=True)
+    assert Hasher().digests() == {"sha256": hashlib.sha256(b"").hexdigest()}, "no git id asked: none given"
+
+
+def test_a_file_hashed_up_to_a_limit_reads_exactly_that_many_bytes(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.models.providers import Progress  # pylint: disable=import-outside-toplevel
+    data = b"0123456789" * 3
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    for limit in (0, 1, 2, 29, 30, 31):
+        progress = Progress()
+        h = Hasher(len(data), git=True)
+        h.feed_file(str(path), limit=limit, progress=progress)
+        kept = data[:limit]
+        assert h.length == len(kept) and h.digests()["sha256"] == hashlib.sha256(kept).hexdigest()
+        assert progress.done == len(kept) and progress.transferred == 0, "hashing a file transfers nothing"
+    h = Hasher(len(data))
+    h.feed_file(str(path))
+    assert h.length == len(data)
+
+
+def test_the_digests_of_a_file_take_its_size_from_the_disk_when_not_given(tmp_path):
+    data = b"abc" * 100
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    git = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    assert file_digests(str(path), git=True)["git_oid"] == git
+    assert file_digests(str(path), size=len(data), git=True)["git_oid"] == git
+    assert file_digests(str(path), size=len(data) + 1, git=True)["git_oid"] != git, "the size given is the one hashed"
+    assert file_digests(str(path)) == {"sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_a_mismatch_names_what_was_found_and_what_was_expected():
+    both = FileSpec("a", 3, sha256="s" * 64, git_oid="g" * 40)
+    assert mismatch(both, {"sha256": "s" * 64}, 4) == "size 4, expected 3"
+    assert mismatch(both, {"sha256": "t" * 64}, 3) == f"sha256 {'t' * 64}, expected {'s' * 64}"
+    assert mismatch(both, {"git_oid": "h" * 40}, 3) == f"git blob id {'h' * 40}, expected {'g' * 40}"
+    assert mismatch(both, {}, 3) == "no digest computed"
+    assert mismatch(both, {"sha256": "s" * 64}, 3) is None
+    assert mismatch(both, {"git_oid": "g" * 40}, 3) is None
+    assert mismatch(both, {"sha256": "s" * 64, "git_oid": "g" * 40}, 3) is None
+    assert mismatch(FileSpec("b", 3), {}, 3) is None, "nothing published: the size decides"
+    assert mismatch(FileSpec("b", 3), {"sha256": "x"}, 2) == "size 2, expected 3"
+    assert mismatch(FileSpec("c", 3, sha256="s" * 64), {"git_oid": "g" * 40}, 3) is None
+    assert mismatch(FileSpec("c", 3, git_oid="g" * 40), {"sha256": "s" * 64}, 3) is None
+    assert mismatch(FileSpec("c", 3, sha256="s" * 64), {"sha256": "s" * 64, "git_oid": "h" * 40}, 3) is None
+
+
+def test_a_single_pattern_may_be_given_as_a_string_and_a_folder_pattern_takes_what_is_below():
+    paths = ["a.json", "dir/b.json", "dir/sub/c.bin", "dirt.bin"]
+    assert select_paths(paths, "*.json") == ["a.json", "dir/b.json"]
+    assert select_paths(paths, None, "*.json") == ["dir/sub/c.bin", "dirt.bin"]
+    assert select_paths(paths, "dir/") == ["dir/b.json", "dir/sub/c.bin"]
+    assert select_paths(paths, [], []) == paths
+    assert normalized_selection("*.json", "x/") == {"allow_patterns": ["*.json"], "ignore_patterns": ["x/"]}
+    assert normalized_selection([], ["b", "a", "b"]) == {"allow_patterns": None, "ignore_patterns": ["a", "b"]}
+
+
+def test_a_missing_directory_with_no_files_recorded_is_one_missing_problem(tmp_path):
+    assert [(p.path, p.kind) for p in stat_problems(None, [])] == [(".", "missing")]
+    assert [(p.path, p.kind) for p in stat_problems(str(tmp_path / "nope"), [])] == [(".", "missing")]
+    assert [(p.path, p.kind) for p in stat_problems("", [{"path": "a", "size": 1}])] == [("a", "missing")]
+    (tmp_path / "a").write_bytes(b"abcd")
+    (tmp_path / "b").write_bytes(b"")
+    probs = stat_problems(str(tmp_path), [{"path": "a", "size": 3}, {"path": "b", "size": 0}])
+    assert [p.as_dict() for p in probs] == [{"path": "a", "kind": "size", "expected": 3, "actual": 4}]
+    assert stat_problems(str(tmp_path), []) == []
+
+
+def test_the_staging_area_is_private_to_the_service_and_its_state_file_too(tmp_path):
+    umask = os.umask(0)
+    try:
+        stage = StagingArea(str(tmp_path / "s")).ensure()
+        stage.record(FileSpec("x", 1), {"sha256": "1"})
+    finally:
+        os.umask(umask)
+    for d in (stage.root, stage.tree, stage.partial):
+        assert os.stat(d).st_mode & 0o777 == 0o750
+    assert os.stat(stage.state_path).st_mode & 0o777 == 0o640
+    assert stage.exists() and not StagingArea(str(tmp_path / "t")).exists()
+    assert StagingArea(stage.root).state() == {"x": {"size": 1, "sha256": "1"}}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", "null", ""])
+def test_an_unreadable_or_foreign_state_file_counts_as_nothing_verified(tmp_path, content):
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    with open(stage.state_path, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    assert stage.state() == {}
+    stage.record(FileSpec("x", 1), {"sha256": "1"})
+    assert StagingArea(stage.root).state() == {"x": {"size": 1, "sha256": "1"}}
+
+
+def test_a_staged_file_is_verified_only_if_its_record_and_its_size_on_disk_match(tmp_path):
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    data = b"weights"
+    spec = FileSpec("w.bin", len(data), sha256="s" * 64, git_oid="g" * 40)
+    with open(stage.tree_path("w.bin"), "wb") as fh:
+        fh.write(data)
+    assert not stage.verified(spec), "no record"
+    stage.record(spec, {"sha256": "s" * 64, "git_oid": "g" * 40})
+    assert stage.verified(spec)
+    assert not stage.verified(FileSpec("w.bin", len(data) + 1, sha256="s" * 64, git_oid="g" * 40))
+    assert not stage.verified(FileSpec("w.bin", len(data), sha256="t" * 64, git_oid="g" * 40))
+    assert not stage.verified(FileSpec("w.bin", len(data), sha256="s" * 64, git_oid="h" * 40))
+    assert stage.verified(FileSpec("w.bin", len(data))), "nothing published: the recorded size decides"
+    with open(stage.tree_path("w.bin"), "ab") as fh:
+        fh.write(b"!")
+    assert not stage.verified(spec), "the file on disk grew"
+    os.unlink(stage.tree_path("w.bin"))
+    assert not stage.verified(spec), "the file is gone"
+    stage.record(FileSpec("e", 0), {"sha256": "0"})
+    open(stage.tree_path("e"), "wb").close()   # pylint: disable=consider-using-with
+    assert stage.verified(FileSpec("e", 0)), "an empty file is a verified file too"
+
+
+def test_the_length_of_a_partial_download_is_zero_when_there_is_none_or_its_path_escapes(tmp_path):
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    assert stage.partial_size("w.bin") == 0
+    with open(stage.partial_path("w.bin"), "wb") as fh:
+        fh.write(b"12345")
+    assert stage.partial_size("w.bin") == 5
+    (tmp_path / "s" / "outside").write_bytes(b"xx")
+    assert stage.partial_size("../outside") == 0
+
+
+def test_a_placed_file_gets_the_mode_asked_unless_it_is_a_shared_hard_link(tmp_path):
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    for name, kwargs, mode in (("a/b/one", {}, 0o644), ("two", {"mode": 0o600}, 0o600),
+                               ("three", {"chmod": False}, 0o640)):
+        src = tmp_path / name.replace("/", "_")
+        src.write_bytes(b"x")
+        os.chmod(src, 0o640)
+        stage.place(str(src), FileSpec(name, 1), {"sha256": name}, **kwargs)
+        assert os.stat(stage.tree_path(name)).st_mode & 0o777 == mode
+        assert not src.exists() and StagingArea(stage.root).state()[name] == {"size": 1, "sha256": name}
+    assert os.stat(os.path.dirname(stage.tree_path("a/b/one"))).st_mode & 0o777 == 0o755
+
+
+def test_a_committed_version_is_readable_by_all_and_the_staging_parents_go_when_empty(tmp_path):
+    models = tmp_path / "models"
+    stage = StagingArea(str(models / ".venom" / "staging" / "m" / "c1")).ensure()
+    other = StagingArea(str(models / ".venom" / "staging" / "m" / "c2")).ensure()
+    src = tmp_path / "w"
+    src.write_bytes(b"w")
+    umask = os.umask(0o077)
+    try:
+        stage.place(str(src), FileSpec("d/e/w", 1), {"sha256": "1"})
+    finally:
+        os.umask(umask)
+    os.chmod(stage.tree_path("d"), 0o700)
+    final = models / "huggingface" / "o" / "n" / "c1"
+    stage.commit(str(final))
+    for d in (final, final / "d", final / "d" / "e"):
+        assert os.stat(d).st_mode & 0o777 == 0o755
+    assert not os.path.exists(stage.root) and os.path.isdir(other.root), "the model's other version is kept"
+    other.discard()
+    assert not (models / ".venom" / "staging" / "m").exists() and (models / ".venom" / "staging").is_dir()
+
+
+def test_empty_parents_are_removed_up_to_the_stop_and_never_outside_it(tmp_path):
+    (tmp_path / "base" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "base" / "keep").mkdir()
+    (tmp_path / "other" / "x").mkdir(parents=True)
+    prune_empty_parents(str(tmp_path / "other" / "x"), stop=str(tmp_path / "base"))
+    assert (tmp_path / "other" / "x").is_dir(), "outside the stop: left alone"
+    prune_empty_parents(str(tmp_path / "base"), stop=str(tmp_path / "base"))
+    assert (tmp_path / "base").is_dir(), "the stop itself is kept"
+    prune_empty_parents(str(tmp_path / "base" / "a" / "b"), stop=str(tmp_path / "base"))
+    assert not (tmp_path / "base" / "a").exists() and (tmp_path / "base" / "keep").is_dir()
+    (tmp_path / "base" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "base" / "a" / "f").write_text("f")
+    prune_empty_parents(str(tmp_path / "base" / "a" / "b"), stop=str(tmp_path / "base"))
+    assert not (tmp_path / "base" / "a" / "b").exists() and (tmp_path / "base" / "a").is_dir(), "stops at a full one"
+    (tmp_path / "basement").mkdir()
+    prune_empty_parents(str(tmp_path / "basement"), stop=str(tmp_path / "base"))
+    assert (tmp_path / "basement").is_dir(), "a sibling sharing the stop's prefix is not below it"
+
+
+def test_removing_a_path_that_does_not_exist_removes_nothing(tmp_path):
+    assert remove_tree_inside(str(tmp_path), str(tmp_path / "nope")) is False
+    assert remove_tree_inside(str(tmp_path), None) is False
+    os.symlink(str(tmp_path / "nowhere"), str(tmp_path / "dangling"))
+    assert remove_tree_inside(str(tmp_path), str(tmp_path / "dangling")) is True
+    assert not os.path.lexists(tmp_path / "dangling")
+
+
+def test_the_directory_a_version_is_committed_into_is_made_readable_by_all_and_writable_by_the_service(tmp_path):
+    stage = StagingArea(str(tmp_path / "staging" / "c1")).ensure()
+    final = tmp_path / "models" / "huggingface" / "o" / "n" / "c1"
+    umask = os.umask(0)
+    try:
+        stage.commit(str(final))
+    finally:
+        os.umask(umask)
+    assert os.stat(final.parent).st_mode & 0o777 == 0o755
+    assert os.stat(final).st_mode & 0o777 == 0o755 and os.listdir(final) == []
+
+
+def test_a_placed_file_directory_is_not_writable_by_others_whatever_the_umask(tmp_path):
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    src = tmp_path / "w"
+    src.write_bytes(b"w")
+    umask = os.umask(0)
+    try:
+        stage.place(str(src), FileSpec("d/w", 1), {"sha256": "1"})
+    finally:
+        os.umask(umask)
+    assert os.stat(os.path.dirname(stage.tree_path("d/w"))).st_mode & 0o777 == 0o755
+    assert os.stat(stage.tree_path("d/w")).st_mode & 0o777 == 0o644
+
+
+def test_a_pattern_without_a_trailing_slash_matches_the_name_exactly():
+    paths = ["config.json", "config.json.bak", "onnx", "onnx/model.onnx"]
+    assert select_paths(paths, "config.json") == ["config.json"]
+    assert select_paths(paths, None, ["config.json", "onnx"]) == ["config.json.bak", "onnx/model.onnx"]
+    assert select_paths(paths, "onnx/") == ["onnx/model.onnx"]
+
+
+def test_a_staged_file_with_a_non_ascii_name_stays_verified_under_an_ascii_locale(tmp_path):
+    import locale  # pylint: disable=import-outside-toplevel
+    stage = StagingArea(str(tmp_path / "s")).ensure()
+    spec = FileSpec("modèle/poids.bin", 2, sha256="s" * 64)
+    os.makedirs(os.path.dirname(stage.tree_path(spec.path)))
+    with open(stage.tree_path(spec.path), "wb") as fh:
+        fh.write(b"ab")
+    stage.record(spec, {"sha256": "s" * 64})
+    saved = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, "C")
+        assert StagingArea(stage.root).verified(spec)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+
+
+def test_the_staging_layout_on_disk_is_the_documented_one_so_another_version_resumes_it(tmp_path):
+    root = tmp_path / "s"
+    (root / "partial" / "d").mkdir(parents=True)
+    (root / "partial" / "d" / "w.bin").write_bytes(b"1234")
+    (root / "tree").mkdir()
+    (root / "tree" / "c.json").write_bytes(b"{}")
+    (root / "state.json").write_text('{"c.json": {"size": 2, "sha256": "x"}}')
+    stage = StagingArea(str(root))
+    assert stage.partial_size("d/w.bin") == 4 and stage.partial_path("d/w.bin") == str(root / "partial" / "d" / "w.bin")
+    assert stage.verified(FileSpec("c.json", 2, sha256="x")) and stage.tree_path("c.json") == str(root / "tree" / "c.json")
+    assert stage.state_path == str(root / "state.json")

@@ -528,3 +528,436 @@ def test_huggingface_hub_hands_the_download_over_in_chunks_of_a_mebibyte_at_most
             assert constants.DOWNLOAD_CHUNK_SIZE == after
     finally:
         constants.DOWNLOAD_CHUNK_SIZE = before
+
+
+def _spec_of(path):
+    data = FILES[path]
+    return FileSpec(path, len(data), sha256=hashlib.sha256(data).hexdigest() if path in LFS else None,
+                    git_oid=None if path in LFS else _git_oid(data), lfs=path in LFS)
+
+
+def test_a_repair_keeps_the_requested_revision_and_the_file_selection(tmp_path, hub):
+    models = tmp_path / "models"
+    _run(models, revision="v1", ignore_patterns=["sub/"])
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    os.unlink(os.path.join(_final(models), "config.json"))
+    hub.gets.clear()
+    fields = _provider(models, revision="v1", ignore_patterns=["sub/"]).repair(
+        entry, [Problem(path="config.json", kind="missing")], Progress())
+    assert hub.gets == [("config.json", 0)]
+    assert fields["requested_revision"] == "v1" and fields["revision"] == COMMIT
+    assert fields["ignore_patterns"] == ["sub/"] and fields["allow_patterns"] is None
+    assert fields["source"] == {"endpoint": "https://huggingface.co"}
+
+
+def test_a_repair_of_a_missing_directory_never_resumes_an_old_partial(tmp_path, hub):
+    models = tmp_path / "models"
+    _run(models)
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    import shutil   # pylint: disable=import-outside-toplevel
+    shutil.rmtree(_final(models))
+    stage = _provider(models).staging(COMMIT).ensure()
+    with open(stage.partial_path("model.safetensors"), "wb") as fh:
+        fh.write(b"\xff" * 100)
+    hub.gets.clear()
+    _provider(models).repair(entry, [Problem(path=".", kind="missing")], Progress())
+    assert sorted(hub.gets) == sorted((p, 0) for p in FILES), "every file fetched from its start, once"
+    assert _read(os.path.join(_final(models), "model.safetensors")) == WEIGHTS
+
+
+def test_a_repair_reads_and_fetches_only_the_files_named_damaged(tmp_path, hub, monkeypatch):
+    models = tmp_path / "models"
+    _run(models)
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    os.unlink(os.path.join(_final(models), "config.json"))
+    hashed = []
+    real = _hf.Hasher.feed_file
+    monkeypatch.setattr(_hf.Hasher, "feed_file", lambda self, path, *a, **kw: hashed.append(path) or real(
+        self, path, *a, **kw))
+    hub.gets.clear()
+    fields = _provider(models).repair(entry, [Problem(path="config.json", kind="missing")], Progress())
+    assert hub.gets == [("config.json", 0)] and hashed == [], "the healthy files are neither read nor fetched"
+    assert [f["sha256"] for f in fields["files"]] == [f["sha256"] for f in entry["files"]]
+    assert _read(os.path.join(_final(models), "config.json")) == CONFIG
+
+
+def test_up_to_eight_files_download_at_once_the_largest_first(tmp_path, hub, monkeypatch):
+    prov = _provider(tmp_path / "models")
+    stage = prov.staging(COMMIT).ensure()
+    barrier = threading.Barrier(8, timeout=5)
+    lock = threading.Lock()
+    started, running = [], {"now": 0, "peak": 0}
+
+    def one(self, stage, spec, headers, progress, stop, deadline):
+        with lock:
+            started.append(spec.size)
+            running["now"] += 1
+            running["peak"] = max(running["peak"], running["now"])
+            first_eight = len(started) <= 8
+        if first_eight:
+            barrier.wait()   # all eight run together, or this breaks after 5 s
+        with lock:
+            running["now"] -= 1
+        return {"sha256": spec.path}
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_download_one", one)
+    specs = [FileSpec(f"f{n}", n) for n in range(1, 10)]
+    out = prov._download_all(stage, specs, Progress())   # pylint: disable=protected-access
+    assert set(out) == {s.path for s in specs}
+    assert running["peak"] == 8 and started[-1] == 1, "eight at a time; the smallest waits for a free slot"
+    assert sorted(started[:8]) == list(range(2, 10))
+
+
+def test_a_download_without_a_timeout_has_no_time_limit(tmp_path, hub, monkeypatch):
+    models = tmp_path / "models"
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(_hf, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    real = hub.http_get
+
+    def slow(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        clock.now += 10 ** 6
+        real(url, fileobj, resume_size=resume_size, headers=headers, expected_size=expected_size)
+    monkeypatch.setattr(_hf, "http_get", slow)
+    out = _run(models)
+    assert out["changed"] and _read(os.path.join(_final(models), "model.safetensors")) == WEIGHTS
+
+
+def test_a_timeout_message_shows_a_fractional_timeout_as_given(tmp_path, hub, monkeypatch):
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(_hf, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+
+    def slow(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        clock.now += 3
+        fileobj.write(b"x")
+    monkeypatch.setattr(_hf, "http_get", slow)
+    with pytest.raises(ProviderError) as info:
+        _run(tmp_path / "models", timeout=2.5, allow_patterns=["*.safetensors"])
+    assert "took longer than timeout=2.5s;" in info.value.msg
+
+
+def test_the_progress_of_an_install_starts_at_the_bytes_already_staged(tmp_path, hub):
+    models = tmp_path / "models"
+    prov = _provider(models)
+    stage = prov.staging(COMMIT).ensure()
+    path = stage.partial_path("config.json")
+    with open(path, "wb") as fh:
+        fh.write(CONFIG)
+    stage.place(path, _spec_of("config.json"), {"sha256": hashlib.sha256(CONFIG).hexdigest()})
+    target = prov.resolve(None)
+    seen = []
+    progress = Progress(lambda done, total, message, force: seen.append((done, total, message)))
+    prov.install(target, progress)
+    total = sum(len(d) for d in FILES.values())
+    assert seen[0] == (len(CONFIG), total, f"downloading 2 file(s) of org/model@{COMMIT[:12]}")
+    assert progress.done == total and progress.transferred == total - len(CONFIG)
+
+
+def test_a_partial_longer_than_its_file_counts_as_its_size_at_most_in_the_plan(tmp_path, hub):
+    models = tmp_path / "models"
+    prov = _provider(models)
+    stage = prov.staging(COMMIT).ensure()
+    os.makedirs(os.path.dirname(stage.partial_path("sub/tokenizer.json")))
+    with open(stage.partial_path("sub/tokenizer.json"), "wb") as fh:
+        fh.write(TOKENIZER + b"junk")
+    target = prov.resolve(None)
+    assert target.staged_bytes == len(TOKENIZER) and target.pending == sorted(FILES)
+    assert target.fetch_bytes == len(CONFIG) + len(WEIGHTS)
+
+
+def test_a_resolved_file_carries_the_digest_the_hub_publishes_for_it(tmp_path, hub):
+    target = _provider(tmp_path / "models", allow_patterns=["*.json", "model.*"]).resolve(None)
+    specs = {s.path: s for s in target.files}
+    assert specs["model.safetensors"] == FileSpec("model.safetensors", len(WEIGHTS),
+                                                  sha256=hashlib.sha256(WEIGHTS).hexdigest(), git_oid=None, lfs=True)
+    assert specs["config.json"] == FileSpec("config.json", len(CONFIG), sha256=None, git_oid=_git_oid(CONFIG),
+                                            lfs=False)
+    assert target.revision == COMMIT and target.requested_revision == "main"
+    assert target.local_path == _final(tmp_path / "models") and target.disk_path == str(tmp_path / "models")
+    assert target.extra == {"allow_patterns": ["*.json", "model.*"], "ignore_patterns": None,
+                            "source": {"endpoint": "https://huggingface.co"}}
+
+
+def test_a_partial_download_lives_in_a_directory_private_to_the_service(tmp_path, hub):
+    prov = _provider(tmp_path / "models")
+    stage = prov.staging(COMMIT).ensure()
+    umask = os.umask(0)
+    try:
+        prov._download_one(stage, _spec_of("sub/tokenizer.json"), {}, Progress(), threading.Event(), None)   # pylint: disable=protected-access
+    finally:
+        os.umask(umask)
+    assert os.stat(os.path.join(stage.partial, "sub")).st_mode & 0o777 == 0o750
+    assert _read(stage.tree_path("sub/tokenizer.json")) == TOKENIZER
+
+
+def test_a_hub_error_that_mentions_a_consistency_check_is_not_retried(tmp_path, hub):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub import errors as hub_errors   # pylint: disable=import-outside-toplevel
+    response = httpx.Response(500, request=httpx.Request("GET", "https://huggingface.co/x"))
+    hub.fail["config.json"] = hub_errors.HfHubHTTPError("Consistency check failed upstream", response=response)
+    prov = _provider(tmp_path / "models")
+    with pytest.raises(VenomError) as info:
+        prov._download_one(prov.staging(COMMIT).ensure(), _spec_of("config.json"), {}, Progress(),   # pylint: disable=protected-access
+                           threading.Event(), None)
+    assert hub.gets == [("config.json", 0)] and "failed with HTTP 500" in info.value.msg
+
+
+def test_a_huggingface_hub_without_a_chunk_size_setting_is_left_alone(monkeypatch):
+    from huggingface_hub import constants   # pylint: disable=import-outside-toplevel
+    monkeypatch.delattr(constants, "DOWNLOAD_CHUNK_SIZE")
+    _hf._smaller_download_chunks()   # pylint: disable=protected-access
+    assert not hasattr(constants, "DOWNLOAD_CHUNK_SIZE")
+
+
+def test_a_repair_of_a_removed_version_directory_makes_it_readable_by_all_and_writable_by_the_service(tmp_path, hub):
+    models = tmp_path / "models"
+    _run(models)
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    import shutil   # pylint: disable=import-outside-toplevel
+    shutil.rmtree(os.path.join(str(models), "huggingface", "org"))
+    umask = os.umask(0)
+    try:
+        _provider(models).repair(entry, [Problem(path=".", kind="missing")], Progress())
+    finally:
+        os.umask(umask)
+    assert os.stat(_final(models)).st_mode & 0o777 == 0o755
+    assert _read(os.path.join(_final(models), "sub", "tokenizer.json")) == TOKENIZER
+
+
+def test_files_in_the_staging_tree_without_a_record_are_adopted_after_recorded_ones(tmp_path):
+    stage = _hf.StagingArea(str(tmp_path / "s")).ensure()
+    specs = [_spec_of(p) for p in ("config.json", "model.safetensors", "sub/tokenizer.json")]
+    os.makedirs(os.path.dirname(stage.tree_path("sub/tokenizer.json")))
+    for spec in specs:
+        with open(stage.tree_path(spec.path), "wb") as fh:
+            fh.write(FILES[spec.path])
+    stage.record(specs[0], {"sha256": hashlib.sha256(CONFIG).hexdigest(), "git_oid": _git_oid(CONFIG)})
+    assert stage.verified(specs[0])
+    with open(stage.tree_path("sub/tokenizer.json"), "r+b") as fh:
+        fh.write(b"X")   # same size, other content: not adopted
+    _hf.HuggingFaceProvider._adopt_unrecorded(stage, specs)   # pylint: disable=protected-access
+    fresh = _hf.StagingArea(stage.root)
+    assert [fresh.verified(s) for s in specs] == [True, True, False]
+    assert fresh.state()["model.safetensors"] == {"size": len(WEIGHTS), "sha256": hashlib.sha256(WEIGHTS).hexdigest()}
+    os.unlink(stage.tree_path("sub/tokenizer.json"))
+    with open(stage.tree_path("sub/tokenizer.json"), "wb") as fh:
+        fh.write(TOKENIZER + b" ")   # another size: not even read
+    _hf.HuggingFaceProvider._adopt_unrecorded(stage, specs)   # pylint: disable=protected-access
+    assert not _hf.StagingArea(stage.root).verified(specs[2])
+
+
+def test_check_mode_reads_the_capability_files_from_the_endpoint_at_the_commit_into_a_temporary_directory(
+        tmp_path, hub, monkeypatch):
+    import tempfile   # pylint: disable=import-outside-toplevel
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    written = []
+    real = hub.http_get
+
+    def noting(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        written.append(fileobj.name)
+        real(url, fileobj, resume_size=resume_size, headers=headers, expected_size=expected_size)
+    monkeypatch.setattr(_hf, "http_get", noting)
+    prov = _provider(tmp_path / "models", endpoint="http://mirror:8090")
+    target = Target(COMMIT, "main", [_spec_of(p) for p in FILES], None)
+    assert prov.predict_capabilities(target)["max_context_length"] == 2048
+    assert hub.requests == [(f"http://mirror:8090/org/model/resolve/{COMMIT}/config.json", hub.requests[0][1],
+                             len(CONFIG))]
+    assert os.path.basename(os.path.dirname(written[0])).startswith("venom-check-")
+    assert os.listdir(scratch) == [], "the temporary directory is removed"
+
+
+def test_a_temporary_directory_cleaned_away_during_check_mode_fails_with_the_reason_not_the_cleanup(
+        tmp_path, hub, monkeypatch):
+    import shutil   # pylint: disable=import-outside-toplevel
+    real = hub.http_get
+
+    def cleaned(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        real(url, fileobj, resume_size=resume_size, headers=headers, expected_size=expected_size)
+        shutil.rmtree(os.path.dirname(fileobj.name))   # a tmp cleaner at work
+    monkeypatch.setattr(_hf, "http_get", cleaned)
+    target = Target(COMMIT, "main", [_spec_of("config.json")], None)
+    with pytest.raises(VenomError) as info:
+        _provider(tmp_path / "models").predict_capabilities(target)
+    assert "is not a directory" in info.value.msg
+
+
+def test_check_mode_names_the_commit_when_a_mirror_fails_on_a_capability_file(tmp_path, hub):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub import errors as hub_errors   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+    response = httpx.Response(500, request=httpx.Request("GET", "http://mirror:8090/x"))
+    hub.fail["config.json"] = hub_errors.HfHubHTTPError("500 Server Error", response=response)
+    target = Target(COMMIT, "main", [_spec_of("config.json")], None)
+    with pytest.raises(NotFoundError) as info:
+        _provider(tmp_path / "models").predict_capabilities(target)
+    assert info.value.msg.startswith(f"Reading config.json of org/model: https://huggingface.co failed with HTTP 500 "
+                                     f"for commit {COMMIT} of org/model")
+
+
+def test_a_file_completing_a_selection_in_place_arrives_with_the_mode_asked(tmp_path, hub, monkeypatch):
+    models = tmp_path / "models"
+    _run(models, allow_patterns=["*.json"], mode="0600")
+    seen = {}
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).startswith(_final(models)):
+            seen[os.path.relpath(dst, _final(models))] = os.stat(src).st_mode & 0o777
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    hub.gets.clear()
+    out = _run(models, mode="0600")
+    assert out["action"] == "sync" and hub.gets == [("model.safetensors", 0)]
+    assert seen == {"model.safetensors": 0o600}, "never visible in place with another mode"
+
+
+def test_a_new_version_directory_appears_with_the_mode_asked(tmp_path, hub, monkeypatch):
+    models = tmp_path / "models"
+    seen = {}
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if dst == _final(models):
+            for root, dirs, files in os.walk(src):
+                for name in dirs + files:
+                    full = os.path.join(root, name)
+                    seen[os.path.relpath(full, src)] = os.stat(full).st_mode & 0o777
+        return real_rename(src, dst)
+    monkeypatch.setattr(os, "rename", rename)
+    _run(models, mode="0600")
+    assert seen == {"config.json": 0o600, "model.safetensors": 0o600, "sub": 0o700, "sub/tokenizer.json": 0o600}
+
+
+def test_an_installed_copy_of_the_same_commit_elsewhere_is_not_taken_for_the_new_place(tmp_path, hub):
+    models = tmp_path / "models"
+    _run(models)
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    elsewhere = os.path.join(str(models), "huggingface", "org", "copy")
+    os.rename(_final(models), elsewhere)
+    prov = _provider(models)
+    target = prov.resolve(entry)
+    hub.gets.clear()
+    fields = prov.install(target, Progress(), entry=dict(entry, local_path=elsewhere))
+    assert sorted(p for p, _r in hub.gets) == sorted(FILES), "every file fetched for the version directory"
+    assert fields["local_path"] == _final(models)
+    for path, data in FILES.items():
+        assert _read(os.path.join(_final(models), path)) == data
+
+
+def test_a_writer_still_writes_at_the_deadline_itself_and_stops_just_after(tmp_path, monkeypatch):
+    clock = types.SimpleNamespace(now=1000.0)
+    monkeypatch.setattr(_hf, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    path = str(tmp_path / "partial")
+    with open(path, "ab") as fh:
+        writer = _hf._HashingWriter(fh, FileSpec("w", 3), _hf.Hasher(3), Progress(), threading.Event(),   # pylint: disable=protected-access
+                                    1005.0, path)
+        clock.now = 1005.0
+        assert writer.write(b"a") == 1
+        clock.now = 1005.001
+        with pytest.raises(_hf._Abort, match="timeout"):   # pylint: disable=protected-access
+            writer.write(b"b")
+    assert _read(path) == b"a"
+
+
+def test_a_hub_error_out_of_a_download_thread_names_the_commit_being_downloaded(tmp_path, hub, monkeypatch):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub import errors as hub_errors   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+    prov = _provider(tmp_path / "models", endpoint="http://mirror:8090")
+    stage = prov.staging(COMMIT).ensure()
+
+    def one(self, stage, spec, headers, progress, stop, deadline):
+        response = httpx.Response(502, request=httpx.Request("GET", "http://mirror:8090/x"))
+        raise hub_errors.HfHubHTTPError("502 Bad Gateway", response=response)
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_download_one", one)
+    with pytest.raises(NotFoundError) as info:
+        prov._download_all(stage, [FileSpec("a", 1)], Progress())   # pylint: disable=protected-access
+    assert info.value.msg.startswith(
+        f"Downloading org/model: http://mirror:8090 failed with HTTP 502 for commit {COMMIT}")
+
+
+def test_bytes_of_a_corrupt_download_thrown_away_count_as_transferred_but_not_as_done(tmp_path, hub):
+    hub.serve["config.json"] = b"X" + CONFIG[1:]
+    served = []
+    real = hub.http_get
+
+    def corrupt_once(url, fileobj, resume_size=0, headers=None, expected_size=None):
+        served.append(url)
+        if len(served) == 2:
+            hub.serve.clear()
+        real(url, fileobj, resume_size=resume_size, headers=headers, expected_size=expected_size)
+    _hf.http_get, saved = corrupt_once, _hf.http_get
+    try:
+        prov = _provider(tmp_path / "models")
+        stage = prov.staging(COMMIT).ensure()
+        progress = Progress()
+        prov._download_one(stage, _spec_of("config.json"), {}, progress, threading.Event(), None)   # pylint: disable=protected-access
+    finally:
+        _hf.http_get = saved
+    assert len(served) == 2 and _read(stage.tree_path("config.json")) == CONFIG
+    assert progress.done == len(CONFIG) and progress.transferred == 2 * len(CONFIG)
+
+
+def test_one_installed_file_with_another_git_id_does_not_stop_the_others_being_reused(tmp_path, hub):
+    models = tmp_path / "models"
+    _run(models)
+    entry = Manifest(str(models)).get("org/model", "huggingface")
+    target = Target(COMMIT, "main", [_spec_of(p) for p in FILES], _final(models))
+    changed = [dict(f, git_oid="0" * 40) if f["path"] == "config.json" else f for f in entry["files"]]
+    assert _provider(models)._reusable(dict(entry, files=changed), target) == {   # pylint: disable=protected-access
+        "model.safetensors", "sub/tokenizer.json"}
+    wrong_size = [dict(f, size=1) if f["path"] == "config.json" else f for f in entry["files"]]
+    assert _provider(models)._reusable(dict(entry, files=wrong_size), target) == {   # pylint: disable=protected-access
+        "model.safetensors", "sub/tokenizer.json"}
+
+
+def test_a_mirror_failing_to_list_a_commit_names_that_commit(tmp_path, hub, monkeypatch):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub import errors as hub_errors   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+
+    def failing(repo, revision=None, recursive=False):
+        response = httpx.Response(500, request=httpx.Request("GET", "http://mirror:8090/api/x"))
+        raise hub_errors.HfHubHTTPError("500 Server Error", response=response)
+    monkeypatch.setattr(hub, "list_repo_tree", failing)
+    with pytest.raises(NotFoundError) as info:
+        _provider(tmp_path / "models", endpoint="http://mirror:8090").resolve(None)
+    assert info.value.msg.startswith(f"Listing the files of org/model@{COMMIT[:12]}: http://mirror:8090 failed with "
+                                     f"HTTP 500 for commit {COMMIT} of org/model")
+
+
+def test_a_revision_the_hub_does_not_know_is_named_in_the_error(tmp_path, hub, monkeypatch):
+    import httpx2 as httpx   # pylint: disable=import-outside-toplevel
+    from huggingface_hub.utils import hf_raise_for_status   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+
+    def unknown(self, revision):
+        url = f"https://huggingface.co/api/models/org/model/revision/{revision}"
+        hf_raise_for_status(httpx.Response(404, headers={"X-Error-Code": "RevisionNotFound"},
+                                           request=httpx.Request("GET", url)))
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info", unknown)
+    with pytest.raises(NotFoundError) as info:
+        _provider(tmp_path / "models", revision="v9").resolve(None)
+    assert info.value.msg == "The revision 'v9' does not exist in org/model at https://huggingface.co."
+
+
+def test_a_folder_listed_before_the_files_does_not_end_the_listing(tmp_path, hub, monkeypatch):
+    items = list(hub.items())
+    monkeypatch.setattr(hub, "list_repo_tree", lambda repo, revision=None, recursive=False: items[-1:] + items[:-1])
+    target = _provider(tmp_path / "models").resolve(None)
+    assert sorted(s.path for s in target.files) == sorted(FILES)
+
+
+def test_a_hub_that_returns_no_commit_is_refused_with_the_fix(tmp_path, hub, monkeypatch):
+    monkeypatch.setattr(_hf.HuggingFaceProvider, "_model_info", lambda self, revision: types.SimpleNamespace(sha="v1"))
+    with pytest.raises(ProviderError) as info:
+        _provider(tmp_path / "models", endpoint="http://mirror:8090").resolve(None)
+    assert info.value.msg == "http://mirror:8090 returned no commit id for org/model@main."
+    assert info.value.fix == "Check that the endpoint is a Hugging Face Hub API or mirror."
+
+
+def test_nothing_matching_the_selection_says_how_to_loosen_it(tmp_path, hub):
+    from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError   # pylint: disable=import-outside-toplevel
+    with pytest.raises(NotFoundError) as info:
+        _run(tmp_path / "models", allow_patterns=["*.gguf"])
+    assert info.value.fix == "Loosen allow_patterns / ignore_patterns (globs such as '*.safetensors', 'onnx/')."
