@@ -959,3 +959,34 @@ def test_render_chat_refuses_what_is_not_a_template():
             render_chat([{"role": "user", "content": "x"}], value)
     with pytest.raises(ValidationError, match="no prompt_template"):
         render_chat([{"role": "user", "content": "x"}], {})
+
+
+def test_a_single_star_width_given_alone_is_bounded():
+    assert "a '*' width in a %-format 100001" in _refusal("{{ '%*d' % 100001 }}").msg
+
+
+def test_joining_the_characters_of_a_long_text_counts_the_text_once():
+    assert _render("{{ '-'.join(('a' * 1024) * 1500).count('-') }}") == str(1024 * 1500 - 1)
+
+
+def test_guarded_str_methods_take_keyword_arguments():
+    assert _render("{{ 'a\\tb'.expandtabs(tabsize=2) }}") == "a b"
+
+
+def test_a_system_message_without_content_folds_no_invented_text():
+    msgs = [{"role": "system", "content": None}, {"role": "user", "content": "U"}]
+    folded = adapt_messages(msgs, NO_SYSTEM)[0]["content"]
+    assert folded.replace("Instructions:", "").replace("User: U", "").strip() == ""
+
+
+def test_a_system_message_of_several_text_parts_folds_them_line_by_line():
+    msgs = [{"role": "system", "content": [{"type": "text", "text": "A"}, {"type": "text", "text": "B"}]},
+            {"role": "user", "content": "U"}]
+    assert adapt_messages(msgs, NO_SYSTEM)[0]["content"] == "Instructions: A\nB\n\nUser: U"
+
+
+def test_a_trailing_system_message_folded_into_a_user_message_keeps_its_image():
+    image = {"type": "image_url", "image_url": {"url": "data:,"}}
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "U"}, image]}, {"role": "system", "content": "S"}]
+    assert adapt_messages(msgs, NO_SYSTEM) == [
+        {"role": "user", "content": [{"type": "text", "text": "Instructions: S\n\nUser: U"}, image]}]
