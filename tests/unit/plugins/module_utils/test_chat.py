@@ -949,8 +949,8 @@ def test_the_generation_prompt_flag_reaches_the_template_as_a_boolean():
 
 def test_a_long_conversation_may_render_beyond_the_output_bound_up_to_twice_its_text():
     text = "a" * (3 * 1024 * 1024)
-    template = "{% for m in messages %}{{ m.content }}{{ m.content }}{% endfor %}"
-    assert len(render_chat([{"role": "user", "content": text}], template)) == 2 * len(text)
+    template = "{% for m in messages %}{{ m.content }}{{ m.content }}{{ m.content }}{% endfor %}"
+    assert len(render_chat([{"role": "user", "content": text}], template)) == 3 * len(text)
 
 
 def test_render_chat_refuses_what_is_not_a_template():
@@ -990,3 +990,57 @@ def test_a_trailing_system_message_folded_into_a_user_message_keeps_its_image():
     msgs = [{"role": "user", "content": [{"type": "text", "text": "U"}, image]}, {"role": "system", "content": "S"}]
     assert adapt_messages(msgs, NO_SYSTEM) == [
         {"role": "user", "content": [{"type": "text", "text": "Instructions: S\n\nUser: U"}, image]}]
+
+
+def test_tuples_are_bounded_like_lists():
+    assert _render("{{ (((1,) * 100000) * 41)[-1] }}") == "1"
+    assert "'*' would build a value of 4200000" in _refusal("{{ ((1,) * 100000) * 42 }}").msg
+
+
+def test_tilde_joins_texts_up_to_the_bound_counting_each_piece():
+    # three pieces count their lengths plus 2 each, plus 2: 2097152 + 2096128 + 1016 + 8 = the bound
+    pieces = "{% set a = ('a' * 1024) * 2048 %}{% set b = ('a' * 1024) * 2047 %}"
+    assert _render(pieces + "{{ (a ~ b ~ 'x' * 1016)[-1] }}") == "x"
+    assert "the '~' operator would build" in _refusal(pieces + "{{ a ~ b ~ 'x' * 1017 }}").msg
+
+
+def test_percent_formatting_refuses_before_building_a_text_beyond_the_bound():
+    left = "(('x' * 1024) * 2048 ~ '%s')"
+    assert _render("{{ (%s %% (('y' * 1024) * 2047))[-1] }}" % left) == "y"
+    err = _refusal("{{ %s %% (('y' * 1024) * 2048 ~ 'y') }}" % left)
+    assert "'%' formatting would build a text of more than 4194304" in err.msg
+
+
+def test_str_format_and_filters_refuse_arguments_whose_text_is_beyond_the_bound():
+    shared = ("{% set ns = namespace(z=['a' * 1000]) %}{% for i in range(13) %}{% set ns.z = [ns.z, ns.z] %}"
+              "{% endfor %}")
+    assert "str.format would build a text" in _refusal(shared + "{{ '{}'.format(ns.z) }}").msg
+    assert "the 'upper' filter would build a text" in _refusal(shared + "{{ ns.z | upper }}").msg
+
+
+def test_the_replace_filter_takes_non_text_values_like_jinja():
+    assert _render("{{ 12321 | replace(2, 'x') }}") == "1x3x1"
+
+
+def test_tojson_keeps_the_key_order():
+    assert _render("{{ {'b': 1, 'a': 2} | tojson }}") == '{"b": 1, "a": 2}'
+
+
+def test_the_default_output_bound_is_inclusive():
+    loop = "{% for i in range(4096) %}{{ 'x' * 1024 }}{% endfor %}"
+    assert len(_render(loop)) == _chat_template.MAX_OUTPUT_CHARS
+    assert "its output exceeded 4194304 characters" in _refusal(loop + "x").msg
+
+
+def test_a_template_nested_too_deeply_to_compile_is_a_syntax_error():
+    with pytest.raises(ChatTemplateError, match="does not compile: RecursionError") as err:
+        _chat_template.compile_template("{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}")
+    assert err.value.kind == "syntax"
+
+
+def test_a_dropped_text_of_60_characters_is_shown_whole():
+    template = "{% for m in messages %}{% if m.role == 'assistant' %}{{ m.content }}{% endif %}{% endfor %}"
+    caps = {"prompt_template": template, "supports_system_role": True, "allowed_roles": ["user", "assistant"]}
+    with pytest.raises(ValidationError) as err:
+        adapt_messages([{"role": "user", "content": "x" * 60}], caps)
+    assert repr("x" * 60) + " does not appear" in err.value.msg

@@ -432,3 +432,19 @@ def test_special_tokens_are_not_taken_from_a_cut_or_non_text_token_list(tmp_path
                           ("tokenizer.ggml.eos_token_id", T.UINT32, 1)])
     assert read_gguf_metadata(_write(tmp_path, numbers)).token("eos") is None
     assert read_gguf_metadata(_write(tmp_path, numbers)).token("bos") is None
+
+
+def test_invalid_utf8_in_strings_is_read_with_replacement_characters(tmp_path):
+    data = _header(1) + _kv(b"k\xff", T.STRING, struct.pack("<Q", 2) + b"a\xfe")
+    assert read_gguf_metadata(_write(tmp_path, data)).metadata == {"k\ufffd": "a\ufffd"}
+
+
+def test_a_read_error_is_reported_as_a_gguf_error(tmp_path, monkeypatch):
+    path = _write(tmp_path, gguf_model())
+
+    def broken(_reader):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(_gguf, "_parse", broken)
+    with pytest.raises(GGUFError, match="Cannot read .*m.gguf: Input/output error") as err:
+        read_gguf_metadata(path)
+    assert err.value.fix
