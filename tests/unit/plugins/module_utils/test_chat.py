@@ -1044,3 +1044,52 @@ def test_a_dropped_text_of_60_characters_is_shown_whole():
     with pytest.raises(ValidationError) as err:
         adapt_messages([{"role": "user", "content": "x" * 60}], caps)
     assert repr("x" * 60) + " does not appear" in err.value.msg
+
+
+def test_tojson_takes_the_separators_and_sort_keys_of_transformers():
+    assert _render("{{ {'b': 1, 'a': 2} | tojson(separators=(',', ':'), sort_keys=true) }}") == '{"a":2,"b":1}'
+
+
+def test_tojson_of_a_text_at_the_bound_is_refused_for_its_quotes():
+    err = _refusal("{{ (('a' * 1024) * 4096) | tojson }}")
+    assert err.kind == "limit" and "it built a value of 4194306" in err.msg
+
+
+def test_refusals_of_capabilities_and_system_mode_say_what_to_do():
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(msgs, "caps")
+    assert "ansible_facts['venom_models'][0]['capabilities']" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(msgs, {"allowed_roles": "user"})
+    assert "[system, user, assistant]" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(msgs, NO_SYSTEM, system_mode="error")
+    assert "system_mode: fold" in err.value.fix
+
+
+def test_a_model_said_to_have_no_system_role_gets_it_folded_whatever_roles_are_listed():
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    folded = [{"role": "user", "content": "Instructions: S\n\nUser: U"}]
+    assert adapt_messages(msgs, {"supports_system_role": False}) == folded
+    assert adapt_messages(msgs, {"supports_system_role": False, "allowed_roles": ["system", "user"]}) == folded
+
+
+def test_a_model_that_lists_no_system_role_gets_it_folded_even_if_said_to_support_it():
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    assert adapt_messages(msgs, {"supports_system_role": True, "allowed_roles": ["user", "assistant"]}) == [
+        {"role": "user", "content": "Instructions: S\n\nUser: U"}]
+
+
+def test_the_template_decides_the_system_role_when_only_roles_are_given():
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    caps = capabilities_for("gemma-2", allowed_roles=["system", "user", "assistant"])
+    assert adapt_messages(msgs, caps, validate=False) == [{"role": "user", "content": "Instructions: S\n\nUser: U"}]
+
+
+def test_user_text_dropped_after_an_assistant_turn_is_reported():
+    template = "{% for m in messages %}{% if loop.index < 3 %}{{ m.content }}{% endif %}{% endfor %}"
+    caps = {"prompt_template": template, "supports_system_role": True, "allowed_roles": ["user", "assistant"]}
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    with pytest.raises(ValidationError, match=r"message 2 \(user\): 'c'"):
+        adapt_messages(msgs, caps)

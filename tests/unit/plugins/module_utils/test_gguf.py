@@ -448,3 +448,26 @@ def test_a_read_error_is_reported_as_a_gguf_error(tmp_path, monkeypatch):
     with pytest.raises(GGUFError, match="Cannot read .*m.gguf: Input/output error") as err:
         read_gguf_metadata(path)
     assert err.value.fix
+
+
+def test_a_skipped_string_longer_than_the_rest_of_the_file_is_refused(tmp_path):
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
+                            + struct.pack("<Q", 100) + b"y" * 32)
+    msg = _refused_with_items(tmp_path, data, 1)
+    assert "needs 100 more bytes but only 32 remain" in msg
+
+
+def test_reading_goes_on_after_a_cut_array_at_the_right_offset(tmp_path):
+    head = _header(2) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.UINT8, 10) + bytes(range(10)))
+    tail = _kv(b"s", T.STRING, struct.pack("<Q", 50) + b"z" * 5)
+    msg = _refused_with_items(tmp_path, head + tail, 2)
+    assert f"needs 50 more bytes but only 5 remain (at byte {len(head + tail) - 5})" in msg
+    whole = head + _kv(b"s", T.STRING, struct.pack("<Q", 5) + b"z" * 5)
+    meta = read_gguf_metadata(_write(tmp_path, whole), max_array_items=2)
+    assert meta.metadata == {"a": [0, 1], "s": "zzzzz"} and meta.truncated_arrays == {"a": 10}
+
+
+def _refused_with_items(tmp_path, data, items) -> str:
+    with pytest.raises(GGUFError) as err:
+        read_gguf_metadata(_write(tmp_path, data), max_array_items=items)
+    return err.value.msg
