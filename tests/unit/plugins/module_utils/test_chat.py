@@ -1093,3 +1093,67 @@ def test_user_text_dropped_after_an_assistant_turn_is_reported():
     msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
     with pytest.raises(ValidationError, match=r"message 2 \(user\): 'c'"):
         adapt_messages(msgs, caps)
+
+
+def test_option_refusals_say_what_to_do():
+    msgs = [{"role": "user", "content": "U"}]
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(msgs, {}, system_mode="drop")
+    assert "fold (default), keep or error" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(msgs, {}, fold_template="{user} only")
+    assert "Instructions: {system}" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(msgs, {}, role_map={"tool": "a b"})
+    assert "{tool: user, developer: system}" in err.value.fix
+
+
+def test_a_lone_system_message_the_template_drops_is_folded_into_a_user_message():
+    template = "{% for m in messages %}{% if m.role != 'system' %}{{ m.content }}{% endif %}{% endfor %}"
+    caps = {"prompt_template": template, "supports_system_role": True, "allowed_roles": ["system", "user"]}
+    assert adapt_messages([{"role": "system", "content": "S"}], caps) == [{"role": "user", "content": "S"}]
+
+
+def test_text_still_dropped_after_folding_is_reported_with_the_way_out():
+    template = "{% for m in messages %}{% if m.role == 'assistant' %}{{ m.content }}{% endif %}{% endfor %}"
+    caps = {"prompt_template": template, "supports_system_role": True,
+            "allowed_roles": ["system", "user", "assistant"]}
+    with pytest.raises(ValidationError, match=r"message 0 \(system\): 'S'") as err:
+        adapt_messages([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}], caps)
+    assert "validate: false" in err.value.fix
+
+
+def test_a_dropped_text_of_61_characters_is_shortened():
+    template = "{% for m in messages %}{% if m.role == 'assistant' %}{{ m.content }}{% endif %}{% endfor %}"
+    caps = {"prompt_template": template, "supports_system_role": True, "allowed_roles": ["user", "assistant"]}
+    with pytest.raises(ValidationError) as err:
+        adapt_messages([{"role": "user", "content": "y" * 61}], caps)
+    assert repr("y" * 60 + "...") + " does not appear" in err.value.msg
+
+
+def test_turns_folded_after_the_template_dropped_the_system_text_are_merged_again():
+    caps = capabilities_for("mistral-nemo")
+    msgs = [{"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "alpha"},
+            {"role": "user", "content": "beta"}, {"role": "assistant", "content": "gamma"}]
+    assert adapt_messages(msgs, caps) == [
+        {"role": "user", "content": "Instructions: Answer tersely.\n\nUser: alpha\n\nbeta"},
+        {"role": "assistant", "content": "gamma"}]
+
+
+def test_str_translate_with_a_list_table():
+    assert _render("{{ 'ab'.translate(['x'] * 98) }}") == "xb"
+
+
+def test_the_watchdog_interrupts_a_long_loop_and_says_it_fired():
+    watchdog = _chat_template._Watchdog(0.05)  # pylint: disable=protected-access
+    interrupted = False
+    try:
+        with watchdog:
+            while True:
+                pass
+    except _chat_template._RenderTimeout:  # pylint: disable=protected-access
+        interrupted = True
+    assert interrupted and watchdog.fired
+    with _chat_template._Watchdog(None) as idle:  # pylint: disable=protected-access
+        pass
+    assert not idle.fired
