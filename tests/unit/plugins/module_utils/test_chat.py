@@ -1157,3 +1157,12 @@ def test_the_watchdog_interrupts_a_long_loop_and_says_it_fired():
     with _chat_template._Watchdog(None) as idle:  # pylint: disable=protected-access
         pass
     assert not idle.fired
+
+
+def test_str_join_with_two_arguments_fails_as_in_python():
+    err = _refusal("{{ ','.join(['a'], 'b') }}")
+    assert err.kind == "error" and "TypeError" in err.msg
+
+
+def test_tojson_escapes_non_ascii_when_asked():
+    assert _render("{{ 'é' | tojson(ensure_ascii=true) }}|{{ 'é' | tojson }}") == '"\\u00e9"|"é"'
