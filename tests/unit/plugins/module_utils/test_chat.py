@@ -1166,3 +1166,13 @@ def test_str_join_with_two_arguments_fails_as_in_python():
 
 def test_tojson_escapes_non_ascii_when_asked():
     assert _render("{{ 'é' | tojson(ensure_ascii=true) }}|{{ 'é' | tojson }}") == '"\\u00e9"|"é"'
+
+
+@pytest.mark.parametrize("value,room", [("{'k': s}", 7), ("[s, 1]", 30), ("[s, none]", 30), ("[s, 1.5]", 30)])
+def test_printing_a_structure_counts_its_text_up_to_the_bound(value, room):
+    # a mapping entry counts its key, value and 4; a list item 2 more; a number or null 24
+    text = "{%% set s = ('a' * 1024) * 4095 ~ 'a' * %d %%}{{ %s }}"
+    fits = 1024 - room
+    assert len(render_template(text % (fits, value), {}, max_output=5 * 1024 * 1024)) > BOUND - room
+    with pytest.raises(ChatTemplateError, match="printing a value would build a text of more than 4194304"):
+        render_template(text % (fits + 1, value), {}, max_output=5 * 1024 * 1024)
