@@ -471,3 +471,14 @@ def _refused_with_items(tmp_path, data, items) -> str:
     with pytest.raises(GGUFError) as err:
         read_gguf_metadata(_write(tmp_path, data), max_array_items=items)
     return err.value.msg
+
+
+def test_items_beyond_the_kept_ones_are_skipped_unread(tmp_path):
+    bools = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.BOOL, 2) + b"\x01\x02")
+    assert read_gguf_metadata(_write(tmp_path, bools), max_array_items=1).metadata["a"] == [True]
+
+
+def test_a_skipped_empty_nested_array_takes_no_bytes(tmp_path):
+    data = build_gguf([("n", T.ARRAY, (T.ARRAY, [(T.UINT8, [1]), (T.UINT8, [])])), ("after", T.UINT8, 9)])
+    meta = read_gguf_metadata(_write(tmp_path, data), max_array_items=1)
+    assert meta.metadata == {"n": [[1]], "after": 9} and meta.truncated_arrays == {"n": 2}
