@@ -482,3 +482,9 @@ def test_a_skipped_empty_nested_array_takes_no_bytes(tmp_path):
     data = build_gguf([("n", T.ARRAY, (T.ARRAY, [(T.UINT8, [1]), (T.UINT8, [])])), ("after", T.UINT8, 9)])
     meta = read_gguf_metadata(_write(tmp_path, data), max_array_items=1)
     assert meta.metadata == {"n": [[1]], "after": 9} and meta.truncated_arrays == {"n": 2}
+
+
+def test_a_nested_array_past_the_kept_items_is_skipped_unread(tmp_path):
+    inner = struct.pack("<IQ", T.BOOL, 1)
+    data = _header(1) + _kv(b"n", T.ARRAY, struct.pack("<IQ", T.ARRAY, 2) + inner + b"\x01" + inner + b"\x02")
+    assert read_gguf_metadata(_write(tmp_path, data), max_array_items=1).metadata["n"] == [[True]]
