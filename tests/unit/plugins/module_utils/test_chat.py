@@ -1176,3 +1176,35 @@ def test_printing_a_structure_counts_its_text_up_to_the_bound(value, room):
     assert len(render_template(text % (fits, value), {}, max_output=5 * 1024 * 1024)) > BOUND - room
     with pytest.raises(ChatTemplateError, match="printing a value would build a text of more than 4194304"):
         render_template(text % (fits + 1, value), {}, max_output=5 * 1024 * 1024)
+
+
+def test_printing_other_objects_counts_64_characters_each():
+    text = "{%% set s = ('a' * 1024) * 4095 ~ 'a' * %d %%}{{ [s, range(2)] }}"
+    assert len(render_template(text % 954, {}, max_output=5 * 1024 * 1024)) > BOUND - 70
+    with pytest.raises(ChatTemplateError, match="printing a value would build"):
+        render_template(text % 955, {}, max_output=5 * 1024 * 1024)
+
+
+def test_the_value_bound_is_twice_the_data_given_plus_one_mib():
+    # the data {'x': 3 MiB} counts 3 MiB + 7, so values may reach 2 * (3 MiB + 7) + 1 MiB = 7340046
+    template = "{%% set pad = ('b' * 1024) * 1024 ~ 'b' * %d %%}{{ (x ~ x ~ pad)[-1] }}"
+    text = "a" * (3 * 1024 * 1024)
+    assert render_template(template % 6, {"x": text}) == "b"
+    with pytest.raises(ChatTemplateError, match="more than 7340046 characters"):
+        render_template(template % 7, {"x": text})
+
+
+@pytest.mark.parametrize("template,exc", [
+    ("{{ 10.0 ** 400 }}", "OverflowError"), ("{{ '{:d}'.format('a') }}", "ValueError"),
+    ("{{ '{x}'.format() }}", "KeyError"), ("{{ '{1}'.format(0) }}", "IndexError"),
+    ("{{ [1, 'a'] | sort }}", "TypeError"), ("{{ 1 // 0 }}", "ZeroDivisionError"),
+])
+def test_python_errors_in_a_template_are_template_failures(template, exc):
+    err = _refusal(template)
+    assert err.kind == "error" and f"The chat template failed: {exc}" in err.msg
+
+
+def test_a_number_too_long_to_read_is_a_syntax_error():
+    with pytest.raises(ChatTemplateError, match="does not compile: ValueError") as err:
+        _chat_template.compile_template("{{ 1" + "0" * 5000 + " }}")
+    assert err.value.kind == "syntax"
