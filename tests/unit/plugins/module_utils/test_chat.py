@@ -755,7 +755,8 @@ def test_at_most_10000_messages_are_accepted():
 
 def test_the_text_of_all_messages_together_is_bounded():
     half = 16 * 1024 * 1024
-    fits = [{"role": "user", "content": "a" * half}, {"role": "user", "content": [{"type": "text", "text": "b" * half}]}]
+    fits = [{"role": "user", "content": "a" * half},
+            {"role": "user", "content": [{"type": "text", "text": "b" * half}]}]
     assert len(adapt_messages(fits, {})) == 2
     over = fits + [{"role": "user", "content": "c"}]
     with pytest.raises(ValidationError, match="more than 33554432 characters"):
