@@ -1209,3 +1209,26 @@ def test_a_number_too_long_to_read_is_a_syntax_error():
     with pytest.raises(ChatTemplateError, match="does not compile: ValueError") as err:
         _chat_template.compile_template("{{ 1" + "0" * 5000 + " }}")
     assert err.value.kind == "syntax"
+
+
+def test_render_chat_explains_that_only_ollama_renders_go_templates():
+    with pytest.raises(ChatTemplateError) as err:
+        render_chat([{"role": "user", "content": "x"}], OLLAMA_TEMPLATES["llama3.2"]["template"])
+    assert "only Ollama renders" in err.value.msg and err.value.kind == "format"
+    assert "render_chat renders Jinja chat templates" in err.value.fix
+
+
+def test_the_output_of_a_conversation_is_bounded_by_twice_its_text_past_the_output_bound():
+    text = "a" * (3 * 1024 * 1024)
+    template = "{% for m in messages %}" + "{{ m.content }}" * 4 + "{% endfor %}"
+    with pytest.raises(ChatTemplateError, match="its output exceeded"):
+        render_chat([{"role": "user", "content": text}], template)
+
+
+def test_render_chat_refusals_say_what_to_do():
+    with pytest.raises(ValidationError) as err:
+        render_chat([{"role": "user", "content": "x"}], "")
+    assert "venom_model_facts" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        render_chat([{"role": "user", "content": [{"type": "image_url"}]}], ECHO)
+    assert "Send only text parts" in err.value.fix

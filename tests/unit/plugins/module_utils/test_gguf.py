@@ -488,3 +488,9 @@ def test_a_nested_array_past_the_kept_items_is_skipped_unread(tmp_path):
     inner = struct.pack("<IQ", T.BOOL, 1)
     data = _header(1) + _kv(b"n", T.ARRAY, struct.pack("<IQ", T.ARRAY, 2) + inner + b"\x01" + inner + b"\x02")
     assert read_gguf_metadata(_write(tmp_path, data), max_array_items=1).metadata["n"] == [[True]]
+
+
+def test_a_skipped_string_at_the_end_of_the_file_says_nothing_remains(tmp_path):
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
+                            + struct.pack("<Q", 5))
+    assert "needs 5 more bytes but only 0 remain" in _refused_with_items(tmp_path, data, 1)
