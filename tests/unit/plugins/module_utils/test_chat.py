@@ -1232,3 +1232,33 @@ def test_render_chat_refusals_say_what_to_do():
     with pytest.raises(ValidationError) as err:
         render_chat([{"role": "user", "content": [{"type": "image_url"}]}], ECHO)
     assert "Send only text parts" in err.value.fix
+
+
+@pytest.mark.parametrize("messages,words,fix", [
+    ("hello", "must be a list, not str", "Pass a list of {role, content} mappings"),
+    ([], "message list is empty", "Give at least one message"),
+    ([{"role": "user", "content": "x"}] * 10001, "10001 messages", "Shorten the conversation"),
+    ([{"role": "user", "content": "x"}, "text"], "Message 1 is a str, not a mapping", "Give each message as"),
+    ([{"content": "x"}], "Message 0 has no valid role", "a role such as system, user"),
+    ([{"role": "user", "content": "x"}, {"role": "user", "content": 5}],
+     "Message 1: content must be a string, a list of content parts or null, not int", "as a string"),
+    ([{"role": "user", "content": [{"text": "x"}]}], "content part 0 is not a mapping", "OpenAI content parts"),
+    ([{"role": "user", "content": [{"type": "text"}]}], "text content part 0 has no 'text'", "Give each text part"),
+    ([{"role": "user", "content": "a" * (32 * 1024 * 1024 + 1)}], "more than 33554432", "Shorten the conversation"),
+])
+def test_refused_messages_name_the_problem_and_the_fix(messages, words, fix):
+    with pytest.raises(ValidationError) as err:
+        adapt_messages(messages, {})
+    assert words in err.value.msg and fix in err.value.fix
+
+
+def test_the_adapted_messages_share_nothing_with_the_input():
+    msgs = [{"role": "assistant", "content": "", "tool_calls": [{"id": "c", "function": {"name": "f"}}]}]
+    out = adapt_messages(msgs, {})
+    out[0]["tool_calls"][0]["function"]["name"] = "g"
+    out[0]["tool_calls"].append({})
+    assert msgs == [{"role": "assistant", "content": "", "tool_calls": [{"id": "c", "function": {"name": "f"}}]}]
+
+
+def test_a_chat_template_error_is_of_kind_error_unless_told():
+    assert ChatTemplateError("x").kind == "error" and ChatTemplateError("x", kind="limit").kind == "limit"
