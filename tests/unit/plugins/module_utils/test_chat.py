@@ -1262,3 +1262,27 @@ def test_the_adapted_messages_share_nothing_with_the_input():
 
 def test_a_chat_template_error_is_of_kind_error_unless_told():
     assert ChatTemplateError("x").kind == "error" and ChatTemplateError("x", kind="limit").kind == "limit"
+
+
+def test_a_chat_template_error_reports_its_kind():
+    assert ChatTemplateError("x", fix="y").to_dict() == {
+        "error": "ChatTemplateError", "msg": "x", "fix": "y", "details": {"kind": "error"}}
+    assert ChatTemplateError("x", kind="limit").to_dict()["details"] == {"kind": "limit"}
+
+
+def test_a_compiled_template_rendered_directly_keeps_the_default_bounds():
+    assert _chat_template.compile_template("{{ 'a' * 3 }}").render() == "aaa"
+    with pytest.raises(ChatTemplateError, match="'\\*' would build a value of 4195328"):
+        _chat_template.compile_template("{{ ('a' * 1024) * 4097 }}").render()
+
+
+def test_data_the_template_cannot_take_is_refused_with_the_fix():
+    with pytest.raises(ChatTemplateError) as err:
+        _render("{{ x }}", x={1, 2})
+    assert "Pass only strings, numbers, booleans, lists and mappings" in err.value.fix
+    deep = "a"
+    for _level in range(70):
+        deep = [deep]
+    with pytest.raises(ChatTemplateError) as err:
+        _render("{{ x }}", x=deep)
+    assert "Pass plain messages" in err.value.fix
