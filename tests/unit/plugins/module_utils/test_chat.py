@@ -1286,3 +1286,12 @@ def test_data_the_template_cannot_take_is_refused_with_the_fix():
     with pytest.raises(ChatTemplateError) as err:
         _render("{{ x }}", x=deep)
     assert "Pass plain messages" in err.value.fix
+
+
+def test_capabilities_without_a_template_name_where_to_set_one():
+    with pytest.raises(ValidationError) as err:
+        render_chat([{"role": "user", "content": "x"}], {"prompt_template": None})
+    assert "capabilities.prompt_template" in err.value.fix
+    with pytest.raises(ValidationError) as err:
+        adapt_messages([{"role": "user", "content": "x"}], 5)
+    assert err.value.fix.endswith("e.g. ansible_facts['venom_models'][0]['capabilities'].")
