@@ -494,3 +494,21 @@ def test_a_skipped_string_at_the_end_of_the_file_says_nothing_remains(tmp_path):
     data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
                             + struct.pack("<Q", 5))
     assert "needs 5 more bytes but only 0 remain" in _refused_with_items(tmp_path, data, 1)
+
+
+def test_a_version_with_the_high_bit_set_is_shown_unsigned(tmp_path):
+    data = b"GGUF" + struct.pack("<IQQ", 0x80000003, 0, 0)
+    assert "unsupported GGUF version 2147483651" in _refused(tmp_path, data)
+
+
+def test_a_missing_file_is_named_with_the_reason_and_the_fix(tmp_path):
+    path = str(tmp_path / "absent.gguf")
+    with pytest.raises(GGUFError) as err:
+        read_gguf_metadata(path)
+    assert err.value.msg == f"Cannot open {path}: No such file or directory."
+    assert "readable by the user running the task" in err.value.fix
+
+
+def test_metadata_values_are_looked_up_by_key(tmp_path):
+    meta = read_gguf_metadata(_write(tmp_path, gguf_model("llama")))
+    assert meta.get("general.architecture") == "llama" and meta.get("absent") is None
