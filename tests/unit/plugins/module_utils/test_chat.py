@@ -1295,3 +1295,22 @@ def test_capabilities_without_a_template_name_where_to_set_one():
     with pytest.raises(ValidationError) as err:
         adapt_messages([{"role": "user", "content": "x"}], 5)
     assert err.value.fix.endswith("e.g. ansible_facts['venom_models'][0]['capabilities'].")
+
+
+def test_without_jinja2_rendering_names_the_missing_package(monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError
+    monkeypatch.setattr(_chat_template, "jinja2", None)
+    monkeypatch.setattr(_chat_template, "JINJA2_IMPORT_ERROR", ImportError("no jinja2 here"))
+    with pytest.raises(MissingDependencyError) as err:
+        _chat_template.require_jinja2()
+    assert err.value.package == "jinja2"
+    assert "required to render chat templates but cannot be imported (no jinja2 here)" in err.value.msg
+
+
+@pytest.mark.parametrize("source,kind", [
+    ("{{ messages }}", "jinja"), ("{{ .Prompt }}", "go"), ("{{- $x := 1 }}", "go"), ("{{ range .Messages }}", "go"),
+    ("{{ end }}", "go"), ("{{ if .System }}", "go"), ("{{ if eq .Role \"user\" }}", "go"), ("", None), ("  ", None),
+    (None, None), (5, None),
+])
+def test_template_kind_tells_jinja_from_go_templates(source, kind):
+    assert _chat_template.template_kind(source) == kind
