@@ -1314,3 +1314,8 @@ def test_without_jinja2_rendering_names_the_missing_package(monkeypatch):
 ])
 def test_template_kind_tells_jinja_from_go_templates(source, kind):
     assert _chat_template.template_kind(source) == kind
+
+
+def test_an_explicit_render_timeout_is_used():
+    with pytest.raises(ChatTemplateError, match="longer than 0.2 seconds"):
+        render_template(HOSTILE["nested loops"], {"messages": []}, timeout=0.2)
