@@ -1319,3 +1319,8 @@ def test_template_kind_tells_jinja_from_go_templates(source, kind):
 def test_an_explicit_render_timeout_is_used():
     with pytest.raises(ChatTemplateError, match="longer than 0.2 seconds"):
         render_template(HOSTILE["nested loops"], {"messages": []}, timeout=0.2)
+
+
+def test_values_may_grow_with_data_made_of_many_small_pieces():
+    pieces = ["a" * 1000] * 3000   # 3 MB over 3000 items
+    assert render_template("{{ ((x | join) ~ (x | join)) | length }}", {"x": pieces}) == "6000000"
