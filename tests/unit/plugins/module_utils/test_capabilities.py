@@ -756,3 +756,26 @@ def test_override_notes_say_what_was_detected():
 def test_only_the_small_files_detection_reads_are_capability_files(path, expected):
     from ansible_collections.venom.models.plugins.module_utils.capabilities.files import is_capability_file
     assert is_capability_file(path) is expected
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("generation_config.json", True), ("sentence_bert_config.json", True), ("additional_chat_templates", False),
+    ("additional_chat_templates/a.jinja.bak", False), ("chat_template.jinja/x", False), ("", False),
+])
+def test_generation_and_sentence_configs_are_capability_files_but_not_other_names(path, expected):
+    from ansible_collections.venom.models.plugins.module_utils.capabilities.files import is_capability_file
+    assert is_capability_file(path) is expected
+
+
+# --- detection imported on first use ----------------------------------------------------------------
+
+def test_the_deferred_wrappers_answer_as_detection_does(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.capabilities import deferred
+    model = _model_dir(tmp_path, {"model_type": "gemma2", "max_position_embeddings": 8192}, _tok("gemma-2"))
+    assert deferred.detect_hf_capabilities(model) == detect_hf_capabilities(model)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(gguf_model("qwen2", chat_template="{{ messages }}"))
+    assert deferred.detect_gguf_capabilities(str(gguf)) == detect_gguf_capabilities(str(gguf))
+    detected = detect_gguf_capabilities(str(gguf))
+    assert deferred.merge_overrides(detected, {"supports_system_role": True}) == \
+        merge_overrides(detected, {"supports_system_role": True})

@@ -61,3 +61,43 @@ def test_parts_are_merged_text_first_then_the_other_parts():
 def test_merge_consecutive_false_keeps_every_turn():
     msgs = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
     assert _adapt(msgs, merge_consecutive=False) == msgs
+
+
+# --- merging in a model that keeps system messages and needs alternation ------------------------------
+
+GEMMA_WITH_SYSTEM = dict(GEMMA, supports_system_role=True, allowed_roles=["system", "user", "assistant"])
+
+
+def test_consecutive_system_messages_are_merged_when_kept():
+    msgs = [{"role": "system", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}]
+    assert adapt_messages(msgs, GEMMA_WITH_SYSTEM, validate=False) == [
+        {"role": "system", "content": "a\n\nb"}, {"role": "user", "content": "c"}]
+
+
+def test_turns_of_different_roles_in_a_row_are_not_merged():
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    assert _adapt(msgs) == msgs
+
+
+def test_consecutive_tool_results_are_never_merged():
+    msgs = [{"role": "tool", "content": "1"}, {"role": "tool", "content": "2"}]
+    caps = dict(GEMMA, allowed_roles=["user", "assistant", "tool"])
+    assert adapt_messages(msgs, caps, validate=False) == msgs
+
+
+def test_merging_parts_keeps_the_other_parts_of_both_turns():
+    one = {"type": "image_url", "image_url": {"url": "data:,1"}}
+    two = {"type": "image_url", "image_url": {"url": "data:,2"}}
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "a"}, one]},
+            {"role": "user", "content": [two, {"type": "text", "text": "b"}]}]
+    assert _adapt(msgs) == [{"role": "user", "content": [{"type": "text", "text": "a\n\nb"}, one, two]}]
+
+
+def test_merging_text_parts_only_gives_text():
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "a"}]}, {"role": "user", "content": "b"}]
+    assert _adapt(msgs) == [{"role": "user", "content": "a\n\nb"}]
+
+
+def test_a_model_without_alternation_keeps_consecutive_turns():
+    msgs = [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]
+    assert adapt_messages(msgs, capabilities_for("qwen2.5"), validate=False) == msgs

@@ -225,3 +225,290 @@ def test_corrupted_valid_files_never_crash(tmp_path, data):
 
 def test_known_file_types_are_unique_names():
     assert len(set(FILE_TYPES.values())) == len(FILE_TYPES)
+
+
+# --- bounds, one at a time, at the limit and one past it ----------------------------------------------
+
+def _header(kv_count, version=3, tensor_count=0, endian="<"):
+    return b"GGUF" + struct.pack(endian + "IQQ", version, tensor_count, kv_count)
+
+
+def _kv(key: bytes, vtype: int, payload: bytes, endian="<") -> bytes:
+    return struct.pack(endian + "Q", len(key)) + key + struct.pack(endian + "I", vtype) + payload
+
+
+def _refused(tmp_path, data) -> str:
+    with pytest.raises(GGUFError) as err:
+        read_gguf_metadata(_write(tmp_path, data))
+    assert err.value.fix
+    return err.value.msg
+
+
+def test_the_bounds_are_those_documented():
+    assert (_gguf.MAX_KEY_BYTES, _gguf.MAX_STRING_BYTES, _gguf.MAX_KV_COUNT) == (65536, 16777216, 100000)
+    assert (_gguf.MAX_TOTAL_VALUES, _gguf.MAX_ARRAY_DEPTH, _gguf.DEFAULT_MAX_ARRAY_ITEMS) == (5000000, 4, 4096)
+
+
+def test_keys_of_up_to_64_kib_are_read(tmp_path):
+    key = "k" * 65536
+    assert read_gguf_metadata(_write(tmp_path, build_gguf([(key, T.UINT8, 1)]))).metadata == {key: 1}
+    assert "a string of 65537 bytes is longer than the bound of 65536" in _refused(
+        tmp_path, build_gguf([(key + "k", T.UINT8, 1)]))
+
+
+def test_string_values_of_up_to_16_mib_are_read(tmp_path):
+    text = "v" * (16 * 1024 * 1024)
+    assert read_gguf_metadata(_write(tmp_path, build_gguf([("s", T.STRING, text)]))).metadata["s"] == text
+    assert "a string of 16777217 bytes is longer than the bound of 16777216" in _refused(
+        tmp_path, build_gguf([("s", T.STRING, text + "v")]))
+
+
+def test_skipped_strings_in_long_arrays_are_bounded_too(tmp_path):
+    data = build_gguf([("a", T.ARRAY, (T.STRING, ["x", "y" * 100]))])
+    assert read_gguf_metadata(_write(tmp_path, data), max_array_items=1).metadata["a"] == ["x"]
+    head = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
+                              + struct.pack("<Q", 2 ** 40) + b"\0" * 32)
+    assert "longer than the bound" in _refused(tmp_path, head)
+
+
+def test_up_to_100000_entries_are_read(tmp_path):
+    kvs = [(f"k{i}", T.UINT8, i % 256) for i in range(100000)]
+    meta = read_gguf_metadata(_write(tmp_path, build_gguf(kvs)))
+    assert len(meta.metadata) == 100000 and meta.metadata["k99999"] == 99999 % 256
+    assert "100001 metadata entries is beyond the bound of 100000" in _refused(
+        tmp_path, _header(100001) + b"\0" * (13 * 100001))
+
+
+def test_the_smallest_entry_is_13_bytes(tmp_path):
+    smallest = _kv(b"", T.UINT8, b"\x07")
+    assert len(smallest) == 13
+    assert read_gguf_metadata(_write(tmp_path, _header(1) + smallest)).metadata == {"": 7}
+    assert "1 metadata entries do not fit" in _refused(tmp_path, _header(1) + smallest[:-1])
+    two = _kv(b"", T.UINT8, b"\x07") + _kv(b"b", T.UINT8, b"\x08")
+    assert read_gguf_metadata(_write(tmp_path, _header(2) + two)).metadata == {"": 7, "b": 8}
+
+
+def test_value_type_12_is_the_last_known_one(tmp_path):
+    data = _header(1) + _kv(b"f", 12, struct.pack("<d", 2.5))
+    assert read_gguf_metadata(_write(tmp_path, data)).metadata == {"f": 2.5}
+    assert read_gguf_metadata(_write(tmp_path, data)).types == {"f": "float64"}
+    assert "key 'f' has unknown value type 13" in _refused(tmp_path, _header(1) + _kv(b"f", 13, b"\0" * 8))
+
+
+def test_arrays_of_unknown_element_types_are_refused(tmp_path):
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", 13, 1) + b"\0" * 16)
+    assert "an array of unknown element type 13" in _refused(tmp_path, data)
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", 12, 1) + struct.pack("<d", 1.5))
+    assert read_gguf_metadata(_write(tmp_path, data)).metadata == {"a": [1.5]}
+
+
+def test_arrays_nest_four_deep_at_most(tmp_path):
+    def nested(levels):
+        value = (T.UINT8, [1])
+        for _level in range(levels - 1):
+            value = (T.ARRAY, [value])
+        return build_gguf([("deep", T.ARRAY, value)])
+    assert read_gguf_metadata(_write(tmp_path, nested(4))).metadata["deep"] == [[[[1]]]]
+    assert "arrays nested deeper than 4" in _refused(tmp_path, nested(5))
+
+
+def test_arrays_keep_4096_items_by_default_and_record_longer_ones(tmp_path):
+    exact = read_gguf_metadata(_write(tmp_path, build_gguf([("a", T.ARRAY, (T.UINT16, list(range(4096))))])))
+    assert exact.metadata["a"] == list(range(4096)) and exact.truncated_arrays == {}
+    longer = read_gguf_metadata(_write(tmp_path, build_gguf([("a", T.ARRAY, (T.UINT16, list(range(4097)))),
+                                                             ("b", T.UINT8, 5)])))
+    assert longer.metadata["a"] == list(range(4096)) and longer.truncated_arrays == {"a": 4097}
+    assert longer.metadata["b"] == 5 and isinstance(longer.metadata["a"], list)
+
+
+def test_nested_arrays_are_plain_lists_cut_at_the_bound(tmp_path):
+    data = build_gguf([("n", T.ARRAY, (T.ARRAY, [(T.UINT8, [1, 2, 3]), (T.UINT8, [4]), (T.UINT8, [5])]))])
+    meta = read_gguf_metadata(_write(tmp_path, data), max_array_items=2)
+    assert meta.metadata["n"] == [[1, 2], [4]] and type(meta.metadata["n"][0]) is list
+    assert meta.truncated_arrays == {"n": 3}
+
+
+def test_an_array_that_exactly_fills_the_rest_of_the_file_is_read(tmp_path):
+    for etype, items, size in ((T.UINT32, [1, 2], 4), (T.STRING, ["", ""], 8), (T.ARRAY, [(T.UINT8, [])] * 2, 12)):
+        data = build_gguf([("a", T.ARRAY, (etype, items))])
+        assert read_gguf_metadata(_write(tmp_path, data)).metadata["a"] in ([1, 2], ["", ""], [[], []])
+        head = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", etype, 3)) + b"\0" * (2 * size + size - 1)
+        assert "an array of 3 elements does not fit in the rest of the file" in _refused(tmp_path, head)
+
+
+def test_the_total_number_of_values_is_bounded_at_five_million(tmp_path):
+    def array_of(count):
+        return _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.UINT8, count)) + b"\0" * count
+    meta = read_gguf_metadata(_write(tmp_path, array_of(4999999)))
+    assert len(meta.metadata["a"]) == 4096 and meta.truncated_arrays == {"a": 4999999}
+    assert "more than 5000000 metadata values" in _refused(tmp_path, array_of(5000000))
+    assert "an array of 5000001 elements is beyond the bound of 5000000" in _refused(tmp_path, array_of(5000001))
+
+
+def test_the_total_value_bound_is_inclusive(tmp_path, monkeypatch):
+    monkeypatch.setattr(_gguf, "MAX_TOTAL_VALUES", 50)
+    ok = build_gguf([("a", T.ARRAY, (T.UINT8, list(range(24)))), ("b", T.ARRAY, (T.UINT8, list(range(24))))])
+    assert len(read_gguf_metadata(_write(tmp_path, ok)).metadata) == 2
+    strings = build_gguf([("a", T.ARRAY, (T.STRING, ["x"] * 49))])
+    assert read_gguf_metadata(_write(tmp_path, strings)).metadata["a"] == ["x"] * 49
+    assert "more than 50 metadata values" in _refused(tmp_path, build_gguf([("a", T.ARRAY, (T.STRING, ["x"] * 50))]))
+    assert "more than 50 metadata values" in _refused(
+        tmp_path, build_gguf([(f"k{i}", T.UINT8, 1) for i in range(51)]))
+
+
+def test_bools_in_arrays_are_checked(tmp_path):
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.BOOL, 2) + b"\x01\x02")
+    assert "a bool holds the byte 2" in _refused(tmp_path, data)
+    skipped = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.BOOL, 2) + b"\x01\x00")
+    assert read_gguf_metadata(_write(tmp_path, skipped), max_array_items=1).metadata["a"] == [True]
+
+
+def test_big_endian_arrays_and_tensor_count(tmp_path):
+    data = build_gguf([("a", T.ARRAY, (T.INT32, [1, -2])), ("s", T.STRING, "x")], endian=">", tensor_count=7)
+    meta = read_gguf_metadata(_write(tmp_path, data))
+    assert meta.endian == "big" and meta.tensor_count == 7 and meta.metadata == {"a": [1, -2], "s": "x"}
+
+
+@pytest.mark.parametrize("version,words", [(0, "unsupported GGUF version 0"), (4, "unsupported GGUF version 4"),
+                                           (1, "version 1 is obsolete")])
+def test_versions_other_than_2_and_3_are_refused(tmp_path, version, words):
+    assert words in _refused(tmp_path, _header(0, version=version))
+    assert words in _refused(tmp_path, _header(0, version=version, endian=">"))
+
+
+def test_errors_name_the_byte_where_the_problem_is(tmp_path):
+    assert "(at byte 0)" in _refused(tmp_path, b"GGML" + b"\0" * 40)
+    assert "needs 4 more bytes but only 2 remain (at byte 4)" in _refused(tmp_path, b"GGUF\x03\x00")
+    assert "needs 8 more bytes but only 0 remain (at byte 16)" in _refused(tmp_path, b"GGUF" + struct.pack("<IQ", 3, 0))
+    assert "needs 4 more bytes but only 0 remain (at byte 0)" in _refused(tmp_path, b"")
+
+
+def test_a_header_with_no_entries_is_valid(tmp_path):
+    meta = read_gguf_metadata(_write(tmp_path, _header(0, version=2, tensor_count=5)))
+    assert (meta.version, meta.tensor_count, meta.metadata, meta.types) == (2, 5, {}, {})
+    assert meta.path.endswith("m.gguf") and meta.get("x", "d") == "d"
+
+
+@pytest.mark.parametrize("extra,expected", [
+    ([("general.architecture", T.STRING, "")], (None, None)),
+    ([("general.architecture", T.UINT8, 3)], (None, None)),
+    ([("general.architecture", T.STRING, "phi"), ("phi.context_length", T.UINT32, 0)], ("phi", None)),
+    ([("general.architecture", T.STRING, "phi"), ("phi.context_length", T.BOOL, True)], ("phi", None)),
+    ([("general.architecture", T.STRING, "phi"), ("phi.context_length", T.UINT32, 1)], ("phi", 1)),
+])
+def test_architecture_and_context_length_must_be_meaningful(tmp_path, extra, expected):
+    meta = read_gguf_metadata(_write(tmp_path, build_gguf(extra)))
+    assert (meta.architecture, meta.context_length) == expected
+
+
+def test_file_type_must_be_an_integer(tmp_path):
+    assert read_gguf_metadata(_write(tmp_path, build_gguf([("general.file_type", T.BOOL, True)]))).file_type is None
+    assert read_gguf_metadata(_write(tmp_path, build_gguf([("general.file_type", T.STRING, "15")]))).file_type is None
+    meta = read_gguf_metadata(_write(tmp_path, build_gguf([("general.file_type", T.UINT32, 0)])))
+    assert meta.file_type == 0 and meta.quantization == "F32"
+
+
+def test_blank_chat_templates_are_ignored(tmp_path):
+    data = build_gguf([("tokenizer.chat_template", T.STRING, "  \n"), ("tokenizer.chat_template.rag", T.STRING, " "),
+                       ("tokenizer.chat_template.tools", T.STRING, "T"), ("tokenizer.chat_template.n", T.UINT8, 1),
+                       ("tokenizer.chat_templatex", T.STRING, "X")])
+    meta = read_gguf_metadata(_write(tmp_path, data))
+    assert meta.chat_template is None and meta.chat_templates() == {"tools": "T"}
+
+
+@pytest.mark.parametrize("tid,expected", [(0, "<unk>"), (3, "hi"), (4, None), (-1, None)])
+def test_special_tokens_need_an_id_within_the_token_list(tmp_path, tid, expected):
+    data = build_gguf([("tokenizer.ggml.tokens", T.ARRAY, (T.STRING, ["<unk>", "<s>", "</s>", "hi"])),
+                       ("tokenizer.ggml.bos_token_id", T.INT32, tid)])
+    assert read_gguf_metadata(_write(tmp_path, data)).token("bos") == expected
+
+
+def test_special_tokens_are_not_taken_from_a_cut_or_non_text_token_list(tmp_path):
+    data = build_gguf([("tokenizer.ggml.tokens", T.ARRAY, (T.STRING, ["a", "b", "c"])),
+                       ("tokenizer.ggml.eos_token_id", T.UINT32, 1)])
+    assert read_gguf_metadata(_write(tmp_path, data)).token("eos") == "b"
+    assert read_gguf_metadata(_write(tmp_path, data), max_array_items=2).token("eos") is None
+    numbers = build_gguf([("tokenizer.ggml.tokens", T.ARRAY, (T.UINT8, [1, 2])),
+                          ("tokenizer.ggml.eos_token_id", T.UINT32, 1)])
+    assert read_gguf_metadata(_write(tmp_path, numbers)).token("eos") is None
+    assert read_gguf_metadata(_write(tmp_path, numbers)).token("bos") is None
+
+
+def test_invalid_utf8_in_strings_is_read_with_replacement_characters(tmp_path):
+    data = _header(1) + _kv(b"k\xff", T.STRING, struct.pack("<Q", 2) + b"a\xfe")
+    assert read_gguf_metadata(_write(tmp_path, data)).metadata == {"k\ufffd": "a\ufffd"}
+
+
+def test_a_read_error_is_reported_as_a_gguf_error(tmp_path, monkeypatch):
+    path = _write(tmp_path, gguf_model())
+
+    def broken(_reader):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(_gguf, "_parse", broken)
+    with pytest.raises(GGUFError, match="Cannot read .*m.gguf: Input/output error") as err:
+        read_gguf_metadata(path)
+    assert err.value.fix
+
+
+def test_a_skipped_string_longer_than_the_rest_of_the_file_is_refused(tmp_path):
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
+                            + struct.pack("<Q", 100) + b"y" * 32)
+    msg = _refused_with_items(tmp_path, data, 1)
+    assert "needs 100 more bytes but only 32 remain" in msg
+
+
+def test_reading_goes_on_after_a_cut_array_at_the_right_offset(tmp_path):
+    head = _header(2) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.UINT8, 10) + bytes(range(10)))
+    tail = _kv(b"s", T.STRING, struct.pack("<Q", 50) + b"z" * 5)
+    msg = _refused_with_items(tmp_path, head + tail, 2)
+    assert f"needs 50 more bytes but only 5 remain (at byte {len(head + tail) - 5})" in msg
+    whole = head + _kv(b"s", T.STRING, struct.pack("<Q", 5) + b"z" * 5)
+    meta = read_gguf_metadata(_write(tmp_path, whole), max_array_items=2)
+    assert meta.metadata == {"a": [0, 1], "s": "zzzzz"} and meta.truncated_arrays == {"a": 10}
+
+
+def _refused_with_items(tmp_path, data, items) -> str:
+    with pytest.raises(GGUFError) as err:
+        read_gguf_metadata(_write(tmp_path, data), max_array_items=items)
+    return err.value.msg
+
+
+def test_items_beyond_the_kept_ones_are_skipped_unread(tmp_path):
+    bools = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.BOOL, 2) + b"\x01\x02")
+    assert read_gguf_metadata(_write(tmp_path, bools), max_array_items=1).metadata["a"] == [True]
+
+
+def test_a_skipped_empty_nested_array_takes_no_bytes(tmp_path):
+    data = build_gguf([("n", T.ARRAY, (T.ARRAY, [(T.UINT8, [1]), (T.UINT8, [])])), ("after", T.UINT8, 9)])
+    meta = read_gguf_metadata(_write(tmp_path, data), max_array_items=1)
+    assert meta.metadata == {"n": [[1]], "after": 9} and meta.truncated_arrays == {"n": 2}
+
+
+def test_a_nested_array_past_the_kept_items_is_skipped_unread(tmp_path):
+    inner = struct.pack("<IQ", T.BOOL, 1)
+    data = _header(1) + _kv(b"n", T.ARRAY, struct.pack("<IQ", T.ARRAY, 2) + inner + b"\x01" + inner + b"\x02")
+    assert read_gguf_metadata(_write(tmp_path, data), max_array_items=1).metadata["n"] == [[True]]
+
+
+def test_a_skipped_string_at_the_end_of_the_file_says_nothing_remains(tmp_path):
+    data = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
+                            + struct.pack("<Q", 5))
+    assert "needs 5 more bytes but only 0 remain" in _refused_with_items(tmp_path, data, 1)
+
+
+def test_a_version_with_the_high_bit_set_is_shown_unsigned(tmp_path):
+    data = b"GGUF" + struct.pack("<IQQ", 0x80000003, 0, 0)
+    assert "unsupported GGUF version 2147483651" in _refused(tmp_path, data)
+
+
+def test_a_missing_file_is_named_with_the_reason_and_the_fix(tmp_path):
+    path = str(tmp_path / "absent.gguf")
+    with pytest.raises(GGUFError) as err:
+        read_gguf_metadata(path)
+    assert err.value.msg == f"Cannot open {path}: No such file or directory."
+    assert "readable by the user running the task" in err.value.fix
+
+
+def test_metadata_values_are_looked_up_by_key(tmp_path):
+    meta = read_gguf_metadata(_write(tmp_path, gguf_model("llama")))
+    assert meta.get("general.architecture") == "llama" and meta.get("absent") is None
