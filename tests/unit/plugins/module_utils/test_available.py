@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.models import available as A
+from ansible_collections.venom.models.plugins.module_utils.models import huggingface as HF
+from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.host.facts import DEFAULT_SUBSETS, SUBSETS, resolve_subsets
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import runtimes_status
@@ -307,11 +311,10 @@ def test_an_installed_repository_at_another_commit_has_an_update(tmp_path, fixtu
 
 def test_a_capabilities_error_never_shows_the_token(tmp_path, fixture_hub, monkeypatch):
     doc, _fetched = fixture_hub
-    from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
 
     def refused(self, target):
         raise A.ProviderError("Reading config.json failed: 401 for Authorization: Bearer hf_secret", fix="x")
-    monkeypatch.setattr(_hf.HuggingFaceProvider, "predict_capabilities", refused)
+    monkeypatch.setattr(HF.HuggingFaceProvider, "predict_capabilities", refused)
     row = A.available("huggingface", str(tmp_path), endpoint="http://mirror.invalid:8090", names=[doc["repo"]],
                       token="hf_secret")["models"][0]
     assert row["capabilities"] is None and row["capabilities_error"].startswith("Reading config.json failed: 401")
@@ -320,7 +323,6 @@ def test_a_capabilities_error_never_shows_the_token(tmp_path, fixture_hub, monke
 
 def test_a_resolved_repository_is_read_with_the_tls_settings_given(tmp_path, fixture_hub):
     doc, _fetched = fixture_hub
-    from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls  # pylint: disable=import-outside-toplevel
     tls = Tls(ca_path=str(tmp_path / "missing-ca.pem"))
     row = A.available("huggingface", str(tmp_path), endpoint="http://mirror.invalid:8090", names=[doc["repo"]],
                       tls=tls)["models"][0]
@@ -328,15 +330,12 @@ def test_a_resolved_repository_is_read_with_the_tls_settings_given(tmp_path, fix
 
 
 def test_the_hub_search_uses_the_tls_settings_and_names_a_certificate_failure(tmp_path, monkeypatch):
-    import ssl  # pylint: disable=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils.models import huggingface as _hf  # pylint: disable=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls  # pylint: disable=import-outside-toplevel
     cert = ssl.SSLCertVerificationError(1, "handshake")
     cert.verify_message = "self-signed certificate"
     given = []
     listing = _Listing(exc=ConnectionError("connect failed"))
     listing.exc.__cause__ = cert
-    monkeypatch.setattr(_hf, "hub_api", lambda url, token, tls: given.append(tls) or listing)
+    monkeypatch.setattr(HF, "hub_api", lambda url, token, tls: given.append(tls) or listing)
     tls = Tls()
     with pytest.raises(A.ProviderError) as info:
         A.available("huggingface", str(tmp_path), endpoint="https://hub.internal", tls=tls)
@@ -357,9 +356,8 @@ def test_a_failed_search_says_what_to_check(tmp_path, monkeypatch):
 
 
 def test_the_ollama_listing_asks_the_local_server_by_default(tmp_path, monkeypatch):
-    from ansible_collections.venom.models.plugins.module_utils.models import ollama_api  # pylint: disable=import-outside-toplevel
     asked = []
-    monkeypatch.setattr(ollama_api.OllamaClient, "tags", lambda self: asked.append((self.endpoint, self.timeout)) or [])
+    monkeypatch.setattr(OllamaClient, "tags", lambda self: asked.append((self.endpoint, self.timeout)) or [])
     out = A.available("ollama", str(tmp_path))
     assert out == {"provider": "ollama", "endpoint": "http://127.0.0.1:11434", "search": None, "names": [],
                    "count": 0, "models": []}
@@ -403,8 +401,7 @@ def test_the_ollama_search_matches_any_part_of_the_name(tmp_path, ollama_url):
 
 
 def test_the_ollama_listing_names_each_model_as_venom_model_would(tmp_path, monkeypatch):
-    from ansible_collections.venom.models.plugins.module_utils.models import ollama_api  # pylint: disable=import-outside-toplevel
-    monkeypatch.setattr(ollama_api.OllamaClient, "tags", lambda self: [
+    monkeypatch.setattr(OllamaClient, "tags", lambda self: [
         {"name": "registry.ollama.ai/library/mistral", "digest": "d9"}, {"model": "library/phi3:mini", "digest": "d8"}])
     models = [{"name": "mistral", "provider": "ollama", "status": "installed", "revision": "d9"}]
     out = A.available("ollama", str(tmp_path), models=models, endpoint="http://ollama.lan:11434")
@@ -416,3 +413,11 @@ def test_a_hub_model_without_any_date_has_none(tmp_path, monkeypatch):
     _hub_listing(monkeypatch, _Listing([type("I", (), {"id": "org/undated"})()]))
     row = A.available("huggingface", str(tmp_path), search="undated")["models"][0]
     assert row["last_modified"] is None and row["pipeline_tag"] is None and row["downloads"] is None
+
+
+def test_an_ollama_name_asked_in_another_spelling_is_marked_installed(tmp_path, ollama_url):
+    models = [{"name": "llama3:8b", "provider": "ollama", "status": "installed", "revision": "d1"}]
+    row = A.available("ollama", str(tmp_path), models=models, endpoint=ollama_url,
+                      names=["LIBRARY/llama3:8b"])["models"][0]
+    assert (row["name"], row["available"], row["installed"]) == ("llama3:8b", True, True)
+    assert row["installed_revision"] == "d1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.venom.models.plugins.module_utils.models.discovery import discover
+from ansible_collections.venom.models.plugins.module_utils.models.discovery import WEIGHT_SUFFIXES, discover
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_model_name
 
@@ -168,7 +168,6 @@ def _env(tmp_path):
 
 
 def test_a_config_with_weights_of_any_known_format_is_a_model_directory(tmp_path):
-    from ansible_collections.venom.models.plugins.module_utils.models.discovery import WEIGHT_SUFFIXES  # pylint: disable=import-outside-toplevel
     assert set(WEIGHT_SUFFIXES) == {".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx"}
     base = tmp_path / "models"
     for suffix in WEIGHT_SUFFIXES:

@@ -10,6 +10,8 @@ import re
 import ssl
 
 import pytest
+import requests
+import urllib3
 
 from ansible_collections.venom.models.plugins.module_utils import httpclient
 from ansible_collections.venom.models.plugins.module_utils.errors import (
@@ -278,7 +280,6 @@ def test_api_calls_wait_30_s_for_an_answer_unless_told_and_a_pull_waits_15_minut
 
 
 def test_a_pull_sends_the_insecure_flag_and_waits_per_line_with_the_connect_timeout_of_the_client(monkeypatch):
-    import requests  # pylint: disable=import-outside-toplevel
     sent = []
 
     class Resp:
@@ -398,7 +399,6 @@ def test_without_requests_an_https_server_is_asked_with_the_tls_settings(monkeyp
 
 
 def test_a_client_without_certificate_checks_silences_the_per_request_warning(monkeypatch):
-    import urllib3  # pylint: disable=import-outside-toplevel
     silenced = []
     monkeypatch.setattr(urllib3, "disable_warnings", silenced.append)
     OllamaClient("https://ollama.lan", tls=Tls())

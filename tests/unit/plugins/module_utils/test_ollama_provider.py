@@ -13,8 +13,11 @@ import threading
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError
+from ansible_collections.venom.models.plugins.module_utils import httpclient
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    MissingDependencyError, NotFoundError, ProviderError)
 from ansible_collections.venom.models.plugins.module_utils.models import ollama as _ollama
+from ansible_collections.venom.models.plugins.module_utils.models import ollama_api
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider, registry_manifest
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest, Problem, Progress
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
@@ -416,7 +419,6 @@ def test_the_registry_is_asked_through_the_environment_s_proxy_for_a_v2_manifest
 
 
 def test_the_registry_of_a_name_is_asked_over_https_unless_insecure(monkeypatch):
-    from ansible_collections.venom.models.plugins.module_utils import httpclient  # pylint: disable=import-outside-toplevel
     asked = []
 
     class Session:
@@ -460,8 +462,6 @@ def test_the_store_and_the_registry_come_from_the_request_unless_given(tmp_path)
 
 
 def test_without_requests_only_a_provider_given_a_client_works(tmp_path, monkeypatch):
-    from ansible_collections.venom.models.plugins.module_utils.errors import MissingDependencyError  # pylint: disable=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils.models import ollama_api  # pylint: disable=import-outside-toplevel
     monkeypatch.setattr(ollama_api, "requests", None)
     req = ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path))
     with pytest.raises(MissingDependencyError):
@@ -641,3 +641,20 @@ def test_a_repair_removes_only_the_blobs_found_damaged_and_reports_the_pull(tmp_
     assert os.path.exists(ollama.manifest_file())
     assert progress.message == "Ollama: success" and progress.total == len(WEIGHTS) and progress.transferred == len(
         WEIGHTS), "the repair's pull reports its progress"
+
+
+def test_the_quick_check_s_problems_say_what_was_expected_and_found(tmp_path, ollama):
+    ollama.install()
+    with open(ollama.blob(_digest(CONFIG)), "ab") as fh:
+        fh.write(b"xy")
+    path = f"blobs/sha256-{_digest(CONFIG)[7:]}"
+    problems = _provider(tmp_path, ollama).quick_check({"revision": "0" * 64, "files": [{"path": path,
+                                                                                        "size": len(CONFIG)}]})
+    assert problems == [Problem(path="manifest", kind="digest", expected="0" * 64, actual=MANIFEST_DIGEST[7:]),
+                        Problem(path=path, kind="size", expected=len(CONFIG), actual=len(CONFIG) + 2)]
+
+
+def test_a_store_that_cannot_be_read_has_no_staging_and_nothing_to_discard(tmp_path, ollama):
+    prov = _provider(tmp_path, ollama, models_path=str(tmp_path / "elsewhere"))
+    prov.resolve(None)
+    assert prov.staging_bytes() == 0 and prov.discard_staging() is False

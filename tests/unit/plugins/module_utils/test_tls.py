@@ -11,10 +11,12 @@ import types
 import certifi
 import pytest
 import requests
+import urllib3
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ProviderError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.models import huggingface as hf
 from ansible_collections.venom.models.plugins.module_utils.models import ollama
+from ansible_collections.venom.models.plugins.module_utils.models import tls as tls_module
 from ansible_collections.venom.models.plugins.module_utils.models.available import available
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls, certificate_cause
@@ -212,7 +214,6 @@ def test_only_validation_against_the_host_trust_store_is_the_default():
 
 
 def test_without_validation_urllib3_s_warning_per_request_is_silenced(monkeypatch):
-    import urllib3  # pylint: disable=import-outside-toplevel
     silenced = []
     monkeypatch.setattr(urllib3, "disable_warnings", silenced.append)
     Tls().quiet_requests()
@@ -236,8 +237,7 @@ def test_a_checked_ca_path_is_not_read_again(tmp_path):
     tls = Tls(ca_path=str(bundle))
     assert tls.requests_verify() == str(bundle)
     bundle.write_text("not a certificate any more\n")
-    from ansible_collections.venom.models.plugins.module_utils.models import tls as tls_mod  # pylint: disable=import-outside-toplevel
-    tls_mod._context.cache_clear()
+    tls_module._context.cache_clear()
     assert tls.requests_verify() == str(bundle), "checked once, before the first request"
     with pytest.raises(ValidationError):
         Tls(ca_path=str(bundle)).requests_verify()
