@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.venom.models.plugins.module_utils.models import discovery
 from ansible_collections.venom.models.plugins.module_utils.models.discovery import WEIGHT_SUFFIXES, discover
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_model_name
@@ -240,3 +241,40 @@ def test_the_hub_cache_lists_each_snapshot_of_each_model_repository(tmp_path):
     assert [(f["repo_id"], f["revision"]) for f in found] == [("", "c5"), ("a/one", "c3"), ("b/two", "c1"),
                                                               ("b/two", "c2")]
     assert all(f["kind"] == "huggingface_cache" and f["size_bytes"] == 0 for f in found)
+
+
+def test_the_depth_is_counted_from_the_directory_given_with_or_without_a_trailing_slash(tmp_path):
+    base = tmp_path / "models"
+    deep = base
+    for level in range(7):
+        deep = deep / f"d{level}"
+        deep.mkdir(parents=True)
+        (deep / f"at{level}.gguf").write_bytes(b"x")
+    for given in (str(base), str(base) + "/"):
+        found = [f["adopt_with"]["name"] for f in discover(given, [], environ=_env(tmp_path))]
+        assert found == [f"at{level}" for level in range(discovery.MAX_DEPTH)]
+
+
+def test_once_the_limit_is_reached_no_deeper_model_directory_is_added(tmp_path, monkeypatch):
+    monkeypatch.setattr(discovery, "MAX_RESULTS", 1)
+    base = tmp_path / "models"
+    _model_dir(base / "sub" / "m")
+    (base / "a.gguf").write_bytes(b"x")
+    assert [f["path"] for f in discover(str(base), [], environ=_env(tmp_path))] == [str(base / "a.gguf")]
+
+
+def test_a_model_directory_s_size_counts_the_files_its_links_point_to(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "weights").write_bytes(b"w" * 64)
+    found_dir = tmp_path / "models" / "linked"
+    found_dir.mkdir(parents=True)
+    (found_dir / "config.json").write_text("{}")
+    (found_dir / "model.safetensors").symlink_to(store / "weights")
+    found = discover(str(tmp_path / "models"), [], environ=_env(tmp_path))
+    assert [(f["path"], f["size_bytes"]) for f in found] == [(str(found_dir), 2 + 64)]
+
+
+def test_a_suggested_name_keeps_its_letters_and_drops_empty_parts():
+    assert discovery._suggest_name("XLM-R") == "XLM-R" and discovery._suggest_name("X/XX") == "X/XX"
+    assert discovery._suggest_name("a/../b") == "a/b" and discovery._suggest_name("a/-./b") == "a/b"
