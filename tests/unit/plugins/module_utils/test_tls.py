@@ -293,3 +293,12 @@ def test_errors_that_cause_each_other_are_searched_once():
     assert certificate_cause(first) is None
     first.__cause__ = _quiet_cert_exc()
     assert certificate_cause(first) == "certificate has expired"
+
+
+def test_the_context_of_a_ca_path_trusts_that_bundle_only(tmp_path):
+    with open(BUNDLE, encoding="ascii") as fh:
+        first = fh.read().split("-----END CERTIFICATE-----")[0]
+    one = tmp_path / "one-ca.pem"
+    one.write_text(first[first.index("-----BEGIN CERTIFICATE-----"):] + "-----END CERTIFICATE-----\n")
+    ctx = Tls(ca_path=str(one)).ssl_context()
+    assert ctx.cert_store_stats()["x509_ca"] == 1 and ctx.verify_mode == ssl.CERT_REQUIRED
