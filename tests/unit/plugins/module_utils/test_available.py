@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.models import available as A
 from ansible_collections.venom.models.plugins.module_utils.models import huggingface as HF
 from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Target
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.host.facts import DEFAULT_SUBSETS, SUBSETS, resolve_subsets
@@ -421,3 +422,23 @@ def test_an_ollama_name_asked_in_another_spelling_is_marked_installed(tmp_path, 
                       names=["LIBRARY/llama3:8b"])["models"][0]
     assert (row["name"], row["available"], row["installed"]) == ("llama3:8b", True, True)
     assert row["installed_revision"] == "d1"
+
+
+def test_each_name_is_resolved_as_venom_model_would_with_the_revision_token_and_directory(tmp_path, monkeypatch):
+    asked = []
+
+    def resolve(self, entry, latest=False):
+        asked.append((self.model_id, self.request.revision, self.request.token, self.request.models_dir,
+                      self.paths.models_dir, entry, latest))
+        return Target(revision="c" * 40, requested_revision=self.request.revision or "main",
+                      files=[FileSpec(path="model.safetensors", size=7)], local_path=None)
+    monkeypatch.setattr(HF.HuggingFaceProvider, "resolve", resolve)
+    monkeypatch.setattr(HF.HuggingFaceProvider, "predict_capabilities", lambda self, target: {"max_context_length": 9})
+    out = A.available("huggingface", str(tmp_path / "models"), endpoint="http://mirror:8090", token="hf_x",
+                      names=["org/one", "org/two"], revision="v1.0")
+    models_dir = str(tmp_path / "models")
+    assert asked == [("org/one", "v1.0", "hf_x", models_dir, models_dir, None, False),
+                     ("org/two", "v1.0", "hf_x", models_dir, models_dir, None, False)]
+    assert [(m["name"], m["revision"], m["requested_revision"], m["size_bytes"], m["files_count"], m["capabilities"])
+            for m in out["models"]] == [("org/one", "c" * 40, "v1.0", 7, 1, {"max_context_length": 9}),
+                                        ("org/two", "c" * 40, "v1.0", 7, 1, {"max_context_length": 9})]

@@ -522,6 +522,7 @@ def test_the_pull_s_progress_counts_every_layer_once_never_backwards_and_only_th
         {"status": "pulling e", "digest": other, "total": 10, "completed": 10},
         {"status": "pulling p", "digest": _digest(PARAMS), "total": 0},
         {"digest": _digest(CONFIG)},
+        {"digest": "sha256:" + "f" * 64, "total": 5},
         {"status": "success"}]
     ollama.install()
     seen = []
@@ -534,7 +535,8 @@ def test_the_pull_s_progress_counts_every_layer_once_never_backwards_and_only_th
     assert seen[3] == seen[4] == seen[2], "a line that counts less moves nothing back"
     assert seen[5] == (len(PARAMS) + 1500 + 10, full + 10, "Ollama: pulling e"), "a layer the manifest did not list"
     assert seen[6] == (len(PARAMS) + 1510, full + 10, "Ollama: pulling p")
-    assert seen[7] == (len(PARAMS) + 1510, full + 10, "Ollama: success") and len(seen) == 8
+    assert seen[7] == (len(PARAMS) + 1510, full + 15, "Ollama: "), "a line without a status, of a layer just begun"
+    assert seen[8] == (len(PARAMS) + 1510, full + 15, "Ollama: success") and len(seen) == 9
     assert progress.transferred == 500 + 10
 
 
@@ -658,3 +660,22 @@ def test_a_store_that_cannot_be_read_has_no_staging_and_nothing_to_discard(tmp_p
     prov = _provider(tmp_path, ollama, models_path=str(tmp_path / "elsewhere"))
     prov.resolve(None)
     assert prov.staging_bytes() == 0 and prov.discard_staging() is False
+
+
+def test_verify_reports_the_sizes_of_a_blob_that_changed_and_checks_entries_without_digests(tmp_path, ollama):
+    ollama.install()
+    nameless = [{"path": f"blobs/sha256-{d[7:]}", "size": len(b), "sha256": None} for d, b in BLOBS.items()]
+    prov = _provider(tmp_path, ollama)
+    assert prov.verify({"files": nameless}, None) == [], "the blob's name is its digest"
+    with open(ollama.blob(_digest(PARAMS)), "ab") as fh:
+        fh.write(b"xyz")
+    path = f"blobs/sha256-{_digest(PARAMS)[7:]}"
+    assert prov.verify({"files": nameless}, None) == [Problem(path=path, kind="size", expected=len(PARAMS),
+                                                              actual=len(PARAMS) + 3)]
+
+
+def test_the_capabilities_are_asked_of_the_server_for_this_model(tmp_path, ollama):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    assert prov.detect_capabilities(None)["max_context_length"] == 8192
+    assert ("POST", "/api/show", {"model": "llama:8b"}) in ollama.requests
