@@ -442,3 +442,8 @@ def test_each_name_is_resolved_as_venom_model_would_with_the_revision_token_and_
     assert [(m["name"], m["revision"], m["requested_revision"], m["size_bytes"], m["files_count"], m["capabilities"])
             for m in out["models"]] == [("org/one", "c" * 40, "v1.0", 7, 1, {"max_context_length": 9}),
                                         ("org/two", "c" * 40, "v1.0", 7, 1, {"max_context_length": 9})]
+
+
+def test_the_ollama_endpoint_is_reported_without_its_trailing_slash(tmp_path, monkeypatch):
+    monkeypatch.setattr(OllamaClient, "tags", lambda self: [])
+    assert A.available("ollama", str(tmp_path), endpoint="http://OLLAMA.BOX/")["endpoint"] == "http://OLLAMA.BOX"

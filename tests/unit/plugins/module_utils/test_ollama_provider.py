@@ -15,7 +15,7 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils import httpclient
 from ansible_collections.venom.models.plugins.module_utils.errors import (
-    MissingDependencyError, NotFoundError, ProviderError)
+    MissingDependencyError, NotFoundError, ProviderError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.models import ollama as _ollama
 from ansible_collections.venom.models.plugins.module_utils.models import ollama_api
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider, registry_manifest
@@ -679,3 +679,37 @@ def test_the_capabilities_are_asked_of_the_server_for_this_model(tmp_path, ollam
     prov = _provider(tmp_path, ollama)
     assert prov.detect_capabilities(None)["max_context_length"] == 8192
     assert ("POST", "/api/show", {"model": "llama:8b"}) in ollama.requests
+
+
+def test_a_pull_for_a_plain_http_registry_asks_ollama_to_allow_it(tmp_path, ollama):
+    prov = _provider(tmp_path, ollama, insecure=True)
+    prov.install(prov.resolve(None), None)
+    assert [r[2] for r in ollama.requests if r[1] == "/api/pull"] == [
+        {"model": "llama:8b", "insecure": True, "stream": True}]
+
+
+def test_the_latest_version_is_always_pulled_even_when_the_server_has_that_digest(tmp_path, ollama):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    latest = prov.resolve(None, latest=True)
+    assert latest.revision == MANIFEST_DIGEST[7:]
+    fields = prov.install(latest, None)
+    assert [r[1] for r in ollama.requests].count("/api/pull") == 1 and fields["revision"] == MANIFEST_DIGEST[7:]
+    assert ("POST", "/api/show", {"model": "llama:8b"}) in ollama.requests
+
+
+def test_a_repair_records_the_layers_of_the_store_s_manifest(tmp_path, ollama):
+    ollama.install()
+    fields = _provider(tmp_path, ollama).repair({}, [], None)
+    assert sorted(f["path"] for f in fields["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
+
+
+def test_the_size_the_server_reports_is_recorded_and_an_impossible_one_refused(tmp_path, ollama, monkeypatch):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "abc", "size": 12345}])
+    assert prov.repair({}, [], None)["size_bytes"] == 12345
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "abc", "size": -5}])
+    with pytest.raises(ValidationError) as info:
+        prov.repair({}, [], None)
+    assert info.value.msg.startswith("the size of llama:8b is -5 bytes")
