@@ -436,3 +436,20 @@ def test_a_line_that_is_not_json_is_quoted_up_to_200_bytes():
         with pytest.raises(ProviderError) as err:
             OllamaClient(srv.url).pull("m:1b")
     assert f"while pulling m:1b: {b'<' * 200!r}." in err.value.msg
+
+
+def test_a_pull_stream_that_breaks_off_before_any_line_says_so():
+    class Handler(QuietHandler):
+        def do_POST(self):  # pylint: disable=invalid-name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"zz\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+    with LocalHTTPServer(Handler) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b")
+    assert "dropped while pulling m:1b (last status: 'none'; " in err.value.msg
