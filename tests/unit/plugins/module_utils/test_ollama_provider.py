@@ -713,3 +713,26 @@ def test_the_size_the_server_reports_is_recorded_and_an_impossible_one_refused(t
     with pytest.raises(ValidationError) as info:
         prov.repair({}, [], None)
     assert info.value.msg.startswith("the size of llama:8b is -5 bytes")
+
+
+def test_a_directory_without_blobs_is_not_an_ollama_store_to_verify(tmp_path, ollama):
+    ollama.install()
+    (tmp_path / "not-a-store").mkdir()
+    prov = _provider(tmp_path, ollama, models_path=str(tmp_path / "not-a-store"))
+    with pytest.raises(ProviderError, match="cannot be read here"):
+        prov.verify({"files": [{"path": "blobs/sha256-" + "a" * 64, "size": 1}]}, None)
+
+
+def test_a_model_the_server_has_resolves_to_its_tag_in_its_store(tmp_path, ollama):
+    ollama.install()
+    target = _provider(tmp_path, ollama).resolve(None)
+    assert (target.requested_revision, target.disk_path, target.staged_bytes) == ("8b", ollama.store, 0)
+
+
+def test_a_model_that_changed_on_the_server_after_the_check_is_pulled(tmp_path, ollama, monkeypatch):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    target = prov.resolve(None)
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "0" * 64, "size": 1}])
+    fields = prov.install(target, Progress())
+    assert [r[1] for r in ollama.requests].count("/api/pull") == 1 and fields["revision"] == "0" * 64
