@@ -736,3 +736,33 @@ def test_a_model_that_changed_on_the_server_after_the_check_is_pulled(tmp_path, 
     monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "0" * 64, "size": 1}])
     fields = prov.install(target, Progress())
     assert [r[1] for r in ollama.requests].count("/api/pull") == 1 and fields["revision"] == "0" * 64
+
+
+def test_an_insecure_provider_reads_the_manifest_of_the_name_s_own_registry_over_http(tmp_path, ollama):
+    host = ollama.url.split("://", 1)[1]
+    req = ModelRequest(name=f"{host}/library/llama:8b", provider="ollama", models_dir=str(tmp_path / "models"),
+                       endpoint=ollama.url, insecure=True)
+    prov = OllamaProvider(req, StatePaths(str(tmp_path / "models")), models_path=ollama.store)
+    target = prov.resolve(None)
+    assert target.revision == MANIFEST_DIGEST[7:] and target.extra["ollama"]["registry"] == host
+    assert ("GET", "/v2/library/llama/manifests/8b", None) in ollama.requests
+
+
+def test_the_registry_is_read_with_the_provider_s_tls_settings(tmp_path, ollama):
+    req = ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path), registry=ollama.url,
+                       ca_path=str(tmp_path / "missing-ca.pem"))
+    prov = OllamaProvider(req, StatePaths(str(tmp_path)), models_path=ollama.store, client=ollama_api.OllamaClient(ollama.url))
+    with pytest.raises(ValidationError, match="missing-ca.pem does not exist"):
+        prov.resolve(None)
+
+
+def test_a_model_not_installed_in_a_store_that_cannot_be_read_counts_every_layer(tmp_path, ollama):
+    target = _provider(tmp_path, ollama, models_path=str(tmp_path / "elsewhere")).resolve(None)
+    assert target.staged_bytes == 0 and target.fetch_bytes == sum(len(d) for d in BLOBS.values())
+
+
+def test_a_present_model_s_target_carries_the_server_s_settings(tmp_path, ollama):
+    ollama.install()
+    target = _provider(tmp_path, ollama).resolve(None)
+    assert target.extra["ollama"] == {"endpoint": ollama.url, "models_path": ollama.store, "registry": ollama.url,
+                                      "insecure": False}
