@@ -751,7 +751,8 @@ def test_an_insecure_provider_reads_the_manifest_of_the_name_s_own_registry_over
 def test_the_registry_is_read_with_the_provider_s_tls_settings(tmp_path, ollama):
     req = ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path), registry=ollama.url,
                        ca_path=str(tmp_path / "missing-ca.pem"))
-    prov = OllamaProvider(req, StatePaths(str(tmp_path)), models_path=ollama.store, client=ollama_api.OllamaClient(ollama.url))
+    prov = OllamaProvider(req, StatePaths(str(tmp_path)), models_path=ollama.store,
+                          client=ollama_api.OllamaClient(ollama.url))
     with pytest.raises(ValidationError, match="missing-ca.pem does not exist"):
         prov.resolve(None)
 
