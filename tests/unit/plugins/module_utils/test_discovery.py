@@ -278,3 +278,8 @@ def test_a_model_directory_s_size_counts_the_files_its_links_point_to(tmp_path):
 def test_a_suggested_name_keeps_its_letters_and_drops_empty_parts():
     assert discovery._suggest_name("XLM-R") == "XLM-R" and discovery._suggest_name("X/XX") == "X/XX"
     assert discovery._suggest_name("a/../b") == "a/b" and discovery._suggest_name("a/-./b") == "a/b"
+
+
+def test_without_home_in_the_environment_the_user_s_own_cache_is_looked_in():
+    assert discovery.hf_cache_dirs({}) == [os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")]
+    assert discovery.hf_cache_dirs({"HOME": ""}) == discovery.hf_cache_dirs({})
