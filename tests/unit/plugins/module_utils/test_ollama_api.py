@@ -453,3 +453,18 @@ def test_a_pull_stream_that_breaks_off_before_any_line_says_so():
         with pytest.raises(ProviderError) as err:
             OllamaClient(srv.url).pull("m:1b")
     assert "dropped while pulling m:1b (last status: 'none'; " in err.value.msg
+
+
+def test_the_standard_library_transport_shows_checks_blobs_and_deletes():
+    with _recording_server({("POST", "/api/show"): (200, b'{"template":"t"}'),
+                            ("HEAD", "/api/blobs/sha256:a"): (200, b""),
+                            ("DELETE", "/api/delete"): (200, b"")}) as srv:
+        client = OllamaClient(srv.url)
+        client.session = None
+        assert client.show("m:1b") == {"template": "t"}
+        assert client.blob_exists("sha256:a") is True and client.blob_exists("sha256:b") is False
+        assert client.delete("m:1b") is True
+    assert [(g[0], g[1], g[2]) for g in srv.got] == [("POST", "/api/show", {"model": "m:1b"}),
+                                                     ("HEAD", "/api/blobs/sha256:a", None),
+                                                     ("HEAD", "/api/blobs/sha256:b", None),
+                                                     ("DELETE", "/api/delete", {"model": "m:1b"})]
