@@ -767,3 +767,9 @@ def test_a_present_model_s_target_carries_the_server_s_settings(tmp_path, ollama
     target = _provider(tmp_path, ollama).resolve(None)
     assert target.extra["ollama"] == {"endpoint": ollama.url, "models_path": ollama.store, "registry": ollama.url,
                                       "insecure": False}
+
+
+def test_a_model_asked_in_another_case_is_read_from_the_store_under_ollama_s_spelling(tmp_path, ollama):
+    ollama.install()
+    entry = _provider(tmp_path, ollama, name="Llama:8B").unmanaged_entry()
+    assert sorted(f["path"] for f in entry["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
