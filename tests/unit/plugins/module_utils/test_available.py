@@ -403,7 +403,8 @@ def test_the_ollama_search_matches_any_part_of_the_name(tmp_path, ollama_url):
 
 def test_the_ollama_listing_names_each_model_as_venom_model_would(tmp_path, monkeypatch):
     monkeypatch.setattr(OllamaClient, "tags", lambda self: [
-        {"name": "registry.ollama.ai/library/mistral", "digest": "d9"}, {"model": "library/phi3:mini", "digest": "d8"}])
+        {"name": "registry.ollama.ai/library/mistral", "digest": "d9"},
+        {"model": "library/phi3:mini", "digest": "d8"}])
     models = [{"name": "mistral", "provider": "ollama", "status": "installed", "revision": "d9"}]
     out = A.available("ollama", str(tmp_path), models=models, endpoint="http://ollama.lan:11434")
     assert [(m["name"], m["revision"], m["installed"]) for m in out["models"]] == [
