@@ -468,3 +468,14 @@ def test_the_standard_library_transport_shows_checks_blobs_and_deletes():
                                                      ("HEAD", "/api/blobs/sha256:a", None),
                                                      ("HEAD", "/api/blobs/sha256:b", None),
                                                      ("DELETE", "/api/delete", {"model": "m:1b"})]
+
+
+def test_the_errors_of_show_and_of_a_blob_check_give_the_way_out():
+    with _recording_server({("POST", "/api/show"): (404, b""), ("HEAD", "/api/blobs/sha256:c"): (500, b"")}) as srv:
+        client = OllamaClient(srv.url, retries=0)
+        with pytest.raises(NotFoundError) as err:
+            client.show("m:1b")
+        assert err.value.msg == "The Ollama server has no model m:1b: HTTP 404." and "venom_model" in err.value.fix
+        with pytest.raises(ProviderError) as err:
+            client.blob_exists("sha256:c")
+        assert "journalctl -u ollama" in err.value.fix

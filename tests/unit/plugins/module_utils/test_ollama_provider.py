@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import threading
+import types
 
 import pytest
 
@@ -773,3 +774,16 @@ def test_a_model_asked_in_another_case_is_read_from_the_store_under_ollama_s_spe
     ollama.install()
     entry = _provider(tmp_path, ollama, name="Llama:8B").unmanaged_entry()
     assert sorted(f["path"] for f in entry["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
+
+
+def test_a_request_with_only_a_name_gets_the_defaults(tmp_path):
+    prov = OllamaProvider(types.SimpleNamespace(name="llama:8b"), StatePaths(str(tmp_path)))
+    assert prov.entry_extra() == {"endpoint": "http://127.0.0.1:11434", "models_path": _ollama.DEFAULT_MODELS_PATH,
+                                  "registry": "registry.ollama.ai", "insecure": False}
+    assert prov.client.pull_read_timeout == 900.0 and prov.paths.models_dir == str(tmp_path)
+
+
+def test_without_requests_the_registry_manifest_names_what_it_is_needed_for(monkeypatch):
+    monkeypatch.setattr(ollama_api, "requests", None)
+    with pytest.raises(MissingDependencyError, match="to read a model's manifest from its registry"):
+        registry_manifest("llama:8b")
