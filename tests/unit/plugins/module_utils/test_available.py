@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.models import available as A
+from ansible_collections.venom.models.plugins.module_utils.models import huggingface as HF
+from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
+from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, Target
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.host.facts import DEFAULT_SUBSETS, SUBSETS, resolve_subsets
 from ansible_collections.venom.models.plugins.module_utils.runtimes.controller import runtimes_status
@@ -301,3 +306,145 @@ def test_an_installed_repository_at_another_commit_has_an_update(tmp_path, fixtu
                           names=[doc["repo"]], revision="main", token="hf_x")["models"][0]
         assert row["update_available"] is update and row["installed_revision"] == revision
         assert row["revision"] == doc["commit"] and row["requested_revision"] == "main" and row["reason"] is None
+
+
+# -- the settings and texts the listings pass on --------------------------------------------------
+
+def test_a_capabilities_error_never_shows_the_token(tmp_path, fixture_hub, monkeypatch):
+    doc, _fetched = fixture_hub
+
+    def refused(self, target):
+        raise A.ProviderError("Reading config.json failed: 401 for Authorization: Bearer hf_secret", fix="x")
+    monkeypatch.setattr(HF.HuggingFaceProvider, "predict_capabilities", refused)
+    row = A.available("huggingface", str(tmp_path), endpoint="http://mirror.invalid:8090", names=[doc["repo"]],
+                      token="hf_secret")["models"][0]
+    assert row["capabilities"] is None and row["capabilities_error"].startswith("Reading config.json failed: 401")
+    assert "hf_secret" not in row["capabilities_error"]
+
+
+def test_a_resolved_repository_is_read_with_the_tls_settings_given(tmp_path, fixture_hub):
+    doc, _fetched = fixture_hub
+    tls = Tls(ca_path=str(tmp_path / "missing-ca.pem"))
+    row = A.available("huggingface", str(tmp_path), endpoint="http://mirror.invalid:8090", names=[doc["repo"]],
+                      tls=tls)["models"][0]
+    assert row["capabilities"] is None and "missing-ca.pem does not exist" in row["capabilities_error"]
+
+
+def test_the_hub_search_uses_the_tls_settings_and_names_a_certificate_failure(tmp_path, monkeypatch):
+    cert = ssl.SSLCertVerificationError(1, "handshake")
+    cert.verify_message = "self-signed certificate"
+    given = []
+    listing = _Listing(exc=ConnectionError("connect failed"))
+    listing.exc.__cause__ = cert
+    monkeypatch.setattr(HF, "hub_api", lambda url, token, tls: given.append(tls) or listing)
+    tls = Tls()
+    with pytest.raises(A.ProviderError) as info:
+        A.available("huggingface", str(tmp_path), endpoint="https://hub.internal", tls=tls)
+    assert given == [tls]
+    assert info.value.msg.startswith("Listing the models of https://hub.internal: the TLS certificate of "
+                                     "https://hub.internal could not be verified")
+    assert "self-signed certificate" in info.value.msg and "ca_path" in info.value.fix
+
+
+def test_a_failed_search_says_what_to_check(tmp_path, monkeypatch):
+    exc = RuntimeError("502 Bad Gateway")
+    exc.response = type("R", (), {"status_code": 502})()
+    _hub_listing(monkeypatch, _Listing(exc=exc))
+    with pytest.raises(A.ProviderError) as info:
+        A.available("huggingface", str(tmp_path), endpoint="http://mirror:8090")
+    assert "(RuntimeError: 502 Bad Gateway)" in info.value.msg
+    assert "Check the endpoint" in info.value.fix and "proxy" in info.value.fix
+
+
+def test_the_ollama_listing_asks_the_local_server_by_default(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(OllamaClient, "tags", lambda self: asked.append((self.endpoint, self.timeout)) or [])
+    out = A.available("ollama", str(tmp_path))
+    assert out == {"provider": "ollama", "endpoint": "http://127.0.0.1:11434", "search": None, "names": [],
+                   "count": 0, "models": []}
+    assert asked == [("http://127.0.0.1:11434", 15.0)]
+    out = A.available("ollama", str(tmp_path), names=["ghost:1b"], models=None)
+    assert out["models"][0]["reason"] == \
+        "the Ollama server at http://127.0.0.1:11434 does not have it (pull it with venom_model)"
+    assert out["models"][0]["installed"] is False
+
+
+@pytest.mark.parametrize("limit", [1, 1000])
+def test_the_limits_at_both_ends_are_accepted(tmp_path, ollama_url, limit):
+    out = A.available("ollama", str(tmp_path), endpoint=ollama_url, limit=limit)
+    assert out["count"] == min(limit, 4)
+
+
+@pytest.mark.parametrize("limit", [2.0, "5", None])
+def test_a_limit_that_is_not_a_whole_number_is_refused(tmp_path, limit):
+    with pytest.raises(ValidationError, match="limit must be between 1 and 1000"):
+        A.available("ollama", str(tmp_path), endpoint="http://127.0.0.1:9", limit=limit)
+
+
+def test_ollama_names_are_matched_whatever_their_spelling(tmp_path, ollama_url):
+    models = [{"name": "registry.ollama.ai/library/llama3:8b", "provider": "ollama", "status": "installed",
+               "revision": "d1"},
+              {"name": "qwen2:0.5b", "provider": "huggingface", "status": "installed", "revision": "hf"}]
+    out = A.available("ollama", str(tmp_path), models=models, endpoint=ollama_url,
+                      names=["LLAMA3:8B", "library/qwen2:0.5b"])
+    llama, qwen = out["models"]
+    assert llama["name"] == "llama3:8b" and llama["available"] is True and llama["installed"] is True
+    assert llama["installed_revision"] == "d1"
+    assert qwen["available"] is True and qwen["installed"] is False, "another provider's entry is not this model"
+    assert out["names"] == ["LLAMA3:8B", "library/qwen2:0.5b"]
+
+
+def test_the_ollama_search_matches_any_part_of_the_name(tmp_path, ollama_url):
+    out = A.available("ollama", str(tmp_path), endpoint=ollama_url, search="Team/")
+    assert [m["name"] for m in out["models"]] == ["registry.example:5000/team/tiny:latest"]
+    assert A.available("ollama", str(tmp_path), endpoint=ollama_url, search="nothing-like-it")["models"] == []
+    assert A.available("ollama", str(tmp_path), endpoint=ollama_url, search="")["count"] == 4
+
+
+def test_the_ollama_listing_names_each_model_as_venom_model_would(tmp_path, monkeypatch):
+    monkeypatch.setattr(OllamaClient, "tags", lambda self: [
+        {"name": "registry.ollama.ai/library/mistral", "digest": "d9"},
+        {"model": "library/phi3:mini", "digest": "d8"}])
+    models = [{"name": "mistral", "provider": "ollama", "status": "installed", "revision": "d9"}]
+    out = A.available("ollama", str(tmp_path), models=models, endpoint="http://ollama.lan:11434")
+    assert [(m["name"], m["revision"], m["installed"]) for m in out["models"]] == [
+        ("mistral:latest", "d9", True), ("phi3:mini", "d8", False)]
+
+
+def test_a_hub_model_without_any_date_has_none(tmp_path, monkeypatch):
+    _hub_listing(monkeypatch, _Listing([type("I", (), {"id": "org/undated"})()]))
+    row = A.available("huggingface", str(tmp_path), search="undated")["models"][0]
+    assert row["last_modified"] is None and row["pipeline_tag"] is None and row["downloads"] is None
+
+
+def test_an_ollama_name_asked_in_another_spelling_is_marked_installed(tmp_path, ollama_url):
+    models = [{"name": "llama3:8b", "provider": "ollama", "status": "installed", "revision": "d1"}]
+    row = A.available("ollama", str(tmp_path), models=models, endpoint=ollama_url,
+                      names=["LIBRARY/llama3:8b"])["models"][0]
+    assert (row["name"], row["available"], row["installed"]) == ("llama3:8b", True, True)
+    assert row["installed_revision"] == "d1"
+
+
+def test_each_name_is_resolved_as_venom_model_would_with_the_revision_token_and_directory(tmp_path, monkeypatch):
+    asked = []
+
+    def resolve(self, entry, latest=False):
+        asked.append((self.model_id, self.request.revision, self.request.token, self.request.models_dir,
+                      self.paths.models_dir, entry, latest))
+        return Target(revision="c" * 40, requested_revision=self.request.revision or "main",
+                      files=[FileSpec(path="model.safetensors", size=7)], local_path=None)
+    monkeypatch.setattr(HF.HuggingFaceProvider, "resolve", resolve)
+    monkeypatch.setattr(HF.HuggingFaceProvider, "predict_capabilities", lambda self, target: {"max_context_length": 9})
+    out = A.available("huggingface", str(tmp_path / "models"), endpoint="http://mirror:8090", token="hf_x",
+                      names=["org/one", "org/two"], revision="v1.0")
+    models_dir = str(tmp_path / "models")
+    assert asked == [("org/one", "v1.0", "hf_x", models_dir, models_dir, None, False),
+                     ("org/two", "v1.0", "hf_x", models_dir, models_dir, None, False)]
+    assert [(m["name"], m["revision"], m["requested_revision"], m["size_bytes"], m["files_count"], m["capabilities"])
+            for m in out["models"]] == [("org/one", "c" * 40, "v1.0", 7, 1, {"max_context_length": 9}),
+                                        ("org/two", "c" * 40, "v1.0", 7, 1, {"max_context_length": 9})]
+
+
+def test_the_ollama_endpoint_is_reported_without_its_trailing_slash(tmp_path, monkeypatch):
+    monkeypatch.setattr(OllamaClient, "tags", lambda self: [])
+    assert A.available("ollama", str(tmp_path), endpoint="http://OLLAMA.BOX/")["endpoint"] == "http://OLLAMA.BOX"

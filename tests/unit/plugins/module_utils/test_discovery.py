@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.venom.models.plugins.module_utils.models.discovery import discover
+from ansible_collections.venom.models.plugins.module_utils.models import discovery
+from ansible_collections.venom.models.plugins.module_utils.models.discovery import WEIGHT_SUFFIXES, discover
 from ansible_collections.venom.models.plugins.module_utils.store.atomic import dir_size
 from ansible_collections.venom.models.plugins.module_utils.store.validation import validate_model_name
 
@@ -161,3 +162,124 @@ def test_a_suggested_name_is_a_valid_local_name():
     assert _suggest_name("-.x/..y/-z.") == "x/y/z"
     assert _suggest_name("ünïcode") == "n-code"
     assert _suggest_name("...") == "discovered-model" and _suggest_name("") == "discovered-model"
+
+
+def _env(tmp_path):
+    return {"HF_HUB_CACHE": str(tmp_path / "no-cache"), "HOME": str(tmp_path / "home")}
+
+
+def test_a_config_with_weights_of_any_known_format_is_a_model_directory(tmp_path):
+    assert set(WEIGHT_SUFFIXES) == {".safetensors", ".bin", ".gguf", ".pt", ".pth", ".onnx"}
+    base = tmp_path / "models"
+    for suffix in WEIGHT_SUFFIXES:
+        _model_dir(base / suffix.strip("."), weights="weights" + suffix, size=3)
+    found = discover(str(base), [], environ=_env(tmp_path))
+    assert sorted((f["kind"], f["adopt_with"]["name"]) for f in found) == sorted(
+        ("model_directory", s.strip(".")) for s in WEIGHT_SUFFIXES)
+
+
+def test_a_config_alone_or_weights_alone_are_no_model_directory(tmp_path):
+    base = tmp_path / "models"
+    (base / "config-only").mkdir(parents=True)
+    (base / "config-only" / "config.json").write_text("{}")
+    (base / "config-only" / "README.md").write_text("x")
+    (base / "weights-only").mkdir()
+    (base / "weights-only" / "model.safetensors").write_bytes(b"x")
+    (base / "weights-only" / "params.json").write_text("{}")
+    assert discover(str(base), [], environ=_env(tmp_path)) == []
+
+
+def test_what_is_inside_a_model_directory_is_not_found_again(tmp_path):
+    base = tmp_path / "models"
+    outer = _model_dir(base / "outer", weights="model.gguf", size=4)
+    _model_dir(outer / "nested" / "inner")
+    (outer / "quantized").mkdir()
+    (outer / "quantized" / "q4.gguf").write_bytes(b"q")
+    found = discover(str(base), [], environ=_env(tmp_path))
+    assert [(f["kind"], f["path"]) for f in found] == [("model_directory", str(outer))]
+    assert found[0]["size_bytes"] == 2 + 4 + 2 + 100 + 1, "its size counts everything under it"
+
+
+def test_a_known_model_directory_and_everything_under_it_are_left_out(tmp_path):
+    base = tmp_path / "models"
+    known = base / "huggingface" / "org" / "m"
+    (known / "extra").mkdir(parents=True)
+    (known / "extra" / "side.gguf").write_bytes(b"x")
+    (base / "other.gguf").write_bytes(b"y")
+    found = discover(str(base), [{"local_path": str(known)}], environ=_env(tmp_path))
+    assert [f["path"] for f in found] == [str(base / "other.gguf")]
+
+
+def test_the_library_s_own_state_is_not_searched_even_when_named(tmp_path):
+    base = tmp_path / "models"
+    _model_dir(base / ".venom" / "staging" / "half")
+    (base / ".venom" / "x.gguf").write_bytes(b"x")
+    assert discover(str(base), [], extra_paths=[str(base / ".venom")], environ=_env(tmp_path)) == []
+
+
+def test_at_most_500_finds_are_listed(tmp_path):
+    base = tmp_path / "many"
+    base.mkdir()
+    for n in range(503):
+        (base / f"m{n:03d}.gguf").write_bytes(b"")
+    found = discover(str(base), [], environ=_env(tmp_path))
+    assert len(found) == 500 and found[-1]["adopt_with"]["name"] == "m499"
+    cache = tmp_path / "hf"
+    (cache / "models--o--m" / "snapshots" / "c1").mkdir(parents=True)
+    assert len(discover(str(base), [], environ={"HF_HUB_CACHE": str(cache), "HOME": str(tmp_path / "h")})) == 500, \
+        "the caches add nothing once the limit is reached"
+
+
+def test_the_hub_cache_lists_each_snapshot_of_each_model_repository(tmp_path):
+    cache = tmp_path / "hf"
+    for repo, commits in (("models--b--two", ("c2", "c1")), ("models--a--one", ("c3",)),
+                          ("spaces--x--y", ("c4",)), ("models--", ("c5",))):
+        for commit in commits:
+            (cache / repo / "snapshots" / commit).mkdir(parents=True)
+    (cache / "models--c--empty" / "snapshots").mkdir(parents=True)
+    found = discover(str(tmp_path / "none"), [], environ={"HF_HUB_CACHE": str(cache), "HOME": str(tmp_path / "h")})
+    assert [(f["repo_id"], f["revision"]) for f in found] == [("", "c5"), ("a/one", "c3"), ("b/two", "c1"),
+                                                              ("b/two", "c2")]
+    assert all(f["kind"] == "huggingface_cache" and f["size_bytes"] == 0 for f in found)
+
+
+def test_the_depth_is_counted_from_the_directory_given_with_or_without_a_trailing_slash(tmp_path):
+    base = tmp_path / "models"
+    deep = base
+    for level in range(7):
+        deep = deep / f"d{level}"
+        deep.mkdir(parents=True)
+        (deep / f"at{level}.gguf").write_bytes(b"x")
+    for given in (str(base), str(base) + "/"):
+        found = [f["adopt_with"]["name"] for f in discover(given, [], environ=_env(tmp_path))]
+        assert found == [f"at{level}" for level in range(discovery.MAX_DEPTH)]
+
+
+def test_once_the_limit_is_reached_no_deeper_model_directory_is_added(tmp_path, monkeypatch):
+    monkeypatch.setattr(discovery, "MAX_RESULTS", 1)
+    base = tmp_path / "models"
+    _model_dir(base / "sub" / "m")
+    (base / "a.gguf").write_bytes(b"x")
+    assert [f["path"] for f in discover(str(base), [], environ=_env(tmp_path))] == [str(base / "a.gguf")]
+
+
+def test_a_model_directory_s_size_counts_the_files_its_links_point_to(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "weights").write_bytes(b"w" * 64)
+    found_dir = tmp_path / "models" / "linked"
+    found_dir.mkdir(parents=True)
+    (found_dir / "config.json").write_text("{}")
+    (found_dir / "model.safetensors").symlink_to(store / "weights")
+    found = discover(str(tmp_path / "models"), [], environ=_env(tmp_path))
+    assert [(f["path"], f["size_bytes"]) for f in found] == [(str(found_dir), 2 + 64)]
+
+
+def test_a_suggested_name_keeps_its_letters_and_drops_empty_parts():
+    assert discovery._suggest_name("XLM-R") == "XLM-R" and discovery._suggest_name("X/XX") == "X/XX"
+    assert discovery._suggest_name("a/../b") == "a/b" and discovery._suggest_name("a/-./b") == "a/b"
+
+
+def test_without_home_in_the_environment_the_user_s_own_cache_is_looked_in():
+    assert discovery.hf_cache_dirs({}) == [os.path.join(os.path.expanduser("~"), ".cache", "huggingface", "hub")]
+    assert discovery.hf_cache_dirs({"HOME": ""}) == discovery.hf_cache_dirs({})

@@ -6,12 +6,18 @@ there), the retry of an idempotent GET and no retry of a POST, the standard-libr
 from __future__ import annotations
 
 import json
+import re
+import ssl
 
 import pytest
+import requests
+import urllib3
 
 from ansible_collections.venom.models.plugins.module_utils import httpclient
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError, RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    NotFoundError, ProviderError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
+from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from tests.lib.ports import free_port
 from tests.lib.servers import LocalHTTPServer, QuietHandler
@@ -212,3 +218,264 @@ def test_without_requests_the_purpose_is_named(monkeypatch):
     assert "requests" in str(err.value) and "to talk to the Ollama server" in str(err.value)
     with pytest.raises(MissingDependencyError, match="to pull a model"):
         ollama_api.require_requests("to pull a model")
+
+
+# -- the client's options, the answers it reads and what it sends --------------------------------
+
+def _recording_server(answers: dict):
+    """A server answering ``answers[(method, path)]`` = (status, body), recording each request's
+    method, path, JSON body and headers in ``server.got``."""
+    got = []
+
+    class Handler(QuietHandler):
+        def _answer(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(n)) if n else None
+            got.append((self.command, self.path, body, dict(self.headers)))
+            status, data = answers.get((self.command, self.path), (404, b'{"error":"not found"}'))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_DELETE = do_HEAD = _answer
+
+    srv = LocalHTTPServer(Handler)
+    srv.got = got
+    return srv
+
+
+def test_the_endpoint_defaults_to_the_local_server_and_must_be_an_http_url():
+    assert OllamaClient().endpoint == "http://127.0.0.1:11434"
+    assert OllamaClient(None).endpoint == OllamaClient("").endpoint == "http://127.0.0.1:11434"
+    assert OllamaClient("http://ollama.lan:11434///").endpoint == "http://ollama.lan:11434"
+    assert OllamaClient("https://ollama.lan").endpoint == "https://ollama.lan"
+    for bad in ("ollama.lan:11434", "ftp://ollama.lan", "file:///tmp/x", " http://ollama.lan"):
+        with pytest.raises(ValidationError) as err:
+            OllamaClient(bad)
+        assert repr(bad) in err.value.msg and "http://HOST:PORT" in err.value.fix
+
+
+def test_api_calls_wait_30_s_for_an_answer_unless_told_and_a_pull_waits_15_minutes_per_line(monkeypatch):
+    client = OllamaClient("http://ollama.lan:11434")
+    assert (client.timeout, client.pull_read_timeout) == (30.0, 900.0)
+    asked = []
+
+    def request(method, url, **kw):
+        asked.append((method, url, kw["timeout"], kw["json"]))
+        raise OSError("no network in this test")
+    monkeypatch.setattr(client.session, "request", request)
+    with pytest.raises(ProviderError):
+        client.version()
+    with pytest.raises(ProviderError):
+        client.keep_alive("m:1b", "5m", timeout=120.0)
+    with pytest.raises(ProviderError):
+        client.keep_alive("m:1b", "5m")
+    assert asked == [("GET", "http://ollama.lan:11434/api/version", (5.0, 30.0), None),
+                     ("POST", "http://ollama.lan:11434/api/generate", (5.0, 120.0),
+                      {"model": "m:1b", "keep_alive": "5m", "stream": False}),
+                     ("POST", "http://ollama.lan:11434/api/generate", (5.0, 30.0),
+                      {"model": "m:1b", "keep_alive": "5m", "stream": False})]
+
+
+def test_a_pull_sends_the_insecure_flag_and_waits_per_line_with_the_connect_timeout_of_the_client(monkeypatch):
+    sent = []
+
+    class Resp:
+        status_code = 200
+        content = b""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        @staticmethod
+        def iter_lines():
+            yield b'{"status":"success"}'
+
+    def post(self, url, **kw):   # pylint: disable=unused-argument
+        sent.append((url, kw["json"], kw["timeout"], kw["stream"], kw["verify"]))
+        return Resp()
+    monkeypatch.setattr(requests.Session, "post", post)
+    OllamaClient("http://ollama.lan:11434", timeout=3.0, pull_read_timeout=60.0).pull("m:1b", insecure="yes")
+    OllamaClient("http://ollama.lan:11434").pull("m:1b")
+    assert sent == [("http://ollama.lan:11434/api/pull", {"model": "m:1b", "insecure": True, "stream": True},
+                     (3.0, 60.0), True, True),
+                    ("http://ollama.lan:11434/api/pull", {"model": "m:1b", "insecure": False, "stream": True},
+                     (30.0, 900.0), True, True)]
+
+
+def test_listings_keep_only_the_model_records_of_an_answer():
+    tags = {"models": [{"name": "a:1b", "digest": "d1"}, "junk", 3, {"model": "b:2b", "digest": "d2"}]}
+    with _recording_server({("GET", "/api/tags"): (200, json.dumps(tags).encode()),
+                            ("GET", "/api/ps"): (200, json.dumps(tags).encode()),
+                            ("GET", "/api/version"): (200, b"{}")}) as srv:
+        client = OllamaClient(srv.url)
+        assert client.tags() == [{"name": "a:1b", "digest": "d1"}, {"model": "b:2b", "digest": "d2"}]
+        assert client.loaded() == ["a:1b", "b:2b"], "the name, else the model field"
+        assert client.find("b:2b") == {"model": "b:2b", "digest": "d2"}, "found by its model field"
+        assert client.find("a") is None, "a:latest is not a:1b"
+        assert client.version() == "", "a server that does not say its version"
+    for doc in ({}, {"models": None}, {"models": {"name": "a:1b"}}):
+        with _recording_server({("GET", "/api/tags"): (200, json.dumps(doc).encode()),
+                                ("GET", "/api/ps"): (200, json.dumps(doc).encode())}) as srv:
+            client = OllamaClient(srv.url)
+            assert client.tags() == [] and client.ps() == [] and client.loaded() == []
+
+
+def test_a_model_is_found_under_either_spelling_of_its_name():
+    tags = {"models": [{"name": "", "model": "registry.ollama.ai/library/Qwen2:0.5B", "digest": "d1"},
+                       {"name": None, "model": None, "digest": "none"}]}
+    with _recording_server({("GET", "/api/tags"): (200, json.dumps(tags).encode())}) as srv:
+        client = OllamaClient(srv.url)
+        assert client.find("qwen2:0.5b")["digest"] == "d1"
+        assert client.find("library/qwen2:0.5b")["digest"] == "d1"
+        assert client.find("qwen2") is None
+
+
+def test_show_returns_the_document_and_names_any_other_failure():
+    with _recording_server({("POST", "/api/show"): (200, b'{"template":"{{ .Prompt }}"}')}) as srv:
+        assert OllamaClient(srv.url).show("m:1b") == {"template": "{{ .Prompt }}"}
+    assert srv.got[0][:3] == ("POST", "/api/show", {"model": "m:1b"})
+    with _recording_server({("POST", "/api/show"): (500, b'{"error":"mmap failed"}')}) as srv:
+        with pytest.raises(RuntimeControlError) as err:
+            OllamaClient(srv.url, error=RuntimeControlError).show("m:1b")
+    assert err.value.msg == "Ollama could not show m:1b: HTTP 500: mmap failed." and "journalctl" in err.value.fix
+    with _recording_server({("POST", "/api/show"): (200, b'["not", "an", "object"]')}) as srv:
+        with pytest.raises(ProviderError, match="did not answer /api/show with a JSON object"):
+            OllamaClient(srv.url).show("m:1b")
+
+
+@pytest.mark.parametrize("keep_alive, action", [(0, "unload"), ("0", "unload"), ("0s", "unload"), (-1, "load"),
+                                                ("5m", "load"), ("", "load")])
+def test_keep_alive_zero_unloads_anything_else_loads(keep_alive, action):
+    with _recording_server({("POST", "/api/generate"): (500, b'{"error":"busy"}')}) as srv:
+        with pytest.raises(RuntimeControlError) as err:
+            OllamaClient(srv.url, error=RuntimeControlError).keep_alive("m:1b", keep_alive)
+    assert err.value.msg == f"Ollama could not {action} 'm:1b': HTTP 500: busy."
+    assert srv.got[0][2] == {"model": "m:1b", "keep_alive": keep_alive, "stream": False}
+
+
+def test_keep_alive_succeeds_on_a_plain_answer_and_fails_on_an_error_in_it():
+    with _recording_server({("POST", "/api/generate"): (200, b'{"done":true}')}) as srv:
+        assert OllamaClient(srv.url).keep_alive("m:1b", 0) is None
+    with _recording_server({("POST", "/api/generate"): (200, b"not json")}) as srv:
+        assert OllamaClient(srv.url).keep_alive("m:1b", 0) is None
+    with _recording_server({("POST", "/api/generate"): (200, b'{"error":"out of memory"}')}) as srv:
+        with pytest.raises(RuntimeControlError) as err:
+            OllamaClient(srv.url, error=RuntimeControlError).keep_alive("m:1b", "5m")
+    assert err.value.msg == "Ollama could not load 'm:1b': out of memory" and "journalctl" in err.value.fix
+    with _recording_server({("POST", "/api/generate"): (404, b'{"error":"model not found"}')}) as srv:
+        with pytest.raises(NotFoundError) as err:
+            OllamaClient(srv.url).keep_alive("m:1b", 0)
+    assert "could not unload 'm:1b' (HTTP 404): model not found" in err.value.msg and "venom_model" in err.value.fix
+
+
+def test_an_unreachable_server_is_named_with_the_reason_not_the_wrapper():
+    url = f"http://127.0.0.1:{free_port()}"
+    client = OllamaClient(url, timeout=2, retries=0)
+    client.session = None
+    with pytest.raises(ProviderError) as err:
+        client.tags()
+    assert re.search(r"cannot be reached \(GET .*/api/tags: URLError: \[Errno \d+\] Connection refused\)\.$",
+                     err.value.msg), err.value.msg
+
+
+def test_without_requests_an_https_server_is_asked_with_the_tls_settings(monkeypatch):
+    asked = []
+    monkeypatch.setattr(httpclient, "http", lambda method, url, body, timeout, context: asked.append(
+        (method, url, body, timeout, context)) or (200, b'{"version":"1"}'))
+    for url in ("https://ollama.lan", "http://ollama.lan"):
+        client = OllamaClient(url, tls=Tls(False), timeout=7.0)
+        client.session = None
+        assert client.version() == "1"
+    (m1, u1, b1, t1, ctx), (m2, u2, b2, t2, none) = asked
+    assert (m1, u1, b1, t1) == ("GET", "https://ollama.lan/api/version", None, 7.0) and (m2, u2, b2, t2) == (
+        "GET", "http://ollama.lan/api/version", None, 7.0)
+    assert isinstance(ctx, ssl.SSLContext) and ctx.verify_mode == ssl.CERT_NONE and none is None
+
+
+def test_a_client_without_certificate_checks_silences_the_per_request_warning(monkeypatch):
+    silenced = []
+    monkeypatch.setattr(urllib3, "disable_warnings", silenced.append)
+    OllamaClient("https://ollama.lan", tls=Tls())
+    assert silenced == []
+    tls = Tls(False)
+    OllamaClient("https://ollama.lan", tls=tls)
+    assert silenced == [urllib3.exceptions.InsecureRequestWarning]
+    assert len(tls.warnings()) == 1 and "https://ollama.lan was not checked" in tls.warnings()[0]
+
+
+def test_a_pull_stream_that_breaks_off_names_the_last_status():
+    class Handler(QuietHandler):
+        def do_POST(self):  # pylint: disable=invalid-name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            line = b'{"status":"pulling abc","completed":5}\n'
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.write(b"zz\r\n")   # a broken chunk: the stream ends mid-way
+            self.wfile.flush()
+            self.close_connection = True
+
+    seen = []
+    with LocalHTTPServer(Handler) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b", on_line=seen.append)
+    assert err.value.msg.startswith("The connection to the Ollama server dropped while pulling m:1b "
+                                    "(last status: 'pulling abc'; ")
+    assert "resumes it" in err.value.fix and seen == [{"status": "pulling abc", "completed": 5}]
+
+
+def test_a_line_that_is_not_json_is_quoted_up_to_200_bytes():
+    with _server({("POST", "/api/pull"): [(200, b"<" * 300 + b"\n")]}) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b")
+    assert f"while pulling m:1b: {b'<' * 200!r}." in err.value.msg
+
+
+def test_a_pull_stream_that_breaks_off_before_any_line_says_so():
+    class Handler(QuietHandler):
+        def do_POST(self):  # pylint: disable=invalid-name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"zz\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+    with LocalHTTPServer(Handler) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b")
+    assert "dropped while pulling m:1b (last status: 'none'; " in err.value.msg
+
+
+def test_the_standard_library_transport_shows_checks_blobs_and_deletes():
+    with _recording_server({("POST", "/api/show"): (200, b'{"template":"t"}'),
+                            ("HEAD", "/api/blobs/sha256:a"): (200, b""),
+                            ("DELETE", "/api/delete"): (200, b"")}) as srv:
+        client = OllamaClient(srv.url)
+        client.session = None
+        assert client.show("m:1b") == {"template": "t"}
+        assert client.blob_exists("sha256:a") is True and client.blob_exists("sha256:b") is False
+        assert client.delete("m:1b") is True
+    assert [(g[0], g[1], g[2]) for g in srv.got] == [("POST", "/api/show", {"model": "m:1b"}),
+                                                     ("HEAD", "/api/blobs/sha256:a", None),
+                                                     ("HEAD", "/api/blobs/sha256:b", None),
+                                                     ("DELETE", "/api/delete", {"model": "m:1b"})]
+
+
+def test_the_errors_of_show_and_of_a_blob_check_give_the_way_out():
+    with _recording_server({("POST", "/api/show"): (404, b""), ("HEAD", "/api/blobs/sha256:c"): (500, b"")}) as srv:
+        client = OllamaClient(srv.url, retries=0)
+        with pytest.raises(NotFoundError) as err:
+            client.show("m:1b")
+        assert err.value.msg == "The Ollama server has no model m:1b: HTTP 404." and "venom_model" in err.value.fix
+        with pytest.raises(ProviderError) as err:
+            client.blob_exists("sha256:c")
+        assert "journalctl -u ollama" in err.value.fix

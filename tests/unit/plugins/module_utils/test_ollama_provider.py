@@ -10,11 +10,15 @@ import hashlib
 import json
 import os
 import threading
+import types
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils.errors import NotFoundError, ProviderError
+from ansible_collections.venom.models.plugins.module_utils import httpclient
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    MissingDependencyError, NotFoundError, ProviderError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.models import ollama as _ollama
+from ansible_collections.venom.models.plugins.module_utils.models import ollama_api
 from ansible_collections.venom.models.plugins.module_utils.models.ollama import OllamaProvider, registry_manifest
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest, Problem, Progress
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
@@ -390,3 +394,396 @@ def test_the_options_default_to_the_local_server_and_the_name_s_registry(tmp_pat
     prov = OllamaProvider(ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path), timeout=12,
                                        insecure=True), StatePaths(str(tmp_path)), registry="http://mirror:5000")
     assert prov.client.pull_read_timeout == 12 and prov.insecure is True and prov.registry_host() == "http://mirror:5000"
+
+
+# -- the registry request, the provider's options, the pull's progress, staging and removal --------
+
+def test_the_registry_is_asked_through_the_environment_s_proxy_for_a_v2_manifest(monkeypatch):
+    asked = []
+
+    class Proxy(QuietHandler):
+        def do_GET(self):  # pylint: disable=invalid-name
+            asked.append((self.path, self.headers.get("Accept")))
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(MANIFEST)))
+            self.end_headers()
+            self.wfile.write(MANIFEST)
+
+    with LocalHTTPServer(Proxy) as proxy:
+        for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        data, _doc, digest = registry_manifest("registry.invalid/library/llama:8b", insecure=True)
+    assert data == MANIFEST and digest == MANIFEST_DIGEST[7:]
+    assert asked == [("http://registry.invalid/v2/library/llama/manifests/8b", _ollama.MEDIA_MANIFEST)]
+
+
+def test_the_registry_of_a_name_is_asked_over_https_unless_insecure(monkeypatch):
+    asked = []
+
+    class Session:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        @staticmethod
+        def get(url, headers=None, timeout=None, verify=None):
+            asked.append((url, timeout, verify))
+            return type("Resp", (), {"status_code": 200, "content": MANIFEST})()
+
+    monkeypatch.setattr(httpclient, "retrying_session", lambda **kw: Session())
+    registry_manifest("llama:8b")
+    registry_manifest("reg.lan:5000/team/llama:8b", timeout=3.0)
+    registry_manifest("reg.lan:5000/team/llama:8b", insecure=True)
+    assert asked == [("https://registry.ollama.ai/v2/library/llama/manifests/8b", (5.0, 30.0), True),
+                     ("https://reg.lan:5000/v2/team/llama/manifests/8b", (3.0, 3.0), True),
+                     ("http://reg.lan:5000/v2/team/llama/manifests/8b", (5.0, 30.0), True)]
+
+
+def test_a_manifest_without_a_config_has_its_layers_only(ollama):
+    for config in ({}, {"config": None}, {"config": {"size": 5}}):
+        doc = dict({"layers": [{"digest": _digest(WEIGHTS), "size": len(WEIGHTS)}]}, **config)
+        ollama.registry_body = json.dumps(doc).encode()
+        _data, got, _digest_hex = registry_manifest("llama:8b", ollama.url)
+        assert [f.path for f in _ollama.layer_files(got)] == [f"blobs/sha256-{_digest(WEIGHTS)[7:]}"]
+    ollama.registry_body = b'{"config": {"digest": "' + _digest(CONFIG).encode() + b'", "size": 2}}'
+    assert [f.size for f in _ollama.layer_files(registry_manifest("llama:8b", ollama.url)[1])] == [2]
+
+
+def test_the_store_and_the_registry_come_from_the_request_unless_given(tmp_path):
+    req = ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path), models_path="/srv/ollama",
+                       registry="http://mirror:5000", insecure=True)
+    prov = OllamaProvider(req, StatePaths(str(tmp_path)))
+    assert (prov.models_path, prov.registry_host(), prov.insecure) == ("/srv/ollama", "http://mirror:5000", True)
+    prov = OllamaProvider(req, StatePaths(str(tmp_path)), registry="", insecure=False, models_path="/data/ollama")
+    assert (prov.models_path, prov.registry_host(), prov.insecure) == ("/data/ollama", "registry.ollama.ai", False)
+
+
+def test_without_requests_only_a_provider_given_a_client_works(tmp_path, monkeypatch):
+    monkeypatch.setattr(ollama_api, "requests", None)
+    req = ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path))
+    with pytest.raises(MissingDependencyError):
+        OllamaProvider(req, StatePaths(str(tmp_path)))
+    client = object()
+    assert OllamaProvider(req, StatePaths(str(tmp_path)), client=client).client is client
+
+
+class _Client:
+    """An Ollama server that lists one model under the spelling it was first pulled with."""
+
+    def __init__(self, listed):
+        self.listed = listed
+
+    def find(self, name):   # pylint: disable=unused-argument
+        return self.listed
+
+
+def test_a_model_first_pulled_under_another_spelling_has_its_store_manifest_read(tmp_path):
+    store = tmp_path / "store"
+    spelled = store / "manifests" / "registry.ollama.ai" / "library" / "Llama" / "8B"
+    spelled.parent.mkdir(parents=True)
+    spelled.write_bytes(MANIFEST)
+    (store / "blobs").mkdir()
+    for listed in ({"model": "Llama:8B", "digest": "d", "size": 9}, {"name": "Llama:8B", "digest": "d", "size": 9}):
+        prov = OllamaProvider(ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path)),
+                              StatePaths(str(tmp_path)), models_path=str(store), client=_Client(listed))
+        entry = prov.unmanaged_entry()
+        assert sorted(f["path"] for f in entry["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
+        assert entry["size_bytes"] == 9
+    spelled.write_bytes(b"{broken")
+    assert prov.unmanaged_entry()["files"] == [], "a manifest that cannot be read: no files"
+    prov.client = _Client({"model": "Llama:8B", "digest": "d"})
+    assert prov.unmanaged_entry()["size_bytes"] == 0, "a server that does not say the size"
+
+
+def test_a_model_that_is_listed_and_matches_needs_no_revision_to_pass_the_quick_check(tmp_path, ollama):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    assert prov.quick_check({"files": []}) == [] and prov.quick_check({"revision": None}) == []
+    assert not prov.satisfies({}), "an entry without a revision is not this version"
+
+
+def test_the_pull_s_progress_counts_every_layer_once_never_backwards_and_only_this_run_s_bytes(tmp_path, ollama):
+    ollama.install({_digest(PARAMS): PARAMS})
+    os.unlink(ollama.manifest_file())
+    hexw = _digest(WEIGHTS)[7:]
+    with open(os.path.join(ollama.store, "blobs", f"sha256-{hexw}-partial-0"), "w", encoding="utf-8") as fh:
+        json.dump({"Completed": 1000}, fh)
+    prov = _provider(tmp_path, ollama)
+    target = prov.resolve(None)
+    other = "sha256:" + "e" * 64
+    ollama.pull_lines = [
+        {"status": "pulling manifest"},
+        {"status": "pulling w", "digest": _digest(WEIGHTS), "total": len(WEIGHTS), "completed": 1500},
+        {"status": "pulling w", "digest": _digest(WEIGHTS), "total": len(WEIGHTS), "completed": 1200},
+        {"status": "pulling w", "digest": _digest(WEIGHTS), "total": len(WEIGHTS)},
+        {"status": "pulling e", "digest": other, "total": 10, "completed": 10},
+        {"status": "pulling p", "digest": _digest(PARAMS), "total": 0},
+        {"digest": _digest(CONFIG)},
+        {"digest": "sha256:" + "f" * 64, "total": 5},
+        {"status": "success"}]
+    ollama.install()
+    seen = []
+    progress = Progress(lambda done, total, message, force: seen.append((done, total, message)))
+    prov.install(target, progress)
+    full = sum(len(d) for d in BLOBS.values())
+    assert seen[0] == (len(PARAMS), full, "pulling llama:8b through Ollama"), "what the store had"
+    assert seen[1] == (len(PARAMS), full, "Ollama: pulling manifest")
+    assert seen[2] == (len(PARAMS) + 1500, full, "Ollama: pulling w")
+    assert seen[3] == seen[4] == seen[2], "a line that counts less moves nothing back"
+    assert seen[5] == (len(PARAMS) + 1500 + 10, full + 10, "Ollama: pulling e"), "a layer the manifest did not list"
+    assert seen[6] == (len(PARAMS) + 1510, full + 10, "Ollama: pulling p")
+    assert seen[7] == (len(PARAMS) + 1510, full + 15, "Ollama: "), "a line without a status, of a layer just begun"
+    assert seen[8] == (len(PARAMS) + 1510, full + 15, "Ollama: success") and len(seen) == 9
+    assert progress.transferred == 500 + 10
+
+
+def test_a_provider_that_did_not_resolve_counts_the_target_s_layers(tmp_path, ollama):
+    ollama.install({_digest(PARAMS): PARAMS})
+    os.unlink(ollama.manifest_file())
+    target = _provider(tmp_path, ollama).resolve(None)
+    progress = Progress()
+    fields = _provider(tmp_path, ollama).install(target, progress)
+    full = sum(len(d) for d in BLOBS.values())
+    assert progress.total == full and progress.transferred == full - len(PARAMS)
+    assert fields["size_bytes"] == full
+
+
+def test_an_install_whose_store_cannot_be_read_records_the_registry_s_layers(tmp_path, ollama, monkeypatch):
+    prov = _provider(tmp_path, ollama, models_path=str(tmp_path / "elsewhere"))
+    target = prov.resolve(None)
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "abc"}] if os.path.exists(
+        ollama.manifest_file()) else [])
+    fields = prov.install(target, None)
+    assert sorted(f["path"] for f in fields["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
+    assert fields["size_bytes"] == sum(len(d) for d in BLOBS.values()), "the server did not say the size"
+    assert fields["revision"] == "abc"
+
+
+def test_a_pull_the_registry_does_not_have_names_the_registry(tmp_path, ollama):
+    prov = _provider(tmp_path, ollama)
+    target = prov.resolve(None)
+    ollama.pull_lines = [{"status": "pulling manifest"}, {"error": "pull model manifest: file does not exist"}]
+    with pytest.raises(NotFoundError) as info:
+        prov.install(target, None)
+    assert f"in the registry {ollama.url} " in info.value.msg
+
+
+def test_verify_reads_the_blobs_without_counting_a_transfer_and_checks_every_one(tmp_path, ollama):
+    ollama.install()
+    files = [{"path": f"blobs/sha256-{d[7:]}", "size": len(b), "sha256": d[7:]} for d, b in BLOBS.items()]
+    with open(ollama.blob(_digest(WEIGHTS)), "ab") as fh:
+        fh.write(b"x")
+    os.unlink(ollama.blob(_digest(PARAMS)))
+    progress = Progress()
+    problems = _provider(tmp_path, ollama).verify({"files": files}, progress)
+    assert [p.kind for p in problems] == ["size", "missing"], "the config, checked last, is sound"
+    assert progress.transferred == 0 and progress.done == len(CONFIG)
+    assert _provider(tmp_path, ollama).verify({}, Progress()) == []
+
+
+def test_removal_without_an_entry_deletes_and_reports_no_paths(tmp_path, ollama):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    assert prov.remove(None) == []
+    assert ("DELETE", "/api/delete", {"model": "llama:8b"}) in ollama.requests and ollama.tags() == []
+
+
+def test_a_removed_model_s_interrupted_downloads_are_known_and_discarded(tmp_path, ollama):
+    ollama.install()
+    entry = _provider(tmp_path, ollama).unmanaged_entry()
+    hexw, hexp = _digest(WEIGHTS)[7:], _digest(PARAMS)[7:]
+    blobs = os.path.join(ollama.store, "blobs")
+    os.mkdir(os.path.join(blobs, f"sha256-{hexw}-partial"))   # cannot be removed as a file: left, the rest goes
+    for name, done in ((f"sha256-{hexw}-partial-0", 700), (f"sha256-{hexp}-partial-1", 20)):
+        with open(os.path.join(blobs, name), "w", encoding="utf-8") as fh:
+            json.dump({"Completed": done}, fh)
+    with open(os.path.join(blobs, f"sha256-{hexp}-partial"), "wb") as fh:
+        fh.write(b"\0" * 50)
+    with open(os.path.join(blobs, f"sha256-{'9' * 64}-partial-0"), "w", encoding="utf-8") as fh:
+        json.dump({"Completed": 5}, fh)
+    prov = _provider(tmp_path, ollama)
+    prov.remove(entry)
+    assert prov.staging_bytes() == 720
+    assert prov.discard_staging() is True
+    assert set(os.listdir(blobs)) == {f"sha256-{'9' * 64}-partial-0", f"sha256-{hexw}-partial"} | {
+        f"sha256-{d[7:]}" for d in BLOBS if os.path.exists(ollama.blob(d))}
+    assert prov.staging_bytes() == 0
+
+
+def test_partial_records_that_say_nothing_count_nothing(tmp_path):
+    blobs = tmp_path / "st[or]e" / "blobs"
+    blobs.mkdir(parents=True)
+    hexd = "a" * 64
+    (blobs / f"sha256-{hexd}-partial-0").write_text(json.dumps({"Completed": None}))
+    (blobs / f"sha256-{hexd}-partial-1").write_text(json.dumps([1, 2]))
+    (blobs / f"sha256-{hexd}-partial-2").write_text(json.dumps({"Completed": 30}))
+    assert _ollama.partial_bytes(str(tmp_path / "st[or]e"), hexd) == 30, "a store path with glob characters"
+
+
+def test_a_repair_removes_only_the_blobs_found_damaged_and_reports_the_pull(tmp_path, ollama):
+    ollama.install()
+    with open(ollama.blob(_digest(WEIGHTS)), "r+b") as fh:
+        fh.write(b"X")
+    with open(ollama.blob(_digest(CONFIG)), "ab") as fh:
+        fh.write(b"x")
+    ollama.pull_lines = [{"status": "pulling w", "digest": _digest(WEIGHTS), "total": len(WEIGHTS),
+                          "completed": len(WEIGHTS)}, {"status": "success"}]   # a pull that leaves the store as is
+    prov = _provider(tmp_path, ollama)
+    progress = Progress()
+    blob = "blobs/sha256-{}".format
+    prov.repair({}, [Problem(path=blob(_digest(WEIGHTS)[7:]), kind="digest"),
+                     Problem(path=blob(_digest(CONFIG)[7:]), kind="size"),
+                     Problem(path=blob(_digest(PARAMS)[7:]), kind="extra"),
+                     Problem(path="manifest", kind="digest")], progress)
+    assert not os.path.exists(ollama.blob(_digest(WEIGHTS))) and not os.path.exists(ollama.blob(_digest(CONFIG)))
+    assert os.path.exists(ollama.blob(_digest(PARAMS))), "a blob not found damaged (another model's layer) stays"
+    assert os.path.exists(ollama.manifest_file())
+    assert progress.message == "Ollama: success" and progress.total == len(WEIGHTS) and progress.transferred == len(
+        WEIGHTS), "the repair's pull reports its progress"
+
+
+def test_the_quick_check_s_problems_say_what_was_expected_and_found(tmp_path, ollama):
+    ollama.install()
+    with open(ollama.blob(_digest(CONFIG)), "ab") as fh:
+        fh.write(b"xy")
+    path = f"blobs/sha256-{_digest(CONFIG)[7:]}"
+    problems = _provider(tmp_path, ollama).quick_check({"revision": "0" * 64, "files": [{"path": path,
+                                                                                        "size": len(CONFIG)}]})
+    assert problems == [Problem(path="manifest", kind="digest", expected="0" * 64, actual=MANIFEST_DIGEST[7:]),
+                        Problem(path=path, kind="size", expected=len(CONFIG), actual=len(CONFIG) + 2)]
+
+
+def test_a_store_that_cannot_be_read_has_no_staging_and_nothing_to_discard(tmp_path, ollama):
+    prov = _provider(tmp_path, ollama, models_path=str(tmp_path / "elsewhere"))
+    prov.resolve(None)
+    assert prov.staging_bytes() == 0 and prov.discard_staging() is False
+
+
+def test_verify_reports_the_sizes_of_a_blob_that_changed_and_checks_entries_without_digests(tmp_path, ollama):
+    ollama.install()
+    nameless = [{"path": f"blobs/sha256-{d[7:]}", "size": len(b), "sha256": None} for d, b in BLOBS.items()]
+    prov = _provider(tmp_path, ollama)
+    assert prov.verify({"files": nameless}, None) == [], "the blob's name is its digest"
+    with open(ollama.blob(_digest(PARAMS)), "ab") as fh:
+        fh.write(b"xyz")
+    path = f"blobs/sha256-{_digest(PARAMS)[7:]}"
+    assert prov.verify({"files": nameless}, None) == [Problem(path=path, kind="size", expected=len(PARAMS),
+                                                              actual=len(PARAMS) + 3)]
+
+
+def test_the_capabilities_are_asked_of_the_server_for_this_model(tmp_path, ollama):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    assert prov.detect_capabilities(None)["max_context_length"] == 8192
+    assert ("POST", "/api/show", {"model": "llama:8b"}) in ollama.requests
+
+
+def test_a_pull_for_a_plain_http_registry_asks_ollama_to_allow_it(tmp_path, ollama):
+    prov = _provider(tmp_path, ollama, insecure=True)
+    prov.install(prov.resolve(None), None)
+    assert [r[2] for r in ollama.requests if r[1] == "/api/pull"] == [
+        {"model": "llama:8b", "insecure": True, "stream": True}]
+
+
+def test_the_latest_version_is_always_pulled_even_when_the_server_has_that_digest(tmp_path, ollama):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    latest = prov.resolve(None, latest=True)
+    assert latest.revision == MANIFEST_DIGEST[7:]
+    fields = prov.install(latest, None)
+    assert [r[1] for r in ollama.requests].count("/api/pull") == 1 and fields["revision"] == MANIFEST_DIGEST[7:]
+    assert ("POST", "/api/show", {"model": "llama:8b"}) in ollama.requests
+
+
+def test_a_repair_records_the_layers_of_the_store_s_manifest(tmp_path, ollama):
+    ollama.install()
+    fields = _provider(tmp_path, ollama).repair({}, [], None)
+    assert sorted(f["path"] for f in fields["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
+
+
+def test_the_size_the_server_reports_is_recorded_and_an_impossible_one_refused(tmp_path, ollama, monkeypatch):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "abc", "size": 12345}])
+    assert prov.repair({}, [], None)["size_bytes"] == 12345
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "abc", "size": -5}])
+    with pytest.raises(ValidationError) as info:
+        prov.repair({}, [], None)
+    assert info.value.msg.startswith("the size of llama:8b is -5 bytes")
+
+
+def test_a_directory_without_blobs_is_not_an_ollama_store_to_verify(tmp_path, ollama):
+    ollama.install()
+    (tmp_path / "not-a-store").mkdir()
+    prov = _provider(tmp_path, ollama, models_path=str(tmp_path / "not-a-store"))
+    with pytest.raises(ProviderError, match="cannot be read here"):
+        prov.verify({"files": [{"path": "blobs/sha256-" + "a" * 64, "size": 1}]}, None)
+
+
+def test_a_model_the_server_has_resolves_to_its_tag_in_its_store(tmp_path, ollama):
+    ollama.install()
+    target = _provider(tmp_path, ollama).resolve(None)
+    assert (target.requested_revision, target.disk_path, target.staged_bytes) == ("8b", ollama.store, 0)
+
+
+def test_a_model_that_changed_on_the_server_after_the_check_is_pulled(tmp_path, ollama, monkeypatch):
+    ollama.install()
+    prov = _provider(tmp_path, ollama)
+    target = prov.resolve(None)
+    monkeypatch.setattr(ollama, "tags", lambda: [{"name": "llama:8b", "digest": "0" * 64, "size": 1}])
+    fields = prov.install(target, Progress())
+    assert [r[1] for r in ollama.requests].count("/api/pull") == 1 and fields["revision"] == "0" * 64
+
+
+def test_an_insecure_provider_reads_the_manifest_of_the_name_s_own_registry_over_http(tmp_path, ollama):
+    host = ollama.url.split("://", 1)[1]
+    req = ModelRequest(name=f"{host}/library/llama:8b", provider="ollama", models_dir=str(tmp_path / "models"),
+                       endpoint=ollama.url, insecure=True)
+    prov = OllamaProvider(req, StatePaths(str(tmp_path / "models")), models_path=ollama.store)
+    target = prov.resolve(None)
+    assert target.revision == MANIFEST_DIGEST[7:] and target.extra["ollama"]["registry"] == host
+    assert ("GET", "/v2/library/llama/manifests/8b", None) in ollama.requests
+
+
+def test_the_registry_is_read_with_the_provider_s_tls_settings(tmp_path, ollama):
+    req = ModelRequest(name="llama:8b", provider="ollama", models_dir=str(tmp_path), registry=ollama.url,
+                       ca_path=str(tmp_path / "missing-ca.pem"))
+    prov = OllamaProvider(req, StatePaths(str(tmp_path)), models_path=ollama.store,
+                          client=ollama_api.OllamaClient(ollama.url))
+    with pytest.raises(ValidationError, match="missing-ca.pem does not exist"):
+        prov.resolve(None)
+
+
+def test_a_model_not_installed_in_a_store_that_cannot_be_read_counts_every_layer(tmp_path, ollama):
+    target = _provider(tmp_path, ollama, models_path=str(tmp_path / "elsewhere")).resolve(None)
+    assert target.staged_bytes == 0 and target.fetch_bytes == sum(len(d) for d in BLOBS.values())
+
+
+def test_a_present_model_s_target_carries_the_server_s_settings(tmp_path, ollama):
+    ollama.install()
+    target = _provider(tmp_path, ollama).resolve(None)
+    assert target.extra["ollama"] == {"endpoint": ollama.url, "models_path": ollama.store, "registry": ollama.url,
+                                      "insecure": False}
+
+
+def test_a_model_asked_in_another_case_is_read_from_the_store_under_ollama_s_spelling(tmp_path, ollama):
+    ollama.install()
+    entry = _provider(tmp_path, ollama, name="Llama:8B").unmanaged_entry()
+    assert sorted(f["path"] for f in entry["files"]) == sorted(f"blobs/sha256-{d[7:]}" for d in BLOBS)
+
+
+def test_a_request_with_only_a_name_gets_the_defaults(tmp_path):
+    prov = OllamaProvider(types.SimpleNamespace(name="llama:8b"), StatePaths(str(tmp_path)))
+    assert prov.entry_extra() == {"endpoint": "http://127.0.0.1:11434", "models_path": _ollama.DEFAULT_MODELS_PATH,
+                                  "registry": "registry.ollama.ai", "insecure": False}
+    assert prov.client.pull_read_timeout == 900.0 and prov.paths.models_dir == str(tmp_path)
+
+
+def test_without_requests_the_registry_manifest_names_what_it_is_needed_for(monkeypatch):
+    monkeypatch.setattr(ollama_api, "requests", None)
+    with pytest.raises(MissingDependencyError, match="to read a model's manifest from its registry"):
+        registry_manifest("llama:8b")

@@ -11,10 +11,12 @@ import types
 import certifi
 import pytest
 import requests
+import urllib3
 
 from ansible_collections.venom.models.plugins.module_utils.errors import ProviderError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.models import huggingface as hf
 from ansible_collections.venom.models.plugins.module_utils.models import ollama
+from ansible_collections.venom.models.plugins.module_utils.models import tls as tls_module
 from ansible_collections.venom.models.plugins.module_utils.models.available import available
 from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls, certificate_cause
@@ -194,3 +196,109 @@ def test_the_hub_client_keeps_huggingface_hub_s_request_hook_on_either_httpx():
     context = object()
     hf._hub_client(new, context)
     assert made[-1]["event_hooks"] is None and made[-1]["verify"] is context and made[-1]["follow_redirects"] is True
+
+
+def test_the_settings_of_a_request_like_object_default_to_validation():
+    assert (Tls.of(types.SimpleNamespace()).validate_certs, Tls.of(types.SimpleNamespace()).ca_path) == (True, None)
+    tls = Tls.of(types.SimpleNamespace(validate_certs=False, ca_path="/etc/ca.pem"))
+    assert (tls.validate_certs, tls.ca_path) == (False, "/etc/ca.pem")
+    shared = Tls(False)
+    assert Tls.of(types.SimpleNamespace(tls=shared, validate_certs=True)) is shared, "one Tls collects the warnings"
+    assert Tls.of(types.SimpleNamespace(tls="not a Tls")).validate_certs is True
+
+
+def test_only_validation_against_the_host_trust_store_is_the_default():
+    assert Tls().default and Tls(ca_path="").default and Tls(ca_path="").ca_path is None
+    assert not Tls(False).default and not Tls(False, ca_path=BUNDLE).default
+    assert Tls(ca_path="").requests_verify() is True
+
+
+def test_without_validation_urllib3_s_warning_per_request_is_silenced(monkeypatch):
+    silenced = []
+    monkeypatch.setattr(urllib3, "disable_warnings", silenced.append)
+    Tls().quiet_requests()
+    Tls(ca_path=BUNDLE).quiet_requests()
+    assert silenced == []
+    Tls(False).quiet_requests()
+    assert silenced == [urllib3.exceptions.InsecureRequestWarning]
+
+
+def test_a_remote_without_a_url_is_not_warned_about():
+    tls = Tls(False)
+    tls.contacting(None)
+    tls.contacting("")
+    tls.contacting("ftp://files.internal/x")
+    assert tls.warnings() == []
+
+
+def test_a_checked_ca_path_is_not_read_again(tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(open(BUNDLE, "rb").read())   # pylint: disable=consider-using-with
+    tls = Tls(ca_path=str(bundle))
+    assert tls.requests_verify() == str(bundle)
+    bundle.write_text("not a certificate any more\n")
+    tls_module._context.cache_clear()
+    assert tls.requests_verify() == str(bundle), "checked once, before the first request"
+    with pytest.raises(ValidationError):
+        Tls(ca_path=str(bundle)).requests_verify()
+
+
+def test_the_reason_of_a_certificate_error_without_a_verify_message():
+    exc = ssl.SSLCertVerificationError(1, "x")
+    exc.reason = "CERTIFICATE_VERIFY_FAILED"
+    assert certificate_cause(exc) == "CERTIFICATE_VERIFY_FAILED"
+    bare = ssl.SSLCertVerificationError(1, "bad certificate")
+    bare.reason = bare.verify_message = None   # as the ssl module leaves them when it knows no reason
+    assert certificate_cause(bare) == str(bare)
+    assert certificate_cause(RuntimeError("[SSL: CERTIFICATE_VERIFY_FAILED] handshake")) == "certificate verify failed"
+
+
+def test_a_wrapped_text_that_repeats_the_reason_gives_it_once():
+    text = ("Max retries exceeded (Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] "
+            "certificate verify failed: self-signed certificate in certificate chain (_ssl.c:1006)'))); again: "
+            "certificate verify failed: self-signed certificate")
+    assert certificate_cause(ConnectionError(text)) == "self-signed certificate in certificate chain"
+
+
+def _quiet_cert_exc() -> ssl.SSLCertVerificationError:
+    """A certificate failure whose text does not say so: only its type does."""
+    exc = ssl.SSLCertVerificationError(1, "handshake")
+    exc.verify_message = "certificate has expired"
+    return exc
+
+
+def test_a_certificate_failure_is_found_in_the_cause_the_context_the_arguments_or_the_reason():
+    try:
+        raise RuntimeError("while connecting") from _quiet_cert_exc()
+    except RuntimeError as exc:
+        assert certificate_cause(exc) == "certificate has expired"
+    try:
+        try:
+            raise _quiet_cert_exc()
+        except ssl.SSLError:
+            raise RuntimeError("while connecting")   # pylint: disable=raise-missing-from
+    except RuntimeError as exc:
+        assert certificate_cause(exc) == "certificate has expired"
+    assert certificate_cause(RuntimeError("wrapped", _quiet_cert_exc())) == "certificate has expired"
+    holder = RuntimeError("urlopen error")
+    holder.reason = _quiet_cert_exc()
+    assert certificate_cause(holder) == "certificate has expired"
+    holder.reason = "a text, not an error"
+    assert certificate_cause(holder) is None
+
+
+def test_errors_that_cause_each_other_are_searched_once():
+    first, second = RuntimeError("first"), RuntimeError("second")
+    first.__context__, second.__context__ = second, first
+    assert certificate_cause(first) is None
+    first.__cause__ = _quiet_cert_exc()
+    assert certificate_cause(first) == "certificate has expired"
+
+
+def test_the_context_of_a_ca_path_trusts_that_bundle_only(tmp_path):
+    with open(BUNDLE, encoding="ascii") as fh:
+        first = fh.read().split("-----END CERTIFICATE-----")[0]
+    one = tmp_path / "one-ca.pem"
+    one.write_text(first[first.index("-----BEGIN CERTIFICATE-----"):] + "-----END CERTIFICATE-----\n")
+    ctx = Tls(ca_path=str(one)).ssl_context()
+    assert ctx.cert_store_stats()["x509_ca"] == 1 and ctx.verify_mode == ssl.CERT_REQUIRED
