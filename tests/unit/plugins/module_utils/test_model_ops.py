@@ -448,3 +448,281 @@ def test_who_serves_an_active_model_is_named_for_the_operator():
     assert _model_ops._served_by({"active_instances": ["a", "b"]}) == "the runtime instances 'a', 'b'"   # pylint: disable=protected-access
     assert _model_ops._served_by({"active_runtime": "vllm"}) == "the vllm runtime"   # pylint: disable=protected-access
     assert _model_ops._served_by({}) == "a runtime"   # pylint: disable=protected-access
+
+
+def _gb(n_bytes):
+    """quota_gb / reserve_gb that come to exactly ``n_bytes`` bytes."""
+    return (n_bytes + 0.5) / 10 ** 9
+
+
+def test_an_install_that_exactly_fills_the_quota_fits_and_one_byte_less_is_refused(tmp_path):
+    out = run(tmp_path, check=True, quota_gb=_gb(1002))
+    assert out["action"] == "install" and out["plan"]["quota"]["fits_quota"] is True
+    assert out["plan"]["quota"]["quota_free_after_bytes"] == 0
+    with pytest.raises(QuotaError) as info:
+        run(tmp_path, check=True, quota_gb=_gb(1001))
+    assert "Installing m needs 1.00 kB" in info.value.msg and "raise quota_gb" in info.value.fix
+    assert run(tmp_path, quota_gb=_gb(1002))["model"]["size_bytes"] == 1002
+
+
+def test_an_update_counts_the_old_version_until_the_new_one_is_in_place(tmp_path):
+    run(tmp_path, quota_gb=1)
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, check=True, state="latest", quota_gb=_gb(3004))
+    quota = out["plan"]["quota"]
+    assert quota["used_bytes"] == 1002 and quota["planned_bytes"] == 2002 and quota["used_after_bytes"] == 2002
+    assert quota["fetch_bytes"] == 2002 and out["plan"]["fetch_bytes"] == 2002
+    assert quota["disk_free_after_bytes"] == quota["disk_free_bytes"] - 2002 + 1002, "the old version goes after"
+    with pytest.raises(QuotaError):
+        run(tmp_path, check=True, state="latest", quota_gb=_gb(3003))
+    assert run(tmp_path, state="latest", quota_gb=_gb(3004))["revision"] == "v2"
+
+
+def test_a_sync_counts_the_new_file_list_instead_of_the_recorded_one(tmp_path, monkeypatch):
+    run(tmp_path)
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions, v1={
+        "a.bin": b"A" * 1000, "b.json": b"{}", "c.txt": b"ccc"}))
+    out = run(tmp_path, check=True, state="latest", quota_gb=_gb(1005))
+    assert out["action"] == "sync"
+    assert out["plan"]["quota"]["used_bytes"] == 0 and out["plan"]["quota"]["planned_bytes"] == 1005
+    with pytest.raises(QuotaError):
+        run(tmp_path, check=True, state="latest", quota_gb=_gb(1004))
+
+
+def test_a_repair_fits_a_quota_that_is_exactly_used_and_needs_only_the_missing_bytes_on_disk(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    os.unlink(os.path.join(out["local_path"], "a.bin"))
+    monkeypatch.setattr(_model_ops, "free_bytes", lambda path: 1000)
+    out = run(tmp_path, check=True, quota_gb=_gb(1002), reserve_gb=0)
+    assert out["action"] == "repair" and out["plan"]["quota"]["planned_bytes"] == 0
+    assert out["plan"]["quota"]["used_bytes"] == 1002 and out["plan"]["fetch_bytes"] == 1000
+    assert out["plan"]["files_to_fetch"] == ["a.bin"] and out["plan"]["fetch_files"] == 1
+    with pytest.raises(QuotaError):
+        run(tmp_path, check=True, quota_gb=_gb(1001), reserve_gb=0)
+    monkeypatch.setattr(_model_ops, "free_bytes", lambda path: 999)
+    with pytest.raises(QuotaError):
+        run(tmp_path, check=True, quota_gb=1, reserve_gb=0)
+
+
+def test_the_free_disk_check_counts_the_reserve_and_says_how_much_to_free(tmp_path, monkeypatch):
+    free = {"bytes": 1002 + 500}
+    monkeypatch.setattr(_model_ops, "free_bytes", lambda path: free["bytes"])
+    out = run(tmp_path, check=True, reserve_gb=_gb(500))
+    quota = out["plan"]["quota"]
+    assert quota["fits_disk"] and quota["disk_free_bytes"] == 1502 and quota["disk_free_after_bytes"] == 500
+    assert quota["reserve_bytes"] == 500 and quota["path"] == str(tmp_path)
+    free["bytes"] = 1501
+    with pytest.raises(QuotaError) as info:
+        run(tmp_path, check=True, reserve_gb=_gb(500))
+    assert info.value.msg == (f"Installing m needs 1.00 kB more on the filesystem of {tmp_path} plus the 500 B reserve "
+                              "(1.50 kB), which has 1.50 kB free. Nothing was downloaded.")
+    assert info.value.fix.startswith("Free at least 1 B on that filesystem")
+    assert "install" not in RecordingProvider.calls
+
+
+def test_the_free_disk_check_looks_at_the_filesystem_the_target_names(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(_model_ops, "free_bytes", lambda path: asked.append(path) or 10 ** 12)
+    elsewhere = str(tmp_path / "disk")
+    real = RecordingProvider.resolve
+
+    def resolve(self, entry, latest=False):
+        target = real(self, entry, latest)
+        target.disk_path = elsewhere
+        return target
+    monkeypatch.setattr(RecordingProvider, "resolve", resolve)
+    assert run(tmp_path, check=True)["plan"]["quota"]["path"] == elsewhere and asked == [elsewhere]
+    asked.clear()
+    monkeypatch.setattr(RecordingProvider, "resolve", lambda self, entry, latest=False: dataclasses_replace(
+        real(self, entry, latest), disk_path=None))
+    assert run(tmp_path, check=True)["plan"]["quota"]["path"] == str(tmp_path) and asked == [str(tmp_path)]
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses   # pylint: disable=import-outside-toplevel
+    return dataclasses.replace(obj, **changes)
+
+
+@pytest.mark.parametrize("kw", [
+    {"display_name": "x" * 257}, {"display_name": "  "}, {"display_name": 5},
+    {"allow_patterns": [""]}, {"ignore_patterns": ["*.bin", 3]}, {"ignore_patterns": "*.bin"},
+    {"capabilities": ["max_context_length"]}, {"reserve_gb": -1}, {"timeout": -1},
+    {"state": "nope"}, {"runtime": "nope"}, {"quota_gb": -0.5}])
+def test_a_request_with_a_bad_option_is_refused_before_anything_is_read(tmp_path, kw):
+    with pytest.raises(ValidationError):
+        run(tmp_path, check=True, **kw)
+    assert RecordingProvider.calls == [] and not os.path.exists(tmp_path / ".venom")
+
+
+def test_the_longest_display_name_and_a_short_timeout_are_accepted(tmp_path):
+    out = run(tmp_path, check=True, display_name="x" * 256, timeout=0.5, ignore_patterns=["*.md"], runtime="vllm")
+    assert out["model"]["display_name"] == "x" * 256 and out["model"]["runtime"] == "vllm"
+
+
+def test_owner_or_mode_for_an_ollama_model_is_refused_with_the_reason(tmp_path):
+    for key in ("owner", "group", "mode", "directory_mode"):
+        req = ModelRequest(name="m", provider="ollama", models_dir=str(tmp_path), **{key: "0640"})
+        with pytest.raises(ValidationError) as info:
+            _model_ops.validate_request(req)
+        assert "Ollama server's own store" in info.value.msg and "provider ollama" in info.value.fix
+    assert _model_ops.validate_request(ModelRequest(name="m", provider="ollama")).provider == "ollama"
+
+
+def test_a_provider_missing_from_this_version_is_named_with_the_ones_available(tmp_path, monkeypatch):
+    monkeypatch.delitem(_model_ops.PROVIDER_CLASSES, "ollama")
+    with pytest.raises(ValidationError) as info:
+        _model_ops.validate_request(ModelRequest(name="m", provider="ollama", models_dir=str(tmp_path)))
+    assert "provider ollama is not available" in info.value.msg
+    assert info.value.fix == "Use one of: huggingface, local."
+
+
+def test_a_plan_lists_at_most_200_files_and_problems_but_counts_them_all():
+    files = [FileSpec(f"f{i:03d}", 1) for i in range(201)]
+    problems = [Problem(f"f{i:03d}", "missing") for i in range(201)]
+    plan = _model_ops.Plan("repair", "r", fetch=files, problems=problems, fetch_bytes=201,
+                           permission_changes=[{"path": str(i)} for i in range(201)])
+    out = plan.as_dict()
+    assert out["fetch_files"] == 201 and len(out["files_to_fetch"]) == 200 and out["files_to_fetch"][-1] == "f199"
+    assert len(out["problems"]) == 200 and len(out["permission_changes"]) == 200
+    assert "permission_changes" not in _model_ops.Plan("none", "r").as_dict()
+    assert "revision" not in _model_ops.Plan("none", "r").as_dict()
+    assert _model_ops.Plan("record", "r").changed is False and _model_ops.Plan("none", "r").changed is False
+    assert all(_model_ops.Plan(a, "r").changed for a in ("install", "update", "sync", "repair", "metadata",
+                                                         "permissions", "prune", "remove", "discard_staging"))
+
+
+def test_a_model_already_in_the_providers_store_is_recorded_without_a_change(tmp_path, monkeypatch):
+    real = RecordingProvider.resolve
+
+    def resolve(self, entry, latest=False):
+        target = real(self, entry, latest)
+        target.extra["already_present"] = True
+        target.pending = []
+        return target
+    monkeypatch.setattr(RecordingProvider, "resolve", resolve)
+    check = run(tmp_path, check=True, quota_gb=_gb(1))
+    assert check["action"] == "record" and check["changed"] is True, "only the new quota setting is a change"
+    assert check["plan"]["quota"] is None and "already in the local store" in check["plan"]["reason"]
+    out = run(tmp_path)
+    assert out["action"] == "record" and out["changed"] is False and out["operation"]["type"] == "install"
+    assert Manifest(str(tmp_path)).get("m", "local")["status"] == "installed"
+
+
+def test_the_diff_summarises_an_entry_and_the_detailed_diff_shows_it_without_timestamps(tmp_path):
+    run(tmp_path, capabilities={"prompt_template": "{{ x }}", "max_context_length": 10})
+    out = run(tmp_path, check=True, display_name="Other")
+    before = out["diff"]["before"]
+    assert before["files"] == 2 and before["size_bytes"] == 1002 and before["size"] == "1.00 kB"
+    assert before["capabilities"]["prompt_template"] == "(7 characters)"
+    assert before["capabilities"]["max_context_length"] == 10
+    assert "detected_from" not in before["capabilities"] and "notes" not in before["capabilities"]
+    assert "installed_at" not in before and "capability_overrides" not in before and "active_runtime" not in before
+    assert before["name"] == "m" and before["status"] == "installed" and before["active"] is False
+    assert out["diff"]["after"]["display_name"] == "Other"
+    req = ModelRequest(name="m", provider="local", models_dir=str(tmp_path), display_name="Other")
+    detail = _model_ops.ModelOperations(req, check_mode=True, diff_detail=True).run()["diff"]["before"]
+    assert "installed_at" not in detail and "updated_at" not in detail
+    assert detail["files"][0]["path"] == "a.bin" and detail["capability_overrides"]["max_context_length"] == 10
+
+
+def test_the_diff_of_an_entry_without_a_size_adds_up_its_files():
+    view = _model_ops._diff_view({"name": "m", "files": [{"size": 3}, {"size": 4}], "source": None,   # pylint: disable=protected-access
+                                  "allow_patterns": [], "capabilities": {"prompt_template": None}})
+    assert view == {"name": "m", "files": 2, "size_bytes": 7, "size": "7 B", "capabilities": {"prompt_template": None}}
+    assert _model_ops._diff_view(None) == {} and _model_ops._diff_view({}, detail=True) == {}   # pylint: disable=protected-access
+
+
+def test_check_mode_says_when_the_capabilities_cannot_be_predicted(tmp_path):
+    out = run(tmp_path, check=True)
+    assert out["plan"]["capabilities_predicted"] is False
+    assert any("cannot predict the capabilities of m with provider local" in w for w in out["warnings"])
+    assert out["model"]["detected_capabilities"] == {} and out["model"]["status"] == "installed"
+    assert out["revision"] == "v1" and out["local_path"] == str(tmp_path / "local" / "m" / "v1")
+    assert out["size_bytes"] == 1002 and out["name"] == "m" and out["provider"] == "local" and out["state"] == "present"
+    run(tmp_path)
+    assert "capabilities_predicted" not in run(tmp_path, check=True)["plan"], "nothing to predict"
+
+
+def test_a_result_of_a_removal_has_no_model_fields(tmp_path):
+    run(tmp_path)
+    out = run(tmp_path, state="absent")
+    assert out["revision"] is None and out["local_path"] is None and out["size_bytes"] is None
+    assert out["capabilities"] is None and out["bytes_downloaded"] == 0
+
+
+def test_an_install_is_journaled_with_its_bytes_and_its_result(tmp_path):
+    out = run(tmp_path)
+    op = out["operation"]
+    assert op["type"] == "install" and op["bytes_total"] == 1002 and op["bytes_done"] == 1002
+    assert op["message"] == "install of m done: v1, 1.00 kB"
+    assert op["result"] == {"action": "install", "revision": "v1", "bytes_downloaded": 1002}
+    assert op["details"] == {"action": "install", "state": "present"}
+
+
+def test_an_unexpected_error_is_journaled_with_its_type_and_raised(tmp_path, monkeypatch):
+    def boom(self, target, progress, entry=None):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(RecordingProvider, "install", boom)
+    with pytest.raises(RuntimeError):
+        run(tmp_path)
+    ops = os.listdir(tmp_path / ".venom" / "operations")
+    rec = json.loads((tmp_path / ".venom" / "operations" / ops[0]).read_text())
+    assert rec["status"] == "failed" and rec["error"] == "RuntimeError: disk on fire"
+
+
+def test_an_update_of_an_idle_model_removes_the_old_version_only_when_it_moved(tmp_path, monkeypatch):
+    run(tmp_path)
+    RecordingProvider.current = "v2"
+    RecordingProvider.calls = []
+    out = run(tmp_path, state="latest")
+    assert RecordingProvider.calls == ["resolve", "install", "remove_version v1"]
+    assert "retained_versions" not in out["model"] and out["warnings"] == []
+    assert out["operation"]["type"] == "update" and out["model"]["installed_at"] == out["model"]["updated_at"]
+    real = RecordingProvider.resolve
+    monkeypatch.setattr(RecordingProvider, "resolve", lambda self, entry, latest=False: dataclasses_replace(
+        real(self, entry, latest), revision="v2b"))
+    monkeypatch.setattr(RecordingProvider, "install", lambda self, target, progress, entry=None: {
+        "revision": target.revision, "local_path": target.local_path, "files": [f.record() for f in target.files]})
+    RecordingProvider.calls = []
+    out = run(tmp_path, state="latest")
+    assert out["revision"] == "v2b" and not any(c.startswith("remove_version") for c in RecordingProvider.calls)
+
+
+def test_an_update_while_active_in_the_same_directory_keeps_no_old_version(tmp_path, monkeypatch):
+    run(tmp_path)
+    Manifest(str(tmp_path)).mark_active("a", "m", "local")
+    real = RecordingProvider.resolve
+    monkeypatch.setattr(RecordingProvider, "resolve", lambda self, entry, latest=False: dataclasses_replace(
+        real(self, entry, latest), revision="v1b"))
+    monkeypatch.setattr(RecordingProvider, "install", lambda self, target, progress, entry=None: {
+        "revision": target.revision, "local_path": target.local_path, "files": [f.record() for f in target.files]})
+    out = run(tmp_path, state="latest")
+    assert out["revision"] == "v1b" and "retained_versions" not in out["model"] and out["warnings"] == []
+
+
+def test_a_model_directory_inside_another_models_directory_is_refused_before_anything_is_written(tmp_path):
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"].append(dict(_other_entry(tmp_path), local_path=str(tmp_path / "local" / "m")))
+    with pytest.raises(ValidationError) as info:
+        run(tmp_path, check=True)
+    assert info.value.msg == (f"m would be installed at {tmp_path / 'local' / 'm' / 'v1'}, but the directory of 'm' "
+                              f"({tmp_path / 'local' / 'm' / 'v1'}) would lie inside the directory of 'n' "
+                              f"({tmp_path / 'local' / 'm'}); removing one would delete the other.")
+    assert "install" not in RecordingProvider.calls
+
+
+def test_a_retained_version_of_another_model_counts_for_the_nesting_check(tmp_path):
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"].append(dict(_other_entry(tmp_path), retained_versions=[
+            {"revision": "x", "local_path": str(tmp_path / "local" / "m" / "v1" / "sub"), "reason": "active"}]))
+    with pytest.raises(ValidationError):
+        run(tmp_path, check=True)
+    assert run(tmp_path, check=True, revision="v2")["action"] == "install", "a sibling directory is fine"
+
+
+def _other_entry(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry   # pylint: disable=import-outside-toplevel
+    return new_entry("n", "local", display_name="n", status="installed", size_bytes=0, capabilities={},
+                     local_path=str(tmp_path / "local" / "n" / "v1"), sha256="0" * 64, installed_at="2026-01-01T00:00:00Z",
+                     updated_at="2026-01-01T00:00:00Z", runtime="vllm", revision="v1", files=[], active=False,
+                     active_runtime=None)
