@@ -726,3 +726,48 @@ def _other_entry(tmp_path):
                      local_path=str(tmp_path / "local" / "n" / "v1"), sha256="0" * 64, installed_at="2026-01-01T00:00:00Z",
                      updated_at="2026-01-01T00:00:00Z", runtime="vllm", revision="v1", files=[], active=False,
                      active_runtime=None)
+
+
+def _same_name_of_another_provider(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry   # pylint: disable=import-outside-toplevel
+    return new_entry("m", "huggingface", display_name="m", status="installed", size_bytes=0, capabilities={},
+                     local_path=str(tmp_path / "huggingface" / "m" / ("0" * 40)), sha256="0" * 64,
+                     installed_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z", runtime="vllm",
+                     revision="0" * 40, files=[], active=False, active_runtime=None)
+
+
+def test_removing_a_model_leaves_the_model_of_the_same_name_from_another_provider(tmp_path):
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"].insert(0, _same_name_of_another_provider(tmp_path))
+    run(tmp_path)
+    out = run(tmp_path, state="absent")
+    assert out["changed"] and Manifest(str(tmp_path)).get("m", "local") is None
+    assert Manifest(str(tmp_path)).get("m", "huggingface")["revision"] == "0" * 40
+
+
+def test_pruning_forgets_only_this_providers_old_versions_and_never_removes_the_installed_one(tmp_path):
+    run(tmp_path)
+    hf = dict(_same_name_of_another_provider(tmp_path), retained_versions=[
+        {"revision": "1" * 40, "local_path": str(tmp_path / "huggingface" / "m" / ("1" * 40)), "reason": "active"}])
+    current = str(tmp_path / "local" / "m" / "v1")
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"].insert(0, hf)
+        doc["models"][1]["retained_versions"] = [
+            {"revision": "v0", "local_path": str(tmp_path / "local" / "m" / "v0"), "reason": "active"},
+            {"revision": "v1", "local_path": current, "reason": "active"},
+            {"revision": "vx", "local_path": None, "reason": "active"}]
+    RecordingProvider.calls = []
+    out = run(tmp_path)
+    assert out["action"] == "prune" and RecordingProvider.calls == ["remove_version v0"]
+    assert "retained_versions" not in Manifest(str(tmp_path)).get("m", "local")
+    assert Manifest(str(tmp_path)).get("m", "huggingface")["retained_versions"] == hf["retained_versions"]
+
+
+def test_an_installed_model_is_removed_as_recorded_without_asking_for_an_unrecorded_copy(tmp_path, monkeypatch):
+    run(tmp_path)
+    asked = []
+    monkeypatch.setattr(RecordingProvider, "unmanaged_entry", lambda self: asked.append(1) or {
+        "name": "m", "provider": "local", "local_path": str(tmp_path / "local" / "m" / "v9"), "files": []})
+    out = run(tmp_path, check=True, state="absent")
+    assert out["plan"]["reason"] == f"m is installed at {tmp_path / 'local' / 'm' / 'v1'}" and asked == []
+    assert out["diff"]["before"]["revision"] == "v1"
