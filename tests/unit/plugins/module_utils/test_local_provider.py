@@ -643,3 +643,35 @@ def test_check_mode_predicts_from_a_temporary_tree_it_removes(tmp_path, monkeypa
     assert prov.predict_capabilities(target) == {"max_context_length": 1}
     assert os.path.basename(seen["path"]).startswith("venom-check-") and not os.path.exists(seen["path"])
     assert seen["files"] == sorted(FILES) and seen["link"] == str(src / "sub" / "tokenizer.json")
+
+
+@pytest.mark.parametrize("selection", [{"ignore_patterns": ["sub/*"]}, {"allow_patterns": ["*.json"]}])
+def test_an_unchanged_source_adopted_with_a_selection_is_not_hashed_again(tmp_path, monkeypatch, selection):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy", **selection)
+    entry = Manifest(str(models)).get("team/m", "local")
+    hashed = []
+    real = _local.file_digests
+    monkeypatch.setattr(_local, "file_digests", lambda path, size=None, **kw: hashed.append(path) or real(path, size, **kw))
+    prov = _provider(models, source=str(src), **selection)
+    assert prov.resolve(entry, latest=True).revision == entry["revision"] and hashed == []
+    assert _run(models, source=str(src), adopt_mode="copy", state="latest", **selection)["changed"] is False
+    assert not prov._unchanged({k: v for k, v in entry.items() if k != "files"}, str(src))   # pylint: disable=protected-access
+
+
+def test_a_repair_hard_links_again_when_it_may_and_makes_the_version_directory_0755(tmp_path):
+    import shutil   # pylint: disable=import-outside-toplevel
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src))
+    entry = Manifest(str(models)).get("team/m", "local")
+    shutil.rmtree(out["local_path"])
+    old = os.umask(0)
+    try:
+        _provider(models).repair(entry, [Problem(path="model.safetensors", kind="missing")], Progress())
+    finally:
+        os.umask(old)
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    assert os.stat(installed).st_ino == os.stat(src / "model.safetensors").st_ino
+    assert os.stat(out["local_path"]).st_mode & 0o777 == 0o755
