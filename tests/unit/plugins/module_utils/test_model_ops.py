@@ -771,3 +771,62 @@ def test_an_installed_model_is_removed_as_recorded_without_asking_for_an_unrecor
     out = run(tmp_path, check=True, state="absent")
     assert out["plan"]["reason"] == f"m is installed at {tmp_path / 'local' / 'm' / 'v1'}" and asked == []
     assert out["diff"]["before"]["revision"] == "v1"
+
+
+def test_a_metadata_change_applies_to_this_providers_model_only(tmp_path):
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"].insert(0, _same_name_of_another_provider(tmp_path))
+    run(tmp_path)
+    out = run(tmp_path, display_name="Mine")
+    assert out["action"] == "metadata" and out["model"]["display_name"] == "Mine"
+    assert Manifest(str(tmp_path)).get("m", "local")["display_name"] == "Mine"
+    assert Manifest(str(tmp_path)).get("m", "huggingface")["display_name"] == "m"
+
+
+def test_a_repair_is_checked_where_and_as_the_repair_reports_the_version(tmp_path, monkeypatch):
+    out = run(tmp_path)
+    for name in ("a.bin", "b.json"):
+        os.unlink(os.path.join(out["local_path"], name))
+    moved = str(tmp_path / "local" / "m" / "v1-repaired")
+
+    def repair(self, entry, problems, progress):
+        os.makedirs(moved)
+        with open(os.path.join(moved, "b.json"), "wb") as fh:
+            fh.write(b"{}")
+        return {"files": [{"path": "b.json", "size": 2, "sha256": "x"}], "local_path": moved,
+                "revision": entry["revision"]}
+    real_check = RecordingProvider.quick_check
+
+    def quick_check(self, entry):
+        # as Ollama's: the recorded version is compared too
+        wrong = [] if entry.get("revision") == "v1" else [Problem("manifest", "digest", "v1", entry.get("revision"))]
+        return real_check(self, entry) + wrong
+    monkeypatch.setattr(RecordingProvider, "repair", repair)
+    monkeypatch.setattr(RecordingProvider, "quick_check", quick_check)
+    out = run(tmp_path)
+    assert out["action"] == "repair" and out["local_path"] == moved and out["model"]["size_bytes"] == 2
+
+
+def test_a_repair_that_leaves_many_problems_names_the_first_five(tmp_path, monkeypatch):
+    six = {f"f{i}.bin": b"x" for i in range(6)}
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions, v1=six))
+    out = run(tmp_path)
+    for name in six:
+        os.unlink(os.path.join(out["local_path"], name))
+    monkeypatch.setattr(RecordingProvider, "repair", lambda self, entry, problems, progress: {
+        "files": entry["files"], "local_path": entry["local_path"], "revision": entry["revision"]})
+    with pytest.raises(_model_ops.VenomError) as info:
+        run(tmp_path)
+    assert info.value.msg == ("Repairing m left problems: f0.bin: missing; f1.bin: missing; f2.bin: missing; "
+                              "f3.bin: missing; f4.bin: missing")
+
+
+def test_even_a_short_token_never_reaches_the_journal_of_a_failure(tmp_path, monkeypatch):
+    def boom(self, target, progress, entry=None):
+        raise ValidationError("refused for k9z", fix="none")
+    monkeypatch.setattr(RecordingProvider, "install", boom)
+    with pytest.raises(ValidationError):
+        run(tmp_path, token="k9z")
+    ops = os.listdir(tmp_path / ".venom" / "operations")
+    rec = json.loads((tmp_path / ".venom" / "operations" / ops[0]).read_text())
+    assert "k9z" not in rec["error"] and rec["error"].startswith("refused for ********")
