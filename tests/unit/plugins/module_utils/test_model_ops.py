@@ -830,3 +830,15 @@ def test_even_a_short_token_never_reaches_the_journal_of_a_failure(tmp_path, mon
     ops = os.listdir(tmp_path / ".venom" / "operations")
     rec = json.loads((tmp_path / ".venom" / "operations" / ops[0]).read_text())
     assert "k9z" not in rec["error"] and rec["error"].startswith("refused for ********")
+
+
+def test_latest_with_a_moving_reference_asks_the_source_again(tmp_path, monkeypatch):
+    run(tmp_path)
+    # a branch such as "main" is satisfied by the installed commit for present, but latest follows it
+    monkeypatch.setattr(RecordingProvider, "satisfies", lambda self, entry: entry.get("status") == "installed")
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions,
+                                                            main=RecordingProvider.versions["v2"]))
+    RecordingProvider.calls = []
+    assert run(tmp_path, revision="main")["changed"] is False and RecordingProvider.calls == []
+    out = run(tmp_path, state="latest", revision="main")
+    assert out["action"] == "update" and out["revision"] == "main" and RecordingProvider.calls[0] == "resolve"
