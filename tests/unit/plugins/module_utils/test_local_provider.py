@@ -675,3 +675,16 @@ def test_a_repair_hard_links_again_when_it_may_and_makes_the_version_directory_0
     installed = os.path.join(out["local_path"], "model.safetensors")
     assert os.stat(installed).st_ino == os.stat(src / "model.safetensors").st_ino
     assert os.stat(out["local_path"]).st_mode & 0o777 == 0o755
+
+
+def test_a_repaired_file_has_the_models_mode_before_it_is_moved_into_place(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.store import ownership   # pylint: disable=import-outside-toplevel
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    os.unlink(os.path.join(out["local_path"], "config.json"))
+    prov = _provider(models, adopt_mode="copy")
+    prov.permissions = ownership.Permissions.parse(mode="0600")
+    prov.repair(entry, [Problem(path="config.json", kind="missing")], Progress())
+    assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600

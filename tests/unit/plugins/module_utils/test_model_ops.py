@@ -842,3 +842,70 @@ def test_latest_with_a_moving_reference_asks_the_source_again(tmp_path, monkeypa
     assert run(tmp_path, revision="main")["changed"] is False and RecordingProvider.calls == []
     out = run(tmp_path, state="latest", revision="main")
     assert out["action"] == "update" and out["revision"] == "main" and RecordingProvider.calls[0] == "resolve"
+
+
+def _modes(root):
+    out = {".": oct(os.stat(root).st_mode & 0o777)}
+    for name in sorted(os.listdir(root)):
+        out[name] = oct(os.stat(os.path.join(root, name)).st_mode & 0o777)
+    return out
+
+
+def test_a_mode_asked_for_an_installed_model_is_planned_applied_recorded_and_then_kept(tmp_path):
+    first = run(tmp_path)
+    root = first["local_path"]
+    os.chmod(root, 0o755)
+    for name in os.listdir(root):
+        os.chmod(os.path.join(root, name), 0o644)
+    check = run(tmp_path, check=True, mode="0640")
+    wanted = {"mode": "0640", "directory_mode": "0750"}
+    assert check["action"] == "permissions" and check["changed"]
+    assert check["plan"]["reason"] == f"3 file(s) or directories of m differ from the owner, group or mode {wanted}"
+    assert check["plan"]["permission_changes"] == [{"mode": ["0755", "0750"], "path": "."},
+                                                   {"mode": ["0644", "0640"], "path": "a.bin"},
+                                                   {"mode": ["0644", "0640"], "path": "b.json"}]
+    assert check["diff"]["before"]["permissions"] == {"mode": "0644", "directory_mode": "0755"}
+    assert check["diff"]["after"]["permissions"] == wanted and check["model"]["permissions"] == wanted
+    assert _modes(root) == {".": "0o755", "a.bin": "0o644", "b.json": "0o644"}, "check mode changes nothing"
+    out = run(tmp_path, mode="0640")
+    assert out["changed"] and out["operation"]["type"] == "update"
+    assert _modes(root) == {".": "0o750", "a.bin": "0o640", "b.json": "0o640"}
+    assert Manifest(str(tmp_path)).get("m", "local")["permissions"] == wanted
+    assert run(tmp_path)["changed"] is False, "the recorded mode holds"
+    os.chmod(os.path.join(root, "a.bin"), 0o666)
+    out = run(tmp_path)
+    assert out["action"] == "permissions" and out["plan"]["permission_changes"] == [
+        {"mode": ["0666", "0640"], "path": "a.bin"}]
+    assert _modes(root)["a.bin"] == "0o640", "the recorded mode is enforced again"
+
+
+def test_a_mode_the_files_already_have_is_only_recorded(tmp_path):
+    first = run(tmp_path)
+    root = first["local_path"]
+    os.chmod(root, 0o750)
+    for name in os.listdir(root):
+        os.chmod(os.path.join(root, name), 0o640)
+    out = run(tmp_path, check=True, mode="0640")
+    assert out["action"] == "permissions" and out["plan"].get("permission_changes") is None
+    assert out["plan"]["reason"] == "recording the permissions {'mode': '0640', 'directory_mode': '0750'} its files have"
+    assert out["diff"]["before"]["permissions"] == {"mode": "0640", "directory_mode": "0750"}
+    assert run(tmp_path, mode="0640")["changed"] is True
+    assert run(tmp_path, mode="0640")["changed"] is False
+
+
+def test_a_metadata_change_with_a_new_mode_changes_both(tmp_path):
+    first = run(tmp_path)
+    out = run(tmp_path, check=True, display_name="Mine", mode="0600")
+    assert out["action"] == "metadata" and out["plan"]["reason"] == "changed: display_name, permissions"
+    assert len(out["plan"]["permission_changes"]) == 3
+    out = run(tmp_path, display_name="Mine", mode="0600")
+    assert out["model"]["display_name"] == "Mine" and out["model"]["permissions"]["mode"] == "0600"
+    assert _modes(first["local_path"])["a.bin"] == "0o600"
+
+
+def test_an_install_with_a_mode_gives_it_to_every_file(tmp_path):
+    out = run(tmp_path, mode="0640", directory_mode="0700")
+    assert _modes(out["local_path"]) == {".": "0o700", "a.bin": "0o640", "b.json": "0o640"}
+    assert out["model"]["permissions"] == {"mode": "0640", "directory_mode": "0700"}
+    out = run(tmp_path, state="absent", mode="0600")
+    assert out["changed"] and out["model"] is None, "absent does not care about the mode"
