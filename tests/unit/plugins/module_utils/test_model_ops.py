@@ -909,3 +909,46 @@ def test_an_install_with_a_mode_gives_it_to_every_file(tmp_path):
     assert out["model"]["permissions"] == {"mode": "0640", "directory_mode": "0700"}
     out = run(tmp_path, state="absent", mode="0600")
     assert out["changed"] and out["model"] is None, "absent does not care about the mode"
+
+
+def test_check_mode_predicts_a_metadata_change_on_top_of_the_whole_entry(tmp_path):
+    run(tmp_path)
+    out = run(tmp_path, check=True, display_name="Mine")
+    assert out["model"]["display_name"] == "Mine" and out["model"]["revision"] == "v1"
+    assert len(out["model"]["files"]) == 2 and out["model"]["status"] == "installed"
+    assert out["size_bytes"] == 1002 and out["local_path"] == str(tmp_path / "local" / "m" / "v1")
+
+
+def test_check_mode_shows_the_capabilities_a_provider_can_predict(tmp_path, monkeypatch):
+    monkeypatch.setattr(RecordingProvider, "predict_capabilities", lambda self, target: {"max_context_length": 77})
+    out = run(tmp_path, check=True, revision="v2")
+    assert out["plan"]["capabilities_predicted"] is True and out["warnings"] == []
+    assert out["model"]["detected_capabilities"] == {"max_context_length": 77}
+    assert out["capabilities"]["max_context_length"] == 77
+    assert out["model"]["requested_revision"] == "v2" and out["revision"] == "v2"
+
+
+def test_check_mode_predicts_the_providers_fields_but_not_its_private_ones(tmp_path, monkeypatch):
+    real = RecordingProvider.resolve
+
+    def resolve(self, entry, latest=False):
+        target = real(self, entry, latest)
+        target.extra.update(source={"path": "/srv/m"}, _mtimes={"a.bin": 1})
+        return target
+    monkeypatch.setattr(RecordingProvider, "resolve", resolve)
+    out = run(tmp_path, check=True)
+    assert out["model"]["source"] == {"path": "/srv/m"} and "_mtimes" not in out["model"]
+
+
+def test_check_mode_predicts_a_new_install_time_for_an_update_only(tmp_path, monkeypatch):
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0]["installed_at"] = "2020-01-01T00:00:00Z"
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions, v1={
+        "a.bin": b"A" * 1000, "b.json": b"{}", "c.txt": b"ccc"}))
+    sync = run(tmp_path, check=True, state="latest")
+    assert sync["action"] == "sync" and sync["model"]["installed_at"] == "2020-01-01T00:00:00Z"
+    monkeypatch.setattr(RecordingProvider, "current", "v2")
+    update = run(tmp_path, check=True, state="latest")
+    assert update["action"] == "update" and update["model"]["installed_at"] != "2020-01-01T00:00:00Z"
+    assert update["model"]["installed_at"] == update["model"]["updated_at"]
