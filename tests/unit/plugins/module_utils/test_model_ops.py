@@ -952,3 +952,28 @@ def test_check_mode_predicts_a_new_install_time_for_an_update_only(tmp_path, mon
     update = run(tmp_path, check=True, state="latest")
     assert update["action"] == "update" and update["model"]["installed_at"] != "2020-01-01T00:00:00Z"
     assert update["model"]["installed_at"] == update["model"]["updated_at"]
+
+
+def test_asking_for_the_installed_version_by_another_reference_records_the_reference_only(tmp_path, monkeypatch):
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0]["requested_revision"] = "main"
+    # as the Hub's: an entry installed from "main" does not satisfy a request for the tag "v1" without resolving it
+    monkeypatch.setattr(RecordingProvider, "satisfies", lambda self, entry: False)
+    RecordingProvider.calls = []
+    out = run(tmp_path, check=True, revision="v1")
+    assert out["action"] == "metadata" and out["plan"]["reason"] == "changed: requested_revision"
+    assert out["model"]["requested_revision"] == "v1" and "install" not in RecordingProvider.calls
+    out = run(tmp_path, revision="v1")
+    assert Manifest(str(tmp_path)).get("m", "local")["requested_revision"] == "v1"
+    assert run(tmp_path, revision="v1")["changed"] is False
+
+
+def test_capabilities_edited_in_the_manifest_are_set_back_from_the_detected_ones_and_the_overrides(tmp_path):
+    run(tmp_path, capabilities={"max_context_length": 4096})
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0]["capabilities"] = {"max_context_length": 1}
+    out = run(tmp_path, capabilities={"max_context_length": 4096})
+    assert out["action"] == "metadata" and out["plan"]["reason"] == "changed: capabilities, capability_overrides"
+    assert out["model"]["capabilities"]["max_context_length"] == 4096
+    assert out["model"]["capabilities"]["supports_system_role"] is True
