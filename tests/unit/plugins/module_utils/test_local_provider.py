@@ -688,3 +688,39 @@ def test_a_repaired_file_has_the_models_mode_before_it_is_moved_into_place(tmp_p
     prov.permissions = ownership.Permissions.parse(mode="0600")
     prov.repair(entry, [Problem(path="config.json", kind="missing")], Progress())
     assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600
+
+
+def test_an_entry_without_a_recorded_source_needs_one_from_the_task(tmp_path):
+    prov = _provider(tmp_path / "models")
+    with pytest.raises(ValidationError) as info:
+        prov.resolve({"status": "installed", "files": []})
+    assert "provider local needs source" in info.value.msg
+    with pytest.raises(ValidationError):
+        prov.repair({"files": [], "revision": "d" * 64, "local_path": None}, [], Progress())
+
+
+def test_tokenizer_files_make_a_model_a_hugging_face_one_even_beside_gguf_files(tmp_path, monkeypatch):
+    prov = _provider(tmp_path / "models")
+    mixed = tmp_path / "mixed"
+    _write(mixed, {"tokenizer_config.json": b"{}", "w.gguf": b"xx"})
+    monkeypatch.setattr(_local, "detect_gguf_capabilities", lambda path: {"gguf": path})
+    monkeypatch.setattr(_local, "detect_hf_capabilities", lambda path: {"hf": path})
+    assert prov.detect_capabilities(str(mixed)) == {"hf": str(mixed)}
+    ggufs = tmp_path / "ggufs"
+    _write(ggufs, {"large.gguf": b"xxxx", "parts/small.gguf": b"x", "parts/other.bin": b"y" * 10})
+    assert prov.detect_capabilities(str(ggufs)) == {"gguf": str(ggufs / "large.gguf")}, "the largest in any directory"
+
+
+def test_an_adopted_version_reports_no_requested_revision_and_takes_the_models_mode(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.store import ownership   # pylint: disable=import-outside-toplevel
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    os.unlink(os.path.join(out["local_path"], "config.json"))
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    prov.permissions = ownership.Permissions.parse(mode="0600")
+    fields = prov.install(prov.resolve(entry), Progress(), entry=entry)
+    assert "requested_revision" in fields and fields["requested_revision"] is None
+    assert fields["revision"] == entry["revision"] and fields["source"] == {"path": str(src)}
+    assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600
