@@ -724,3 +724,26 @@ def test_an_adopted_version_reports_no_requested_revision_and_takes_the_models_m
     assert "requested_revision" in fields and fields["requested_revision"] is None
     assert fields["revision"] == entry["revision"] and fields["source"] == {"path": str(src)}
     assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600
+
+
+def test_latest_without_a_source_reads_the_recorded_one_again(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    assert _provider(models).resolve(entry, latest=True).extra["source"] == {"path": str(src)}
+    _write(src, {"config.json": b'{"model_type": "llama", "max_position_embeddings": 8192}\n'})
+    out = _run(models, adopt_mode="copy", state="latest")
+    assert out["action"] == "update" and out["capabilities"]["max_context_length"] == 8192
+
+
+def test_dangling_links_anywhere_in_a_directory_do_not_hide_its_other_files(tmp_path):
+    src = _source(tmp_path)
+    names = []
+    for i in range(6):
+        _write(src / "more", {f"f{i}.txt": b"x"})
+        names.append(f"more/f{i}.txt")
+        if i % 2:
+            os.symlink(str(tmp_path / "nowhere"), str(src / "more" / f"dangling{i}"))
+    found = _provider(tmp_path / "models").scan(str(src))
+    assert sorted(found) == sorted(list(FILES) + names)
