@@ -747,3 +747,51 @@ def test_dangling_links_anywhere_in_a_directory_do_not_hide_its_other_files(tmp_
             os.symlink(str(tmp_path / "nowhere"), str(src / "more" / f"dangling{i}"))
     found = _provider(tmp_path / "models").scan(str(src))
     assert sorted(found) == sorted(list(FILES) + names)
+
+
+def test_an_unknown_adopt_mode_and_a_relative_source_are_refused_naming_the_option_and_the_fix(tmp_path):
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", adopt_mode="symlink")
+    assert "adopt_mode" in info.value.msg
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", source="model")
+    assert "absolute path of the model directory" in info.value.fix
+
+
+def test_hard_linking_never_changes_the_sources_mode(tmp_path):
+    src = _source(tmp_path)
+    os.chmod(src / "model.safetensors", 0o664)
+    out = _run(tmp_path / "models", source=str(src), adopt_mode="hardlink")
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    assert os.stat(installed).st_ino == os.stat(src / "model.safetensors").st_ino
+    assert os.stat(src / "model.safetensors").st_mode & 0o777 == 0o664
+
+
+def test_an_adoption_that_keeps_failing_verification_names_the_model_and_the_file(tmp_path):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    with pytest.raises(IntegrityError) as info:
+        prov._bring(stage, str(src), FileSpec("sub/tokenizer.json", 9, sha256="0" * 64), False,   # pylint: disable=protected-access
+                    Progress())
+    assert info.value.msg.startswith("The file sub/tokenizer.json of team/m does not match")
+
+
+def test_a_copy_cut_short_by_a_full_disk_leaves_a_private_partial_file(tmp_path, monkeypatch):
+    import errno   # pylint: disable=import-outside-toplevel
+    from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError   # pylint: disable=import-outside-toplevel
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+
+    def full(fd):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    monkeypatch.setattr(_local.os, "fsync", full)
+    old = os.umask(0)
+    try:
+        with pytest.raises(QuotaError):
+            prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    finally:
+        os.umask(old)
+    assert os.stat(stage.partial_path("config.json")).st_mode & 0o777 == 0o600

@@ -977,3 +977,12 @@ def test_capabilities_edited_in_the_manifest_are_set_back_from_the_detected_ones
     assert out["action"] == "metadata" and out["plan"]["reason"] == "changed: capabilities, capability_overrides"
     assert out["model"]["capabilities"]["max_context_length"] == 4096
     assert out["model"]["capabilities"]["supports_system_role"] is True
+
+
+def test_a_problem_with_the_whole_version_plans_every_file_again(tmp_path, monkeypatch):
+    run(tmp_path)
+    monkeypatch.setattr(RecordingProvider, "quick_check", lambda self, entry: [Problem(".", "missing")])
+    out = run(tmp_path, check=True)
+    assert out["action"] == "repair" and out["plan"]["fetch_bytes"] == 1002
+    assert out["plan"]["files_to_fetch"] == ["a.bin", "b.json"]
+    assert out["plan"]["reason"] == "1 file(s) of m are missing or differ: .: missing"
