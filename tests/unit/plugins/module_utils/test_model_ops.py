@@ -986,3 +986,22 @@ def test_a_problem_with_the_whole_version_plans_every_file_again(tmp_path, monke
     assert out["action"] == "repair" and out["plan"]["fetch_bytes"] == 1002
     assert out["plan"]["files_to_fetch"] == ["a.bin", "b.json"]
     assert out["plan"]["reason"] == "1 file(s) of m are missing or differ: .: missing"
+
+
+def test_a_repair_found_by_resolving_reports_the_resolved_version_and_names_five_problems(tmp_path, monkeypatch):
+    six = {f"f{i}.bin": b"x" for i in range(6)}
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions, v1=six))
+    out = run(tmp_path)
+    for name in six:
+        os.unlink(os.path.join(out["local_path"], name))
+    out = run(tmp_path, check=True, state="latest")
+    assert out["action"] == "repair" and out["plan"]["revision"] == "v1" and out["plan"]["size_bytes"] == 6
+    assert out["plan"]["reason"] == ("6 file(s) of m are missing or differ: f0.bin: missing; f1.bin: missing; "
+                                     "f2.bin: missing; f3.bin: missing; f4.bin: missing")
+
+
+def test_without_owner_or_mode_the_diff_shows_no_permissions(tmp_path):
+    run(tmp_path)
+    out = run(tmp_path, check=True, display_name="Other")
+    assert "permissions" not in out["diff"]["before"] and "permissions" not in out["diff"]["after"]
+    assert "permission_changes" not in out["plan"]
