@@ -1005,3 +1005,17 @@ def test_without_owner_or_mode_the_diff_shows_no_permissions(tmp_path):
     out = run(tmp_path, check=True, display_name="Other")
     assert "permissions" not in out["diff"]["before"] and "permissions" not in out["diff"]["after"]
     assert "permission_changes" not in out["plan"]
+
+
+def test_a_metadata_plan_shows_the_resolved_version_and_the_permissions_the_files_have(tmp_path, monkeypatch):
+    first = run(tmp_path)
+    os.chmod(first["local_path"], 0o755)
+    for name in os.listdir(first["local_path"]):
+        os.chmod(os.path.join(first["local_path"], name), 0o644)
+    out = run(tmp_path, check=True, display_name="Mine", mode="0600")
+    assert out["diff"]["before"]["permissions"] == {"mode": "0644", "directory_mode": "0755"}
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0]["requested_revision"] = "main"
+    monkeypatch.setattr(RecordingProvider, "satisfies", lambda self, entry: False)
+    out = run(tmp_path, check=True, revision="v1", display_name="Mine")
+    assert out["action"] == "metadata" and out["plan"]["revision"] == "v1" and out["plan"]["size_bytes"] == 1002
