@@ -164,3 +164,11 @@ def test_removing_a_model_removes_its_retained_versions_too(setup):
     current = provider.version_dir(version)
     removed = provider.remove(dict(_entry(current), retained_versions=[{"local_path": old}, {"local_path": None}]))
     assert removed == [current, old] and not os.path.exists(os.path.join(models, provider.name))
+
+
+def test_a_models_staging_directory_is_named_for_its_provider_and_model(setup):
+    provider, _models, _version = setup
+    slug = provider.model_id.replace("/", "_")
+    digest = hashlib.sha256(provider.model_id.encode()).hexdigest()[:12]
+    assert os.path.basename(provider.staging_root()) == f"{provider.prefix}-{slug}-{digest}"
+    assert provider.prefix in ("hf", "local")

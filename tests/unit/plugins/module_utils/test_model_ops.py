@@ -1019,3 +1019,20 @@ def test_a_metadata_plan_shows_the_resolved_version_and_the_permissions_the_file
     monkeypatch.setattr(RecordingProvider, "satisfies", lambda self, entry: False)
     out = run(tmp_path, check=True, revision="v1", display_name="Mine")
     assert out["action"] == "metadata" and out["plan"]["revision"] == "v1" and out["plan"]["size_bytes"] == 1002
+
+
+def test_what_an_installed_model_needs_is_told_with_the_version_it_was_resolved_to(tmp_path):
+    run(tmp_path)
+    out = run(tmp_path, check=True)
+    assert out["plan"]["reason"] == "m is installed at v1" and "revision" not in out["plan"]
+    out = run(tmp_path, check=True, state="verified")
+    assert out["plan"]["reason"] == "m is installed at v1 and every file matches its digest"
+    out = run(tmp_path, check=True, state="latest")
+    assert out["action"] == "none" and out["plan"]["revision"] == "v1" and out["plan"]["size_bytes"] == 1002
+    out = run(tmp_path, check=True, state="latest", mode="0600")
+    assert out["action"] == "permissions" and out["plan"]["revision"] == "v1"
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0]["retained_versions"] = [
+            {"revision": "v0", "local_path": str(tmp_path / "local" / "m" / "v0"), "reason": "active"}]
+    out = run(tmp_path, check=True, state="latest")
+    assert out["action"] == "prune" and out["plan"]["revision"] == "v1"
