@@ -15,7 +15,9 @@ from ansible_collections.venom.models.plugins.module_utils.errors import Validat
 from ansible_collections.venom.models.plugins.module_utils.models.staging import (
     Hasher, StagingArea, file_digests, hash_problems, mismatch, normalized_selection, prune_empty_parents,
     remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, files_digest
+from ansible_collections.venom.models.plugins.module_utils.models.providers import (
+    FileSpec, ModelRequest, Problem, Progress, Provider, files_digest)
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 
 
 def test_git_blob_id_matches_git(tmp_path):
@@ -269,7 +271,6 @@ def test_a_file_of_a_negative_or_absurd_size_is_refused():
 
 
 def test_progress_hands_totals_messages_and_transferred_bytes_to_its_sink():
-    from ansible_collections.venom.models.plugins.module_utils.models.providers import Progress   # pylint: disable=import-outside-toplevel
     seen = []
     progress = Progress(lambda done, total, message, force: seen.append((done, total, message, force)), total=7.9)
     assert (progress.total, progress.done, progress.transferred, progress.message) == (7, 0, 0, "")
@@ -290,7 +291,6 @@ def test_progress_hands_totals_messages_and_transferred_bytes_to_its_sink():
 
 
 def test_a_problem_reads_as_what_is_wrong_with_which_file():
-    from ansible_collections.venom.models.plugins.module_utils.models.providers import Problem   # pylint: disable=import-outside-toplevel
     assert str(Problem("w.bin", "missing", expected=5)) == "w.bin: missing"
     assert str(Problem("w.bin", "size", expected=5, actual=3)) == "w.bin: size is 3, expected 5"
     assert Problem("w.bin", "digest", "a", "b").as_dict() == {"path": "w.bin", "kind": "digest", "expected": "a",
@@ -298,17 +298,13 @@ def test_a_problem_reads_as_what_is_wrong_with_which_file():
 
 
 def test_a_request_never_shows_its_token_and_defaults_to_a_huggingface_model_present():
-    from ansible_collections.venom.models.plugins.module_utils.models.providers import ModelRequest   # pylint: disable=import-outside-toplevel
     req = ModelRequest(name="org/m", token="hf_very_secret_token")
     assert "hf_very_secret_token" not in repr(req)
-    assert (req.provider, req.state, req.adopt_mode, req.force, req.validate_certs) == ("huggingface", "present", "auto",
-                                                                                        False, True)
+    assert (req.provider, req.state, req.adopt_mode) == ("huggingface", "present", "auto")
+    assert req.force is False and req.validate_certs is True
 
 
 def test_what_a_provider_does_not_override_is_neutral(tmp_path):
-    from ansible_collections.venom.models.plugins.module_utils.models.providers import (   # pylint: disable=import-outside-toplevel
-        ModelRequest, Provider)
-    from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths   # pylint: disable=import-outside-toplevel
 
     class Minimal(Provider):
         name = "local"

@@ -5,19 +5,22 @@ hard-linked, every file verified; hidden metadata and links out of the source le
 re-reading a changed source; a repair from the source; the source's checks and their fixes."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import (
-    IntegrityError, NotFoundError, ProviderError, ValidationError)
+    IntegrityError, NotFoundError, ProviderError, QuotaError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.models import local as _local
 from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
 from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
     FileSpec, ModelRequest, Problem, Progress, files_digest)
+from ansible_collections.venom.models.plugins.module_utils.store import ownership
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 
@@ -467,7 +470,8 @@ def test_a_plan_to_adopt_counts_what_an_interrupted_copy_already_staged(tmp_path
     assert target.extra["source"] == {"path": str(src)} and target.extra["allow_patterns"] is None
     assert target.extra["_mtimes"]["config.json"] == os.stat(src / "config.json").st_mtime_ns
     spec = next(f for f in target.files if f.path == "model.safetensors")
-    prov._bring(prov.staging(target.revision).ensure(), str(src), spec, False, Progress())   # pylint: disable=protected-access
+    stage = prov.staging(target.revision).ensure()
+    prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
     again = prov.resolve(None)
     assert sorted(again.pending) == ["config.json", "sub/tokenizer.json"]
     assert again.staged_bytes == len(WEIGHTS) and again.fetch_bytes == _size() - len(WEIGHTS)
@@ -514,7 +518,6 @@ def test_a_source_that_vanished_cannot_be_hard_linked(tmp_path):
 
 @pytest.mark.parametrize("code", ["EPERM", "EMLINK", "EXDEV"])
 def test_a_hard_link_the_filesystem_refuses_falls_back_to_a_copy(tmp_path, monkeypatch, code):
-    import errno   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     prov = _provider(tmp_path / "models", source=str(src))
     stage = prov.staging("d" * 64).ensure()
@@ -530,7 +533,6 @@ def test_a_hard_link_the_filesystem_refuses_falls_back_to_a_copy(tmp_path, monke
 
 
 def test_a_hard_link_that_fails_otherwise_is_a_provider_error_naming_both_paths(tmp_path, monkeypatch):
-    import errno   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     prov = _provider(tmp_path / "models", source=str(src))
     stage = prov.staging("d" * 64).ensure()
@@ -546,8 +548,6 @@ def test_a_hard_link_that_fails_otherwise_is_a_provider_error_naming_both_paths(
 
 
 def test_a_full_disk_while_adopting_keeps_the_staged_files_and_says_so(tmp_path, monkeypatch):
-    import errno   # pylint: disable=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     models = tmp_path / "models"
     prov = _provider(models, source=str(src), adopt_mode="copy")
@@ -617,7 +617,6 @@ def test_a_version_directory_left_without_a_record_is_taken_back_and_verified_ag
 
 
 def test_a_repair_of_the_whole_version_recreates_its_directory(tmp_path):
-    import shutil   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     models = tmp_path / "models"
     out = _run(models, source=str(src), adopt_mode="copy")
@@ -653,15 +652,16 @@ def test_an_unchanged_source_adopted_with_a_selection_is_not_hashed_again(tmp_pa
     entry = Manifest(str(models)).get("team/m", "local")
     hashed = []
     real = _local.file_digests
-    monkeypatch.setattr(_local, "file_digests", lambda path, size=None, **kw: hashed.append(path) or real(path, size, **kw))
+    monkeypatch.setattr(_local, "file_digests",
+                        lambda path, size=None, **kw: hashed.append(path) or real(path, size, **kw))
     prov = _provider(models, source=str(src), **selection)
     assert prov.resolve(entry, latest=True).revision == entry["revision"] and hashed == []
     assert _run(models, source=str(src), adopt_mode="copy", state="latest", **selection)["changed"] is False
-    assert not prov._unchanged({k: v for k, v in entry.items() if k != "files"}, str(src))   # pylint: disable=protected-access
+    without_files = {k: v for k, v in entry.items() if k != "files"}
+    assert not prov._unchanged(without_files, str(src))   # pylint: disable=protected-access
 
 
 def test_a_repair_hard_links_again_when_it_may_and_makes_the_version_directory_0755(tmp_path):
-    import shutil   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     models = tmp_path / "models"
     out = _run(models, source=str(src))
@@ -678,7 +678,6 @@ def test_a_repair_hard_links_again_when_it_may_and_makes_the_version_directory_0
 
 
 def test_a_repaired_file_has_the_models_mode_before_it_is_moved_into_place(tmp_path):
-    from ansible_collections.venom.models.plugins.module_utils.store import ownership   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     models = tmp_path / "models"
     out = _run(models, source=str(src), adopt_mode="copy")
@@ -712,7 +711,6 @@ def test_tokenizer_files_make_a_model_a_hugging_face_one_even_beside_gguf_files(
 
 
 def test_an_adopted_version_reports_no_requested_revision_and_takes_the_models_mode(tmp_path):
-    from ansible_collections.venom.models.plugins.module_utils.store import ownership   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     models = tmp_path / "models"
     out = _run(models, source=str(src), adopt_mode="copy")
@@ -772,14 +770,12 @@ def test_an_adoption_that_keeps_failing_verification_names_the_model_and_the_fil
     prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
     stage = prov.staging("d" * 64).ensure()
     with pytest.raises(IntegrityError) as info:
-        prov._bring(stage, str(src), FileSpec("sub/tokenizer.json", 9, sha256="0" * 64), False,   # pylint: disable=protected-access
-                    Progress())
+        spec = FileSpec("sub/tokenizer.json", 9, sha256="0" * 64)
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
     assert info.value.msg.startswith("The file sub/tokenizer.json of team/m does not match")
 
 
 def test_a_copy_cut_short_by_a_full_disk_leaves_a_private_partial_file(tmp_path, monkeypatch):
-    import errno   # pylint: disable=import-outside-toplevel
-    from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError   # pylint: disable=import-outside-toplevel
     src = _source(tmp_path)
     prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
     stage = prov.staging("d" * 64).ensure()
