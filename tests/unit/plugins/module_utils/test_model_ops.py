@@ -3,6 +3,7 @@
 """The provider-neutral operation layer: which action for which state, quota before any byte, check mode."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -11,7 +12,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.models import operations as _model_ops
 from ansible_collections.venom.models.plugins.module_utils.errors import QuotaError, ValidationError
 from ansible_collections.venom.models.plugins.module_utils.models.staging import stat_problems
-from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
     FileSpec, ModelRequest, Problem, Provider, Target)
 
@@ -539,7 +540,6 @@ def test_the_free_disk_check_looks_at_the_filesystem_the_target_names(tmp_path, 
 
 
 def dataclasses_replace(obj, **changes):
-    import dataclasses   # pylint: disable=import-outside-toplevel
     return dataclasses.replace(obj, **changes)
 
 
@@ -626,10 +626,12 @@ def test_the_diff_summarises_an_entry_and_the_detailed_diff_shows_it_without_tim
 
 
 def test_the_diff_of_an_entry_without_a_size_adds_up_its_files():
-    view = _model_ops._diff_view({"name": "m", "files": [{"size": 3}, {"size": 4}], "source": None,   # pylint: disable=protected-access
-                                  "allow_patterns": [], "capabilities": {"prompt_template": None}})
+    entry = {"name": "m", "files": [{"size": 3}, {"size": 4}], "source": None, "allow_patterns": [],
+             "capabilities": {"prompt_template": None}}
+    view = _model_ops._diff_view(entry)   # pylint: disable=protected-access
     assert view == {"name": "m", "files": 2, "size_bytes": 7, "size": "7 B", "capabilities": {"prompt_template": None}}
-    assert _model_ops._diff_view(None) == {} and _model_ops._diff_view({}, detail=True) == {}   # pylint: disable=protected-access
+    assert _model_ops._diff_view(None) == {}   # pylint: disable=protected-access
+    assert _model_ops._diff_view({}, detail=True) == {}   # pylint: disable=protected-access
 
 
 def test_check_mode_says_when_the_capabilities_cannot_be_predicted(tmp_path):
@@ -721,15 +723,13 @@ def test_a_retained_version_of_another_model_counts_for_the_nesting_check(tmp_pa
 
 
 def _other_entry(tmp_path):
-    from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry   # pylint: disable=import-outside-toplevel
     return new_entry("n", "local", display_name="n", status="installed", size_bytes=0, capabilities={},
-                     local_path=str(tmp_path / "local" / "n" / "v1"), sha256="0" * 64, installed_at="2026-01-01T00:00:00Z",
-                     updated_at="2026-01-01T00:00:00Z", runtime="vllm", revision="v1", files=[], active=False,
-                     active_runtime=None)
+                     local_path=str(tmp_path / "local" / "n" / "v1"), sha256="0" * 64,
+                     installed_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z", runtime="vllm",
+                     revision="v1", files=[], active=False, active_runtime=None)
 
 
 def _same_name_of_another_provider(tmp_path):
-    from ansible_collections.venom.models.plugins.module_utils.store.manifest import new_entry   # pylint: disable=import-outside-toplevel
     return new_entry("m", "huggingface", display_name="m", status="installed", size_bytes=0, capabilities={},
                      local_path=str(tmp_path / "huggingface" / "m" / ("0" * 40)), sha256="0" * 64,
                      installed_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z", runtime="vllm",
@@ -887,7 +887,8 @@ def test_a_mode_the_files_already_have_is_only_recorded(tmp_path):
         os.chmod(os.path.join(root, name), 0o640)
     out = run(tmp_path, check=True, mode="0640")
     assert out["action"] == "permissions" and out["plan"].get("permission_changes") is None
-    assert out["plan"]["reason"] == "recording the permissions {'mode': '0640', 'directory_mode': '0750'} its files have"
+    assert out["plan"]["reason"] == ("recording the permissions {'mode': '0640', 'directory_mode': '0750'} "
+                                     "its files have")
     assert out["diff"]["before"]["permissions"] == {"mode": "0640", "directory_mode": "0750"}
     assert run(tmp_path, mode="0640")["changed"] is True
     assert run(tmp_path, mode="0640")["changed"] is False
@@ -1036,3 +1037,23 @@ def test_what_an_installed_model_needs_is_told_with_the_version_it_was_resolved_
             {"revision": "v0", "local_path": str(tmp_path / "local" / "m" / "v0"), "reason": "active"}]
     out = run(tmp_path, check=True, state="latest")
     assert out["action"] == "prune" and out["plan"]["revision"] == "v1"
+
+
+def test_a_model_marked_damaged_whose_files_all_match_again_is_recorded_as_installed(tmp_path):
+    """venom_manifest's rebuild marks a model damaged when a file was missing then; once every file
+    matches again (the disk came back, the file was restored), present records it as installed:
+    it stayed damaged for ever, which the runtimes refuse to serve."""
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(status="damaged", damage="a.bin: missing")
+    check = run(tmp_path, check=True)
+    assert check["changed"] and check["action"] == "repair" and check["model"]["status"] == "installed"
+    assert check["plan"]["fetch_bytes"] == 0 and check["plan"]["reason"] == (
+        "m is recorded as damaged but every file matches its digest")
+    RecordingProvider.calls = []
+    out = run(tmp_path)
+    assert out["changed"] and RecordingProvider.calls == ["verify"], "checked, nothing fetched"
+    assert out["operation"]["type"] == "verify"
+    entry = Manifest(str(tmp_path)).get("m", "local")
+    assert entry["status"] == "installed" and "damage" not in entry and entry["revision"] == "v1"
+    assert run(tmp_path)["changed"] is False
