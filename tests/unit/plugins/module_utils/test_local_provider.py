@@ -791,3 +791,42 @@ def test_a_copy_cut_short_by_a_full_disk_leaves_a_private_partial_file(tmp_path,
     finally:
         os.umask(old)
     assert os.stat(stage.partial_path("config.json")).st_mode & 0o777 == 0o600
+
+
+def test_an_unknown_adopt_mode_is_refused_with_the_modes_to_choose_from(tmp_path):
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", adopt_mode="symlink")
+    assert info.value.msg.startswith("adopt_mode ")
+    assert info.value.fix == "Set adopt_mode to one of: auto, copy, hardlink."
+
+
+def test_hardlink_with_an_owner_or_mode_says_how_to_adopt_instead(tmp_path):
+    src = _source(tmp_path)
+    with pytest.raises(ValidationError) as info:
+        _run(tmp_path / "models", source=str(src), adopt_mode="hardlink", mode="0640")
+    assert "adopt_mode copy" in info.value.fix and "on the source" in info.value.fix
+
+
+def test_a_file_that_does_not_match_is_copied_twice_then_refused(tmp_path):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    progress = Progress()
+    with pytest.raises(IntegrityError):
+        spec = FileSpec("config.json", len(CONFIG), sha256="0" * 64)
+        prov._bring(stage, str(src), spec, False, progress)   # pylint: disable=protected-access
+    assert progress.transferred == 2 * len(CONFIG)
+
+
+def test_the_staging_directories_of_an_adoption_are_not_world_readable(tmp_path):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("sub/tokenizer.json", len(FILES["sub/tokenizer.json"]),
+                    sha256=hashlib.sha256(FILES["sub/tokenizer.json"]).hexdigest())
+    old = os.umask(0)
+    try:
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    finally:
+        os.umask(old)
+    assert os.stat(os.path.dirname(stage.partial_path("sub/tokenizer.json"))).st_mode & 0o777 == 0o750

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 
@@ -1057,3 +1058,29 @@ def test_a_model_marked_damaged_whose_files_all_match_again_is_recorded_as_insta
     entry = Manifest(str(tmp_path)).get("m", "local")
     assert entry["status"] == "installed" and "damage" not in entry and entry["revision"] == "v1"
     assert run(tmp_path)["changed"] is False
+
+
+def test_an_update_names_both_versions_by_their_first_twelve_characters(tmp_path, monkeypatch):
+    long_id = "c" * 40
+    monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions,
+                                                            **{long_id: RecordingProvider.versions["v2"]}))
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0]["revision"] = None
+    monkeypatch.setattr(RecordingProvider, "current", long_id)
+    out = run(tmp_path, check=True, state="latest")
+    assert out["plan"]["reason"] == f"m is at nothing, {long_id} is at {'c' * 12}"
+
+
+def test_an_update_keeps_the_capability_overrides_given_before(tmp_path):
+    run(tmp_path, capabilities={"max_context_length": 4096})
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest")
+    assert out["revision"] == "v2" and out["model"]["capability_overrides"] == {"max_context_length": 4096}
+    assert out["capabilities"]["max_context_length"] == 4096
+
+
+def test_check_mode_predicts_the_install_and_update_times(tmp_path):
+    out = run(tmp_path, check=True)
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", out["model"]["installed_at"])
+    assert out["model"]["updated_at"] == out["model"]["installed_at"]
