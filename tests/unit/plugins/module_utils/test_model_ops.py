@@ -15,7 +15,7 @@ from ansible_collections.venom.models.plugins.module_utils.errors import QuotaEr
 from ansible_collections.venom.models.plugins.module_utils.models.staging import stat_problems
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
-    FileSpec, ModelRequest, Problem, Provider, Target)
+    FileSpec, ModelRequest, Problem, Provider, Target, files_digest)
 
 
 class RecordingProvider(Provider):
@@ -1084,3 +1084,20 @@ def test_check_mode_predicts_the_install_and_update_times(tmp_path):
     out = run(tmp_path, check=True)
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", out["model"]["installed_at"])
     assert out["model"]["updated_at"] == out["model"]["installed_at"]
+
+
+def test_an_entry_records_the_digest_of_its_file_list_in_check_mode_and_for_real(tmp_path):
+    check = run(tmp_path, check=True)
+    out = run(tmp_path)
+    assert check["model"]["sha256"] == files_digest(check["model"]["files"])
+    assert out["model"]["sha256"] == files_digest(out["model"]["files"]) == check["model"]["sha256"]
+
+
+def test_check_mode_predicts_that_an_active_model_stays_active_and_keeps_its_name(tmp_path):
+    run(tmp_path, display_name="Mine")
+    Manifest(str(tmp_path)).mark_active("a", "m", "local")
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, check=True, state="latest")
+    assert out["action"] == "update" and out["model"]["active"] is True
+    assert out["model"]["active_runtime"] == Manifest(str(tmp_path)).get("m", "local")["active_runtime"]
+    assert out["model"]["display_name"] == "Mine"
