@@ -1101,3 +1101,13 @@ def test_check_mode_predicts_that_an_active_model_stays_active_and_keeps_its_nam
     assert out["action"] == "update" and out["model"]["active"] is True
     assert out["model"]["active_runtime"] == Manifest(str(tmp_path)).get("m", "local")["active_runtime"]
     assert out["model"]["display_name"] == "Mine"
+
+
+def test_a_model_is_named_by_the_last_part_of_its_name_and_an_update_keeps_its_runtime(tmp_path):
+    req = ModelRequest(name="team/sub/m", provider="local", models_dir=str(tmp_path), runtime="ollama")
+    out = _model_ops.ModelOperations(req, check_mode=True).run()
+    assert out["model"]["display_name"] == "m"
+    run(tmp_path, runtime="ollama")
+    RecordingProvider.current = "v2"
+    out = run(tmp_path, state="latest")
+    assert out["revision"] == "v2" and out["model"]["runtime"] == "ollama"
