@@ -1111,3 +1111,14 @@ def test_a_model_is_named_by_the_last_part_of_its_name_and_an_update_keeps_its_r
     RecordingProvider.current = "v2"
     out = run(tmp_path, state="latest")
     assert out["revision"] == "v2" and out["model"]["runtime"] == "ollama"
+
+
+def test_a_repair_keeps_the_old_versions_kept_for_a_runtime(tmp_path):
+    first = run(tmp_path)
+    old = [{"revision": "v0", "local_path": str(tmp_path / "local" / "m" / "v0"), "reason": "active"}]
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(retained_versions=old, active=True, active_runtime="vllm")
+    os.unlink(os.path.join(first["local_path"], "a.bin"))
+    out = run(tmp_path)
+    assert out["action"] == "repair" and out["model"]["retained_versions"] == old
+    assert out["model"]["active"] is True and out["model"]["active_runtime"] == "vllm"
