@@ -283,6 +283,10 @@ class ModelOperations:
                                   + "; ".join(str(p) for p in problems[:5]),
                         before=entry, target=target, problems=problems, fetch=fetch)
             return self._with_quota(plan)
+        if entry.get("status") != "installed":
+            # marked damaged (venom_manifest's rebuild) but every file matches again: recorded as installed
+            return Plan("repair", f"{self.name} is recorded as {entry.get('status')} but every file matches its digest",
+                        before=entry, target=target)
         meta = self._metadata_changes(entry, target)
         perms = self.provider.permissions
         installed_dir = self.provider.model_dir(entry.get("local_path")) if perms else None
@@ -426,7 +430,8 @@ class ModelOperations:
         return after
 
     def _apply_repair(self, plan: Plan):
-        fields = self.provider.repair(plan.before, plan.problems, self.progress)
+        fields = self.provider.repair(plan.before, plan.problems, self.progress) if plan.problems else \
+            {k: plan.before.get(k) for k in ("files", "local_path", "revision")}  # nothing to fetch: only recorded
         problems = self.provider.quick_check(dict(plan.before, **{k: v for k, v in fields.items() if k in ("files", "local_path")}))
         if problems:
             raise VenomError(f"Repairing {self.name} left problems: " + "; ".join(map(str, problems[:5])),

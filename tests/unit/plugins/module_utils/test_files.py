@@ -15,7 +15,9 @@ from ansible_collections.venom.models.plugins.module_utils.errors import Validat
 from ansible_collections.venom.models.plugins.module_utils.models.staging import (
     Hasher, StagingArea, file_digests, hash_problems, mismatch, normalized_selection, prune_empty_parents,
     remove_tree_inside, select_paths, stat_problems)
-from ansible_collections.venom.models.plugins.module_utils.models.providers import FileSpec, files_digest
+from ansible_collections.venom.models.plugins.module_utils.models.providers import (
+    FileSpec, ModelRequest, Problem, Progress, Provider, files_digest)
+from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 
 
 def test_git_blob_id_matches_git(tmp_path):
@@ -498,3 +500,105 @@ def test_the_staging_layout_on_disk_is_the_documented_one_so_another_version_res
     assert stage.partial_size("d/w.bin") == 4 and stage.partial_path("d/w.bin") == str(root / "partial" / "d" / "w.bin")
     assert stage.verified(FileSpec("c.json", 2, sha256="x")) and stage.tree_path("c.json") == str(root / "tree" / "c.json")
     assert stage.state_path == str(root / "state.json")
+
+
+def test_a_file_list_digest_is_stable_and_covers_path_size_content_and_git_id():
+    files = [{"path": "b", "size": 2, "sha256": "s2", "git_oid": "g2"}, {"path": "a", "size": 1, "sha256": None}]
+    # the version id of a local model is this digest: it must not change between releases
+    assert files_digest(files) == "af81b3fbe83bf5cc7f245975200ad5d269bddc66283ad024f3cef1edd8b832c8"
+    assert files_digest([dict(files[0], git_oid="g3"), files[1]]) != files_digest(files)
+    assert files_digest([files[0], dict(files[1], size=3)]) != files_digest(files)
+    assert files_digest([files[0], dict(files[1], path="c")]) != files_digest(files)
+    assert files_digest([]) == hashlib.sha256().hexdigest()
+
+
+def test_a_file_of_a_negative_or_absurd_size_is_refused():
+    with pytest.raises(ValidationError):
+        FileSpec("x", -1)
+    with pytest.raises(ValidationError):
+        FileSpec("x", "12")
+    assert FileSpec("x", 0).record() == {"path": "x", "size": 0, "sha256": None}
+
+
+def test_progress_hands_totals_messages_and_transferred_bytes_to_its_sink():
+    seen = []
+    progress = Progress(lambda done, total, message, force: seen.append((done, total, message, force)), total=7.9)
+    assert (progress.total, progress.done, progress.transferred, progress.message) == (7, 0, 0, "")
+    progress.set_total(100.5, 10.2, "start")
+    assert seen[-1] == (10, 100, "start", True) and isinstance(progress.total, int) and isinstance(progress.done, int)
+    progress.add(5)
+    assert seen[-1] == (15, 100, "start", False) and progress.transferred == 5
+    progress.add(5, transferred=False)
+    assert seen[-1] == (20, 100, "start", False) and progress.transferred == 5, "read from disk, not transferred"
+    progress.note("half way")
+    assert seen[-1] == (20, 100, "half way", True)
+    progress.set_total(200)
+    assert seen[-1] == (0, 200, "half way", True), "no message: the last one stays"
+    quiet = Progress()
+    quiet.add(3)
+    quiet.note("x")
+    assert quiet.done == 3 and quiet.transferred == 3 and quiet.message == "x"
+
+
+def test_a_problem_reads_as_what_is_wrong_with_which_file():
+    assert str(Problem("w.bin", "missing", expected=5)) == "w.bin: missing"
+    assert str(Problem("w.bin", "size", expected=5, actual=3)) == "w.bin: size is 3, expected 5"
+    assert Problem("w.bin", "digest", "a", "b").as_dict() == {"path": "w.bin", "kind": "digest", "expected": "a",
+                                                                "actual": "b"}
+
+
+def test_a_request_never_shows_its_token_and_defaults_to_a_huggingface_model_present():
+    req = ModelRequest(name="org/m", token="hf_very_secret_token")
+    assert "hf_very_secret_token" not in repr(req)
+    assert (req.provider, req.state, req.adopt_mode) == ("huggingface", "present", "auto")
+    assert req.force is False and req.validate_certs is True
+
+
+def test_what_a_provider_does_not_override_is_neutral(tmp_path):
+
+    class Minimal(Provider):
+        name = "local"
+        left = 0
+
+        def satisfies(self, entry):
+            return True
+
+        def quick_check(self, entry):
+            return []
+
+        def resolve(self, entry, latest=False):
+            return None
+
+        def install(self, target, progress, entry=None):
+            return {}
+
+        def verify(self, entry, progress):
+            return []
+
+        def repair(self, entry, problems, progress):
+            return {}
+
+        def remove(self, entry):
+            return []
+
+        def staging_bytes(self):
+            return self.left
+
+        def discard_staging(self):
+            return False
+    models = str(tmp_path / "models")
+    prov = Minimal(ModelRequest(name="Org/Model", provider="local", models_dir=models), StatePaths(models))
+    assert prov.canonical_name() == "Org/Model" and not prov.permissions
+    assert prov.model_dir(None) is None and prov.model_dir("") == ""
+    inside = os.path.join(models, "local", "m", "v1")
+    assert prov.model_dir(inside) == inside
+    with pytest.raises(ValidationError):
+        prov.model_dir(os.path.join(models, "huggingface", "m"))
+    with pytest.raises(NotImplementedError):
+        prov.remove_version(inside)
+    assert prov.has_staging() is False
+    prov.left = 1
+    assert prov.has_staging() is True
+    assert prov.unmanaged_entry() is None and prov.detect_capabilities(inside) == {}
+    assert prov.predict_capabilities(None) is None and prov.entry_extra() == {}
+    assert prov.tls.warnings() == []

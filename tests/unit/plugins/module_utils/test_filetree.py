@@ -129,3 +129,46 @@ def test_discarding_a_staging_area_that_is_a_link_out_of_the_store_is_refused(se
         provider.discard_staging()
     assert "outside" in err.value.msg and "symbolic link" in err.value.fix
     assert (outside / "keep.txt").read_text() == "mine"
+
+
+def test_verifying_announces_its_total_and_counts_every_byte_it_reads(setup):
+    provider, _models, version = setup
+    seen = []
+    progress = Progress(lambda done, total, message, force: seen.append((done, total, message)))
+    assert provider.verify(_entry(provider.version_dir(version)), progress) == []
+    assert seen[0] == (0, 2, f"verifying 1 file(s) of {provider.model_id}")
+    assert progress.done == 2 and progress.transferred == 0, "read from disk, not transferred"
+
+
+def test_an_entry_without_files_or_a_path_has_nothing_to_check_or_remove(setup):
+    provider, _models, version = setup
+    path = provider.version_dir(version)
+    assert provider.quick_check({"local_path": path}) == []
+    assert provider.verify({"local_path": path}, Progress()) == []
+    assert provider.remove({"local_path": None, "retained_versions": None}) == []
+    assert os.path.isdir(path), "the installed version of another entry stays"
+
+
+def test_an_entry_is_the_same_selection_only_with_the_same_patterns(setup):
+    provider, _models, _version = setup
+    assert provider.same_selection({"allow_patterns": None, "ignore_patterns": None})
+    assert provider.same_selection({})
+    assert not provider.same_selection({"allow_patterns": ["*.json"], "ignore_patterns": None})
+    assert not provider.same_selection({"allow_patterns": None, "ignore_patterns": ["*.md"]})
+
+
+def test_removing_a_model_removes_its_retained_versions_too(setup):
+    provider, models, version = setup
+    old = provider.version_dir("e" * 64)
+    os.makedirs(old)
+    current = provider.version_dir(version)
+    removed = provider.remove(dict(_entry(current), retained_versions=[{"local_path": old}, {"local_path": None}]))
+    assert removed == [current, old] and not os.path.exists(os.path.join(models, provider.name))
+
+
+def test_a_models_staging_directory_is_named_for_its_provider_and_model(setup):
+    provider, _models, _version = setup
+    slug = provider.model_id.replace("/", "_")
+    digest = hashlib.sha256(provider.model_id.encode()).hexdigest()[:12]
+    assert os.path.basename(provider.staging_root()) == f"{provider.prefix}-{slug}-{digest}"
+    assert provider.prefix in ("hf", "local")

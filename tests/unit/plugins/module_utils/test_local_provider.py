@@ -5,19 +5,22 @@ hard-linked, every file verified; hidden metadata and links out of the source le
 re-reading a changed source; a repair from the source; the source's checks and their fixes."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import (
-    IntegrityError, NotFoundError, ProviderError, ValidationError)
+    IntegrityError, NotFoundError, ProviderError, QuotaError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.models import local as _local
 from ansible_collections.venom.models.plugins.module_utils.models.local import LocalProvider
 from ansible_collections.venom.models.plugins.module_utils.models.operations import ModelOperations
 from ansible_collections.venom.models.plugins.module_utils.models.providers import (
     FileSpec, ModelRequest, Problem, Progress, files_digest)
+from ansible_collections.venom.models.plugins.module_utils.store import ownership
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 from ansible_collections.venom.models.plugins.module_utils.store.paths import StatePaths
 
@@ -390,3 +393,440 @@ def test_check_mode_cannot_predict_without_a_source_directory(tmp_path):
     from ansible_collections.venom.models.plugins.module_utils.models.providers import Target   # pylint: disable=import-outside-toplevel
     assert prov.predict_capabilities(Target("v", None, [], None, extra={})) is None
     assert prov.predict_capabilities(Target("v", None, [], None, extra={"source": {"path": str(tmp_path / "x")}})) is None
+
+
+def _size():
+    return sum(len(d) for d in FILES.values())
+
+
+def test_a_source_given_through_a_link_is_adopted_from_the_directory_it_leads_to(tmp_path):
+    src = _source(tmp_path)
+    os.symlink(str(src), str(tmp_path / "via-link"))
+    assert _provider(tmp_path / "models", source=str(tmp_path / "via-link")).source == str(src)
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", source=5)
+    assert "5 is not an absolute path" in info.value.msg
+    assert _provider(tmp_path / "models").source is None, "no source given: none checked"
+
+
+def test_a_source_inside_the_models_state_directory_is_refused(tmp_path):
+    models = tmp_path / "models"
+    state = StatePaths(str(models)).state_dir
+    os.makedirs(os.path.join(state, "somewhere"))
+    with pytest.raises(ValidationError) as info:
+        _provider(models, source=os.path.join(state, "somewhere"))
+    assert f"({os.path.realpath(state)})" in info.value.msg and "outside models_dir/local" in info.value.fix
+
+
+def test_an_installed_entry_satisfies_the_same_source_and_selection_only(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    entry = {"status": "installed", "source": {"path": str(src)}, "allow_patterns": None, "ignore_patterns": None}
+    assert _provider(models, source=str(src)).satisfies(entry)
+    assert _provider(models).satisfies(entry), "no source asked: the recorded one is fine"
+    assert _provider(models).satisfies(dict(entry, source=None)), "nor does a missing record matter then"
+    assert not _provider(models, source=str(src)).satisfies(dict(entry, status="damaged"))
+    assert not _provider(models, source=str(tmp_path / "incoming")).satisfies(entry)
+    assert not _provider(models, source=str(src), ignore_patterns=["*.md"]).satisfies(entry)
+    assert not _provider(models, source=str(src)).satisfies(dict(entry, source=None))
+
+
+def test_only_regular_files_are_scanned_with_their_size_and_time(tmp_path):
+    src = _source(tmp_path)
+    os.mkfifo(str(src / "pipe"))
+    os.symlink(str(src / "config.json"), str(src / "alias.json"))
+    found = _provider(tmp_path / "models").scan(str(src))
+    assert sorted(found) == sorted(list(FILES) + ["alias.json"])
+    st = os.stat(src / "model.safetensors")
+    assert found["model.safetensors"] == (len(WEIGHTS), st.st_mtime_ns)
+    assert found["alias.json"] == (len(CONFIG), os.stat(src / "config.json").st_mtime_ns), "the link's target"
+
+
+def test_a_link_to_a_neighbour_sharing_the_sources_name_as_prefix_is_refused(tmp_path):
+    src = _source(tmp_path)
+    twin = tmp_path / "incoming" / "model-other"
+    _write(twin, {"w": b"other"})
+    os.symlink(str(twin / "w"), str(src / "w"))
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models").source_file(str(src), "w")
+    assert info.value.details["link"] == str(src / "w") and info.value.details["target"] == str(twin / "w")
+    assert _provider(tmp_path / "models").source_file(str(src), "config.json") == str(src / "config.json")
+
+
+def test_a_snapshots_directory_elsewhere_keeps_links_inside_the_source(tmp_path):
+    assert LocalProvider.link_root("/x/models--a--b/other/c") == "/x/models--a--b/other/c"
+    assert LocalProvider.link_root("/x/hub/snapshots/c") == "/x/hub/snapshots/c"
+    assert LocalProvider.link_root("/x/models--a--b/snapshots/c") == "/x/models--a--b"
+
+
+def test_a_plan_to_adopt_counts_what_an_interrupted_copy_already_staged(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    target = prov.resolve(None)
+    assert sorted(target.pending) == sorted(FILES) and target.staged_bytes == 0 and target.fetch_bytes == _size()
+    assert target.requested_revision is None and target.disk_path == str(models)
+    assert target.local_path == prov.version_dir(target.revision)
+    assert target.extra["source"] == {"path": str(src)} and target.extra["allow_patterns"] is None
+    assert target.extra["_mtimes"]["config.json"] == os.stat(src / "config.json").st_mtime_ns
+    spec = next(f for f in target.files if f.path == "model.safetensors")
+    stage = prov.staging(target.revision).ensure()
+    prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    again = prov.resolve(None)
+    assert sorted(again.pending) == ["config.json", "sub/tokenizer.json"]
+    assert again.staged_bytes == len(WEIGHTS) and again.fetch_bytes == _size() - len(WEIGHTS)
+    out = _run(models, source=str(src), adopt_mode="copy")
+    assert out["plan"]["fetch_bytes"] == _size() - len(WEIGHTS) and out["plan"]["staged_bytes"] == len(WEIGHTS)
+    assert _read(os.path.join(out["local_path"], "model.safetensors")) == WEIGHTS
+
+
+def test_a_damaged_adopted_version_plans_only_its_damaged_files(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    os.unlink(os.path.join(out["local_path"], "config.json"))
+    target = _provider(models, source=str(src), adopt_mode="copy").resolve(entry, latest=True)
+    assert target.pending == ["config.json"] and target.fetch_bytes == len(CONFIG)
+    assert target.staged_bytes == _size() - len(CONFIG)
+    assert _provider(models, source=str(src)).resolve(entry, latest=True).fetch_bytes == 0, "a hard link takes no space"
+
+
+def test_a_narrower_selection_reads_the_source_again(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    target = _provider(models, source=str(src), ignore_patterns=["sub/*"]).resolve(entry)
+    assert sorted(f.path for f in target.files) == ["config.json", "model.safetensors"]
+    assert target.revision != entry["revision"]
+    out = _run(models, source=str(src), adopt_mode="copy", ignore_patterns=["sub/*"])
+    assert out["action"] == "update" and out["model"]["ignore_patterns"] == ["sub/*"]
+    assert not os.path.exists(os.path.join(out["local_path"], "sub"))
+
+
+def test_a_source_that_vanished_cannot_be_hard_linked(tmp_path):
+    src = _source(tmp_path)
+    auto = _provider(tmp_path / "models", source=str(src))
+    hardlink = _provider(tmp_path / "models", source=str(src), adopt_mode="hardlink")
+    gone = str(tmp_path / "gone")
+    assert auto._linkable(gone) is False   # pylint: disable=protected-access
+    with pytest.raises(ValidationError):
+        hardlink._linkable(gone)   # pylint: disable=protected-access
+    assert hardlink._linkable(str(src)) is True   # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("code", ["EPERM", "EMLINK", "EXDEV"])
+def test_a_hard_link_the_filesystem_refuses_falls_back_to_a_copy(tmp_path, monkeypatch, code):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src))
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+
+    def refuse(*args, **kw):
+        raise OSError(getattr(errno, code), "refused")
+    monkeypatch.setattr(_local.os, "link", refuse)
+    progress = Progress()
+    prov._bring(stage, str(src), spec, True, progress)   # pylint: disable=protected-access
+    assert stage.verified(spec) and progress.transferred == len(CONFIG)
+    assert os.stat(stage.tree_path("config.json")).st_ino != os.stat(src / "config.json").st_ino
+
+
+def test_a_hard_link_that_fails_otherwise_is_a_provider_error_naming_both_paths(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src))
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+
+    def refuse(*args, **kw):
+        raise OSError(errno.EACCES, "Permission denied")
+    monkeypatch.setattr(_local.os, "link", refuse)
+    with pytest.raises(ProviderError) as info:
+        prov._bring(stage, str(src), spec, True, Progress())   # pylint: disable=protected-access
+    assert info.value.msg == (f"Cannot read {src / 'config.json'} or write {stage.partial_path('config.json')}: "
+                              "Permission denied.")
+
+
+def test_a_full_disk_while_adopting_keeps_the_staged_files_and_says_so(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(_local.os, "fsync", full)
+    with pytest.raises(QuotaError) as info:
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    assert f"The disk holding {models} is full" in info.value.msg
+
+
+def test_a_linked_file_is_verified_and_keeps_the_sources_mode(tmp_path):
+    src = _source(tmp_path)
+    os.chmod(src / "config.json", 0o640)
+    prov = _provider(tmp_path / "models", source=str(src))
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+    progress = Progress()
+    prov._bring(stage, str(src), spec, True, progress)   # pylint: disable=protected-access
+    placed = stage.tree_path("config.json")
+    assert os.stat(placed).st_ino == os.stat(src / "config.json").st_ino and stage.verified(spec)
+    assert os.stat(src / "config.json").st_mode & 0o777 == 0o640, "the source's mode is left alone"
+    assert progress.done == len(CONFIG)
+
+
+def test_completing_the_installed_version_brings_only_its_damaged_files(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    kept = os.stat(os.path.join(out["local_path"], "model.safetensors")).st_ino
+    os.unlink(os.path.join(out["local_path"], "config.json"))
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    target = prov.resolve(entry)
+    seen = []
+    fields = prov.install(target, Progress(lambda done, total, message, force: seen.append((done, total, message))),
+                          entry=entry)
+    assert seen[0] == (_size() - len(CONFIG), _size(), f"adopting 1 file(s) from {src}")
+    assert _read(os.path.join(out["local_path"], "config.json")) == CONFIG
+    assert os.stat(os.path.join(out["local_path"], "model.safetensors")).st_ino == kept, "the good files stay"
+    assert not os.path.exists(prov.staging_root()) or not os.listdir(prov.staging_root())
+    assert fields["local_path"] == out["local_path"] and "_mtimes" not in fields
+    assert {f["path"]: f["mtime_ns"] for f in fields["files"]} == {
+        p: os.stat(src / p).st_mtime_ns for p in FILES}
+
+
+def test_a_version_directory_left_without_a_record_is_taken_back_and_verified_again(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    with Manifest(str(models)).transaction() as doc:
+        doc["models"] = []
+    brought = []
+    real = LocalProvider._bring   # pylint: disable=protected-access
+
+    def counting(self, stage, source, spec, link, progress):
+        brought.append(spec.path)
+        return real(self, stage, source, spec, link, progress)
+    monkeypatch.setattr(LocalProvider, "_bring", counting)
+    again = _run(models, source=str(src), adopt_mode="copy")
+    assert again["action"] == "install" and again["local_path"] == out["local_path"]
+    assert sorted(brought) == sorted(FILES), "no record says the files are good: each is brought and verified"
+    assert _read(os.path.join(out["local_path"], "model.safetensors")) == WEIGHTS
+
+
+def test_a_repair_of_the_whole_version_recreates_its_directory(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    shutil.rmtree(out["local_path"])
+    _provider(models, adopt_mode="copy").repair(entry, [Problem(path=".", kind="missing")], Progress())
+    for rel, data in FILES.items():
+        assert _read(os.path.join(out["local_path"], rel)) == data
+
+
+def test_check_mode_predicts_from_a_temporary_tree_it_removes(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src))
+    target = prov.resolve(None)
+    seen = {}
+
+    def detect(path, target=None):
+        seen["path"] = path
+        seen["files"] = sorted(os.path.relpath(os.path.join(r, n), path) for r, _d, ns in os.walk(path) for n in ns)
+        seen["link"] = os.readlink(os.path.join(path, "sub", "tokenizer.json"))
+        return {"max_context_length": 1}
+    monkeypatch.setattr(prov, "detect_capabilities", detect)
+    assert prov.predict_capabilities(target) == {"max_context_length": 1}
+    assert os.path.basename(seen["path"]).startswith("venom-check-") and not os.path.exists(seen["path"])
+    assert seen["files"] == sorted(FILES) and seen["link"] == str(src / "sub" / "tokenizer.json")
+
+
+@pytest.mark.parametrize("selection", [{"ignore_patterns": ["sub/*"]}, {"allow_patterns": ["*.json"]}])
+def test_an_unchanged_source_adopted_with_a_selection_is_not_hashed_again(tmp_path, monkeypatch, selection):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy", **selection)
+    entry = Manifest(str(models)).get("team/m", "local")
+    hashed = []
+    real = _local.file_digests
+    monkeypatch.setattr(_local, "file_digests",
+                        lambda path, size=None, **kw: hashed.append(path) or real(path, size, **kw))
+    prov = _provider(models, source=str(src), **selection)
+    assert prov.resolve(entry, latest=True).revision == entry["revision"] and hashed == []
+    assert _run(models, source=str(src), adopt_mode="copy", state="latest", **selection)["changed"] is False
+    without_files = {k: v for k, v in entry.items() if k != "files"}
+    assert not prov._unchanged(without_files, str(src))   # pylint: disable=protected-access
+
+
+def test_a_repair_hard_links_again_when_it_may_and_makes_the_version_directory_0755(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src))
+    entry = Manifest(str(models)).get("team/m", "local")
+    shutil.rmtree(out["local_path"])
+    old = os.umask(0)
+    try:
+        _provider(models).repair(entry, [Problem(path="model.safetensors", kind="missing")], Progress())
+    finally:
+        os.umask(old)
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    assert os.stat(installed).st_ino == os.stat(src / "model.safetensors").st_ino
+    assert os.stat(out["local_path"]).st_mode & 0o777 == 0o755
+
+
+def test_a_repaired_file_has_the_models_mode_before_it_is_moved_into_place(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    os.unlink(os.path.join(out["local_path"], "config.json"))
+    prov = _provider(models, adopt_mode="copy")
+    prov.permissions = ownership.Permissions.parse(mode="0600")
+    prov.repair(entry, [Problem(path="config.json", kind="missing")], Progress())
+    assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600
+
+
+def test_an_entry_without_a_recorded_source_needs_one_from_the_task(tmp_path):
+    prov = _provider(tmp_path / "models")
+    with pytest.raises(ValidationError) as info:
+        prov.resolve({"status": "installed", "files": []})
+    assert "provider local needs source" in info.value.msg
+    with pytest.raises(ValidationError):
+        prov.repair({"files": [], "revision": "d" * 64, "local_path": None}, [], Progress())
+
+
+def test_tokenizer_files_make_a_model_a_hugging_face_one_even_beside_gguf_files(tmp_path, monkeypatch):
+    prov = _provider(tmp_path / "models")
+    mixed = tmp_path / "mixed"
+    _write(mixed, {"tokenizer_config.json": b"{}", "w.gguf": b"xx"})
+    monkeypatch.setattr(_local, "detect_gguf_capabilities", lambda path: {"gguf": path})
+    monkeypatch.setattr(_local, "detect_hf_capabilities", lambda path: {"hf": path})
+    assert prov.detect_capabilities(str(mixed)) == {"hf": str(mixed)}
+    ggufs = tmp_path / "ggufs"
+    _write(ggufs, {"large.gguf": b"xxxx", "parts/small.gguf": b"x", "parts/other.bin": b"y" * 10})
+    assert prov.detect_capabilities(str(ggufs)) == {"gguf": str(ggufs / "large.gguf")}, "the largest in any directory"
+
+
+def test_an_adopted_version_reports_no_requested_revision_and_takes_the_models_mode(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    out = _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    os.unlink(os.path.join(out["local_path"], "config.json"))
+    prov = _provider(models, source=str(src), adopt_mode="copy")
+    prov.permissions = ownership.Permissions.parse(mode="0600")
+    fields = prov.install(prov.resolve(entry), Progress(), entry=entry)
+    assert "requested_revision" in fields and fields["requested_revision"] is None
+    assert fields["revision"] == entry["revision"] and fields["source"] == {"path": str(src)}
+    assert os.stat(os.path.join(out["local_path"], "config.json")).st_mode & 0o777 == 0o600
+
+
+def test_latest_without_a_source_reads_the_recorded_one_again(tmp_path):
+    src = _source(tmp_path)
+    models = tmp_path / "models"
+    _run(models, source=str(src), adopt_mode="copy")
+    entry = Manifest(str(models)).get("team/m", "local")
+    assert _provider(models).resolve(entry, latest=True).extra["source"] == {"path": str(src)}
+    _write(src, {"config.json": b'{"model_type": "llama", "max_position_embeddings": 8192}\n'})
+    out = _run(models, adopt_mode="copy", state="latest")
+    assert out["action"] == "update" and out["capabilities"]["max_context_length"] == 8192
+
+
+def test_dangling_links_anywhere_in_a_directory_do_not_hide_its_other_files(tmp_path):
+    src = _source(tmp_path)
+    names = []
+    for i in range(6):
+        _write(src / "more", {f"f{i}.txt": b"x"})
+        names.append(f"more/f{i}.txt")
+        if i % 2:
+            os.symlink(str(tmp_path / "nowhere"), str(src / "more" / f"dangling{i}"))
+    found = _provider(tmp_path / "models").scan(str(src))
+    assert sorted(found) == sorted(list(FILES) + names)
+
+
+def test_an_unknown_adopt_mode_and_a_relative_source_are_refused_naming_the_option_and_the_fix(tmp_path):
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", adopt_mode="symlink")
+    assert "adopt_mode" in info.value.msg
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", source="model")
+    assert "absolute path of the model directory" in info.value.fix
+
+
+def test_hard_linking_never_changes_the_sources_mode(tmp_path):
+    src = _source(tmp_path)
+    os.chmod(src / "model.safetensors", 0o664)
+    out = _run(tmp_path / "models", source=str(src), adopt_mode="hardlink")
+    installed = os.path.join(out["local_path"], "model.safetensors")
+    assert os.stat(installed).st_ino == os.stat(src / "model.safetensors").st_ino
+    assert os.stat(src / "model.safetensors").st_mode & 0o777 == 0o664
+
+
+def test_an_adoption_that_keeps_failing_verification_names_the_model_and_the_file(tmp_path):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    with pytest.raises(IntegrityError) as info:
+        spec = FileSpec("sub/tokenizer.json", 9, sha256="0" * 64)
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    assert info.value.msg.startswith("The file sub/tokenizer.json of team/m does not match")
+
+
+def test_a_copy_cut_short_by_a_full_disk_leaves_a_private_partial_file(tmp_path, monkeypatch):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("config.json", len(CONFIG), sha256=hashlib.sha256(CONFIG).hexdigest())
+
+    def full(fd):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    monkeypatch.setattr(_local.os, "fsync", full)
+    old = os.umask(0)
+    try:
+        with pytest.raises(QuotaError):
+            prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    finally:
+        os.umask(old)
+    assert os.stat(stage.partial_path("config.json")).st_mode & 0o777 == 0o600
+
+
+def test_an_unknown_adopt_mode_is_refused_with_the_modes_to_choose_from(tmp_path):
+    with pytest.raises(ValidationError) as info:
+        _provider(tmp_path / "models", adopt_mode="symlink")
+    assert info.value.msg.startswith("adopt_mode ")
+    assert info.value.fix == "Set adopt_mode to one of: auto, copy, hardlink."
+
+
+def test_hardlink_with_an_owner_or_mode_says_how_to_adopt_instead(tmp_path):
+    src = _source(tmp_path)
+    with pytest.raises(ValidationError) as info:
+        _run(tmp_path / "models", source=str(src), adopt_mode="hardlink", mode="0640")
+    assert "adopt_mode copy" in info.value.fix and "on the source" in info.value.fix
+
+
+def test_a_file_that_does_not_match_is_copied_twice_then_refused(tmp_path):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    progress = Progress()
+    with pytest.raises(IntegrityError):
+        spec = FileSpec("config.json", len(CONFIG), sha256="0" * 64)
+        prov._bring(stage, str(src), spec, False, progress)   # pylint: disable=protected-access
+    assert progress.transferred == 2 * len(CONFIG)
+
+
+def test_the_staging_directories_of_an_adoption_are_not_world_readable(tmp_path):
+    src = _source(tmp_path)
+    prov = _provider(tmp_path / "models", source=str(src), adopt_mode="copy")
+    stage = prov.staging("d" * 64).ensure()
+    spec = FileSpec("sub/tokenizer.json", len(FILES["sub/tokenizer.json"]),
+                    sha256=hashlib.sha256(FILES["sub/tokenizer.json"]).hexdigest())
+    old = os.umask(0)
+    try:
+        prov._bring(stage, str(src), spec, False, Progress())   # pylint: disable=protected-access
+    finally:
+        os.umask(old)
+    assert os.stat(os.path.dirname(stage.partial_path("sub/tokenizer.json"))).st_mode & 0o777 == 0o750
