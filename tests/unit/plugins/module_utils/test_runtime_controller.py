@@ -173,3 +173,149 @@ def test_an_instance_without_an_activation_has_no_placement(models_dir):
     c = ctl(models_dir)
     expected = {"uptime": None, "pids": [], "rss_bytes": None, "vram_bytes": None, "gpus": None, "cpus": None}
     assert c.resources({"running": False, "pid": None}) == expected
+
+
+# -- issue 20, round 3: start, stop and switch paths, and what a failure leaves serving --------------
+
+def test_a_start_after_a_stop_is_a_start_operation_that_serves_the_same_model_again(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    c.ensure("stopped")
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    res = c.ensure("started")
+    assert res["actions"] == ["start"] and res["changed"] is True and res["model"] == "a"
+    op = _ops(models_dir)[0]
+    assert res["operation"] == {"id": op["id"], "type": "start"} and op["message"].startswith("vllm: start done in ")
+    assert "stopped_at" not in c.read_state() and fake.stops == 0 and len(fake.started) == 1
+    assert res["pid"] == 4242 and res["previous_model"] == "a"
+
+
+def test_a_stop_of_a_stopped_runtime_changes_nothing_and_records_nothing(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    res = c.ensure("stopped")
+    assert res["changed"] is False and res["actions"] == [] and "operation" not in res
+    assert fake.stops == 0 and _ops(models_dir) == [] and not os.path.exists(c.state_file)
+
+
+def test_a_stop_of_a_crashed_runtime_cleans_it_up_and_keeps_its_activation(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    fake.status = lambda: {"running": False, "crashed": True, "pid": None}
+    res = c.ensure("stopped")
+    assert res["actions"] == ["stop"] and fake.stops == 1 and res["model"] == "a"
+    doc = c.read_state()
+    assert doc["activation"]["model"] == "a" and "stopped_at" in doc and doc["restarts"] == 0
+
+
+def test_a_healthy_runtime_serving_the_model_asked_for_is_left_alone(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    for model in ("a", None):
+        res = c.ensure("started", model)
+        assert res["changed"] is False and res["actions"] == [] and fake.stops == 0 and fake.started == []
+
+
+def test_a_restart_asked_for_stops_and_starts_the_same_model(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    res = c.ensure("restarted")
+    assert res["actions"] == ["restart"] and fake.stops == 1 and len(fake.started) == 1
+    assert res["model"] == "a" and c.read_state()["activation"]["model"] == "a"
+
+
+def test_a_runtime_running_but_unhealthy_is_restarted(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    answers = [(False, "/v1/models lists []")]
+    c.engine.health = lambda act, timeout=5.0: answers.pop(0) if answers else (True, "answers")
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["restart-unhealthy"] and fake.stops == 1 and len(fake.started) == 1
+
+
+def test_a_switch_that_fails_keeps_the_previous_model_serving_marked_and_recorded(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    healthy_models = ["/local/a"]
+    c.engine.health = lambda act, timeout=5.0: (fake.running is not None and act is not None
+                                                 and act.model_path.endswith(tuple(healthy_models)), "checked")
+    with pytest.raises(RuntimeControlError, match="rolled back") as err:
+        c.ensure("started", "b")
+    assert err.value.details["rolled_back"] is True
+    assert fake.running is not None and "/local/a" in " ".join(fake.running[0])
+    assert c.read_state()["activation"]["model"] == "a"
+    assert R.Manifest(models_dir).served_by("vllm")["name"] == "a"
+    op = _ops(models_dir)[0]
+    assert op["type"] == "activate" and op["status"] == "failed" and op["model"] == "b"
+    assert c.touched is True
+
+
+def test_the_status_of_a_running_instance_names_its_model_health_and_files(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    st = c.status()
+    assert st["running"] is True and st["healthy"] is True and st["health"] == "answers" and st["pid"] == 4242
+    assert st["model"] == "a" and st["model_path"].endswith("/local/a") and st["served_model_name"] == "a"
+    assert st["name"] == "vllm" and st["runtime"] == "vllm" and st["mode"] == "process" and st["port"] == 8039
+    assert st["url"] == "http://127.0.0.1:8039" and st["restarts"] == 0
+    assert st["pid_file"] == c.pid_file and st["log_file"] == c.log_file
+
+
+def test_the_status_of_a_stopped_instance_asks_no_health_check(models_dir, monkeypatch):
+    c, _fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    asked = []
+    c.engine.health = lambda act, timeout=5.0: asked.append(act) or (True, "answers")
+    st = c.status()
+    assert st["running"] is False and st["healthy"] is False and st["health"] == "not running" and asked == []
+    assert st["model"] is None and st["model_path"] is None and st["served_model_name"] is None
+
+
+def test_systemd_mode_without_a_command_runner_is_refused(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    with pytest.raises(RuntimeControlError, match="no command runner was given") as err:
+        ctl(models_dir, mode="systemd").resolve_mode()
+    assert "runner=" in err.value.fix
+    assert ctl(models_dir, mode="auto").resolve_mode() == "process", "auto without a runner: process mode"
+
+
+def test_the_mode_is_resolved_once_per_controller(models_dir, monkeypatch):
+    booted = []
+    monkeypatch.setattr(R, "systemd_booted", lambda: booted.append(1) or False)
+    c = ctl(models_dir, mode="auto")
+    assert c.resolve_mode() == "process" and c.resolve_mode() == "process" and len(booted) == 1
+    assert c.backend is c.backend, "one backend per mode"
+
+
+def test_a_controller_from_state_takes_mode_host_port_unit_and_files_as_recorded(models_dir, tmp_path):
+    c = ctl(models_dir, name="chat", runtime="vllm", port=8044, host="127.0.0.3", log_file=str(tmp_path / "c.log"))
+    c.resolve_mode()
+    c.write_state(None)
+    again = R.RuntimeController.from_state(models_dir, "chat", api_key="k")
+    s = again.spec
+    assert (s.runtime, s.mode, s.host, s.port, s.log_file, s.api_key) == (
+        "vllm", "process", "127.0.0.3", 8044, str(tmp_path / "c.log"), "k")
+    assert s.unit is None or s.unit == "vllm@chat.service"
+    assert again.log_file == str(tmp_path / "c.log") and again.url == "http://127.0.0.3:8044"
+
+
+def test_the_state_directory_missing_means_no_other_instances(models_dir):
+    assert R.instance_states(models_dir) == {}
+
+
+def test_the_facts_of_a_running_instance_include_its_resources(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, name="embed", runtime="vllm", port=8005, command=["good"])
+    c.ensure("started", "a")
+    monkeypatch.setattr(R.ProcessBackend, "status", lambda self: {"running": True, "crashed": False, "pid": 4242})
+    monkeypatch.setattr(R.ProcessBackend, "tree_pids", lambda self: [4242])
+    monkeypatch.setattr(R.RuntimeController, "resources",
+                        lambda self, st, gpu_host=None: {"pids": [4242], "rss_bytes": 1, "api": self.spec.api_key})
+    monkeypatch.setattr(R.ENGINES["vllm"], "health", lambda self, act, timeout=5.0: (True, "ok"))
+    st = R.runtimes_status(models_dir, api_key="k")["embed"]
+    assert st["running"] is True and st["configured"] is True and st["pids"] == [4242] and st["rss_bytes"] == 1
+    assert st["api"] == "k" and st["unit"] is None and st["healthy"] is True
