@@ -14,6 +14,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
+from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import gpu_env
 from ansible_collections.venom.models.plugins.module_utils.runtimes import spec as S
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError)
@@ -792,3 +793,91 @@ def test_reading_the_env_files_activation_never_creates_the_digest_key(models_di
     act = ctl(models_dir, env_file=str(env_file)).engine.env_file_activation()
     assert act.model_path == "/srv/m" and act.api_key_sha256 and "s3cret" not in act.api_key_sha256
     assert not os.path.exists(os.path.join(models_dir, ".venom", "digest.key"))
+
+
+# -- issue 20, round 3: the vLLM env file's GPUs and key, the command lines of both engines ---------
+
+def test_the_env_file_puts_the_unit_on_its_gpus_and_reads_them_back(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    c = ctl(models_dir, env_file=str(env_file))
+    path = c.engine.model_entry("a")["local_path"]
+    act = R.Activation(model="a", provider="local", model_path=path, served_model_name="a", gpus=[1, 3])
+    c.engine.write_env_file(act)
+    env = c.engine.read_env_file()
+    assert env["CUDA_VISIBLE_DEVICES"] == "1,3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    c.write_state(act)
+    got = c.engine.env_file_activation()
+    assert got.gpus == [1, 3] and (got.model, got.provider) == ("a", "local"), "named from the state: same path"
+    assert got.api_key_sha256 is None
+    env_file.write_text('VLLM_MODEL="/m/x"\nCUDA_VISIBLE_DEVICES="0, 2,x,"\nVLLM_SERVED_MODEL_NAME=""\n')
+    got = c.engine.env_file_activation()
+    assert got.gpus == [0, 2] and got.served_model_name is None and got.flags == []
+    env_file.write_text('VLLM_SERVED_MODEL_NAME="a"\n')
+    assert c.engine.env_file_activation() is None, "no model in the file: no activation"
+    assert ctl(models_dir, env_file=None).engine.read_env_file() == {}
+
+
+def test_an_env_file_keeps_its_api_key_unless_one_is_given_and_an_empty_key_removes_it(models_dir, tmp_path):
+    env_file = str(tmp_path / "vllm.env")
+    act = R.Activation(model_path="/m/a", served_model_name="a")
+    ctl(models_dir, env_file=env_file, api_key="k1").engine.write_env_file(act)
+    other = R.Activation(model_path="/m/b", served_model_name="b")
+    assert ctl(models_dir, env_file=env_file).engine.write_env_file(other) is True
+    env = ctl(models_dir, env_file=env_file).engine.read_env_file()
+    assert env["VLLM_API_KEY"] == "k1" and env["VLLM_MODEL"] == "/m/b"
+    ctl(models_dir, env_file=env_file, api_key="").engine.write_env_file(other)
+    assert "VLLM_API_KEY" not in ctl(models_dir, env_file=env_file).engine.read_env_file()
+
+
+def test_an_env_file_needs_a_model_path_a_served_name_and_flags_that_are_not_empty(models_dir, tmp_path):
+    c = ctl(models_dir, env_file=str(tmp_path / "vllm.env"))
+    with pytest.raises(ValidationError, match="VLLM_MODEL has no value") as err:
+        c.engine.write_env_file(R.Activation(served_model_name="a"))
+    assert err.value.fix == "Activate an installed model (set 'model')."
+    with pytest.raises(ValidationError, match="VLLM_SERVED_MODEL_NAME has no value"):
+        c.engine.write_env_file(R.Activation(model_path="/m/a"))
+    with pytest.raises(ValidationError, match="contains whitespace"):
+        c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--x", ""]))
+    assert not (tmp_path / "vllm.env").exists()
+    c.engine.configure_unit(None)
+    assert not (tmp_path / "vllm.env").exists(), "nothing to serve: the env file is left alone"
+    c.engine.configure_unit(R.Activation(model_path="/m/a", served_model_name="a"))
+    assert c.engine.read_env_file()["VLLM_MODEL"] == "/m/a"
+
+
+def test_a_rollback_starts_the_previous_command_and_the_env_carries_the_gpus(models_dir):
+    c = ctl(models_dir, command=["new"], env={"HF_HOME": "/srv/hf"})
+    act = R.Activation(model_path="/m/a", served_model_name="a", gpus=[2], process={"command": ["old", "-m", "v"]})
+    argv, env = c.engine.process_argv(act)
+    assert argv[:3] == ["old", "-m", "v"] and argv[3:5] == ["--model", "/m/a"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["HF_HOME"] == "/srv/hf" and env["PATH"] == os.environ["PATH"]
+    assert "VLLM_API_KEY" not in env or env["VLLM_API_KEY"] == os.environ.get("VLLM_API_KEY")
+    argv, _env = c.engine.process_argv(R.Activation(model_path="/m/a", served_model_name="a"))
+    assert argv[0] == "new", "no recorded command: the configured one"
+
+
+def test_ollama_serves_on_the_instances_address_with_its_env(models_dir):
+    c = ctl(models_dir, name="small", runtime="ollama", port=11500, host="0.0.0.0", env={"OLLAMA_MODELS": "/srv/o"},
+            command=["/usr/local/bin/ollama", "serve"])
+    argv, env = c.engine.process_argv(None)
+    assert argv == ["/usr/local/bin/ollama", "serve"] and env["OLLAMA_HOST"] == "0.0.0.0:11500"
+    assert env["OLLAMA_MODELS"] == "/srv/o" and env["PATH"] == os.environ["PATH"]
+    assert ctl(models_dir, name="ollama").engine.command() == ["ollama", "serve"], "the default command"
+
+
+def test_gpus_are_passed_in_nvml_order_and_none_means_no_cuda_env():
+    assert gpu_env([0, 2]) == {"CUDA_VISIBLE_DEVICES": "0,2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert gpu_env([]) == {} and gpu_env(None) == {}
+
+
+def test_a_vllm_health_request_waits_5_s_for_an_answer_unless_told(models_dir, monkeypatch):
+    asked = []
+
+    def vllm_check(url, served, api_key, timeout):
+        asked.append((url, served, api_key, timeout))
+        return True, "healthy", []
+    monkeypatch.setattr(R.health, "vllm_check", vllm_check)
+    c = ctl(models_dir, api_key="k")
+    act = R.Activation(model_path="/m/a", served_model_name="org/a")
+    assert c.engine.health(act) == (True, "healthy") and c.engine.health(None, timeout=1.5) == (True, "healthy")
+    assert asked == [(c.url, "org/a", "k", 5.0), (c.url, None, "k", 1.5)]

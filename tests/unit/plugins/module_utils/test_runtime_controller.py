@@ -319,3 +319,17 @@ def test_the_facts_of_a_running_instance_include_its_resources(models_dir, monke
     st = R.runtimes_status(models_dir, api_key="k")["embed"]
     assert st["running"] is True and st["configured"] is True and st["pids"] == [4242] and st["rss_bytes"] == 1
     assert st["api"] == "k" and st["unit"] is None and st["healthy"] is True
+
+
+def test_a_controller_from_a_systemd_record_reads_the_unit_and_its_env_file(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: False)
+    c = ctl(models_dir, name="chat", runtime="vllm", port=8044)
+    c.resolve_mode()
+    c.write_state(None, {"unit": "vllm@chat.service", "env_file": "/etc/venom-models/vllm-chat.env", "mode": "systemd",
+                         "host": None})
+    s = R.RuntimeController.from_state(models_dir, "chat").spec
+    assert s.unit == "vllm@chat.service" and s.env_file == "/etc/venom-models/vllm-chat.env" and s.mode == "systemd"
+    assert s.host == "127.0.0.1", "no recorded host: the loopback address"
+    c.write_state(None, {"env_file": "", "mode": None})
+    s = R.RuntimeController.from_state(models_dir, "chat").spec
+    assert s.env_file == "/etc/venom-models/vllm-chat.env" and s.mode == "auto", "nothing recorded: the defaults"

@@ -198,3 +198,62 @@ def test_the_ollama_health_asks_for_the_activations_model(rig):
     rig.server.up = False
     assert c.engine.server_healthy({}) is False and c.engine.loaded(LLAMA) is False
     assert c.engine.restarts_for(None) is False
+
+
+# -- issue 20, round 3: Ollama's plan, its waits and its restart paths ------------------------------
+
+def test_a_slow_ollama_gets_its_health_timeout_to_load_and_at_most_30_s_to_show_the_model(rig, monkeypatch):
+    waits = []
+    real = E.health.wait_ready
+
+    def wait_ready(check, timeout, what, **kw):
+        waits.append((what, timeout))
+        return real(check, timeout, what, **kw)
+    monkeypatch.setattr(E.health, "wait_ready", wait_ready)
+    c, _fake = rig(health_timeout=45)
+    c.ensure("started", LLAMA)
+    assert rig.server.calls == [(LLAMA, -1, 45)], "a load may take the health timeout, when longer than 5 s"
+    assert (f"Ollama model {LLAMA}", 30.0) in waits and ("Ollama", 45) in waits
+
+
+def test_an_ollama_without_a_model_asked_for_keeps_the_one_it_serves(rig):
+    c, fake, _res = serving_llama(rig)
+    c, fake = rig(fake.running)
+    act, entry = c.desired_activation(None)
+    assert act.model == LLAMA and act.provider == "ollama" and entry is None
+    assert act.process["command"] == ["ollama", "serve"]
+    fresh, _fake = rig()
+    fresh.write_state(None)
+    act, _entry = fresh.desired_activation(None)
+    assert act.model is None and act.provider is None
+    assert fresh.make_plan("started", None).actions == ["start"], "a server without a model is started"
+
+
+def test_an_unhealthy_ollama_or_one_that_lost_the_model_activates_it_again(rig):
+    c, fake, _res = serving_llama(rig)
+    c, fake = rig(fake.running)
+    plan = c.make_plan("started", LLAMA)
+    assert plan.actions == []
+    rig.server.loaded = []
+    assert c.make_plan("started", LLAMA).actions == ["activate"]
+    rig.server.loaded = [LLAMA]
+    c.engine.health = lambda act, timeout=5.0: (False, "slow")
+    assert c.make_plan("started", LLAMA).actions[0] == "activate", "not healthy: activated again"
+
+
+def test_a_crashed_ollama_is_cleaned_up_started_and_its_model_loaded_again(rig):
+    _c, fake, _res = serving_llama(rig)
+    rig.server.loaded = []
+    c, fake = rig(None)
+    fake.status = lambda: {"running": False, "crashed": True, "pid": None}
+    res = c.ensure("started")
+    assert res["actions"][:1] == ["recover"] and fake.stops == 1 and len(fake.started) == 1
+    assert rig.server.loaded == [LLAMA] and "health_seconds" in res
+
+
+def test_a_changed_env_of_a_stopped_ollama_only_starts_it(rig):
+    _c, fake, _res = serving_llama(rig)
+    c, fake = rig(None, env={"OLLAMA_DEBUG": "1"})
+    res = c.ensure("started", LLAMA)
+    assert "restart" not in res["actions"] and "start" in res["actions"] and fake.stops == 0
+    assert fake.started[0][1]["OLLAMA_DEBUG"] == "1"
