@@ -1174,3 +1174,43 @@ def test_a_start_without_a_command_is_refused():
     with pytest.raises(RuntimeControlError, match="No command to start") as err:
         P.start_process([], pid_file="/nonexistent/p", log_file="/nonexistent/l")
     assert err.value.fix == "Set 'command'."
+
+
+def test_a_log_that_is_a_symlink_or_a_fifo_has_no_tail_and_never_blocks(tmp_path):
+    target = tmp_path / "secret"
+    target.write_text("not a log\n")
+    (tmp_path / "link.log").symlink_to(target)
+    assert P.tail_file(str(tmp_path / "link.log")) == []
+    os.mkfifo(tmp_path / "fifo.log")
+    assert P.tail_file(str(tmp_path / "fifo.log")) == []
+    (tmp_path / "empty.log").write_text("")
+    assert P.tail_file(str(tmp_path / "empty.log")) == []
+
+
+def test_only_a_listening_socket_on_the_port_holds_it():
+    import psutil  # pylint: disable=import-outside-toplevel
+
+    class Conn:  # pylint: disable=too-few-public-methods
+        def __init__(self, status, port):
+            self.status = status
+            self.laddr = type("Addr", (), {"port": port})() if port else ()
+    assert P._listens([Conn(psutil.CONN_LISTEN, 8000)], 8000) is True
+    assert P._listens([Conn(psutil.CONN_ESTABLISHED, 8000)], 8000) is False
+    assert P._listens([Conn(psutil.CONN_LISTEN, 8001)], 8000) is False
+    assert P._listens([Conn(psutil.CONN_LISTEN, None)], 8000) is False
+    assert P._listens([Conn(psutil.CONN_ESTABLISHED, 8000), Conn(psutil.CONN_LISTEN, 8000)], 8000) is True
+    assert P._listens([], 8000) is False
+
+
+def test_a_port_nobody_listens_on_has_no_holders_even_with_a_connection_on_it():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            conn, _addr = server.accept()
+            with conn:
+                assert P.port_holders(port) == [os.getpid()]
+                client_port = client.getsockname()[1]
+                assert P.port_holders(client_port) == [], "a connected socket does not hold its port"
+                assert P._listener_on(client_port) is False

@@ -19,6 +19,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import spec 
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 def ctl(models_dir, name="vllm", **kw):
@@ -881,3 +882,14 @@ def test_a_vllm_health_request_waits_5_s_for_an_answer_unless_told(models_dir, m
     act = R.Activation(model_path="/m/a", served_model_name="org/a")
     assert c.engine.health(act) == (True, "healthy") and c.engine.health(None, timeout=1.5) == (True, "healthy")
     assert asked == [(c.url, "org/a", "k", 5.0), (c.url, None, "k", 1.5)]
+
+
+def test_a_starting_vllm_is_asked_about_its_health_every_200_ms_until_health_timeout(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"], health_timeout=2)
+    _logging_starts(c, fake, monkeypatch)
+    clock = FakeClock()
+    monkeypatch.setattr(R.health, "time", clock)
+    with pytest.raises(RuntimeControlError, match="did not become healthy within 2s") as err:
+        c.ensure("started", "a")
+    assert clock.sleeps and set(clock.sleeps[:-1]) == {0.2}
+    assert err.value.msg.count(f"Last lines of {c.log_file}:") == 1

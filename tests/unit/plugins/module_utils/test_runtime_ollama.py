@@ -8,9 +8,13 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
+from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import engines as E
+from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
+from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest, new_entry
 
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 from tests.unit.plugins.module_utils.test_runtime import fake_processes
 
 LLAMA, QWEN = "llama3.2:latest", "qwen2:latest"
@@ -257,3 +261,39 @@ def test_a_changed_env_of_a_stopped_ollama_only_starts_it(rig):
     res = c.ensure("started", LLAMA)
     assert "restart" not in res["actions"] and "start" in res["actions"] and fake.stops == 0
     assert fake.started[0][1]["OLLAMA_DEBUG"] == "1"
+
+
+def _start_logging(c, fake, monkeypatch, runs=True):
+    """The server's start writes its log section; ``runs``: it keeps running (else it exits at once)."""
+    def start_process(argv, env=None, **_kw):
+        with open(c.log_file, "a", encoding="utf-8") as fh:
+            fh.write(f"{P.LOG_START_MARK}ollama\nError: listen tcp: address already in use\n")
+        fake.started.append((list(argv), dict(env)))
+        fake.running = (list(argv), dict(env)) if runs else None
+        return {"pid": 4242}
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+
+
+def test_an_ollama_that_never_answers_fails_its_start_with_its_log_asked_every_200_ms(rig, monkeypatch):
+    rig.server.up = False
+    c, fake = rig(health_timeout=1)
+    _start_logging(c, fake, monkeypatch)
+    clock = FakeClock()
+    monkeypatch.setattr(H, "time", clock)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", LLAMA)
+    assert err.value.msg.startswith("Ollama did not become healthy within 1s")
+    assert err.value.msg.endswith(f"Last lines of {c.log_file}:\n{P.LOG_START_MARK}ollama\n"
+                                  "Error: listen tcp: address already in use")
+    assert clock.sleeps and set(clock.sleeps[:-1]) == {E.HEALTH_INTERVAL} and E.HEALTH_INTERVAL == 0.2
+
+
+def test_an_ollama_that_exits_while_starting_ends_the_wait_at_once(rig, monkeypatch):
+    rig.server.up = False
+    c, fake = rig(health_timeout=30)
+    _start_logging(c, fake, monkeypatch, runs=False)
+    clock = FakeClock()
+    monkeypatch.setattr(H, "time", clock)
+    with pytest.raises(RuntimeControlError, match="Ollama exited before it became healthy") as err:
+        c.ensure("started", LLAMA)
+    assert clock.sleeps == [] and err.value.details["log_tail"][-1] == "Error: listen tcp: address already in use"
