@@ -893,3 +893,72 @@ def test_a_starting_vllm_is_asked_about_its_health_every_200_ms_until_health_tim
         c.ensure("started", "a")
     assert clock.sleeps and set(clock.sleeps[:-1]) == {0.2}
     assert err.value.msg.count(f"Last lines of {c.log_file}:") == 1
+
+
+def test_a_failed_server_whose_stop_fails_is_named_in_the_rollbacks_message(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    stops = []
+
+    def stop():
+        stops.append(1)
+        fake.running = None
+        if len(stops) == 2:   # the old server stopped; the failed new one does not
+            raise RuntimeControlError("port 8039 still in use.")
+        return {"found": [4242]}
+    fake.stop = stop
+    with pytest.raises(RuntimeControlError, match="rolled back") as err:
+        c.ensure("started", "b")
+    assert "Stopping the failed server also failed: port 8039 still in use." in err.value.msg
+    assert err.value.details["rolled_back"] is True and fake.running[0][0] == "good"
+
+
+def test_a_restart_of_the_same_model_that_fails_has_nothing_to_roll_back_to(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    c.engine.health = lambda act, timeout=5.0: (False, "engine failed")
+    with pytest.raises(RuntimeControlError, match="There is no previous model to go back to, so the runtime is "
+                                                  "left stopped") as err:
+        c.ensure("restarted")
+    assert err.value.details["rolled_back"] is False and fake.running is None and len(fake.started) == 1
+    assert c.read_state()["activation"]["model"] == "a", "the activation it had is kept"
+
+
+def test_a_rollback_to_a_model_known_only_by_its_path_names_the_path(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    doc = c.read_state()
+    act = R.Activation.from_dict(doc["activation"])
+    act.model = act.provider = None
+    c.write_state(act)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "b")
+    assert f"rolled back: '{act.model_path}' is serving again" in err.value.msg
+    assert err.value.details["previous_model"] is None and err.value.details["failed_model"] == "b"
+    assert fake.running[0][0] == "good"
+
+
+def test_a_loading_server_that_never_answers_is_restarted_after_the_wait(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    c.engine.health = lambda act, timeout=5.0: (fake.stops > 0, f"GET {c.url}/health: [Errno 111] Connection refused")
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["restart-unhealthy"] and res["changed"] is True
+    assert fake.stops == 1 and len(fake.started) == 1 and "stop" in res
+
+
+def test_a_server_running_without_a_recorded_activation_is_restarted_with_the_model(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, (["good"], {}), command=["good"])
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["activate", "restart", "mark-active"] and fake.stops == 1 and len(fake.started) == 1
+    assert c.read_state()["activation"]["model"] == "a"
+
+
+def test_a_systemd_unit_without_a_model_yet_is_only_started(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    c = SystemdRig(models_dir, str(tmp_path / "vllm.env")).make()
+    plan = c.make_plan("started", None)
+    assert plan.actions == ["start"] and plan.desired is None
+    act, _entry = c.desired_activation("a")
+    assert act.process is None, "systemd mode: the unit's command line is not recorded"
