@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+import subprocess
+import sys
 
 import pytest
 
-from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError, ValidationError
+from ansible_collections.venom.models.plugins.module_utils.errors import (
+    LockTimeout, RuntimeControlError, ValidationError)
+from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
 from ansible_collections.venom.models.plugins.module_utils.store.journal import Journal
+from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock
 
 from tests.unit.plugins.module_utils.test_runtime import ctl, fake_processes
 
@@ -333,3 +339,36 @@ def test_a_controller_from_a_systemd_record_reads_the_unit_and_its_env_file(mode
     c.write_state(None, {"env_file": "", "mode": None})
     s = R.RuntimeController.from_state(models_dir, "chat").spec
     assert s.env_file == "/etc/venom-models/vllm-chat.env" and s.mode == "auto", "nothing recorded: the defaults"
+
+
+def test_a_run_holds_the_instances_lock_naming_itself_and_makes_a_private_state_directory(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    holders = []
+    start = backends.proc.start_process
+
+    def start_process(argv, env=None, **kw):
+        holders.append(runtime_lock(models_dir, "vllm").holder())
+        return start(argv, env=env, **kw)
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    c.ensure("started", "a")
+    assert holders[0]["purpose"] == "venom_runtime vllm started" and holders[0]["pid"] == os.getpid()
+    assert fake.started and stat.S_IMODE(os.stat(c.state_dir).st_mode) == 0o750
+
+
+def test_a_run_waits_for_another_runs_lock_only_lock_timeout_long(models_dir):
+    import ansible_collections  # pylint: disable=import-outside-toplevel
+    code = ("import sys, time\n"
+            "from ansible_collections.venom.models.plugins.module_utils.store.locks import runtime_lock\n"
+            "with runtime_lock(sys.argv[1], 'vllm', purpose='other run'):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(30)\n")
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(list(ansible_collections.__path__)[0]))
+    other = subprocess.Popen([sys.executable, "-c", code, models_dir], stdout=subprocess.PIPE, env=env, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(LockTimeout, match=r"Timed out after 0\.3s .* purpose other run"):
+            ctl(models_dir, lock_timeout=0.3).ensure("started", "a")
+    finally:
+        other.kill()
+        other.wait()
+        other.stdout.close()
