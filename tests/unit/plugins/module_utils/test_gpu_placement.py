@@ -353,3 +353,70 @@ def test_an_own_process_whose_memory_nvml_does_not_know_frees_nothing():
     h = host(FakeNVML([(80 * GIB, 40 * GIB - 1, {500: None})]))
     with pytest.raises(ValidationError, match="GPU 0 has 40.0 GiB free"):
         check_placement("chat", [0], h, utilization=0.5, own_pids=[500])
+
+
+# -- issue 20, round 3: the controller's pre-flight against the other instances and the model -------
+
+def _on_gpus(models_dir, monkeypatch, name, port, gpus, running=None, **spec):
+    c, fake = fake_processes(models_dir, monkeypatch, running, name=name, runtime="vllm", port=port,
+                             command=["good"], gpus=gpus, **spec)
+    c.nvml = four_gpus()
+    return c, fake
+
+
+def test_a_stopped_instances_gpu_is_free_for_another(models_dir, monkeypatch):
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [2], gpu_memory_utilization=0.5)
+    chat.ensure("started", "a")
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [2], fake.running, gpu_memory_utilization=0.5)
+    chat.ensure("stopped")
+    coder, fake = _on_gpus(models_dir, monkeypatch, "coder", 8002, [2], gpu_memory_utilization=0.5)
+    assert coder.ensure("started", "a")["changed"] is True and fake.started
+
+
+def test_instances_that_share_a_gpu_add_up_their_memory_shares(models_dir, monkeypatch):
+    chat, _fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [1], gpu_memory_utilization=0.5, gpu_share=True)
+    chat.ensure("started", "a")
+    greedy, fake = _on_gpus(models_dir, monkeypatch, "coder", 8002, [1], gpu_memory_utilization=0.6,
+                            gpu_share=True)
+    with pytest.raises(ValidationError, match=r"GPU 1 is shared with 'chat'; .* add up to 1\.10"):
+        greedy.ensure("started", "a")
+    assert fake.started == []
+    fits, fake = _on_gpus(models_dir, monkeypatch, "coder", 8002, [1], gpu_memory_utilization=0.5, gpu_share=True)
+    assert fits.ensure("started", "a")["changed"] is True
+    alone, fake = _on_gpus(models_dir, monkeypatch, "third", 8003, [1], gpu_memory_utilization=0.1)
+    with pytest.raises(ValidationError, match="GPU 1 is held by the instance 'chat', 'coder'"):
+        alone.ensure("started", "a")
+
+
+def test_a_restart_without_a_model_checks_the_weights_of_the_model_it_serves(models_dir, monkeypatch):
+    manifest = Manifest(models_dir)
+    manifest.upsert(dict(manifest.get("a", "local"), size_bytes=10 * GIB))
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], gpu_memory_utilization=0.5)
+    res = chat.ensure("started", "a")
+    assert res["preflight"][-1].endswith("(weights 11.0 GiB)")
+    manifest.upsert(dict(manifest.get("a", "local"), size_bytes=50 * GIB))
+    again, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running)
+    with pytest.raises(ValidationError, match="GPU 0: the model's weight share 50.0 GiB"):
+        again.ensure("restarted")
+    assert fake.stops == 0
+
+
+def test_tensor_parallel_needs_as_many_gpus_as_it_asks_for(models_dir, monkeypatch):
+    c, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], tensor_parallel_size=2)
+    with pytest.raises(ValidationError, match="tensor_parallel_size 2 needs 2 GPUs; the instance 'chat' has 1"):
+        c.ensure("started", "a")
+    assert fake.started == []
+
+
+def test_the_memory_an_instance_itself_holds_counts_as_free_for_its_restart(models_dir, monkeypatch):
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], gpu_memory_utilization=0.8)
+    chat.ensure("started", "a")
+    again, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running, gpu_memory_utilization=0.8)
+    again.nvml = four_gpus(free=10, procs={0: {4242: 60 * GIB}})
+    fake.tree_pids = lambda: [4242]
+    assert again.ensure("restarted")["changed"] is True and fake.stops == 1
+    other, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running, gpu_memory_utilization=0.8)
+    other.nvml = four_gpus(free=10, procs={0: {999: 60 * GIB}})
+    fake.tree_pids = lambda: [4242]
+    with pytest.raises(ValidationError, match="GPU 0 has 10.0 GiB free"):
+        other.ensure("restarted")
