@@ -372,3 +372,32 @@ def test_a_run_waits_for_another_runs_lock_only_lock_timeout_long(models_dir):
         other.kill()
         other.wait()
         other.stdout.close()
+
+
+def test_systemctl_and_journalctl_are_run_from_the_paths_given_and_restarts_come_from_systemd(models_dir, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    calls = []
+
+    def runner(argv):
+        calls.append(list(argv))
+        if argv[1] == "show":
+            props = {"LoadState": "loaded", "ActiveState": "failed", "MainPID": "0", "NRestarts": "3", "SubState": "x"}
+            wanted = [argv[i + 1] for i, a in enumerate(argv) if a == "-p"]
+            return 0, "".join(f"{p}={props.get(p, '')}\n" for p in wanted), ""
+        return 0, "a journal line\n", ""
+    c = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, port=8039), runner=runner,
+                            systemctl="/usr/bin/systemctl", journalctl="/usr/bin/journalctl")
+    st = c.status()
+    assert st["mode"] == "systemd" and st["restarts"] == 3 and st["crashed"] is True and st["running"] is False
+    assert {argv[0] for argv in calls} == {"/usr/bin/systemctl"}
+    c.backend.log_tail()
+    assert calls[-1][0] == "/usr/bin/journalctl"
+
+
+def test_a_controller_warns_nowhere_unless_told_and_starts_untouched(models_dir):
+    c = ctl(models_dir)
+    assert c.warn("anything") is None and c.touched is False and c.plan is None and c.mode is None
+    said = []
+    c2 = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, port=8039), warn=said.append)
+    c2.warn("x")
+    assert said == ["x"]
