@@ -401,3 +401,10 @@ def test_a_controller_warns_nowhere_unless_told_and_starts_untouched(models_dir)
     c2 = R.RuntimeController(R.RuntimeSpec(name="vllm", models_dir=models_dir, port=8039), warn=said.append)
     c2.warn("x")
     assert said == ["x"]
+
+
+def test_a_controller_from_state_keeps_a_unit_name_that_is_not_the_default(models_dir):
+    c = ctl(models_dir, name="chat", runtime="vllm", port=8044)
+    c.resolve_mode()
+    c.write_state(None, {"unit": "venom-chat.service"})
+    assert R.RuntimeController.from_state(models_dir, "chat").spec.unit == "venom-chat.service"
