@@ -297,3 +297,23 @@ def test_an_ollama_that_exits_while_starting_ends_the_wait_at_once(rig, monkeypa
     with pytest.raises(RuntimeControlError, match="Ollama exited before it became healthy") as err:
         c.ensure("started", LLAMA)
     assert clock.sleeps == [] and err.value.details["log_tail"][-1] == "Error: listen tcp: address already in use"
+
+
+def test_an_ollama_recorded_without_its_command_line_is_not_restarted_for_it(rig):
+    c, fake, _res = serving_llama(rig)
+    act = E.Activation.from_dict(c.read_state()["activation"])
+    act.process = None   # as a run in systemd mode, or before process descriptions, recorded it
+    c.write_state(act)
+    c, fake = rig(fake.running, command=["ollama", "serve", "--verbose"])
+    res = c.ensure("started", LLAMA)
+    assert "restart" not in res["actions"] and fake.stops == 0 and fake.started == []
+
+
+def test_a_failed_ollama_activation_is_a_failed_operation_and_the_state_keeps_the_previous_model(rig):
+    c, fake, _res = serving_llama(rig)
+    rig.server.fail_load = {QWEN}
+    c, fake = rig(fake.running)
+    with pytest.raises(RuntimeControlError):
+        c.ensure("started", QWEN)
+    assert c.read_state()["activation"]["model"] == LLAMA
+    assert c.engine.loaded(LLAMA) is True and c.engine.loaded(QWEN) is False
