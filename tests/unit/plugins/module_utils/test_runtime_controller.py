@@ -403,8 +403,9 @@ def test_a_controller_warns_nowhere_unless_told_and_starts_untouched(models_dir)
     assert said == ["x"]
 
 
-def test_a_controller_from_state_keeps_a_unit_name_that_is_not_the_default(models_dir):
+def test_a_controller_from_state_keeps_a_unit_and_env_file_that_are_not_the_defaults(models_dir):
     c = ctl(models_dir, name="chat", runtime="vllm", port=8044)
     c.resolve_mode()
-    c.write_state(None, {"unit": "venom-chat.service"})
-    assert R.RuntimeController.from_state(models_dir, "chat").spec.unit == "venom-chat.service"
+    c.write_state(None, {"unit": "venom-chat.service", "env_file": "/srv/venom/chat.env"})
+    spec = R.RuntimeController.from_state(models_dir, "chat").spec
+    assert spec.unit == "venom-chat.service" and spec.env_file == "/srv/venom/chat.env"
