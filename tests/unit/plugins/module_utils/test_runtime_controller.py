@@ -409,3 +409,11 @@ def test_a_controller_from_state_keeps_a_unit_and_env_file_that_are_not_the_defa
     c.write_state(None, {"unit": "venom-chat.service", "env_file": "/srv/venom/chat.env"})
     spec = R.RuntimeController.from_state(models_dir, "chat").spec
     assert spec.unit == "venom-chat.service" and spec.env_file == "/srv/venom/chat.env"
+
+
+def test_a_controller_from_state_takes_the_options_it_is_given(models_dir):
+    said = []
+    c = R.RuntimeController.from_state(models_dir, "vllm", check_mode=True, warn=said.append, nvml="fake-nvml")
+    assert c.check_mode is True and c.nvml == "fake-nvml"
+    c.warn("x")
+    assert said == ["x"]
