@@ -1214,3 +1214,23 @@ def test_a_port_nobody_listens_on_has_no_holders_even_with_a_connection_on_it():
                 client_port = client.getsockname()[1]
                 assert P.port_holders(client_port) == [], "a connected socket does not hold its port"
                 assert P._listener_on(client_port) is False
+
+
+def test_the_holders_of_a_port_are_every_listener_by_pid_skipping_processes_that_cannot_be_read(monkeypatch):
+    import psutil  # pylint: disable=import-outside-toplevel
+
+    class Listening(_Psutil6Process):
+        def __init__(self, pid, port, status=psutil.CONN_LISTEN):
+            super().__init__([type("Conn", (), {"status": status, "laddr": type("Addr", (), {"port": port})()})()])
+            self.pid = pid
+
+    class Hidden(Listening):
+        def net_connections(self, kind="inet"):
+            raise psutil.AccessDenied(self.pid)
+    procs = [Listening(30, 8000), Hidden(5, 8000), Listening(12, 8000), Listening(7, 9000),
+             Listening(8, 8000, psutil.CONN_ESTABLISHED)]
+    monkeypatch.setattr(P.psutil, "process_iter", lambda: iter(procs))
+    monkeypatch.setattr(P, "_listener_on", lambda port: port == 8000)
+    assert P.port_holders(8000) == [12, 30]
+    assert P.port_holders(9000) == [], "no listener in the kernel's tables: no process is asked"
+    assert all(p.kinds in ([], ["tcp"]) for p in procs)
