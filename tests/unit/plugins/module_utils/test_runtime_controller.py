@@ -417,3 +417,20 @@ def test_a_controller_from_state_takes_the_options_it_is_given(models_dir):
     assert c.check_mode is True and c.nvml == "fake-nvml"
     c.warn("x")
     assert said == ["x"]
+
+
+def test_a_stop_needs_neither_a_free_port_nor_a_placement_check(models_dir, monkeypatch):
+    one, _fake = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"])
+    one.ensure("started", "a")
+    two, fake = fake_processes(models_dir, monkeypatch, (["good"], {}), name="two", runtime="vllm", port=8001,
+                               command=["good"], gpus=[7])
+    two.nvml = object()   # an NVML that would fail any placement check
+    res = two.ensure("stopped")
+    assert res["actions"] == ["stop"] and fake.stops == 1 and "preflight" not in res
+
+
+def test_a_runs_seconds_are_given_to_the_millisecond(models_dir, monkeypatch):
+    c, _fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    res = c.ensure("started", "a")
+    assert res["seconds"] == round(res["seconds"], 3) and res["seconds"] >= 0
+    assert f"done in {res['seconds']}s" in _ops(models_dir)[0]["message"]
