@@ -420,3 +420,17 @@ def test_the_memory_an_instance_itself_holds_counts_as_free_for_its_restart(mode
     fake.tree_pids = lambda: [4242]
     with pytest.raises(ValidationError, match="GPU 0 has 10.0 GiB free"):
         other.ensure("restarted")
+
+
+def test_the_cpus_of_a_stopped_instance_are_free_for_another(models_dir, monkeypatch):
+    last = max(os.sched_getaffinity(0))
+    one, fake = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"],
+                               cpus=[last])
+    one.ensure("started", "a")
+    one, fake = fake_processes(models_dir, monkeypatch, fake.running, name="one", runtime="vllm", port=8001,
+                               command=["good"], cpus=[last])
+    one.ensure("stopped")
+    two, fake = fake_processes(models_dir, monkeypatch, None, name="two", runtime="vllm", port=8002, command=["good"],
+                               cpus=[last])
+    res = two.ensure("started", "a")
+    assert res["changed"] is True and fake.started and res["preflight"]
