@@ -962,3 +962,27 @@ def test_a_systemd_unit_without_a_model_yet_is_only_started(models_dir, tmp_path
     assert plan.actions == ["start"] and plan.desired is None
     act, _entry = c.desired_activation("a")
     assert act.process is None, "systemd mode: the unit's command line is not recorded"
+
+
+def test_the_env_file_is_utf8_whatever_the_locale(models_dir, tmp_path):
+    """A model path or served name with non-ASCII letters, written and read back by a run under a
+    plain ASCII locale (LC_ALL=C without Python's UTF-8 mode)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import ansible_collections  # pylint: disable=import-outside-toplevel
+    code = ("import sys\n"
+            "from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R\n"
+            "c = R.RuntimeController(R.RuntimeSpec(name='vllm', models_dir=sys.argv[1], mode='process', port=8039,\n"
+            "                                      env_file=sys.argv[2]))\n"
+            "act = R.Activation(model_path='/srv/mod\\u00e8les/a', served_model_name='caf\\u00e9')\n"
+            "print(c.engine.write_env_file(act), c.engine.write_env_file(act))\n"
+            "env = c.engine.read_env_file()\n"
+            "print(env['VLLM_MODEL'] == '/srv/mod\\u00e8les/a', env['VLLM_SERVED_MODEL_NAME'] == 'caf\\u00e9')\n")
+    env = dict(os.environ, LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0",
+               PYTHONPATH=os.path.dirname(list(ansible_collections.__path__)[0]))
+    env_file = tmp_path / "vllm.env"
+    out = subprocess.run([sys.executable, "-c", code, models_dir, str(env_file)], capture_output=True, text=True,
+                         env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "True", "True"], "written once, then found unchanged; read back"
+    assert "/srv/modèles/a" in env_file.read_text(encoding="utf-8")
