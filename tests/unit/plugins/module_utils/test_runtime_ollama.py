@@ -317,3 +317,14 @@ def test_a_failed_ollama_activation_is_a_failed_operation_and_the_state_keeps_th
         c.ensure("started", QWEN)
     assert c.read_state()["activation"]["model"] == LLAMA
     assert c.engine.loaded(LLAMA) is True and c.engine.loaded(QWEN) is False
+
+
+def test_a_model_that_does_not_show_as_loaded_is_asked_for_every_200_ms_until_health_timeout(rig, monkeypatch):
+    _c, fake, _res = serving_llama(rig)
+    rig.server.fail_load = {QWEN}
+    c, fake = rig(fake.running, health_timeout=2)
+    clock = FakeClock()
+    monkeypatch.setattr(H, "time", clock)
+    with pytest.raises(RuntimeControlError, match=f"Ollama model {QWEN} did not become healthy within 2s"):
+        c.ensure("started", QWEN)
+    assert len(clock.sleeps) > 2 and set(clock.sleeps[:-1]) == {0.2}
