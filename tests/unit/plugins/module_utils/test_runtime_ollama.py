@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
+from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
 from ansible_collections.venom.models.plugins.module_utils.runtimes import engines as E
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
@@ -328,3 +329,11 @@ def test_a_model_that_does_not_show_as_loaded_is_asked_for_every_200_ms_until_he
     with pytest.raises(RuntimeControlError, match=f"Ollama model {QWEN} did not become healthy within 2s"):
         c.ensure("started", QWEN)
     assert len(clock.sleeps) > 2 and set(clock.sleeps[:-1]) == {0.2}
+
+
+def test_an_ollama_under_systemd_records_no_command_line(rig, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    c = R.RuntimeController(R.RuntimeSpec(name="ollama", models_dir=rig.models_dir, port=11434),
+                            runner=lambda argv: (0, "LoadState=loaded\n", ""))
+    act, entry = c.desired_activation(LLAMA)
+    assert c.mode == "systemd" and act.model == LLAMA and act.process is None and entry["name"] == LLAMA
