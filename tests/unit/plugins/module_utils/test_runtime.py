@@ -909,6 +909,7 @@ def test_a_failed_server_whose_stop_fails_is_named_in_the_rollbacks_message(mode
     fake.stop = stop
     with pytest.raises(RuntimeControlError, match="rolled back") as err:
         c.ensure("started", "b")
+    assert "Why 'b' failed: vLLM serving 'b' did not become healthy" in err.value.msg
     assert "Stopping the failed server also failed: port 8039 still in use." in err.value.msg
     assert err.value.details["rolled_back"] is True and fake.running[0][0] == "good"
 
@@ -986,3 +987,16 @@ def test_the_env_file_is_utf8_whatever_the_locale(models_dir, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "True", "True"], "written once, then found unchanged; read back"
     assert "/srv/modèles/a" in env_file.read_text(encoding="utf-8")
+
+
+def test_a_systemd_unit_started_without_a_model_that_fails_says_so_and_is_left_stopped(models_dir, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), health_timeout=1)
+    rig.sysctl.on_start = None   # the unit starts, with nothing to serve
+    with pytest.raises(RuntimeControlError) as err:
+        rig.make().ensure("started")
+    assert err.value.msg.startswith("vLLM did not become healthy with '?': ")
+    assert err.value.msg.endswith("There is no previous model to go back to, so the runtime is left stopped.")
+    assert err.value.details["rolled_back"] is False and rig.sysctl.active == "inactive"
