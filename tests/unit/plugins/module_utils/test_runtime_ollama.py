@@ -5,6 +5,8 @@ previous model active. The Ollama API is a stand-in that keeps what is loaded; t
 is the faked process backend of test_runtime.py. A real Ollama is in the integration tier."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
@@ -337,3 +339,18 @@ def test_an_ollama_under_systemd_records_no_command_line(rig, monkeypatch):
                             runner=lambda argv: (0, "LoadState=loaded\n", ""))
     act, entry = c.desired_activation(LLAMA)
     assert c.mode == "systemd" and act.model == LLAMA and act.process is None and entry["name"] == LLAMA
+
+
+def test_an_ollama_restart_reports_its_stop_and_an_ollama_on_cpus_starts_confined(rig, monkeypatch):
+    _c, fake, _res = serving_llama(rig)
+    last = max(os.sched_getaffinity(0))
+    c, fake = rig(fake.running, cpus=[last])
+    confined = []
+    start = backends.proc.start_process
+
+    def start_process(argv, env=None, **kw):
+        confined.append(kw.get("cpus"))
+        return start(argv, env=env, **kw)
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    res = c.ensure("started", LLAMA)
+    assert "restart" in res["actions"] and res["stop"] == {"found": [4242]} and confined == [[last]]
