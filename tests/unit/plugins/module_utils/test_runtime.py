@@ -1000,3 +1000,13 @@ def test_a_systemd_unit_started_without_a_model_that_fails_says_so_and_is_left_s
     assert err.value.msg.startswith("vLLM did not become healthy with '?': ")
     assert err.value.msg.endswith("There is no previous model to go back to, so the runtime is left stopped.")
     assert err.value.details["rolled_back"] is False and rig.sysctl.active == "inactive"
+
+
+def test_a_healthy_server_whose_mark_is_wrong_is_only_marked(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    Manifest(models_dir).mark_active("vllm", "b", "local")
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["mark-active"] and res["changed"] is True
+    assert fake.stops == 0 and fake.started == []
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
