@@ -997,7 +997,7 @@ def test_a_systemd_unit_started_without_a_model_that_fails_says_so_and_is_left_s
     rig.sysctl.on_start = None   # the unit starts, with nothing to serve
     with pytest.raises(RuntimeControlError) as err:
         rig.make().ensure("started")
-    assert err.value.msg.startswith("vLLM did not become healthy with '?': ")
+    assert err.value.msg.startswith("vLLM did not become healthy with '?': vLLM serving '?' did not become healthy")
     assert err.value.msg.endswith("There is no previous model to go back to, so the runtime is left stopped.")
     assert err.value.details["rolled_back"] is False and rig.sysctl.active == "inactive"
 
@@ -1010,3 +1010,31 @@ def test_a_healthy_server_whose_mark_is_wrong_is_only_marked(models_dir, monkeyp
     assert res["actions"] == ["mark-active"] and res["changed"] is True
     assert fake.stops == 0 and fake.started == []
     assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
+
+
+def test_a_systemd_unit_without_a_model_that_answers_is_started_and_marks_nothing(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"))
+    rig.sysctl.on_start = None
+    c = rig.make()
+    c.engine.health = lambda act, timeout=5.0: (rig.sysctl.active == "active", "answers")
+    res = c.ensure("started")
+    assert res["actions"] == ["start"] and rig.sysctl.active == "active" and "health_seconds" in res
+    assert not any(e.get("active") for e in Manifest(models_dir).models())
+
+
+def test_the_wait_for_a_loading_server_checks_the_activation_it_should_serve(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    asked = []
+
+    def health(act, timeout=5.0):  # pylint: disable=unused-argument
+        asked.append(act)
+        if len(asked) == 1:
+            return False, f"GET {c.url}/health: [Errno 111] Connection refused"
+        return (act is not None and act.model == "a"), "serves a"
+    c.engine.health = fake.healthy = health
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["waited-until-healthy"] and fake.stops == 0
+    assert all(act is not None and act.model == "a" for act in asked[1:])
