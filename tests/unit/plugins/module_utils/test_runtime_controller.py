@@ -434,3 +434,26 @@ def test_a_runs_seconds_are_given_to_the_millisecond(models_dir, monkeypatch):
     res = c.ensure("started", "a")
     assert res["seconds"] == round(res["seconds"], 3) and res["seconds"] >= 0
     assert f"done in {res['seconds']}s" in _ops(models_dir)[0]["message"]
+
+
+def test_a_runs_seconds_are_the_time_it_took(models_dir, monkeypatch):
+    c, _fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    res = c.ensure("started", "a")
+    assert 0 <= res["seconds"] < 600, "seconds since the run began, not a clock reading"
+
+
+def test_the_journal_masks_the_values_of_the_runtimes_env(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"], env={"HF_TOKEN": "hf_s3cret"})
+
+    def start_process(argv, env=None, **_kw):   # the server logs its token, then never answers
+        with open(c.log_file, "a", encoding="utf-8") as fh:
+            fh.write(f"starting with token {env['HF_TOKEN']}\n")
+        fake.started.append((list(argv), dict(env)))
+        fake.running = (list(argv), dict(env))
+        return {"pid": 4242}
+    monkeypatch.setattr(backends.proc, "start_process", start_process)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "a")
+    assert "hf_s3cret" in err.value.msg, "the error shows the log as it is"
+    op = _ops(models_dir)[0]
+    assert op["status"] == "failed" and "hf_s3cret" not in json.dumps(op) and "starting with token" in op["error"]
