@@ -457,3 +457,15 @@ def test_the_journal_masks_the_values_of_the_runtimes_env(models_dir, monkeypatc
     assert "hf_s3cret" in err.value.msg, "the error shows the log as it is"
     op = _ops(models_dir)[0]
     assert op["status"] == "failed" and "hf_s3cret" not in json.dumps(op) and "starting with token" in op["error"]
+
+
+def test_check_mode_answers_for_the_state_asked(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["good"])
+    c.ensure("started", "a")
+    c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
+    c.check_mode = True
+    res = c.ensure("restarted")
+    assert res["state"] == "restarted" and res["actions"] == ["restart"] and res["changed"] is True
+    assert fake.stops == 0 and fake.started == []
+    res = c.ensure("stopped")
+    assert res["state"] == "stopped" and res["actions"] == ["stop"] and fake.stops == 0
