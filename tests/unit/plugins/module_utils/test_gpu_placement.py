@@ -15,7 +15,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import contr
 from ansible_collections.venom.models.plugins.module_utils.runtimes.placement import check_cpus, check_placement
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 
-from tests.unit.plugins.module_utils.test_runtime import fake_processes
+from tests.unit.plugins.module_utils.test_runtime import SystemdRig, fake_processes
 
 GIB = G.GIB
 
@@ -434,3 +434,34 @@ def test_the_cpus_of_a_stopped_instance_are_free_for_another(models_dir, monkeyp
                                cpus=[last])
     res = two.ensure("started", "a")
     assert res["changed"] is True and fake.started and res["preflight"]
+
+
+def test_cpus_under_systemd_are_refused_by_the_controller(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), cpus=[0])
+    with pytest.raises(ValidationError, match="'cpus' confines a process-mode instance; 'vllm' runs under systemd"):
+        rig.make().ensure("started", "a")
+    assert rig.sysctl.active == "inactive"
+
+
+def test_a_cpu_this_run_may_not_use_is_refused(models_dir, monkeypatch):
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("needs two CPUs")
+    real = os.sched_getaffinity
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {allowed[0]} if pid == 0 else real(pid))
+    c, fake = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"],
+                             cpus=[allowed[1]])
+    with pytest.raises(ValidationError, match=f"asks for CPU {allowed[1]}, but this host lets it use CPUs {allowed[0]}"):
+        c.ensure("started", "a")
+    assert fake.started == []
+
+
+def test_a_restart_checks_the_weights_of_its_own_model_not_another_of_its_provider(models_dir, monkeypatch):
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], gpu_memory_utilization=0.5)
+    chat.ensure("started", "b")
+    manifest = Manifest(models_dir)
+    manifest.upsert(dict(manifest.get("b", "local"), size_bytes=50 * GIB))
+    again, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running, gpu_memory_utilization=0.5)
+    with pytest.raises(ValidationError, match="GPU 0: the model's weight share 50.0 GiB"):
+        again.ensure("restarted")
