@@ -452,7 +452,8 @@ def test_a_cpu_this_run_may_not_use_is_refused(models_dir, monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {allowed[0]} if pid == 0 else real(pid))
     c, fake = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"],
                              cpus=[allowed[1]])
-    with pytest.raises(ValidationError, match=f"asks for CPU {allowed[1]}, but this host lets it use CPUs {allowed[0]}"):
+    with pytest.raises(ValidationError, match=f"asks for CPU {allowed[1]}, but this host lets it use CPUs "
+                                              f"{allowed[0]}"):
         c.ensure("started", "a")
     assert fake.started == []
 
