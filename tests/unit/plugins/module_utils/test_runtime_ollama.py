@@ -354,3 +354,13 @@ def test_an_ollama_restart_reports_its_stop_and_an_ollama_on_cpus_starts_confine
     monkeypatch.setattr(backends.proc, "start_process", start_process)
     res = c.ensure("started", LLAMA)
     assert "restart" in res["actions"] and res["stop"] == {"found": [4242]} and confined == [[last]]
+
+
+def test_a_previous_model_still_loaded_is_not_loaded_again_after_a_failed_activation(rig):
+    _c, fake, _res = serving_llama(rig)
+    rig.server.fail_load = {QWEN}
+    c, fake = rig(fake.running)
+    rig.server.calls.clear()
+    with pytest.raises(RuntimeControlError, match="Rolled back"):
+        c.ensure("started", QWEN)
+    assert rig.server.calls == [(QWEN, -1, 5.0)], "only the failed load: the previous model was never unloaded"
