@@ -364,3 +364,12 @@ def test_a_previous_model_still_loaded_is_not_loaded_again_after_a_failed_activa
     with pytest.raises(RuntimeControlError, match="Rolled back"):
         c.ensure("started", QWEN)
     assert rig.server.calls == [(QWEN, -1, 5.0)], "only the failed load: the previous model was never unloaded"
+
+
+def test_a_failed_ollama_activation_says_what_to_do(rig):
+    _c, fake, _res = serving_llama(rig)
+    rig.server.fail_load = {QWEN}
+    c, fake = rig(fake.running)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", QWEN)
+    assert "raise health_timeout" in err.value.fix
