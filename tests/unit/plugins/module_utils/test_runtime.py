@@ -1038,3 +1038,25 @@ def test_the_wait_for_a_loading_server_checks_the_activation_it_should_serve(mod
     res = c.ensure("started", "a")
     assert res["actions"] == ["waited-until-healthy"] and fake.stops == 0
     assert all(act is not None and act.model == "a" for act in asked[1:])
+
+
+def test_a_crash_recovery_counts_even_when_the_new_start_fails(models_dir, monkeypatch):
+    serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"], rollback=False)
+    fake.status = lambda: {"running": False, "crashed": True, "pid": None}
+    with pytest.raises(RuntimeControlError, match="left stopped"):
+        c.ensure("restarted")
+    doc = c.read_state()
+    assert doc["restarts"] == 1 and doc["activation"]["model"] == "a"
+
+
+def test_a_failed_first_start_under_systemd_still_records_the_instance(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), health_timeout=1)
+    rig.sysctl.on_start = None
+    c = rig.make()
+    with pytest.raises(RuntimeControlError):
+        c.ensure("started")
+    doc = c.read_state()
+    assert doc["mode"] == "systemd" and doc["activation"] is None and doc["unit"] == "vllm.service"
