@@ -373,3 +373,13 @@ def test_a_failed_ollama_activation_says_what_to_do(rig):
     with pytest.raises(RuntimeControlError) as err:
         c.ensure("started", QWEN)
     assert "raise health_timeout" in err.value.fix
+
+
+def test_a_first_ollama_model_that_does_not_load_says_only_why(rig):
+    rig.server.fail_load = {LLAMA}
+    c, _fake = rig()
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", LLAMA)
+    assert err.value.msg.startswith(f"Activating '{LLAMA}' on Ollama failed: Ollama model {LLAMA} did not become "
+                                    "healthy within ")
+    assert err.value.msg.endswith(").") and "Rolled back" not in err.value.msg
