@@ -383,3 +383,20 @@ def test_a_first_ollama_model_that_does_not_load_says_only_why(rig):
     assert err.value.msg.startswith(f"Activating '{LLAMA}' on Ollama failed: Ollama model {LLAMA} did not become "
                                     "healthy within ")
     assert err.value.msg.endswith(").") and "Rolled back" not in err.value.msg
+
+
+def test_every_ollama_request_of_a_start_waits_5_s_for_an_answer(rig):
+    serving_llama(rig)
+    assert {timeout for _url, timeout, _error in rig.server.clients} == {5.0}
+
+
+def test_a_restart_loads_the_marked_model_again_when_the_state_names_none(rig):
+    c, fake, _res = serving_llama(rig)
+    act = E.Activation.from_dict(c.read_state()["activation"])
+    act.model = act.provider = None   # the state lost its model; the manifest still marks it
+    c.write_state(act)
+    rig.server.loaded = []
+    c, fake = rig(fake.running)
+    res = c.ensure("restarted")
+    assert res["previous_model"] == LLAMA and fake.stops == 1 and rig.server.loaded == [LLAMA]
+    assert rig.server.calls[-1] == (LLAMA, -1, 5.0)
