@@ -315,7 +315,7 @@ def test_the_state_directory_missing_means_no_other_instances(models_dir):
 
 
 def test_the_facts_of_a_running_instance_include_its_resources(models_dir, monkeypatch):
-    c, fake = fake_processes(models_dir, monkeypatch, None, name="embed", runtime="vllm", port=8005, command=["good"])
+    c, _fake = fake_processes(models_dir, monkeypatch, None, name="embed", runtime="vllm", port=8005, command=["good"])
     c.ensure("started", "a")
     monkeypatch.setattr(R.ProcessBackend, "status", lambda self: {"running": True, "crashed": False, "pid": 4242})
     monkeypatch.setattr(R.ProcessBackend, "tree_pids", lambda self: [4242])
