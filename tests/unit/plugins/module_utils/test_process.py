@@ -1225,7 +1225,7 @@ def test_the_holders_of_a_port_are_every_listener_by_pid_skipping_processes_that
             self.pid = pid
 
     class Hidden(Listening):
-        def net_connections(self, kind="inet"):
+        def net_connections(self, kind="inet"):  # pylint: disable=unused-argument
             raise psutil.AccessDenied(self.pid)
     procs = [Listening(30, 8000), Hidden(5, 8000), Listening(12, 8000), Listening(7, 9000),
              Listening(8, 8000, psutil.CONN_ESTABLISHED)]
