@@ -867,7 +867,7 @@ def test_an_exec_that_fails_raises_in_the_caller_with_errno_and_file(exe):
 
 # -- stop_tree's order and timing, with the process table and the clock faked (issue 20, round 3) --
 
-class _FakeTree:
+class _FakeTree:  # pylint: disable=too-many-instance-attributes
     """A runtime's process tree for ``stop_tree``: a SIGTERM ends a process by the next look unless it
     is deaf to it, a SIGKILL unless it is stuck in the kernel. Each signal is recorded with the fake
     clock's time and the number of pauses made before it."""
