@@ -1234,3 +1234,17 @@ def test_the_holders_of_a_port_are_every_listener_by_pid_skipping_processes_that
     assert P.port_holders(8000) == [12, 30]
     assert P.port_holders(9000) == [], "no listener in the kernel's tables: no process is asked"
     assert all(p.kinds in ([], ["tcp"]) for p in procs)
+
+
+def test_a_stop_checks_the_port_on_the_address_it_is_given_over_the_recorded_one(tmp_path, monkeypatch):
+    pid_file = tmp_path / "p"
+    P.atomic_write_json(str(pid_file), {"kind": P.PID_FILE_KIND, "pid": 4242, "pid_start": 1, "port": 8000,
+                                        "host": "127.0.0.2"})
+    stops = []
+    monkeypatch.setattr(P, "stop_tree", lambda rec, **kw: stops.append(kw) or P.StopResult())
+    P.stop_pid_file(str(pid_file), host="127.0.0.3")
+    P.atomic_write_json(str(pid_file), {"kind": P.PID_FILE_KIND, "pid": 4242, "pid_start": 1, "port": 8000,
+                                        "host": "127.0.0.2"})
+    P.stop_pid_file(str(pid_file), port=9000)
+    assert [(s["host"], s["port"]) for s in stops] == [("127.0.0.3", 8000), ("127.0.0.2", 9000)]
+    assert not pid_file.exists()
