@@ -1248,3 +1248,25 @@ def test_a_stop_checks_the_port_on_the_address_it_is_given_over_the_recorded_one
     P.stop_pid_file(str(pid_file), port=9000)
     assert [(s["host"], s["port"]) for s in stops] == [("127.0.0.3", 8000), ("127.0.0.2", 9000)]
     assert not pid_file.exists()
+
+
+def test_a_port_bound_by_another_socket_that_does_not_listen_is_in_use():
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        assert P.port_in_use("127.0.0.1", other.getsockname()[1]) is True
+
+
+def test_a_signal_goes_through_a_pidfd_where_the_kernel_has_them(monkeypatch):
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd in this Python")
+    sent = []
+    real = signal.pidfd_send_signal
+    monkeypatch.setattr(signal, "pidfd_send_signal", lambda fd, sig: sent.append(sig) or real(fd, sig))
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert P._signal(P.read_proc(child.pid), signal.SIGTERM) is True
+        assert sent == [signal.SIGTERM] and child.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
