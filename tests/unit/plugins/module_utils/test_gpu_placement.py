@@ -15,7 +15,7 @@ from ansible_collections.venom.models.plugins.module_utils.runtimes import contr
 from ansible_collections.venom.models.plugins.module_utils.runtimes.placement import check_cpus, check_placement
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
 
-from tests.unit.plugins.module_utils.test_runtime import fake_processes
+from tests.unit.plugins.module_utils.test_runtime import SystemdRig, fake_processes
 
 GIB = G.GIB
 
@@ -353,3 +353,116 @@ def test_an_own_process_whose_memory_nvml_does_not_know_frees_nothing():
     h = host(FakeNVML([(80 * GIB, 40 * GIB - 1, {500: None})]))
     with pytest.raises(ValidationError, match="GPU 0 has 40.0 GiB free"):
         check_placement("chat", [0], h, utilization=0.5, own_pids=[500])
+
+
+# -- issue 20, round 3: the controller's pre-flight against the other instances and the model -------
+
+def _on_gpus(models_dir, monkeypatch, name, port, gpus, running=None, **spec):
+    c, fake = fake_processes(models_dir, monkeypatch, running, name=name, runtime="vllm", port=port,
+                             command=["good"], gpus=gpus, **spec)
+    c.nvml = four_gpus()
+    return c, fake
+
+
+def test_a_stopped_instances_gpu_is_free_for_another(models_dir, monkeypatch):
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [2], gpu_memory_utilization=0.5)
+    chat.ensure("started", "a")
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [2], fake.running, gpu_memory_utilization=0.5)
+    chat.ensure("stopped")
+    coder, fake = _on_gpus(models_dir, monkeypatch, "coder", 8002, [2], gpu_memory_utilization=0.5)
+    assert coder.ensure("started", "a")["changed"] is True and fake.started
+
+
+def test_instances_that_share_a_gpu_add_up_their_memory_shares(models_dir, monkeypatch):
+    chat, _fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [1], gpu_memory_utilization=0.5, gpu_share=True)
+    chat.ensure("started", "a")
+    greedy, fake = _on_gpus(models_dir, monkeypatch, "coder", 8002, [1], gpu_memory_utilization=0.6,
+                            gpu_share=True)
+    with pytest.raises(ValidationError, match=r"GPU 1 is shared with 'chat'; .* add up to 1\.10"):
+        greedy.ensure("started", "a")
+    assert fake.started == []
+    fits, fake = _on_gpus(models_dir, monkeypatch, "coder", 8002, [1], gpu_memory_utilization=0.5, gpu_share=True)
+    assert fits.ensure("started", "a")["changed"] is True
+    alone, fake = _on_gpus(models_dir, monkeypatch, "third", 8003, [1], gpu_memory_utilization=0.1)
+    with pytest.raises(ValidationError, match="GPU 1 is held by the instance 'chat', 'coder'"):
+        alone.ensure("started", "a")
+
+
+def test_a_restart_without_a_model_checks_the_weights_of_the_model_it_serves(models_dir, monkeypatch):
+    manifest = Manifest(models_dir)
+    manifest.upsert(dict(manifest.get("a", "local"), size_bytes=10 * GIB))
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], gpu_memory_utilization=0.5)
+    res = chat.ensure("started", "a")
+    assert res["preflight"][-1].endswith("(weights 11.0 GiB)")
+    manifest.upsert(dict(manifest.get("a", "local"), size_bytes=50 * GIB))
+    again, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running)
+    with pytest.raises(ValidationError, match="GPU 0: the model's weight share 50.0 GiB"):
+        again.ensure("restarted")
+    assert fake.stops == 0
+
+
+def test_tensor_parallel_needs_as_many_gpus_as_it_asks_for(models_dir, monkeypatch):
+    c, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], tensor_parallel_size=2)
+    with pytest.raises(ValidationError, match="tensor_parallel_size 2 needs 2 GPUs; the instance 'chat' has 1"):
+        c.ensure("started", "a")
+    assert fake.started == []
+
+
+def test_the_memory_an_instance_itself_holds_counts_as_free_for_its_restart(models_dir, monkeypatch):
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], gpu_memory_utilization=0.8)
+    chat.ensure("started", "a")
+    again, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running, gpu_memory_utilization=0.8)
+    again.nvml = four_gpus(free=10, procs={0: {4242: 60 * GIB}})
+    fake.tree_pids = lambda: [4242]
+    assert again.ensure("restarted")["changed"] is True and fake.stops == 1
+    other, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running, gpu_memory_utilization=0.8)
+    other.nvml = four_gpus(free=10, procs={0: {999: 60 * GIB}})
+    fake.tree_pids = lambda: [4242]
+    with pytest.raises(ValidationError, match="GPU 0 has 10.0 GiB free"):
+        other.ensure("restarted")
+
+
+def test_the_cpus_of_a_stopped_instance_are_free_for_another(models_dir, monkeypatch):
+    last = max(os.sched_getaffinity(0))
+    one, fake = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"],
+                               cpus=[last])
+    one.ensure("started", "a")
+    one, fake = fake_processes(models_dir, monkeypatch, fake.running, name="one", runtime="vllm", port=8001,
+                               command=["good"], cpus=[last])
+    one.ensure("stopped")
+    two, fake = fake_processes(models_dir, monkeypatch, None, name="two", runtime="vllm", port=8002, command=["good"],
+                               cpus=[last])
+    res = two.ensure("started", "a")
+    assert res["changed"] is True and fake.started and res["preflight"]
+
+
+def test_cpus_under_systemd_are_refused_by_the_controller(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), cpus=[0])
+    with pytest.raises(ValidationError, match="'cpus' confines a process-mode instance; 'vllm' runs under systemd"):
+        rig.make().ensure("started", "a")
+    assert rig.sysctl.active == "inactive"
+
+
+def test_a_cpu_this_run_may_not_use_is_refused(models_dir, monkeypatch):
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("needs two CPUs")
+    real = os.sched_getaffinity
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {allowed[0]} if pid == 0 else real(pid))
+    c, fake = fake_processes(models_dir, monkeypatch, None, name="one", runtime="vllm", port=8001, command=["good"],
+                             cpus=[allowed[1]])
+    with pytest.raises(ValidationError, match=f"asks for CPU {allowed[1]}, but this host lets it use CPUs "
+                                              f"{allowed[0]}"):
+        c.ensure("started", "a")
+    assert fake.started == []
+
+
+def test_a_restart_checks_the_weights_of_its_own_model_not_another_of_its_provider(models_dir, monkeypatch):
+    chat, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], gpu_memory_utilization=0.5)
+    chat.ensure("started", "b")
+    manifest = Manifest(models_dir)
+    manifest.upsert(dict(manifest.get("b", "local"), size_bytes=50 * GIB))
+    again, fake = _on_gpus(models_dir, monkeypatch, "chat", 8001, [0], fake.running, gpu_memory_utilization=0.5)
+    with pytest.raises(ValidationError, match="GPU 0: the model's weight share 50.0 GiB"):
+        again.ensure("restarted")

@@ -17,9 +17,11 @@ import time
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
+from ansible_collections.venom.models.plugins.module_utils.runtimes import spawn
 from ansible_collections.venom.models.plugins.module_utils.errors import RuntimeControlError
 from tests.lib.ports import free_port
 from tests.lib.servers import wait_until
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 # A small server that behaves like vLLM's tree: a listening parent with a child and a grandchild.
 TREE = textwrap.dedent("""
@@ -861,3 +863,410 @@ def test_an_exec_that_fails_raises_in_the_caller_with_errno_and_file(exe):
         spawn_detached(exe, [exe], {"PATH": os.defpath})
     assert err.value.errno == errno.ENOENT and err.value.strerror == os.strerror(errno.ENOENT)
     assert err.value.filename == exe.encode("utf-8", "replace").decode("utf-8")
+
+
+# -- stop_tree's order and timing, with the process table and the clock faked (issue 20, round 3) --
+
+class _FakeTree:  # pylint: disable=too-many-instance-attributes
+    """A runtime's process tree for ``stop_tree``: a SIGTERM ends a process by the next look unless it
+    is deaf to it, a SIGKILL unless it is stuck in the kernel. Each signal is recorded with the fake
+    clock's time and the number of pauses made before it."""
+
+    def __init__(self, monkeypatch, pids, deaf=(), stuck=(), born=None):
+        self.clock = FakeClock()
+        self.procs = {pid: P.Proc(pid=pid, comm="python", state="sleeping", ppid=1, sid=pids[0], start=pid)
+                      for pid in pids}
+        self.deaf, self.stuck = set(deaf), set(stuck)
+        self.born = dict(born or {})   # {look number: pid that appears then}
+        self.signals, self.reaped, self.scope_kills, self.ending, self.looks = [], [], [], set(), 0
+        monkeypatch.setattr(P, "time", self.clock)
+        monkeypatch.setattr(P, "find_tree", self.find_tree)
+        monkeypatch.setattr(P, "_signal", self.signal)
+        monkeypatch.setattr(P, "_reap", self.reaped.append)
+        monkeypatch.setattr(P, "kill_scope", self.scope_kills.append)
+        monkeypatch.setattr(P, "describe_pids", lambda pids: ", ".join(str(p) for p in sorted(pids)))
+
+    def find_tree(self, rec, procs=None):  # pylint: disable=unused-argument
+        self.looks += 1
+        for pid in self.ending:
+            self.procs.pop(pid, None)
+        self.ending.clear()
+        if self.looks in self.born:
+            pid = self.born[self.looks]
+            self.procs[pid] = P.Proc(pid=pid, comm="python", state="sleeping", ppid=1, sid=pid, start=pid)
+        return dict(self.procs)
+
+    def signal(self, proc, sig):
+        if proc.pid not in self.procs:
+            return False
+        self.signals.append((proc.pid, sig, self.clock.now, len(self.clock.sleeps)))
+        ends = {signal.SIGTERM: proc.pid not in self.deaf, signal.SIGKILL: proc.pid not in self.stuck}
+        if ends.get(sig):
+            self.ending.add(proc.pid)
+        return True
+
+    def sent(self, sig):
+        return [s for s in self.signals if s[1] == sig]
+
+
+def test_a_tree_that_obeys_sigterm_is_never_killed_and_its_leader_hears_first(monkeypatch):
+    fake = _FakeTree(monkeypatch, [9, 3, 6])
+    res = P.stop_tree({"pid": 6, "name": "rt"}, stop_timeout=10)
+    assert [s[0] for s in fake.sent(signal.SIGTERM)] == [6, 3, 9], "the leader first, then by pid"
+    assert fake.sent(signal.SIGKILL) == [] and fake.scope_kills == []
+    assert res.found == [3, 6, 9] and res.terminated == [3, 6, 9] and res.killed == []
+    assert set(fake.reaped) >= {3, 6, 9} and res.port_free is None
+    assert fake.clock.sleeps == [P._POLL]
+    assert res.duration == pytest.approx(2 * 0.12345), "from the first look at the clock to the last"
+
+
+@pytest.mark.parametrize("stop_timeout", [0, -1, 0.5, 1.0, 3])
+def test_sigkill_follows_sigterm_once_stop_timeout_has_passed_and_not_before(monkeypatch, stop_timeout):
+    fake = _FakeTree(monkeypatch, [5, 6, 7], deaf=[5, 6, 7])
+    t0 = fake.clock.now + 0.12345   # stop_tree's first look at the clock
+    res = P.stop_tree({"pid": 5}, stop_timeout=stop_timeout)
+    terms, kills = fake.sent(signal.SIGTERM), fake.sent(signal.SIGKILL)
+    assert [s[0] for s in terms] == [5, 6, 7] and all(s[3] == 0 for s in terms), "SIGTERM at once"
+    assert [s[0] for s in kills] == [5, 6, 7]
+    waited = kills[0][2] - t0
+    limit = max(0, stop_timeout)
+    assert limit <= waited < limit + 2 * 0.12345, f"SIGKILL after {waited:.3f}s for stop_timeout {stop_timeout}"
+    if limit == 0:
+        assert kills[0][3] == 0, "stop_timeout 0: SIGKILL without a pause"
+    else:
+        assert kills[0][3] >= 1 and fake.clock.sleeps[:kills[0][3]] == [P._POLL] * kills[0][3]
+    assert res.killed == [5, 6, 7] and res.terminated == [] and fake.scope_kills == [{"pid": 5}]
+
+
+def test_what_sigterm_ended_and_what_needed_sigkill_are_reported_apart_and_sorted(monkeypatch):
+    fake = _FakeTree(monkeypatch, [9, 4, 7, 2], deaf=[9, 2])
+    res = P.stop_tree({"pid": 7}, stop_timeout=1)
+    assert res.found == [2, 4, 7, 9] and res.terminated == [4, 7] and res.killed == [2, 9]
+    assert [s[0] for s in fake.sent(signal.SIGKILL)] == [9, 2], "only what was left"
+
+
+def test_a_process_forked_during_the_shutdown_gets_its_sigterm_too(monkeypatch):
+    fake = _FakeTree(monkeypatch, [10, 11], deaf=[10, 11], born={2: 12})
+    res = P.stop_tree({"pid": 10}, stop_timeout=1)
+    assert [s[0] for s in fake.sent(signal.SIGTERM)] == [10, 11, 12]
+    assert len([s for s in fake.sent(signal.SIGTERM) if s[0] == 12]) == 1, "one SIGTERM each"
+    assert res.found == [10, 11] and res.killed == [10, 11] and res.terminated == [12]
+
+
+def test_processes_that_survive_sigkill_are_killed_again_until_kill_grace_and_named(monkeypatch):
+    fake = _FakeTree(monkeypatch, [20, 21], deaf=[20, 21], stuck=[21])
+    with pytest.raises(RuntimeControlError) as err:
+        P.stop_tree({"pid": 20, "name": "vllm"}, stop_timeout=1, kill_grace=2)
+    gave_up = fake.clock.now
+    kills = fake.sent(signal.SIGKILL)
+    assert [s[0] for s in kills[:2]] == [20, 21] and {s[0] for s in kills[2:]} == {21}
+    assert len(kills) > 3, "SIGKILL sent again at every look"
+    assert 2 <= gave_up - kills[0][2] < 2 + 3 * 0.12345, "gave up once kill_grace had passed"
+    assert err.value.msg.startswith("Stopping vllm left processes running after SIGTERM, 1s, SIGKILL and 2s more: 21.")
+    assert err.value.details["pids"] == [21] and "state D" in err.value.fix
+    assert len(fake.scope_kills) == 1 and 20 in fake.reaped and 21 in fake.reaped
+
+
+def test_a_runtime_without_a_name_is_called_the_runtime_in_a_failed_stop(monkeypatch):
+    _FakeTree(monkeypatch, [30], deaf=[30], stuck=[30])
+    with pytest.raises(RuntimeControlError) as err:
+        P.stop_tree({"pid": 30}, stop_timeout=0.5, kill_grace=0.25)
+    assert err.value.msg == ("Stopping the runtime left processes running after SIGTERM, 0.5s, SIGKILL and 0.25s "
+                             "more: 30.")
+
+
+def test_after_the_tree_is_gone_the_port_is_waited_for_on_the_recorded_address(monkeypatch):
+    _FakeTree(monkeypatch, [40])
+    asked = []
+
+    def port_in_use(host, port):
+        asked.append((host, port))
+        return len(asked) < 3
+    monkeypatch.setattr(P, "port_in_use", port_in_use)
+    res = P.stop_tree({"pid": 40}, port=8000, host="127.0.0.2")
+    assert res.port_free is True and asked == [("127.0.0.2", 8000)] * 4
+    asked.clear()
+    res = P.stop_tree({"pid": 40}, port=8000)
+    assert res.port_free is True and {a[0] for a in asked} == {"127.0.0.1"}, "no host: the loopback address"
+
+
+def test_a_port_that_stays_taken_fails_the_stop_once_port_grace_has_passed(monkeypatch):
+    fake = _FakeTree(monkeypatch, [50])
+    looks = []
+    monkeypatch.setattr(P, "port_in_use", lambda host, port: looks.append(fake.clock.now) or True)
+    monkeypatch.setattr(P, "port_holders", lambda port: [])
+    with pytest.raises(RuntimeControlError) as err:
+        P.stop_tree({"pid": 50, "name": "rt"}, port=8000, port_grace=1.0)
+    assert err.value.msg == "rt stopped, but port 8000 is still in use."
+    assert 1.0 <= looks[-1] - looks[0] < 1.0 + 3 * 0.12345
+    assert err.value.details["pids"] == [] and "choose another 'port'" in err.value.fix
+
+
+# -- spawn_detached's options (issue 20, round 3) ---------------------------------------------------
+
+REPORTER = textwrap.dedent("""
+    import json, os, sys
+    fds = [os.readlink(f"/proc/self/fd/{i}") for i in range(3)]
+    flags = [int(open(f"/proc/self/fdinfo/{i}").read().split("flags:")[1].split()[0], 8) & 3 for i in range(3)]
+    with open("/proc/self/cmdline", "rb") as fh:
+        argv = fh.read().split(b"\\0")[:-1]
+    report = {"sid": os.getsid(0), "pid": os.getpid(), "pgid": os.getpgid(0), "cwd": os.getcwd(), "fds": fds,
+              "flags": flags, "stdin": sys.stdin.read(), "env": dict(os.environ),
+              "argv": [a.decode() for a in argv], "cpus": sorted(os.sched_getaffinity(0))}
+    print("to stdout", flush=True)
+    print("to stderr", file=sys.stderr, flush=True)
+    with open(sys.argv[1] + ".tmp", "w") as fh:
+        json.dump(report, fh)
+    os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+""")
+
+
+def _spawn_report(tmp_path, **kwargs) -> dict:
+    out = tmp_path / "report.json"
+    env = {"PATH": os.defpath, "LC_ALL": "C.UTF-8", "VENOM_ONLY": "this"}
+    pid = spawn.spawn_detached(sys.executable, ["reporter", "-c", REPORTER, str(out)], env, **kwargs)
+    _done, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    report = json.loads(out.read_text())
+    assert report["pid"] == pid
+    return report
+
+
+def test_a_detached_child_leads_its_own_session_in_the_root_directory_with_only_the_given_env(tmp_path):
+    report = _spawn_report(tmp_path)
+    assert report["sid"] == report["pid"] == report["pgid"] and report["sid"] != os.getsid(0)
+    assert report["cwd"] == "/", "the root directory unless told"
+    assert report["env"] == {"PATH": os.defpath, "LC_ALL": "C.UTF-8", "VENOM_ONLY": "this"}, "nothing inherited"
+    assert report["argv"][0] == "reporter", "argv as given, apart from the executable"
+    assert report["cpus"] == sorted(os.sched_getaffinity(0)), "no CPUs given: the caller's"
+
+
+def test_a_detached_child_without_stdio_reads_nothing_and_writes_to_dev_null(tmp_path):
+    report = _spawn_report(tmp_path)
+    assert report["fds"] == [os.devnull] * 3
+    assert report["flags"] == [os.O_RDONLY, os.O_WRONLY, os.O_WRONLY]
+    assert report["stdin"] == ""
+
+
+def test_a_detached_child_gets_the_descriptors_it_is_given_as_stdin_stdout_and_stderr(tmp_path):
+    in_r, in_w = os.pipe()
+    os.write(in_w, b"from the caller")
+    os.close(in_w)
+    out_file = tmp_path / "out"
+    err_file = tmp_path / "err"
+    out_fd = os.open(out_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    err_fd = os.open(err_file, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        report = _spawn_report(tmp_path, stdin=in_r, stdout=out_fd, stderr=err_fd, cwd=str(tmp_path))
+    finally:
+        for fd in (in_r, out_fd, err_fd):
+            os.close(fd)
+    assert report["stdin"] == "from the caller" and report["cwd"] == str(tmp_path)
+    assert out_file.read_text() == "to stdout\n" and err_file.read_text() == "to stderr\n"
+    assert report["fds"][1:] == [str(out_file), str(err_file)]
+
+
+def test_a_detached_child_given_cpus_runs_only_on_them(tmp_path):
+    last = max(os.sched_getaffinity(0))
+    assert _spawn_report(tmp_path, cpus=[last])["cpus"] == [last]
+    assert _spawn_report(tmp_path, cpus=[])["cpus"] == sorted(os.sched_getaffinity(0)), "no CPUs: the caller's"
+
+
+# -- the tree, the PID record and the helpers around them (issue 20, round 3) -----------------------
+
+def test_processes_started_in_the_same_tick_as_the_runtime_are_part_of_it(table):
+    procs = [_p(100, 1, 100, 50), _p(101, 1, 100, 50), _p(300, 1, 300, 50), _p(301, 1, 301, 49)]
+    table.update({300: {P.MARKER_ENV: "vllm:abc"}, 301: {P.MARKER_ENV: "vllm:abc"}})
+    assert sorted(P.find_tree(REC, procs)) == [100, 101, 300], "not before the runtime, but in its first tick"
+
+
+def test_a_record_from_an_unknown_boot_or_a_host_without_a_boot_id_is_trusted_by_its_start(table, monkeypatch):
+    procs = [_p(100, 1, 100, 50), _p(101, 100, 100, 51)]
+    assert sorted(P.find_tree(dict(REC, boot_id=None), procs)) == [100, 101]
+    monkeypatch.setattr(P, "boot_id", lambda: None)
+    assert sorted(P.find_tree(dict(REC, boot_id="boot-0"), procs)) == [100, 101]
+
+
+def test_a_session_whose_leader_was_recycled_is_not_searched(table):
+    procs = [_p(100, 1, 100, 70), _p(101, 1, 100, 71)]   # pid 100 is someone else now, leading its own session
+    assert P.find_tree(REC, procs) == {}
+    assert sorted(P.find_tree(REC, [_p(101, 1, 100, 71)])) == [101], "a session whose leader is gone stays ours"
+
+
+def test_a_parent_loop_in_the_process_table_ends_the_search():
+    procs = [_p(1, 2, 1, 1), _p(2, 1, 1, 1), _p(3, 2, 1, 1)]
+    assert P.descendants(1, procs) == {1, 2, 3} and P.descendants(3, procs) == set()
+
+
+def test_a_process_describes_itself_by_pid_name_and_state_and_dead_ones_are_zombies():
+    assert P.Proc(pid=7, comm="vllm", state="disk-sleep", ppid=1, sid=7, start=3).describe() == \
+        "7 (vllm, state disk-sleep)"
+    assert P.Proc(7, "x", "dead", 1, 7, 3).zombie and P.Proc(7, "x", "zombie", 1, 7, 3).zombie
+    assert not P.Proc(7, "x", "disk-sleep", 1, 7, 3).zombie
+
+
+def test_pids_that_are_not_numbers_name_no_process():
+    assert P.have_psutil() is True
+    assert P.read_proc("x") is None and P.proc_environ("x") is None and P.proc_cmdline("x") == []
+    assert P.read_proc(os.getpid()).pid == os.getpid()
+    assert P.proc_environ(os.getpid())["PATH"] == os.environ["PATH"], "the environment this process started with"
+
+
+def test_the_secrets_a_run_masks_are_the_api_key_and_every_env_value():
+    assert P.run_secrets("k", {"A": "x", "B": 5, "C": ""}) == ["k", "x", "5"]
+    assert P.run_secrets(None, None) == [] and P.run_secrets("", {}) == []
+
+
+def test_an_executable_is_looked_up_on_the_path_of_the_runtimes_env(tmp_path, monkeypatch):
+    bin1, bin2 = tmp_path / "bin1", tmp_path / "bin2"
+    bin1.mkdir()
+    bin2.mkdir()
+    (bin1 / "srv").write_text("#!/bin/sh\n")   # not executable: skipped
+    (bin2 / "srv").write_text("#!/bin/sh\n")
+    (bin2 / "srv").chmod(0o755)
+    (bin1 / "dir").mkdir()
+    env = {"PATH": f"{bin1}:{bin2}"}
+    assert P.find_executable("srv", env) == str(bin2 / "srv")
+    assert P.find_executable("dir", env) is None and P.find_executable("none", env) is None
+    assert P.find_executable(str(bin1 / "srv"), env) is None, "a path that is not executable"
+    assert P.find_executable(str(bin2 / "srv"), {}) == str(bin2 / "srv")
+    monkeypatch.chdir(bin2)
+    assert P.find_executable("srv", {"PATH": f"{bin1}:"}) == "./srv", "an empty PATH entry is the working directory"
+    assert P.find_executable("sh", {}) == os.path.join(next(d for d in os.defpath.split(":") if d and
+                                                            os.access(os.path.join(d, "sh"), os.X_OK)), "sh"), \
+        "no PATH: the default one"
+
+
+def test_an_address_that_is_not_local_is_no_port_in_use():
+    assert P.port_in_use("192.0.2.1", free_port()) is False
+
+
+def test_the_pid_record_names_the_runtime_its_session_log_and_masked_command(tmp_path):
+    pid_file = tmp_path / "run" / "deep" / "rt.pid"
+    log_file = tmp_path / "logs" / "rt.log"
+    sleeper = [sys.executable, "-c", "import time; time.sleep(30)"]
+    rec = P.start_process(sleeper + ["--key=s3cret"], pid_file=str(pid_file), log_file=str(log_file),
+                          name="sleeper", port=None, host="127.0.0.5", argv_for_record=sleeper + ["--key=***"],
+                          startup_check=0.1, log_max_bytes=None, scope=None)
+    try:
+        assert rec["kind"] == P.PID_FILE_KIND and rec["name"] == "sleeper" and rec["sid"] == rec["pid"]
+        assert rec["host"] == "127.0.0.5" and rec["port"] is None and rec["scope"] is None and rec["cgroup"] is None
+        assert rec["log_file"] == str(log_file) and rec["argv"] == sleeper + ["--key=***"]
+        assert rec["marker"].startswith("sleeper:") and len(rec["marker"]) == len("sleeper:") + 32
+        assert rec["boot_id"] == P.boot_id() and rec["started_at"]
+        assert P.proc_cmdline(rec["pid"]) == sleeper + ["--key=s3cret"]
+        assert stat_mode(pid_file.parent) == 0o750 and stat_mode(log_file.parent) == 0o750
+        assert stat_mode(log_file) == 0o640
+        log = log_file.read_text()
+        assert f"{P.LOG_START_MARK}sleeper at " in log
+        assert log.rstrip().endswith(": " + " ".join(sleeper) + " --key=***")
+        assert "s3cret" not in log and "s3cret" not in pid_file.read_text()
+        assert P.proc_environ(rec["pid"])[P.MARKER_ENV] == rec["marker"], "env None: the caller's, with the marker"
+    finally:
+        P.stop_tree(rec, stop_timeout=5)
+
+
+def stat_mode(path) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+def test_a_start_without_a_command_is_refused():
+    with pytest.raises(RuntimeControlError, match="No command to start") as err:
+        P.start_process([], pid_file="/nonexistent/p", log_file="/nonexistent/l")
+    assert err.value.fix == "Set 'command'."
+
+
+def test_a_log_that_is_a_symlink_or_a_fifo_has_no_tail_and_never_blocks(tmp_path):
+    target = tmp_path / "secret"
+    target.write_text("not a log\n")
+    (tmp_path / "link.log").symlink_to(target)
+    assert P.tail_file(str(tmp_path / "link.log")) == []
+    os.mkfifo(tmp_path / "fifo.log")
+    assert P.tail_file(str(tmp_path / "fifo.log")) == []
+    (tmp_path / "empty.log").write_text("")
+    assert P.tail_file(str(tmp_path / "empty.log")) == []
+
+
+def test_only_a_listening_socket_on_the_port_holds_it():
+    import psutil  # pylint: disable=import-outside-toplevel
+
+    class Conn:  # pylint: disable=too-few-public-methods
+        def __init__(self, status, port):
+            self.status = status
+            self.laddr = type("Addr", (), {"port": port})() if port else ()
+    assert P._listens([Conn(psutil.CONN_LISTEN, 8000)], 8000) is True
+    assert P._listens([Conn(psutil.CONN_ESTABLISHED, 8000)], 8000) is False
+    assert P._listens([Conn(psutil.CONN_LISTEN, 8001)], 8000) is False
+    assert P._listens([Conn(psutil.CONN_LISTEN, None)], 8000) is False
+    assert P._listens([Conn(psutil.CONN_ESTABLISHED, 8000), Conn(psutil.CONN_LISTEN, 8000)], 8000) is True
+    assert P._listens([], 8000) is False
+
+
+def test_a_port_nobody_listens_on_has_no_holders_even_with_a_connection_on_it():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            conn, _addr = server.accept()
+            with conn:
+                assert P.port_holders(port) == [os.getpid()]
+                client_port = client.getsockname()[1]
+                assert P.port_holders(client_port) == [], "a connected socket does not hold its port"
+                assert P._listener_on(client_port) is False
+
+
+def test_the_holders_of_a_port_are_every_listener_by_pid_skipping_processes_that_cannot_be_read(monkeypatch):
+    import psutil  # pylint: disable=import-outside-toplevel
+
+    class Listening(_Psutil6Process):
+        def __init__(self, pid, port, status=psutil.CONN_LISTEN):
+            super().__init__([type("Conn", (), {"status": status, "laddr": type("Addr", (), {"port": port})()})()])
+            self.pid = pid
+
+    class Hidden(Listening):
+        def net_connections(self, kind="inet"):  # pylint: disable=unused-argument
+            raise psutil.AccessDenied(self.pid)
+    procs = [Listening(30, 8000), Hidden(5, 8000), Listening(12, 8000), Listening(7, 9000),
+             Listening(8, 8000, psutil.CONN_ESTABLISHED)]
+    monkeypatch.setattr(P.psutil, "process_iter", lambda: iter(procs))
+    monkeypatch.setattr(P, "_listener_on", lambda port: port == 8000)
+    assert P.port_holders(8000) == [12, 30]
+    assert P.port_holders(9000) == [], "no listener in the kernel's tables: no process is asked"
+    assert all(p.kinds in ([], ["tcp"]) for p in procs)
+
+
+def test_a_stop_checks_the_port_on_the_address_it_is_given_over_the_recorded_one(tmp_path, monkeypatch):
+    pid_file = tmp_path / "p"
+    P.atomic_write_json(str(pid_file), {"kind": P.PID_FILE_KIND, "pid": 4242, "pid_start": 1, "port": 8000,
+                                        "host": "127.0.0.2"})
+    stops = []
+    monkeypatch.setattr(P, "stop_tree", lambda rec, **kw: stops.append(kw) or P.StopResult())
+    P.stop_pid_file(str(pid_file), host="127.0.0.3")
+    P.atomic_write_json(str(pid_file), {"kind": P.PID_FILE_KIND, "pid": 4242, "pid_start": 1, "port": 8000,
+                                        "host": "127.0.0.2"})
+    P.stop_pid_file(str(pid_file), port=9000)
+    assert [(s["host"], s["port"]) for s in stops] == [("127.0.0.3", 8000), ("127.0.0.2", 9000)]
+    assert not pid_file.exists()
+
+
+def test_a_port_bound_by_another_socket_that_does_not_listen_is_in_use():
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        assert P.port_in_use("127.0.0.1", other.getsockname()[1]) is True
+
+
+def test_a_signal_goes_through_a_pidfd_where_the_kernel_has_them(monkeypatch):
+    if not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd in this Python")
+    sent = []
+    real = signal.pidfd_send_signal
+    monkeypatch.setattr(signal, "pidfd_send_signal", lambda fd, sig: sent.append(sig) or real(fd, sig))
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert P._signal(P.read_proc(child.pid), signal.SIGTERM) is True
+        assert sent == [signal.SIGTERM] and child.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()

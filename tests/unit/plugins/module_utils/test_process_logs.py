@@ -13,6 +13,7 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import logsize
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from tests.lib.servers import wait_until
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 CHATTY = ("import sys, time\n"
           "for i in range(10 ** 9):\n"
@@ -119,6 +120,82 @@ def test_the_wait_for_a_rotator_that_does_not_end_gives_up_after_its_timeout():
     try:
         logsize.wait_rotator(child.pid, timeout=0.1)
         assert child.poll() is None, "still running: the wait gave up instead of hanging"
+    finally:
+        child.kill()
+        child.wait()
+
+
+# -- issue 20, round 3: the limit to the byte, the defaults, the wait for the rotator ---------------
+
+def test_a_log_that_reaches_its_limit_exactly_stays_and_one_byte_more_rotates_it(tmp_path):
+    log = str(tmp_path / "rt.log")
+    sink, pid = logsize.start_rotator(log, max_bytes=1024, keep=2)
+    try:
+        _write_all(sink, b"a" * 1000)
+        assert wait_until(lambda: os.path.exists(log) and os.path.getsize(log) == 1000, 10)
+        _write_all(sink, b"b" * 24)   # exactly 1,024 bytes: at the limit, not past it
+        assert wait_until(lambda: os.path.getsize(log) == 1024, 10)
+        assert not os.path.exists(log + ".1")
+        _write_all(sink, b"c")   # one byte past the limit
+        assert wait_until(lambda: os.path.exists(log + ".1"), 10)
+        assert wait_until(lambda: os.path.getsize(log) == 1, 10)
+        _write_all(sink, b"d" * 1024)   # 1 + 1,024 bytes would pass it: a second rotation
+        assert wait_until(lambda: os.path.exists(log + ".2"), 10)
+        _write_all(sink, b"e" * 1024)   # a third: the oldest is dropped (keep 2)
+        assert wait_until(lambda: os.path.exists(log) and open(log, "rb").read() == b"e" * 1024, 10)
+    finally:
+        os.close(sink)
+    logsize.wait_rotator(pid)
+    assert open(log + ".2", "rb").read() == b"c", "the oldest file kept"
+    assert open(log + ".1", "rb").read() == b"d" * 1024
+    assert not os.path.exists(log + ".3")
+
+
+def test_a_runtimes_log_is_rotated_at_100_mib_keeping_3_old_files_unless_told(tmp_path):
+    assert (logsize.DEFAULT_MAX_BYTES, logsize.DEFAULT_KEEP) == (100 * 2 ** 20, 3)
+    log = str(tmp_path / "rt.log")
+    pid_file = str(tmp_path / "rt.pid")
+    P.start_process([sys.executable, "-c", "import time; time.sleep(30)"], pid_file=pid_file, log_file=log,
+                    name="quiet", startup_check=0, scope=None)
+    try:
+        rotators = _rotators(log)
+        assert len(rotators) == 1 and P.proc_cmdline(rotators[0])[-3:] == [log, str(100 * 2 ** 20), "3"]
+    finally:
+        P.stop_pid_file(pid_file, stop_timeout=5)
+
+
+def test_the_rotator_is_given_the_absolute_log_path_and_whole_numbers(tmp_path, monkeypatch):
+    spawned = []
+
+    def spawn(exe, argv, env, stdin=None):
+        spawned.append((exe, argv, env, stdin))
+        return 4242
+    monkeypatch.setattr(logsize, "spawn_detached", spawn)
+    monkeypatch.chdir(tmp_path)
+    sink, pid = logsize.start_rotator("rt.log", max_bytes=2048.9, keep=2.0, python="/opt/py/bin/python")
+    os.close(sink)
+    exe, argv, _env, stdin = spawned[0]
+    assert pid == 4242 and exe == "/opt/py/bin/python" and argv[:2] == ["/opt/py/bin/python", "-c"]
+    assert argv[2] == logsize.ROTATOR and argv[3:] == [str(tmp_path / "rt.log"), "2048", "2"]
+    assert isinstance(stdin, int)
+    monkeypatch.setattr(sys, "executable", "")   # an embedding interpreter that does not know its path
+    sink, _pid = logsize.start_rotator("rt.log", max_bytes=4096, keep=1)
+    os.close(sink)
+    assert spawned[-1][0] == "/usr/bin/python3" and spawned[-1][1][0] == "/usr/bin/python3"
+
+
+def test_the_wait_for_the_rotator_gives_up_after_two_seconds_by_default_asking_every_20_ms(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(logsize, "time", clock)
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        logsize.wait_rotator(child.pid)
+        looks = int(2.0 / 0.12345)   # each look at the fake clock is 0.12345 s later
+        assert clock.sleeps == [0.02] * looks
+        clock.sleeps.clear()
+        logsize.wait_rotator(child.pid, timeout=0.5)
+        assert clock.sleeps == [0.02] * int(0.5 / 0.12345)
+        assert child.poll() is None
     finally:
         child.kill()
         child.wait()

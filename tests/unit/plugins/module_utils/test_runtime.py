@@ -14,10 +14,12 @@ import pytest
 from ansible_collections.venom.models.plugins.module_utils.runtimes import backends
 from ansible_collections.venom.models.plugins.module_utils.runtimes import process as P
 from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R
+from ansible_collections.venom.models.plugins.module_utils.runtimes.engines import gpu_env
 from ansible_collections.venom.models.plugins.module_utils.runtimes import spec as S
 from ansible_collections.venom.models.plugins.module_utils.errors import (
     NotFoundError, RuntimeControlError, ValidationError)
 from ansible_collections.venom.models.plugins.module_utils.store.manifest import Manifest
+from tests.unit.plugins.module_utils.fake_clock import FakeClock
 
 
 def ctl(models_dir, name="vllm", **kw):
@@ -792,3 +794,269 @@ def test_reading_the_env_files_activation_never_creates_the_digest_key(models_di
     act = ctl(models_dir, env_file=str(env_file)).engine.env_file_activation()
     assert act.model_path == "/srv/m" and act.api_key_sha256 and "s3cret" not in act.api_key_sha256
     assert not os.path.exists(os.path.join(models_dir, ".venom", "digest.key"))
+
+
+# -- issue 20, round 3: the vLLM env file's GPUs and key, the command lines of both engines ---------
+
+def test_the_env_file_puts_the_unit_on_its_gpus_and_reads_them_back(models_dir, tmp_path):
+    env_file = tmp_path / "vllm.env"
+    c = ctl(models_dir, env_file=str(env_file))
+    path = c.engine.model_entry("a")["local_path"]
+    act = R.Activation(model="a", provider="local", model_path=path, served_model_name="a", gpus=[1, 3])
+    c.engine.write_env_file(act)
+    env = c.engine.read_env_file()
+    assert env["CUDA_VISIBLE_DEVICES"] == "1,3" and env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    c.write_state(act)
+    got = c.engine.env_file_activation()
+    assert got.gpus == [1, 3] and (got.model, got.provider) == ("a", "local"), "named from the state: same path"
+    assert got.api_key_sha256 is None
+    env_file.write_text('VLLM_MODEL="/m/x"\nCUDA_VISIBLE_DEVICES="0, 2,x,"\nVLLM_SERVED_MODEL_NAME=""\n')
+    got = c.engine.env_file_activation()
+    assert got.gpus == [0, 2] and got.served_model_name is None and got.flags == []
+    env_file.write_text('VLLM_SERVED_MODEL_NAME="a"\n')
+    assert c.engine.env_file_activation() is None, "no model in the file: no activation"
+    assert ctl(models_dir, env_file=None).engine.read_env_file() == {}
+
+
+def test_an_env_file_keeps_its_api_key_unless_one_is_given_and_an_empty_key_removes_it(models_dir, tmp_path):
+    env_file = str(tmp_path / "vllm.env")
+    act = R.Activation(model_path="/m/a", served_model_name="a")
+    ctl(models_dir, env_file=env_file, api_key="k1").engine.write_env_file(act)
+    other = R.Activation(model_path="/m/b", served_model_name="b")
+    assert ctl(models_dir, env_file=env_file).engine.write_env_file(other) is True
+    env = ctl(models_dir, env_file=env_file).engine.read_env_file()
+    assert env["VLLM_API_KEY"] == "k1" and env["VLLM_MODEL"] == "/m/b"
+    ctl(models_dir, env_file=env_file, api_key="").engine.write_env_file(other)
+    assert "VLLM_API_KEY" not in ctl(models_dir, env_file=env_file).engine.read_env_file()
+
+
+def test_an_env_file_needs_a_model_path_a_served_name_and_flags_that_are_not_empty(models_dir, tmp_path):
+    c = ctl(models_dir, env_file=str(tmp_path / "vllm.env"))
+    with pytest.raises(ValidationError, match="VLLM_MODEL has no value") as err:
+        c.engine.write_env_file(R.Activation(served_model_name="a"))
+    assert err.value.fix == "Activate an installed model (set 'model')."
+    with pytest.raises(ValidationError, match="VLLM_SERVED_MODEL_NAME has no value"):
+        c.engine.write_env_file(R.Activation(model_path="/m/a"))
+    with pytest.raises(ValidationError, match="contains whitespace"):
+        c.engine.write_env_file(R.Activation(model_path="/m/a", served_model_name="a", flags=["--x", ""]))
+    assert not (tmp_path / "vllm.env").exists()
+    c.engine.configure_unit(None)
+    assert not (tmp_path / "vllm.env").exists(), "nothing to serve: the env file is left alone"
+    c.engine.configure_unit(R.Activation(model_path="/m/a", served_model_name="a"))
+    assert c.engine.read_env_file()["VLLM_MODEL"] == "/m/a"
+
+
+def test_a_rollback_starts_the_previous_command_and_the_env_carries_the_gpus(models_dir):
+    c = ctl(models_dir, command=["new"], env={"HF_HOME": "/srv/hf"})
+    act = R.Activation(model_path="/m/a", served_model_name="a", gpus=[2], process={"command": ["old", "-m", "v"]})
+    argv, env = c.engine.process_argv(act)
+    assert argv[:3] == ["old", "-m", "v"] and argv[3:5] == ["--model", "/m/a"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "2" and env["HF_HOME"] == "/srv/hf" and env["PATH"] == os.environ["PATH"]
+    assert "VLLM_API_KEY" not in env or env["VLLM_API_KEY"] == os.environ.get("VLLM_API_KEY")
+    argv, _env = c.engine.process_argv(R.Activation(model_path="/m/a", served_model_name="a"))
+    assert argv[0] == "new", "no recorded command: the configured one"
+
+
+def test_ollama_serves_on_the_instances_address_with_its_env(models_dir):
+    c = ctl(models_dir, name="small", runtime="ollama", port=11500, host="0.0.0.0", env={"OLLAMA_MODELS": "/srv/o"},
+            command=["/usr/local/bin/ollama", "serve"])
+    argv, env = c.engine.process_argv(None)
+    assert argv == ["/usr/local/bin/ollama", "serve"] and env["OLLAMA_HOST"] == "0.0.0.0:11500"
+    assert env["OLLAMA_MODELS"] == "/srv/o" and env["PATH"] == os.environ["PATH"]
+    assert ctl(models_dir, name="ollama").engine.command() == ["ollama", "serve"], "the default command"
+
+
+def test_gpus_are_passed_in_nvml_order_and_none_means_no_cuda_env():
+    assert gpu_env([0, 2]) == {"CUDA_VISIBLE_DEVICES": "0,2", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    assert gpu_env([]) == {} and gpu_env(None) == {}
+
+
+def test_a_vllm_health_request_waits_5_s_for_an_answer_unless_told(models_dir, monkeypatch):
+    asked = []
+
+    def vllm_check(url, served, api_key, timeout):
+        asked.append((url, served, api_key, timeout))
+        return True, "healthy", []
+    monkeypatch.setattr(R.health, "vllm_check", vllm_check)
+    c = ctl(models_dir, api_key="k")
+    act = R.Activation(model_path="/m/a", served_model_name="org/a")
+    assert c.engine.health(act) == (True, "healthy") and c.engine.health(None, timeout=1.5) == (True, "healthy")
+    assert asked == [(c.url, "org/a", "k", 5.0), (c.url, None, "k", 1.5)]
+
+
+def test_a_starting_vllm_is_asked_about_its_health_every_200_ms_until_health_timeout(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"], health_timeout=2)
+    _logging_starts(c, fake, monkeypatch)
+    clock = FakeClock()
+    monkeypatch.setattr(R.health, "time", clock)
+    with pytest.raises(RuntimeControlError, match="did not become healthy within 2s") as err:
+        c.ensure("started", "a")
+    assert clock.sleeps and set(clock.sleeps[:-1]) == {0.2}
+    assert err.value.msg.count(f"Last lines of {c.log_file}:") == 1
+
+
+def test_a_failed_server_whose_stop_fails_is_named_in_the_rollbacks_message(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    stops = []
+
+    def stop():
+        stops.append(1)
+        fake.running = None
+        if len(stops) == 2:   # the old server stopped; the failed new one does not
+            raise RuntimeControlError("port 8039 still in use.")
+        return {"found": [4242]}
+    fake.stop = stop
+    with pytest.raises(RuntimeControlError, match="rolled back") as err:
+        c.ensure("started", "b")
+    assert "Why 'b' failed: vLLM serving 'b' did not become healthy" in err.value.msg
+    assert "Stopping the failed server also failed: port 8039 still in use." in err.value.msg
+    assert err.value.details["rolled_back"] is True and fake.running[0][0] == "good"
+
+
+def test_a_restart_of_the_same_model_that_fails_has_nothing_to_roll_back_to(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    c.engine.health = lambda act, timeout=5.0: (False, "engine failed")
+    with pytest.raises(RuntimeControlError, match="There is no previous model to go back to, so the runtime is "
+                                                  "left stopped") as err:
+        c.ensure("restarted")
+    assert err.value.details["rolled_back"] is False and fake.running is None and len(fake.started) == 1
+    assert c.read_state()["activation"]["model"] == "a", "the activation it had is kept"
+
+
+def test_a_rollback_to_a_model_known_only_by_its_path_names_the_path(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["bad"])
+    doc = c.read_state()
+    act = R.Activation.from_dict(doc["activation"])
+    act.model = act.provider = None
+    c.write_state(act)
+    with pytest.raises(RuntimeControlError) as err:
+        c.ensure("started", "b")
+    assert f"rolled back: '{act.model_path}' is serving again" in err.value.msg
+    assert err.value.details["previous_model"] is None and err.value.details["failed_model"] == "b"
+    assert fake.running[0][0] == "good"
+
+
+def test_a_loading_server_that_never_answers_is_restarted_after_the_wait(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    c.engine.health = lambda act, timeout=5.0: (fake.stops > 0, f"GET {c.url}/health: [Errno 111] Connection refused")
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["restart-unhealthy"] and res["changed"] is True
+    assert fake.stops == 1 and len(fake.started) == 1 and "stop" in res
+
+
+def test_a_server_running_without_a_recorded_activation_is_restarted_with_the_model(models_dir, monkeypatch):
+    c, fake = fake_processes(models_dir, monkeypatch, (["good"], {}), command=["good"])
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["activate", "restart", "mark-active"] and fake.stops == 1 and len(fake.started) == 1
+    assert c.read_state()["activation"]["model"] == "a"
+
+
+def test_a_systemd_unit_without_a_model_yet_is_only_started(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    c = SystemdRig(models_dir, str(tmp_path / "vllm.env")).make()
+    plan = c.make_plan("started", None)
+    assert plan.actions == ["start"] and plan.desired is None
+    act, _entry = c.desired_activation("a")
+    assert act.process is None, "systemd mode: the unit's command line is not recorded"
+
+
+def test_the_env_file_is_utf8_whatever_the_locale(models_dir, tmp_path):
+    """A model path or served name with non-ASCII letters, written and read back by a run under a
+    plain ASCII locale (LC_ALL=C without Python's UTF-8 mode)."""
+    import subprocess  # pylint: disable=import-outside-toplevel
+    import sys  # pylint: disable=import-outside-toplevel
+    import ansible_collections  # pylint: disable=import-outside-toplevel
+    code = ("import sys\n"
+            "from ansible_collections.venom.models.plugins.module_utils.runtimes import controller as R\n"
+            "c = R.RuntimeController(R.RuntimeSpec(name='vllm', models_dir=sys.argv[1], mode='process', port=8039,\n"
+            "                                      env_file=sys.argv[2]))\n"
+            "act = R.Activation(model_path='/srv/mod\\u00e8les/a', served_model_name='caf\\u00e9')\n"
+            "print(c.engine.write_env_file(act), c.engine.write_env_file(act))\n"
+            "env = c.engine.read_env_file()\n"
+            "print(env['VLLM_MODEL'] == '/srv/mod\\u00e8les/a', env['VLLM_SERVED_MODEL_NAME'] == 'caf\\u00e9')\n")
+    env = dict(os.environ, LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0",
+               PYTHONPATH=os.path.dirname(list(ansible_collections.__path__)[0]))
+    env_file = tmp_path / "vllm.env"
+    out = subprocess.run([sys.executable, "-c", code, models_dir, str(env_file)], capture_output=True, text=True,
+                         env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "False", "True", "True"], "written once, then found unchanged; read back"
+    assert "/srv/modèles/a" in env_file.read_text(encoding="utf-8")
+
+
+def test_a_systemd_unit_started_without_a_model_that_fails_says_so_and_is_left_stopped(models_dir, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), health_timeout=1)
+    rig.sysctl.on_start = None   # the unit starts, with nothing to serve
+    with pytest.raises(RuntimeControlError) as err:
+        rig.make().ensure("started")
+    assert err.value.msg.startswith("vLLM did not become healthy with '?': vLLM serving '?' did not become healthy")
+    assert err.value.msg.endswith("There is no previous model to go back to, so the runtime is left stopped.")
+    assert err.value.details["rolled_back"] is False and rig.sysctl.active == "inactive"
+
+
+def test_a_healthy_server_whose_mark_is_wrong_is_only_marked(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    Manifest(models_dir).mark_active("vllm", "b", "local")
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["mark-active"] and res["changed"] is True
+    assert fake.stops == 0 and fake.started == []
+    assert [e["name"] for e in Manifest(models_dir).models() if e.get("active")] == ["a"]
+
+
+def test_a_systemd_unit_without_a_model_that_answers_is_started_and_marks_nothing(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"))
+    rig.sysctl.on_start = None
+    c = rig.make()
+    c.engine.health = lambda act, timeout=5.0: (rig.sysctl.active == "active", "answers")
+    res = c.ensure("started")
+    assert res["actions"] == ["start"] and rig.sysctl.active == "active" and "health_seconds" in res
+    assert not any(e.get("active") for e in Manifest(models_dir).models())
+
+
+def test_the_wait_for_a_loading_server_checks_the_activation_it_should_serve(models_dir, monkeypatch):
+    running = serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, running, command=["good"], env={"TOKEN": "old"})
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    asked = []
+
+    def health(act, timeout=5.0):  # pylint: disable=unused-argument
+        asked.append(act)
+        if len(asked) == 1:
+            return False, f"GET {c.url}/health: [Errno 111] Connection refused"
+        return (act is not None and act.model == "a"), "serves a"
+    c.engine.health = fake.healthy = health
+    res = c.ensure("started", "a")
+    assert res["actions"] == ["waited-until-healthy"] and fake.stops == 0
+    assert all(act is not None and act.model == "a" for act in asked[1:])
+
+
+def test_a_crash_recovery_counts_even_when_the_new_start_fails(models_dir, monkeypatch):
+    serve_a_with_good(models_dir, monkeypatch)
+    c, fake = fake_processes(models_dir, monkeypatch, None, command=["bad"], rollback=False)
+    fake.status = lambda: {"running": False, "crashed": True, "pid": None}
+    with pytest.raises(RuntimeControlError, match="left stopped"):
+        c.ensure("restarted")
+    doc = c.read_state()
+    assert doc["restarts"] == 1 and doc["activation"]["model"] == "a"
+
+
+def test_a_failed_first_start_under_systemd_still_records_the_instance(models_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(R, "systemd_booted", lambda: True)
+    monkeypatch.setattr(R.health, "time", FakeClock())
+    rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), health_timeout=1)
+    rig.sysctl.on_start = None
+    c = rig.make()
+    with pytest.raises(RuntimeControlError):
+        c.ensure("started")
+    doc = c.read_state()
+    assert doc["mode"] == "systemd" and doc["activation"] is None and doc["unit"] == "vllm.service"
