@@ -1109,7 +1109,13 @@ def test_pids_that_are_not_numbers_name_no_process():
     assert P.have_psutil() is True
     assert P.read_proc("x") is None and P.proc_environ("x") is None and P.proc_cmdline("x") == []
     assert P.read_proc(os.getpid()).pid == os.getpid()
-    assert P.proc_environ(os.getpid())["PATH"] == os.environ["PATH"], "the environment this process started with"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
+                             env={"VENOM_PROBE": "started-with", "PATH": "/usr/bin"})
+    try:
+        assert P.proc_environ(child.pid)["VENOM_PROBE"] == "started-with", "the environment it started with"
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_the_secrets_a_run_masks_are_the_api_key_and_every_env_value():
