@@ -544,7 +544,7 @@ def test_a_problem_reads_as_what_is_wrong_with_which_file():
     assert str(Problem("w.bin", "missing", expected=5)) == "w.bin: missing"
     assert str(Problem("w.bin", "size", expected=5, actual=3)) == "w.bin: size is 3, expected 5"
     assert Problem("w.bin", "digest", "a", "b").as_dict() == {"path": "w.bin", "kind": "digest", "expected": "a",
-                                                                "actual": "b"}
+                                                              "actual": "b"}
 
 
 def test_a_request_never_shows_its_token_and_defaults_to_a_huggingface_model_present():

@@ -267,7 +267,7 @@ def test_skipped_strings_in_long_arrays_are_bounded_too(tmp_path):
     data = build_gguf([("a", T.ARRAY, (T.STRING, ["x", "y" * 100]))])
     assert read_gguf_metadata(_write(tmp_path, data), max_array_items=1).metadata["a"] == ["x"]
     head = _header(1) + _kv(b"a", T.ARRAY, struct.pack("<IQ", T.STRING, 2) + struct.pack("<Q", 1) + b"x"
-                              + struct.pack("<Q", 2 ** 40) + b"\0" * 32)
+                            + struct.pack("<Q", 2 ** 40) + b"\0" * 32)
     assert "longer than the bound" in _refused(tmp_path, head)
 
 
@@ -324,7 +324,7 @@ def test_arrays_keep_4096_items_by_default_and_record_longer_ones(tmp_path):
 def test_nested_arrays_are_plain_lists_cut_at_the_bound(tmp_path):
     data = build_gguf([("n", T.ARRAY, (T.ARRAY, [(T.UINT8, [1, 2, 3]), (T.UINT8, [4]), (T.UINT8, [5])]))])
     meta = read_gguf_metadata(_write(tmp_path, data), max_array_items=2)
-    assert meta.metadata["n"] == [[1, 2], [4]] and type(meta.metadata["n"][0]) is list
+    assert meta.metadata["n"] == [[1, 2], [4]] and isinstance(meta.metadata["n"][0], list)
     assert meta.truncated_arrays == {"n": 3}
 
 

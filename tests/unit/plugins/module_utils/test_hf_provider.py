@@ -392,7 +392,7 @@ def test_loading_huggingface_hub_binds_what_the_provider_uses(monkeypatch):
     assert _hf.HfApi is hf.HfApi and _hf.ModelInfo is hf.ModelInfo and _hf.hf_errors is hf.errors
     assert _hf.hf_raise_for_status is raise_for_status and _hf.HF_IMPORT_ERROR is None
     assert all(callable(getattr(_hf, n)) for n in ("hf_hub_url", "http_get", "build_hf_headers",
-                                                    "disable_progress_bars", "http_backoff"))
+                                                   "disable_progress_bars", "http_backoff"))
     assert _hf.hf_hub_url("org/m", "a/b.json", revision="c" * 40, endpoint="http://m") == \
         f"http://m/org/m/resolve/{'c' * 40}/a/b.json"
 

@@ -989,8 +989,8 @@ def test_the_env_file_is_utf8_whatever_the_locale(models_dir, tmp_path):
     assert "/srv/modèles/a" in env_file.read_text(encoding="utf-8")
 
 
-def test_a_systemd_unit_started_without_a_model_that_fails_says_so_and_is_left_stopped(models_dir, tmp_path,
-                                                                                      monkeypatch):
+def test_a_systemd_unit_started_without_a_model_that_fails_says_so_and_is_left_stopped(
+        models_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(R, "systemd_booted", lambda: True)
     monkeypatch.setattr(R.health, "time", FakeClock())
     rig = SystemdRig(models_dir, str(tmp_path / "vllm.env"), health_timeout=1)

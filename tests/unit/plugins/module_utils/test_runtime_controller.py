@@ -249,7 +249,7 @@ def test_a_switch_that_fails_keeps_the_previous_model_serving_marked_and_recorde
     c, fake = fake_processes(models_dir, monkeypatch, fake.running, command=["good"])
     healthy_models = ["/local/a"]
     c.engine.health = lambda act, timeout=5.0: (fake.running is not None and act is not None
-                                                 and act.model_path.endswith(tuple(healthy_models)), "checked")
+                                                and act.model_path.endswith(tuple(healthy_models)), "checked")
     with pytest.raises(RuntimeControlError, match="rolled back") as err:
         c.ensure("started", "b")
     assert err.value.details["rolled_back"] is True
