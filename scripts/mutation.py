@@ -85,7 +85,9 @@ DESELECT = ["test_parallel_writers_lose_nothing", "test_sigkill_at_random_points
             "test_writer_reader_round_trip", "test_random_bytes_never_crash_nor_allocate",
             "test_corrupted_valid_files_never_crash"]
 ALL = ["store", "store-rest", "models", "runtimes", "capabilities", "host", "top"]
-KILLED = {1, 3, 36, -24, 24, 152, 255, -11, -9}   # failed test, pytest error, timeout, crash
+# failed test, pytest error, timeout, crash; 127: the test process itself ended in a child's
+# exec-failure exit (a mutant that made the caller run the child's side of a fork): not a pass
+KILLED = {1, 3, 36, -24, 24, 127, 152, 255, -11, -9}
 SURVIVED = 0
 EQUIVALENT_FILE = REPO / "scripts/mutation-equivalent.txt"
 

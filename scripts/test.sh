@@ -22,7 +22,7 @@ tier_unit() {
 tier_mutation() {
   # CI-sized: the quota and lock modules of the store (about 400 mutants, a few minutes on 2 cores);
   # the whole store and the library are `make mutation` (docs/testing.md has the figures)
-  nice -n 15 python scripts/mutation.py store --only store/quota.py,store/locks.py --floor "${VENOM_MUTATION_FLOOR:-90}"
+  nice -n 15 python scripts/mutation.py store --only store/quota.py,store/locks.py --floor "${VENOM_MUTATION_FLOOR:-95}"
 }
 
 # ansible-test bootstraps pip in its venvs with a script it downloads from a host that may be

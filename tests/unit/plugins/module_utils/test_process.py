@@ -865,6 +865,41 @@ def test_an_exec_that_fails_raises_in_the_caller_with_errno_and_file(exe):
     assert err.value.filename == exe.encode("utf-8", "replace").decode("utf-8")
 
 
+def test_a_child_that_fails_before_exec_without_a_file_reports_no_file(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached  # pylint: disable=import-outside-toplevel
+    with pytest.raises(OSError) as err:   # a CPU this machine does not have: EINVAL, about no file
+        spawn_detached(sys.executable, [sys.executable, "-c", "pass"], {}, cpus=[4000])
+    assert err.value.errno == errno.EINVAL and err.value.filename is None
+
+
+def test_a_fork_that_fails_raises_its_error_and_leaks_no_descriptor(monkeypatch):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes import spawn as spawn_module  # pylint: disable=import-outside-toplevel
+
+    def no_fork():
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+    monkeypatch.setattr(spawn_module.os, "fork", no_fork)
+    before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(OSError) as err:
+        spawn_module.spawn_detached(sys.executable, [sys.executable], {})
+    assert err.value.errno == errno.EAGAIN
+    assert sorted(os.listdir("/proc/self/fd")) == before, "both ends of the report pipe are closed"
+
+
+def test_a_child_that_cannot_exec_never_returns_into_the_callers_code(tmp_path):
+    from ansible_collections.venom.models.plugins.module_utils.runtimes.spawn import spawn_detached  # pylint: disable=import-outside-toplevel
+    me, seen = os.getpid(), tmp_path / "seen"
+    try:
+        spawn_detached("/nonexistent/srv", ["srv"], {})
+    except OSError:
+        pass
+    finally:
+        with open(seen, "a", encoding="utf-8") as fh:
+            fh.write(f"{os.getpid()}\n")
+        if os.getpid() != me:   # a child that came back here: stop it before it runs the rest of the tests
+            os._exit(0)
+    assert seen.read_text().split() == [str(me)], "only the caller ran past the spawn"
+
+
 # -- stop_tree's order and timing, with the process table and the clock faked (issue 20, round 3) --
 
 class _FakeTree:  # pylint: disable=too-many-instance-attributes
