@@ -26,13 +26,16 @@ from tests.lib.servers import LocalHTTPServer, QuietHandler
 def _server(script: dict):
     """A server answering ``script[(method, path)]``: a list of (status, body) used in turn, the
     last one repeated; ``None`` as a status drops the connection without an answer. Every request
-    is counted in ``server.seen``."""
-    seen = []
+    is counted in ``server.seen`` and recorded (method, path, JSON body, headers) in ``server.got``."""
+    seen, got = [], []
 
     class Handler(QuietHandler):
         def _answer(self):
             key = (self.command, self.path)
             seen.append(key)
+            length = int(self.headers.get("Content-Length") or 0)
+            got.append((self.command, self.path, json.loads(self.rfile.read(length)) if length else None,
+                        dict(self.headers)))
             n = sum(1 for s in seen if s == key)
             answers = script.get(key) or [(404, b'{"error":"not found"}')]
             status, body = answers[min(n, len(answers)) - 1]
@@ -49,7 +52,7 @@ def _server(script: dict):
         do_GET = do_POST = do_DELETE = do_HEAD = _answer
 
     srv = LocalHTTPServer(Handler)
-    srv.seen = seen
+    srv.seen, srv.got = seen, got
     return srv
 
 
@@ -223,27 +226,9 @@ def test_without_requests_the_purpose_is_named(monkeypatch):
 # -- the client's options, the answers it reads and what it sends --------------------------------
 
 def _recording_server(answers: dict):
-    """A server answering ``answers[(method, path)]`` = (status, body), recording each request's
-    method, path, JSON body and headers in ``server.got``."""
-    got = []
-
-    class Handler(QuietHandler):
-        def _answer(self):
-            n = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(n)) if n else None
-            got.append((self.command, self.path, body, dict(self.headers)))
-            status, data = answers.get((self.command, self.path), (404, b'{"error":"not found"}'))
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        do_GET = do_POST = do_DELETE = do_HEAD = _answer
-
-    srv = LocalHTTPServer(Handler)
-    srv.got = got
-    return srv
+    """A server answering ``answers[(method, path)]`` = (status, body) every time (``_server`` with
+    one answer per request), recording each request in ``server.got``."""
+    return _server({key: [answer] for key, answer in answers.items()})
 
 
 def test_the_endpoint_defaults_to_the_local_server_and_must_be_an_http_url():
