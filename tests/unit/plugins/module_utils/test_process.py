@@ -767,13 +767,25 @@ def test_without_pidfds_the_signal_goes_through_kill(monkeypatch):
             child.wait()
 
 
+def _pidfds() -> set:
+    """The descriptors of this process that are pidfds (other threads may open other kinds meanwhile)."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]":
+                found.add(fd)
+        except OSError:
+            pass
+    return found
+
+
 def test_a_signal_leaves_no_file_descriptor_open():
     child = subprocess.Popen(["sleep", "30"])
     try:
         proc = P.read_proc(child.pid)
-        before = sorted(os.listdir("/proc/self/fd"))
+        before = _pidfds()
         assert P._signal(proc, 0) is True
-        assert sorted(os.listdir("/proc/self/fd")) == before
+        assert _pidfds() == before, "the pidfd it opened is closed"
     finally:
         child.kill()
         child.wait()
@@ -1157,13 +1169,17 @@ def test_pids_that_are_not_numbers_name_no_process():
     assert P.have_psutil() is True
     assert P.read_proc("x") is None and P.proc_environ("x") is None and P.proc_cmdline("x") == []
     assert P.read_proc(os.getpid()).pid == os.getpid()
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"],
-                             env={"VENOM_PROBE": "started-with", "PATH": "/usr/bin"})
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)"],
+                             env={"VENOM_PROBE": "started-with", "PATH": "/usr/bin"},
+                             stdout=subprocess.PIPE, text=True)
     try:
+        # read only after the child has exec'd: before that /proc shows the forking parent's environment
+        assert child.stdout.readline() == "up\n"
         assert P.proc_environ(child.pid)["VENOM_PROBE"] == "started-with", "the environment it started with"
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
 
 
 def test_the_secrets_a_run_masks_are_the_api_key_and_every_env_value():
