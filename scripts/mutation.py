@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import heapq
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -251,6 +254,68 @@ def _reap_only_workers() -> None:
     isolation.ForkRunner.wait_for_result = wait_for_result
 
 
+def process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` (clock ticks since boot), None when there is no such process.
+    A pid and its start time name one process: a pid reused later has another start time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(b")") + 2:].split()[19])
+
+
+class StaleSafeTimeouts:
+    """mutmut's wall-clock timeouts, without its stray signals.
+
+    mutmut registers a deadline for every mutant's test process and, when the deadline passes,
+    sends SIGXCPU to that pid, whether the process ended long ago or not. The pid is reused by then
+    (pid_max is 32,768 here and a run starts thousands of processes): the signal ends a later
+    mutant's process (a false "timeout" kill that inflates the score), a process a unit test
+    started, or any process of the machine. Here a deadline remembers the process's start time and
+    signals the pid only while it is still that process."""
+
+    def __init__(self, start_of=process_start, kill=os.kill, clock=time.time):
+        self._heap: list[tuple[float, int, int]] = []
+        self._cond = threading.Condition()
+        self._start_of, self._kill, self._clock = start_of, kill, clock
+        self._thread: threading.Thread | None = None
+
+    def register(self, pid: int, timeout_s: float) -> None:
+        start = self._start_of(pid)
+        if start is None:
+            return   # already gone and reaped: nothing to time out
+        with self._cond:
+            heapq.heappush(self._heap, (self._clock() + timeout_s, pid, start))
+            self._cond.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="venom-mutation-timeouts", daemon=True)
+                self._thread.start()
+
+    def fire_due(self) -> float | None:
+        """Signal every process whose deadline passed and that is still the one registered; the
+        seconds until the next deadline (None when none is left). Call with the condition held."""
+        now = self._clock()
+        while self._heap and self._heap[0][0] <= now:
+            _deadline, pid, start = heapq.heappop(self._heap)
+            if self._start_of(pid) == start:
+                try:
+                    self._kill(pid, signal.SIGXCPU)
+                except ProcessLookupError:
+                    pass
+        return max(0.0, self._heap[0][0] - now) if self._heap else None
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                self._cond.wait(timeout=self.fire_due())
+
+
+def _guard_stale_timeouts() -> None:
+    from mutmut.workers import isolation   # pylint: disable=import-outside-toplevel
+    isolation.register_timeout = StaleSafeTimeouts().register
+
+
 def mutmut_cli(argv: list[str]) -> int:
     """mutmut's command line, with prose strings left alone.
 
@@ -269,6 +334,7 @@ def mutmut_cli(argv: list[str]) -> int:
             return
         yield from plain(node)
     _reap_only_workers()
+    _guard_stale_timeouts()
     ops = mutators.mutation_operators
     ops[:] = [(t, operator_string if op is plain else op) for t, op in ops]
     sys.argv = ["mutmut"] + argv
