@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import threading
 
 import pytest
 
 from ansible_collections.venom.models.plugins.module_utils.capabilities.detect import (
-    CAPABILITY_KEYS, analyze_chat_template, detect_from_ollama_show, detect_gguf_capabilities,
+    CAPABILITY_KEYS, analyze_chat_template, chat_templates_from, detect_from_ollama_show, detect_gguf_capabilities,
     detect_hf_capabilities, max_context_from_config, merge_overrides)
 from ansible_collections.venom.models.plugins.module_utils.capabilities.sandbox import ChatTemplateError
 from ansible_collections.venom.models.plugins.module_utils.errors import ValidationError
@@ -779,3 +781,269 @@ def test_the_deferred_wrappers_answer_as_detection_does(tmp_path):
     detected = detect_gguf_capabilities(str(gguf))
     assert deferred.merge_overrides(detected, {"supports_system_role": True}) == \
         merge_overrides(detected, {"supports_system_role": True})
+
+
+# --- what the probe conversations must satisfy --------------------------------------------------------
+
+# A strict template in the OpenAI shape: every message has a role and content, an assistant tool call has an id,
+# type 'function', a function name and a mapping of arguments, and a tool result answers the call just before it
+# (same id, same tool name). It renders tool calls but no tool definitions, and refuses roles it does not know.
+STRICT_TOOL_CALLS = (
+    "{%- for m in messages -%}"
+    "{%- if m.role == 'user' -%}<user>{{ m.content }}</user>"
+    "{%- elif m.role == 'assistant' -%}"
+    "{%- if m.content is not defined -%}{{ raise_exception('an assistant message without content') }}{%- endif -%}"
+    "{%- if m.tool_calls -%}"
+    "{%- for c in m.tool_calls -%}"
+    "{%- if c.type != 'function' or c.id is not defined or c.function is not mapping"
+    " or c.function.name is not defined or c.function.arguments is not mapping -%}"
+    "{{ raise_exception('a malformed tool call') }}{%- endif -%}"
+    "<call id=\"{{ c.id }}\">{{ c.function.name }}({{ c.function.arguments | tojson }})</call>"
+    "{%- endfor -%}"
+    "{%- else -%}<assistant>{{ m.content }}</assistant>{%- endif -%}"
+    "{%- elif m.role == 'tool' -%}"
+    "{%- set prev = messages[loop.index0 - 1] -%}"
+    "{%- if loop.first or not prev.tool_calls or prev.tool_calls[0].id != m.tool_call_id"
+    " or prev.tool_calls[0].function.name != m.name -%}"
+    "{{ raise_exception('a tool result must answer the tool call before it') }}{%- endif -%}"
+    "<result of=\"{{ m.name }}\">{{ m.content }}</result>"
+    "{%- else -%}{{ raise_exception('unknown role ' ~ m.role) }}"
+    "{%- endif -%}"
+    "{%- endfor -%}")
+
+
+def test_a_strict_template_that_checks_the_tool_conversation_accepts_the_probe():
+    info = analyze_chat_template(STRICT_TOOL_CALLS)
+    assert info["allowed_roles"] == ["user", "assistant", "tool"]
+    assert info["supports_system_role"] is False
+    assert info["supports_function_calling"] is True
+    assert "the template renders tool calls but no tool definitions" in info["notes"]
+    assert info["requires_alternation"] is False
+
+
+def test_a_template_that_drops_tool_results_without_a_call_counts_the_tool_role():
+    template = ("{%- for m in messages -%}"
+                "{%- if m.role == 'tool' -%}"
+                "{%- if not loop.first and messages[loop.index0 - 1].tool_calls -%}<result>{{ m.content }}</result>"
+                "{%- endif -%}"
+                "{%- elif m.tool_calls -%}<call>{{ m.tool_calls[0].function.name }}</call>"
+                "{%- else -%}<{{ m.role }}>{{ m.content }}{%- endif -%}"
+                "{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
+    assert info["supports_function_calling"] is True
+
+
+def test_a_template_that_refuses_tool_calls_but_renders_tool_results_counts_the_tool_role():
+    template = ("{%- for m in messages -%}"
+                "{%- if m.tool_calls is defined -%}{{ raise_exception('tool calls are not supported') }}{%- endif -%}"
+                "{%- if m.role == 'tool' -%}<tool>{{ m.content }}</tool>"
+                "{%- else -%}<{{ m.role }}>{{ m.content }}{%- endif -%}"
+                "{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
+    assert info["supports_function_calling"] is False
+
+
+def test_a_template_that_handles_tool_results_by_their_call_id_counts_the_tool_role():
+    template = ("{%- for m in messages -%}"
+                "{%- if m.tool_call_id is defined -%}[result {{ m.tool_call_id }}] {{ m.content }}\n"
+                "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
+                "{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
+    assert not any(n.startswith("tool messages render but") for n in info["notes"])
+
+
+def test_naming_a_tool_results_tool_is_not_function_calling():
+    template = ("{%- for m in messages -%}"
+                "{%- if m.role == 'tool' -%}<{{ m.name }} said> {{ m.content }}\n"
+                "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
+                "{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
+    assert info["supports_function_calling"] is False
+
+
+def test_a_template_that_renders_tool_definitions_but_refuses_unknown_roles_supports_function_calling():
+    template = ("{%- if tools -%}{%- for t in tools -%}<def>{{ t.function.name }}</def>{%- endfor -%}{%- endif -%}"
+                "{%- for m in messages -%}"
+                "{%- if m.role not in ['system', 'user', 'assistant'] -%}{{ raise_exception('unknown role') }}"
+                "{%- endif -%}"
+                "{{ m.role }}: {{ m.content }}\n"
+                "{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["supports_function_calling"] is True
+    assert info["allowed_roles"] == ["system", "user", "assistant"]
+    assert not any("tool definitions" in n for n in info["notes"])
+
+
+def test_a_template_that_renders_nothing_leaves_everything_unknown_and_says_why():
+    info = analyze_chat_template("{{ raise_exception('this model takes no chat') }}")
+    assert info["supports_system_role"] is None
+    assert info["allowed_roles"] is None
+    assert info["requires_alternation"] is None
+    assert info["supports_function_calling"] is False
+    assert "the template does not render even a single user message: The model's chat template rejected the " \
+           "conversation: this model takes no chat" in info["notes"]
+
+
+def test_the_system_refusal_note_quotes_the_template_or_the_failure():
+    gemma = analyze_chat_template(HF_TEMPLATES["gemma-2"]["template"], tokens("gemma-2"))
+    assert "the template refuses a system message: System role not supported" in gemma["notes"]
+    # a template that fails on a system message without raising a message of its own: the failure is quoted
+    failing = ("{%- for m in messages -%}{%- if m.role == 'system' -%}{{ m.content / 2 }}{%- endif -%}"
+               "{{ m.role }}: {{ m.content }}\n{%- endfor -%}")
+    info = analyze_chat_template(failing)
+    assert info["supports_system_role"] is False
+    assert any(n.startswith("the template refuses a system message: The chat template failed: TypeError")
+               for n in info["notes"])
+
+
+def test_a_template_that_refuses_only_consecutive_user_messages_requires_alternation():
+    template = ("{%- for m in messages -%}"
+                "{%- if not loop.first and m.role == 'user' and messages[loop.index0 - 1].role == 'user' -%}"
+                "{{ raise_exception('two user messages in a row') }}{%- endif -%}"
+                "{{ m.role }}: {{ m.content }}\n"
+                "{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["requires_alternation"] is True
+    assert "the template enforces user/assistant alternation: two user messages in a row" in info["notes"]
+
+
+DATE_NOTE = "the template inserts the current date (rendered output changes from day to day)"
+
+
+@pytest.mark.parametrize("template,noted", [
+    ("{{ strftime_now('%d %b %Y') }}{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", True),
+    ("{% if date_string is defined %}{{ date_string }}{% endif %}"
+     "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", True),
+    ("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", False),
+])
+def test_templates_that_insert_the_date_are_noted(template, noted):
+    assert (DATE_NOTE in analyze_chat_template(template)["notes"]) is noted
+
+
+@pytest.mark.parametrize("condition", [
+    "m.role == 'system'",                                                     # only a system message
+    "m.tool_calls",                                                           # only an assistant tool call
+    "m.role == 'user' and loop.nextitem is defined and loop.nextitem.role == 'user'",   # two users in a row
+    "messages | length == 3 and messages[2].role == 'user'",                  # user, assistant, user
+])
+def test_a_template_that_tries_a_forbidden_operation_for_one_kind_of_conversation_is_refused(condition):
+    template = ("{%- for m in messages -%}{%- if " + condition + " -%}{{ m.__class__ }}{%- endif -%}"
+                "{{ m.role }}: {{ m.content }}\n{%- endfor -%}")
+    with pytest.raises(ChatTemplateError) as err:
+        analyze_chat_template(template)
+    assert err.value.kind == "unsafe"
+
+
+def test_a_template_that_tries_a_forbidden_operation_on_a_lone_tool_result_is_refused():
+    # the tool result after a call renders nothing of it, so detection tries a lone tool result too
+    template = ("{%- for m in messages -%}"
+                "{%- if m.role == 'tool' -%}"
+                "{%- if messages[loop.index0 - 1].role == 'user' -%}{{ m.__class__ }}{%- endif -%}"
+                "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
+                "{%- endfor -%}")
+    with pytest.raises(ChatTemplateError) as err:
+        analyze_chat_template(template)
+    assert err.value.kind == "unsafe"
+
+
+def test_a_template_that_tries_a_forbidden_operation_only_when_given_tools_is_refused():
+    template = "{%- if tools -%}{{ tools.__class__ }}{%- endif -%}{% for m in messages %}{{ m.content }}{% endfor %}"
+    with pytest.raises(ChatTemplateError) as err:
+        analyze_chat_template(template)
+    assert err.value.kind == "unsafe"
+
+
+# --- which template is the main one, and what a directory's odd files give -------------------------------
+
+def test_the_default_template_is_the_main_one_even_when_another_name_sorts_first(tmp_path):
+    tok = {"chat_template": [{"name": "chatml", "template": HF_TEMPLATES["gemma-2"]["template"]},
+                             {"name": "default", "template": HF_TEMPLATES["llama-3"]["template"]}],
+           **tokens("llama-3")}
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"n_positions": 8}, tok))
+    assert caps["prompt_template"] == HF_TEMPLATES["llama-3"]["template"]
+    assert caps["supports_system_role"] is True
+    assert "named chat templates besides 'default': chatml" in caps["notes"]
+
+
+def test_a_single_chat_template_string_is_the_default_template():
+    notes = []
+    assert chat_templates_from("{{ messages }}", notes) == {"default": "{{ messages }}"}
+    assert not notes
+
+
+def test_a_missing_model_directory_says_how_to_fix_it(tmp_path):
+    with pytest.raises(ValidationError) as err:
+        detect_hf_capabilities(str(tmp_path / "missing"))
+    assert "config.json" in err.value.fix
+
+
+def test_an_odd_processor_chat_template_is_noted(tmp_path):
+    d = _model_dir(tmp_path, {"n_positions": 8}, files={"chat_template.json": json.dumps({"chat_template": 42})})
+    caps = detect_hf_capabilities(d)
+    assert caps["prompt_template"] is None
+    assert "chat_template is neither a string nor a list of {name, template}; ignored" in caps["notes"]
+
+
+def test_an_additional_template_that_is_not_utf8_is_noted(tmp_path):
+    d = _model_dir(tmp_path, {"n_positions": 8}, files={"chat_template.jinja": HF_TEMPLATES["llama-3"]["template"]})
+    extra = tmp_path / "model" / "additional_chat_templates"
+    extra.mkdir()
+    (extra / "latin.jinja").write_bytes("{{ 'é' }}".encode("latin-1"))
+    caps = detect_hf_capabilities(d)
+    assert "latin.jinja is not UTF-8 text; ignored" in caps["notes"]
+    assert not any(n.startswith("named chat templates") for n in caps["notes"])
+
+
+@pytest.mark.parametrize("qc,expected", [
+    # a w_bit that is not a whole number is ignored: the bits come from load_in_4bit
+    ({"quant_method": "bitsandbytes", "load_in_4bit": True, "w_bit": "4"}, "bitsandbytes-4bit"),
+    # the load_in_* flags give the bits of bitsandbytes only
+    ({"quant_method": "hqq", "load_in_4bit": True}, "hqq"),
+    # an explicit bit count wins over the load_in_* flags
+    ({"quant_method": "bitsandbytes", "bits": 8, "load_in_4bit": True}, "bitsandbytes-8bit"),
+])
+def test_quantization_bits_come_from_the_right_keys(tmp_path, qc, expected):
+    caps = detect_hf_capabilities(_model_dir(tmp_path, {"max_position_embeddings": 8, "quantization_config": qc}))
+    assert caps["quantization"] == expected
+
+
+def test_ollama_legacy_template_with_a_system_prompt_accepts_the_system_role():
+    show = {"template": "{{ if .System }}{{ .System }}\n{{ end }}### Instruction:\n{{ .Prompt }}\n"
+                        "### Response:\n{{ .Response }}"}
+    caps = detect_from_ollama_show(show)
+    assert caps["supports_system_role"] is True
+    assert caps["allowed_roles"] == ["system", "user", "assistant"]
+
+
+def test_a_chat_template_that_never_ends_is_refused_without_reading_it_to_the_end(tmp_path):
+    """A chat_template.jinja that is a pipe (or a device) is read only up to the limit, not until it ends."""
+    limit = 1024 * 1024
+    model = _model_dir(tmp_path, {"n_positions": 8})
+    fifo = os.path.join(model, "chat_template.jinja")
+    os.mkfifo(fifo)
+    answered = threading.Event()
+    held_open = []
+
+    def writer():
+        fd = os.open(fifo, os.O_RDWR)  # a write end that does not wait for the reader
+        try:
+            data = memoryview(b" " * (limit + 1))
+            while data:
+                data = data[os.write(fd, data):]
+            held_open.append(answered.wait(30))  # the pipe never ends while the reader is working
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        caps = detect_hf_capabilities(model)
+    finally:
+        answered.set()
+        thread.join(40)
+    assert f"chat_template.jinja is larger than {limit} bytes; ignored" in caps["notes"]
+    assert held_open == [True]
