@@ -1324,3 +1324,72 @@ def test_an_explicit_render_timeout_is_used():
 def test_values_may_grow_with_data_made_of_many_small_pieces():
     pieces = ["a" * 1000] * 3000   # 3 MB over 3000 items
     assert render_template("{{ ((x | join) ~ (x | join)) | length }}", {"x": pieces}) == "6000000"
+
+
+# a loop that ends by itself, after a second or so: a render stopped by its timeout is stopped by the timeout
+_FINITE_LOOPS = "{% for i in range(4000) %}{% for j in range(4000) %}{% endfor %}{% endfor %}done"
+
+
+def test_a_render_that_would_end_after_its_timeout_is_stopped_at_the_timeout():
+    with pytest.raises(ChatTemplateError, match="rendering took longer than 0.001 seconds") as err:
+        render_template(_FINITE_LOOPS, {}, timeout=0.001)
+    assert err.value.kind == "limit"
+
+
+def test_the_default_timeout_stops_a_render_that_would_end_later(monkeypatch):
+    monkeypatch.setattr(_chat_template, "DEFAULT_TIMEOUT", 0.001)
+    with pytest.raises(ChatTemplateError, match="rendering took longer than 0.001 seconds") as err:
+        render_template(_FINITE_LOOPS, {})
+    assert err.value.kind == "limit"
+
+
+def test_a_failure_message_that_ends_in_a_full_stop_keeps_just_one():
+    err = _refusal("{% block body %}{{ super() }}{% endblock %}")
+    assert err.kind == "error"
+    assert err.msg == "The chat template failed: there is no parent block called 'body'."
+
+
+def test_running_out_of_memory_while_rendering_is_refused_as_a_limit(monkeypatch):
+    class _NoMemoryClock:
+        @staticmethod
+        def now():
+            raise MemoryError
+
+    monkeypatch.setattr(_chat_template, "datetime", _NoMemoryClock)
+    err = _refusal("{{ strftime_now('%Y') }}")
+    assert err.kind == "limit" and "it ran out of memory" in err.msg
+
+
+def test_a_compiled_template_rendered_directly_after_a_render_keeps_the_default_bounds():
+    assert render_template("{{ 'a' * 3 }}", {}) == "aaa"
+    with pytest.raises(ChatTemplateError, match="'\\*' would build a value of 4195328"):
+        _chat_template.compile_template("{{ ('a' * 1024) * 4097 }}").render()
+
+
+@pytest.mark.parametrize("mapping", ["{ns.z: 1}", "{1: ns.z}"])
+def test_the_keys_and_values_of_a_printed_mapping_count_toward_the_nesting_bound(mapping):
+    # printed, the mapping is level 0 and its key or value level 1: 100 tuples in each other pass, 101 do not
+    build = "{% set ns = namespace(z=1) %}{% for i in range(N) %}{% set ns.z = (ns.z,) %}{% endfor %}"
+    out = _render(build.replace("N", "100") + "{{ " + mapping + " }}")
+    assert out.count("(") == 100 and out.count(",)") == 100
+    err = _refusal(build.replace("N", "101") + "{{ " + mapping + " }}")
+    assert err.kind == "limit" and "nested more than 100 levels deep" in err.msg
+
+
+@pytest.mark.parametrize("value,size", [("[s, 1]", 1020), ("{'k': s, 'l': 1}", 1017)])
+def test_a_structure_whose_first_item_exactly_reaches_the_bound_is_refused_for_the_items_after_it(value, size):
+    # [s, 1] counts 2 + (len(s) + 2) before the 1, {'k': s, ...} 2 + (1 + len(s) + 4): both are 4194304 here
+    text = "{%% set s = 'a' * %d + ('a' * 1024) * 4095 %%}{{ %s }}" % (size, value)
+    with pytest.raises(ChatTemplateError, match="printing a value would build a text of more than 4194304"):
+        render_template(text, {}, max_output=5 * 1024 * 1024)
+
+
+@pytest.mark.parametrize("source,words,fix", [
+    ("", "The chat template is empty or not a string", "Pass the model's chat template text"),
+    ("{{ .Prompt }}", "an Ollama (Go text/template) template, not a Jinja chat template", "Ollama applies its own"),
+    ("{{ 1" + "0" * 5000 + " }}", "does not compile: ValueError", "Check the template text"),
+])
+def test_compile_refusals_say_what_is_wrong_and_what_to_do(source, words, fix):
+    with pytest.raises(ChatTemplateError) as err:
+        _chat_template.compile_template(source)
+    assert words in err.value.msg and fix in err.value.fix
