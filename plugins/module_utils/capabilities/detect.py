@@ -164,9 +164,11 @@ def _analyze(template: str, tokens: dict) -> dict:
         notes.append("the template does not render even a single user message: " + str(errors["user"].msg))
     else:
         system = False
-        if errors["system"] is not None:
+        if errors["system"] is not None and errors["system"].kind == "rejected":
             notes.append("the template refuses a system message: " + str(errors["system"].template_message
                                                                          or errors["system"].msg))
+        elif errors["system"] is not None:
+            notes.append("the template fails on a system message: " + str(errors["system"].msg))
         else:
             notes.append("the template renders a system message without its text (it drops it)")
 

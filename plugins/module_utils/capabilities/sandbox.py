@@ -283,7 +283,9 @@ def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False
 
 def _raise_exception(message):
     _check_text_size(message, "raise_exception")
-    raise jinja2.exceptions.TemplateError(str(message))
+    refusal = jinja2.exceptions.TemplateError(str(message))
+    refusal.venom_refusal = True   # the template's own words, unlike jinja's runtime errors
+    raise refusal
 
 
 def _strftime_now(fmt):
@@ -543,6 +545,10 @@ def render_template(source: str, variables: dict, timeout: float | None = None, 
                                 kind="error") from None
     except jinja2.TemplateError as exc:
         text = str(exc.message if getattr(exc, "message", None) is not None else exc)
+        if not getattr(exc, "venom_refusal", False):   # e.g. an unknown filter in a branch only some messages reach
+            raise ChatTemplateError(f"The chat template failed: {text.rstrip('.')}.",
+                                    fix="Use the template the model was published with; it calls a filter, test or "
+                                        "operation that chat templates do not have.", kind="error") from None
         raise ChatTemplateError(f"The model's chat template rejected the conversation: {text}",
                                 fix="Adapt the messages to the model (venom.models.adapt_messages) or follow "
                                     "the template's rule quoted above.",

@@ -896,8 +896,19 @@ def test_the_system_refusal_note_quotes_the_template_or_the_failure():
                "{{ m.role }}: {{ m.content }}\n{%- endfor -%}")
     info = analyze_chat_template(failing)
     assert info["supports_system_role"] is False
-    assert any(n.startswith("the template refuses a system message: The chat template failed: TypeError")
+    assert any(n.startswith("the template fails on a system message: The chat template failed: TypeError")
                for n in info["notes"])
+    assert not any("refuses" in n for n in info["notes"]), "a failure is not the template's refusal"
+
+
+def test_an_unknown_filter_in_the_system_branch_is_a_failure_of_the_template_not_its_refusal():
+    template = ("{%- for m in messages -%}{%- if m.role == 'system' -%}{{ m.content | nofilter }}{%- endif -%}"
+                "{{ m.role }}: {{ m.content }}\n{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["supports_system_role"] is False
+    assert "the template fails on a system message: The chat template failed: No filter named 'nofilter' " \
+           "found." in info["notes"]
+    assert not any("refuses" in n for n in info["notes"])
 
 
 def test_a_template_that_refuses_only_consecutive_user_messages_requires_alternation():

@@ -1393,3 +1393,21 @@ def test_compile_refusals_say_what_is_wrong_and_what_to_do(source, words, fix):
     with pytest.raises(ChatTemplateError) as err:
         _chat_template.compile_template(source)
     assert words in err.value.msg and fix in err.value.fix
+
+
+@pytest.mark.parametrize("branch", ["{{ x | nofilter }}", "{{ x is notatest }}"])
+def test_an_unknown_filter_or_test_in_a_branch_a_conversation_reaches_is_a_failure_not_a_refusal(branch):
+    source = "{% for m in messages %}{% if m.role == 'system' %}" + branch + "{% endif %}{{ m.content }}{% endfor %}"
+    assert render_template(source, {"messages": [{"role": "user", "content": "hi"}], "x": 1}) == "hi"
+    with pytest.raises(ChatTemplateError) as err:
+        render_template(source, {"messages": [{"role": "system", "content": "s"}], "x": 1})
+    assert err.value.kind == "error" and err.value.template_message is None
+    assert err.value.msg.startswith("The chat template failed: No ") and err.value.msg.endswith("found.")
+    assert "published with" in err.value.fix
+
+
+def test_a_refusal_is_the_templates_own_words_whatever_they_end_with():
+    for words in ("System role not supported", "No filter named 'x' found.", ""):
+        with pytest.raises(ChatTemplateError) as err:
+            render_template("{{ raise_exception(w) }}", {"w": words})
+        assert err.value.kind == "rejected" and err.value.template_message == words
