@@ -603,3 +603,10 @@ def test_a_pull_whose_server_refuses_the_connection_is_tried_once(monkeypatch):
         OllamaClient("http://ollama.lan:11434").pull("m:1b")
     assert len(tries) == 1
     assert "cannot be reached (POST http://ollama.lan:11434/api/pull: ConnectionError" in err.value.msg
+
+
+def test_a_model_the_server_does_not_have_is_named_by_the_status_when_the_answer_has_no_body():
+    with _server({("POST", "/api/generate"): [(404, b"")]}) as srv:
+        with pytest.raises(NotFoundError) as err:
+            OllamaClient(srv.url).keep_alive("m:1b", "5m")
+    assert err.value.msg == "Ollama could not load 'm:1b' (HTTP 404): HTTP 404"
