@@ -610,3 +610,11 @@ def test_a_model_the_server_does_not_have_is_named_by_the_status_when_the_answer
         with pytest.raises(NotFoundError) as err:
             OllamaClient(srv.url).keep_alive("m:1b", "5m")
     assert err.value.msg == "Ollama could not load 'm:1b' (HTTP 404): HTTP 404"
+
+
+def test_a_client_is_made_without_requests_and_talks_over_the_standard_library(monkeypatch):
+    monkeypatch.setattr(api, "requests", None)
+    monkeypatch.setattr(httpclient, "requests", None)   # as on a runtime host whose Python has no requests
+    with _server({("GET", "/api/version"): [VERSION]}) as srv:
+        client = OllamaClient(srv.url)
+        assert client.session is None and client.version() == "0.33.0"
