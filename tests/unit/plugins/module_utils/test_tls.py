@@ -302,3 +302,11 @@ def test_the_context_of_a_ca_path_trusts_that_bundle_only(tmp_path):
     one.write_text(first[first.index("-----BEGIN CERTIFICATE-----"):] + "-----END CERTIFICATE-----\n")
     ctx = Tls(ca_path=str(one)).ssl_context()
     assert ctx.cert_store_stats()["x509_ca"] == 1 and ctx.verify_mode == ssl.CERT_REQUIRED
+
+
+@pytest.mark.parametrize("value", ["no", 0, None, "false"])
+def test_a_validate_certs_that_is_not_a_boolean_is_refused_naming_the_value_and_the_fix(value):
+    with pytest.raises(ValidationError) as err:
+        Tls(validate_certs=value)
+    assert err.value.msg == f"validate_certs must be true or false, not {value!r}."
+    assert err.value.fix == "Set validate_certs: true (the default) or false."
