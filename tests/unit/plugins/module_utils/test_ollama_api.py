@@ -467,11 +467,11 @@ def test_the_errors_of_show_and_of_a_blob_check_give_the_way_out():
         assert "journalctl -u ollama" in err.value.fix
 
 
-# -- round 4 (r4-api): every cause of a failed pull, the texts of the errors, what is never retried ---------
+# -- issue 20, round 4: every cause of a failed pull, the texts of the errors, what is never retried -----
 
 def test_each_pull_error_has_its_own_class_and_way_out():
     missing = api.pull_error("m:1b", "pull model manifest: file does not exist", "reg.example")
-    assert type(missing) is NotFoundError
+    assert missing.__class__ is NotFoundError   # exactly that class, not a subclass
     assert missing.msg == ("Ollama found no model m:1b in the registry reg.example (pull model manifest: file does "
                            "not exist). Nothing was installed.")
     assert missing.fix == "Check the model name and tag (for the default registry, on ollama.com/library)."
@@ -488,7 +488,7 @@ def test_each_pull_error_has_its_own_class_and_way_out():
             ("unauthorized: authentication required", ProviderError,
              "See the Ollama server log (journalctl -u ollama) for the cause.")):
         err = api.pull_error("m:1b", error, "reg.example")
-        assert type(err) is cls, error
+        assert err.__class__ is cls, error
         assert err.msg == f"Ollama could not pull m:1b: {error}." and err.fix == fix, error
 
 
