@@ -30,6 +30,7 @@ import heapq
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -345,13 +346,27 @@ def mutmut_cli(argv: list[str]) -> int:
     return 0
 
 
+def memory_bound(mib: int):
+    """A ``preexec_fn`` that bounds the address space of mutmut and of every mutant's test process
+    (they inherit it) to ``mib`` MiB. A mutant can make a bound check count too little (the chat
+    sandbox's size accounting, say): a hostile test then builds its huge value for real, and on a
+    shared machine one mutant took 8.7 GB before it was killed. Bounded, it fails with a MemoryError
+    in its own process instead: the test fails, the mutant counts as killed, the machine is spared."""
+    def bound():
+        resource.setrlimit(resource.RLIMIT_AS, (mib * 1024 * 1024, mib * 1024 * 1024))
+    return bound
+
+
 def run(work: Path, max_children: int, names: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", VENOM_NO_SKIP="1")
     cmd = [sys.executable, str(Path(__file__).resolve()), "--mutmut", "run", "--max-children", str(max_children)]
     cmd += names or []
     log = work / "mutmut-run.log"
     with open(log, "w") as fh:
-        rc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        bound = memory_bound(int(os.environ.get("VENOM_MUTATION_MEMORY_MIB", "4096")))
+        # pylint: disable-next=subprocess-popen-preexec-fn
+        rc = subprocess.run(cmd, cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False,
+                            preexec_fn=bound).returncode
     if rc != 0:
         print(log.read_text()[-4000:], file=sys.stderr)
     return rc

@@ -1,7 +1,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""scripts/mutation.py's wall-clock timeouts for mutmut's test processes: a deadline signals the
-process it was registered for and never a process that reused its pid later."""
+"""scripts/mutation.py's bounds on mutmut's test processes: a wall-clock deadline signals the
+process it was registered for and never a process that reused its pid later; their address space
+is bounded."""
 from __future__ import annotations
 
 import importlib.util
@@ -97,3 +98,12 @@ def test_the_watcher_ends_a_real_process_that_outlives_its_deadline():
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_mutmut_and_its_test_processes_run_with_a_bounded_address_space():
+    code = ("import resource\nprint(resource.getrlimit(resource.RLIMIT_AS))\n"
+            "try:\n    b = bytearray(512 * 1024 * 1024)\nexcept MemoryError:\n    print('refused')\n")
+    # pylint: disable-next=subprocess-popen-preexec-fn
+    out = subprocess.run([sys.executable, "-c", code], preexec_fn=mutation.memory_bound(256),
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == [str((256 * 1024 * 1024, 256 * 1024 * 1024)), "refused"]
