@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Mutation testing of plugins/module_utils against the unit tier, with mutmut.
 
-    scripts/mutation.py [SUBSYSTEM ...] [--floor PCT] [--max-children N] [--only MODULES] [--retest]
+    scripts/mutation.py [SUBSYSTEM ...] [--floor PCT] [--max-children N] [--only MODULES] [--mutants PATTERNS]
+                        [--retest]
 
 SUBSYSTEM is one of store, models, runtimes, capabilities, host, top (errors.py, timeutil.py,
 module_support.py) or all (the default). ``store`` is the CI-sized run: the five store modules of
@@ -25,6 +26,7 @@ when either changed.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import heapq
 import json
@@ -393,12 +395,17 @@ def main() -> int:
     ap.add_argument("--workdir", default=os.environ.get("VENOM_MUTATION_DIR"))
     ap.add_argument("--only", default=None,
                     help="comma-separated modules of the subsystem to mutate (e.g. store/quota.py,store/locks.py)")
+    ap.add_argument("--mutants", default=None,
+                    help="comma-separated fnmatch patterns of mutant names: run and score only those (e.g. "
+                         "'*ModelOperations*_apply_repair__mutmut_*' after that method changed)")
     ap.add_argument("--retest", action="store_true",
                     help="run again only the mutants the previous run with the same arguments did not kill, "
                          "against the current unit tests")
     args = ap.parse_args()
     subsystems = ALL if "all" in args.subsystems else list(dict.fromkeys(args.subsystems))
-    tag = hashlib.sha256(f"{REPO}:{','.join(subsystems)}:{args.only}".encode()).hexdigest()[:10]
+    tag = hashlib.sha256(f"{REPO}:{','.join(subsystems)}:{args.only}"
+                         f"{':' + args.mutants if args.mutants else ''}".encode()).hexdigest()[:10]
+    patterns = args.mutants.split(",") if args.mutants else None
     work = Path(args.workdir or Path(tempfile.gettempdir()) / f"venom-mutation-{os.getuid()}-{tag}")
 
     start = time.monotonic()
@@ -409,12 +416,15 @@ def main() -> int:
         if why:
             print(f"mutation: cannot retest: {why}", file=sys.stderr)
             return 2
-        names = sorted(name for name, code in results(work).items() if code not in KILLED)
+        names = sorted(name for name, code in results(work).items() if code not in KILLED
+                       and (patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)))
         print(f"mutation: retesting the {len(names)} mutants not killed by the previous run")
     else:
         build_tree(work, subsystems, only_modules)
+        names = patterns
     rc = run(work, args.max_children, names) if names != [] else 0
-    codes = results(work)
+    codes = {name: code for name, code in results(work).items()
+             if patterns is None or any(fnmatch.fnmatchcase(name, p) for p in patterns)}
     if rc != 0 or not codes:
         print(f"mutation: mutmut failed (exit {rc}); log: {work / 'mutmut-run.log'}", file=sys.stderr)
         return 1
@@ -469,7 +479,7 @@ def main() -> int:
         for name, code, removed, added in other:
             print(f"  {name} (mutmut exit {code})\n    - {removed}\n    + {added}")
     only = {m.removesuffix(".py") for m in args.only.split(",")} if args.only else None
-    stale = [k for k in equivalents if k not in matched_equiv
+    stale = [k for k in equivalents if patterns is None and k not in matched_equiv
              and subsystem_of("plugins.module_utils." + k[0].rsplit(".", 1)[0]) in subsystems
              and (only is None or k[0].rsplit(".", 1)[0].replace(".", "/") in only)]
     if stale:
