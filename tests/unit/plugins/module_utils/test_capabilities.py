@@ -1058,3 +1058,12 @@ def test_a_chat_template_that_never_ends_is_refused_without_reading_it_to_the_en
         thread.join(40)
     assert f"chat_template.jinja is larger than {limit} bytes; ignored" in caps["notes"]
     assert held_open == [True]
+
+
+def test_a_system_refusal_without_words_is_quoted_as_the_refusal():
+    template = ("{%- for m in messages -%}{%- if m.role == 'system' -%}{{ raise_exception('') }}{%- endif -%}"
+                "{{ m.role }}: {{ m.content }}\n{%- endfor -%}")
+    info = analyze_chat_template(template)
+    assert info["supports_system_role"] is False
+    assert "the template refuses a system message: The model's chat template rejected the conversation: " \
+        in info["notes"]
