@@ -1060,6 +1060,15 @@ def test_a_model_marked_damaged_whose_files_all_match_again_is_recorded_as_insta
     assert run(tmp_path)["changed"] is False
 
 
+def test_the_plan_for_a_damaged_model_whose_files_match_names_the_latest_version_it_is_at(tmp_path):
+    run(tmp_path)
+    with Manifest(str(tmp_path)).transaction() as doc:
+        doc["models"][0].update(status="damaged", damage="a.bin: missing")
+    plan = run(tmp_path, check=True, state="latest")["plan"]
+    assert plan["action"] == "repair" and plan["revision"] == "v1"
+    assert plan["local_path"] == Manifest(str(tmp_path)).get("m", "local")["local_path"]
+
+
 def test_an_update_names_both_versions_by_their_first_twelve_characters(tmp_path, monkeypatch):
     long_id = "c" * 40
     monkeypatch.setattr(RecordingProvider, "versions", dict(RecordingProvider.versions,
