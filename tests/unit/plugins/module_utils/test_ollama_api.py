@@ -438,7 +438,8 @@ def test_a_pull_stream_that_breaks_off_before_any_line_says_so():
     with LocalHTTPServer(Handler) as srv:
         with pytest.raises(ProviderError) as err:
             OllamaClient(srv.url).pull("m:1b")
-    assert "dropped while pulling m:1b (last status: 'none'; " in err.value.msg
+    assert err.value.msg == ("The connection to the Ollama server dropped while pulling m:1b (last status: 'none'; "
+                             "ChunkedEncodingError).")
 
 
 def test_the_standard_library_transport_shows_checks_blobs_and_deletes():
@@ -547,24 +548,6 @@ def test_a_pull_without_a_registry_host_names_none():
     # spaces squeezed: the message has two where the host would be (a wording flaw left for now)
     assert re.sub(" +", " ", err.value.msg) == ("Ollama found no model m:1b in the registry (pull model manifest: "
                                                 "file does not exist). Nothing was installed.")
-
-
-def test_a_pull_stream_that_breaks_off_names_the_kind_of_failure():
-    class Handler(QuietHandler):
-        def do_POST(self):  # pylint: disable=invalid-name
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.write(b"zz\r\n")
-            self.wfile.flush()
-            self.close_connection = True
-
-    with LocalHTTPServer(Handler) as srv:
-        with pytest.raises(ProviderError) as err:
-            OllamaClient(srv.url).pull("m:1b")
-    assert err.value.msg == ("The connection to the Ollama server dropped while pulling m:1b (last status: 'none'; "
-                             "ChunkedEncodingError).")
 
 
 def test_a_certificate_failure_of_the_server_names_the_server_for_calls_and_pulls(monkeypatch):
