@@ -821,48 +821,47 @@ def test_a_strict_template_that_checks_the_tool_conversation_accepts_the_probe()
     assert info["requires_alternation"] is False
 
 
-def test_a_template_that_drops_tool_results_without_a_call_counts_the_tool_role():
-    template = ("{%- for m in messages -%}"
-                "{%- if m.role == 'tool' -%}"
-                "{%- if not loop.first and messages[loop.index0 - 1].tool_calls -%}<result>{{ m.content }}</result>"
-                "{%- endif -%}"
-                "{%- elif m.tool_calls -%}<call>{{ m.tool_calls[0].function.name }}</call>"
-                "{%- else -%}<{{ m.role }}>{{ m.content }}{%- endif -%}"
-                "{%- endfor -%}")
+_TOOL_ROLE_TEMPLATES = {
+    # tool results rendered only after a call (others dropped silently): the tool role, and function calling
+    "drops results without a call": (
+        "{%- for m in messages -%}"
+        "{%- if m.role == 'tool' -%}"
+        "{%- if not loop.first and messages[loop.index0 - 1].tool_calls -%}<result>{{ m.content }}</result>"
+        "{%- endif -%}"
+        "{%- elif m.tool_calls -%}<call>{{ m.tool_calls[0].function.name }}</call>"
+        "{%- else -%}<{{ m.role }}>{{ m.content }}{%- endif -%}"
+        "{%- endfor -%}", True),
+    # assistant tool calls refused, lone tool results rendered: the tool role, no function calling
+    "refuses calls, renders results": (
+        "{%- for m in messages -%}"
+        "{%- if m.tool_calls is defined -%}{{ raise_exception('tool calls are not supported') }}{%- endif -%}"
+        "{%- if m.role == 'tool' -%}<tool>{{ m.content }}</tool>"
+        "{%- else -%}<{{ m.role }}>{{ m.content }}{%- endif -%}"
+        "{%- endfor -%}", False),
+    # tool results handled by their call id only: the tool role is the template's own handling
+    "results by their call id": (
+        "{%- for m in messages -%}"
+        "{%- if m.tool_call_id is defined -%}[result {{ m.tool_call_id }}] {{ m.content }}\n"
+        "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
+        "{%- endfor -%}", None),
+    # only the tool result's tool name printed: naming a tool is not function calling
+    "names the result's tool": (
+        "{%- for m in messages -%}"
+        "{%- if m.role == 'tool' -%}<{{ m.name }} said> {{ m.content }}\n"
+        "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
+        "{%- endfor -%}", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_TOOL_ROLE_TEMPLATES))
+def test_templates_that_handle_tool_results_their_own_way_count_the_tool_role(case):
+    template, function_calling = _TOOL_ROLE_TEMPLATES[case]
     info = analyze_chat_template(template)
     assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
-    assert info["supports_function_calling"] is True
-
-
-def test_a_template_that_refuses_tool_calls_but_renders_tool_results_counts_the_tool_role():
-    template = ("{%- for m in messages -%}"
-                "{%- if m.tool_calls is defined -%}{{ raise_exception('tool calls are not supported') }}{%- endif -%}"
-                "{%- if m.role == 'tool' -%}<tool>{{ m.content }}</tool>"
-                "{%- else -%}<{{ m.role }}>{{ m.content }}{%- endif -%}"
-                "{%- endfor -%}")
-    info = analyze_chat_template(template)
-    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
-    assert info["supports_function_calling"] is False
-
-
-def test_a_template_that_handles_tool_results_by_their_call_id_counts_the_tool_role():
-    template = ("{%- for m in messages -%}"
-                "{%- if m.tool_call_id is defined -%}[result {{ m.tool_call_id }}] {{ m.content }}\n"
-                "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
-                "{%- endfor -%}")
-    info = analyze_chat_template(template)
-    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
-    assert not any(n.startswith("tool messages render but") for n in info["notes"])
-
-
-def test_naming_a_tool_results_tool_is_not_function_calling():
-    template = ("{%- for m in messages -%}"
-                "{%- if m.role == 'tool' -%}<{{ m.name }} said> {{ m.content }}\n"
-                "{%- else -%}{{ m.role }}: {{ m.content }}\n{%- endif -%}"
-                "{%- endfor -%}")
-    info = analyze_chat_template(template)
-    assert info["allowed_roles"] == ["system", "user", "assistant", "tool"]
-    assert info["supports_function_calling"] is False
+    if function_calling is not None:
+        assert info["supports_function_calling"] is function_calling
+    if case == "results by their call id":
+        assert not any(n.startswith("tool messages render but") for n in info["notes"])
 
 
 def test_a_template_that_renders_tool_definitions_but_refuses_unknown_roles_supports_function_calling():
